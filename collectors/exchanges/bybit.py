@@ -1,0 +1,369 @@
+"""Bybit v5 public websocket: topics, subscribe/ping messages and the frame parser.
+
+Endpoints (one connection per category)::
+
+    wss://stream.bybit.com/v5/public/linear     USDT perpetuals  -> bybit:BTC/USDT:USDT
+    wss://stream.bybit.com/v5/public/spot       spot             -> bybit:BTC/USDT
+
+Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/500 on linear)::
+
+    publicTrade.BTCUSDT        -> Trade
+    orderbook.200.BTCUSDT      -> DepthSnapshot (type=snapshot) / DepthDiff (type=delta)
+    tickers.BTCUSDT            -> Mark, OpenInterest (linear only), Quote (linear bid1/ask1)
+    allLiquidation.BTCUSDT     -> Liquidation (linear only)
+    {"op": "subscribe"|"ping"|"pong", ...} acks      -> nothing (failed subscribe raises)
+
+Order book rule (Bybit's, not Binance's): every ``snapshot`` replaces the book, and its
+``u`` restarts the chain; each ``delta`` must carry ``u == previous u + 1``. A snapshot with
+``u == 1`` means Bybit restarted its book service. A delta is emitted as
+``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which satisfies both
+Binance chain rules (``pu == last u`` and ``U == last u + 1``), so the generic
+``collectors/book.py`` builder syncs Bybit books unchanged; the in-stream snapshot plays
+the REST snapshot's part. The parser checks the chain as well and emits a ``Gap``
+(``sequence_break``) the moment ``u`` skips, and drops deltas until the next snapshot, so a
+broken chain never reaches the book (resubscribing the topic gets a fresh snapshot).
+``seq`` (cross sequence, shared with trades) is not part of the book rule.
+
+Tickers: a ``snapshot`` carries every field, a ``delta`` only the changed ones, so deltas
+merge into the last full ticker of the symbol (deltas before the first snapshot are
+counted in ``dropped`` and ignored). Mark rows come out when a frame touches markPrice,
+indexPrice, fundingRate or nextFundingTime; open-interest rows when it touches
+openInterest or openInterestValue.
+
+Event times: trades ``T``, books ``cts`` (matching-engine time, comparable to trade ``T``;
+falls back to ``ts``), tickers ``ts``, liquidations ``T``. All ms on the wire, ns out.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+
+from collectors.events import (
+    DepthDiff,
+    DepthSnapshot,
+    Gap,
+    Liquidation,
+    Mark,
+    OpenInterest,
+    Quote,
+    Trade,
+)
+from collectors.symbols import MARKETS, MarketType, SymbolNotFound
+
+from . import MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
+
+__all__ = [
+    "EXCHANGE",
+    "Category",
+    "Channel",
+    "BybitParser",
+    "parse",
+    "endpoint",
+    "topic",
+    "subscribe_messages",
+    "ping_message",
+    "trade_id",
+]
+
+EXCHANGE = "bybit"
+_MS = 1_000_000
+_MAX_ARGS = 10  # Bybit spot refuses a subscribe request with more than 10 args
+
+
+class Category(enum.Enum):
+    """A v5 public websocket endpoint (Bybit's ``category``)."""
+
+    LINEAR = "linear"
+    SPOT = "spot"
+
+    @property
+    def market_type(self) -> MarketType:
+        return MarketType.SPOT if self is Category.SPOT else MarketType.SWAP
+
+
+class Channel(enum.Enum):
+    """What a collector can subscribe to; values are Bybit topic prefixes."""
+
+    TRADES = "publicTrade"
+    BOOK = "orderbook"
+    TICKERS = "tickers"  # mark/index/funding/open interest (linear), last price (spot)
+    LIQUIDATIONS = "allLiquidation"
+
+
+def endpoint(category: Category, *, testnet: bool = False) -> str:
+    host = "stream-testnet.bybit.com" if testnet else "stream.bybit.com"
+    return f"wss://{host}/v5/public/{category.value}"
+
+
+def topic(channel: Channel, native: str, *, depth: int = 200) -> str:
+    """``topic(Channel.BOOK, "BTCUSDT", depth=50)`` -> ``"orderbook.50.BTCUSDT"``."""
+    if channel is Channel.BOOK:
+        if depth not in (1, 50, 200, 500, 1000):
+            raise ValueError(f"bybit orderbook depth must be 1, 50, 200, 500 or 1000, got {depth!r}")
+        return f"orderbook.{depth}.{native}"
+    return f"{channel.value}.{native}"
+
+
+def subscribe_messages(topics: list[str], *, op: str = "subscribe") -> list[dict]:
+    """``{"op":"subscribe","args":[...]}`` messages (for ``SessionConfig.subscribe``),
+    at most 10 topics each (Bybit's limit)."""
+    if op not in ("subscribe", "unsubscribe"):
+        raise ValueError(f"op must be 'subscribe' or 'unsubscribe', got {op!r}")
+    if isinstance(topics, str) or not topics:
+        raise ValueError(f"topics must be a non-empty list of topic names, got {topics!r}")
+    return [{"op": op, "args": list(topics[i : i + _MAX_ARGS])} for i in range(0, len(topics), _MAX_ARGS)]
+
+
+def ping_message() -> dict:
+    """Application ping (``SessionConfig.ping_payload``): Bybit recommends one every 20 s."""
+    return {"op": "ping"}
+
+
+def trade_id(i: str) -> int:
+    """The int64 trade id of Bybit's ``i``.
+
+    Spot ids are decimal (``"2280000001739247417"``); linear ids are UUIDs
+    (``"a9188a0a-82bc-50de-be60-03eedbe3cdd7"``), folded to their first 63 bits so the
+    same print always maps to the same id (the ``trades`` key de-duplicates on it).
+    """
+    if i.isdigit():
+        return int(i)
+    try:
+        return uuid.UUID(i).int >> 65
+    except ValueError:
+        raise ValueError(f"bybit trade id {i!r} is neither decimal nor a UUID") from None
+
+
+def _excerpt(raw) -> str:
+    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+    return repr(text[:160] + ("..." if len(text) > 160 else ""))
+
+
+@dataclass
+class _Book:
+    last_u: int = -1  # -1: waiting for a snapshot
+
+
+@dataclass
+class BybitParser:
+    """Turns raw frames of one connection into events; keeps per-topic state.
+
+    One parser per websocket connection (state is per topic, and topics repeat across
+    categories: ``BTCUSDT`` is both spot and linear).
+    """
+
+    category: Category
+    markets: object = field(default=MARKETS, repr=False)
+    dropped: int = 0  # ticker deltas that arrived before their snapshot
+    _books: dict = field(default_factory=dict, repr=False)
+    _tickers: dict = field(default_factory=dict, repr=False)
+    _symbols: dict = field(default_factory=dict, repr=False)
+
+    def symbol(self, native: str) -> str:
+        try:
+            return self._symbols[native]
+        except KeyError:
+            pass
+        try:
+            sym = self.markets.tickstore_symbol(EXCHANGE, native, market_type=self.category.market_type)
+        except SymbolNotFound as exc:
+            raise UnknownSymbol(str(exc)) from None
+        self._symbols[native] = sym
+        return sym
+
+    def parse(self, raw: bytes | str, recv_ns: int) -> list:
+        """Events in one frame (``[]`` for acks, pongs and klines).
+
+        Raises ``collectors.exchanges.BadFrame`` subclasses: ``MalformedFrame`` (not JSON,
+        missing field), ``UnknownStream`` (unknown topic), ``UnknownSymbol``,
+        ``VenueErrorFrame`` (a refused subscribe); each message quotes the frame's start.
+        """
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedFrame(f"bybit: not JSON ({exc}): {_excerpt(raw)}") from None
+        if type(msg) is not dict:
+            raise MalformedFrame(f"bybit: expected a JSON object: {_excerpt(raw)}")
+        t = msg.get("topic")
+        try:
+            if t is None:
+                return self._control(msg, raw)
+            kind = t.split(".", 1)[0]
+            if kind == "publicTrade":
+                return self._trades(msg, recv_ns)
+            if kind == "orderbook":
+                return self._book(msg, recv_ns)
+            if kind == "tickers":
+                return self._ticker(msg, recv_ns)
+            if kind in ("allLiquidation", "liquidation"):
+                return self._liquidations(msg, recv_ns)
+            if kind == "kline":
+                return []  # bars come from trades or REST backfill, never from this stream
+            raise UnknownStream(f"bybit: unknown topic {t!r}: {_excerpt(raw)}")
+        except (MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame):
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise MalformedFrame(f"bybit: {type(exc).__name__} {exc} in {_excerpt(raw)}") from None
+
+    # -- control ----------------------------------------------------------------------
+    def _control(self, msg, raw) -> list:
+        # {"success":true,"ret_msg":"","conn_id":"d8bu1olkndm7crnfs1e0-j6akw","req_id":"","op":"subscribe"}
+        # {"success":true,"ret_msg":"pong","conn_id":"...","op":"ping"}   (spot: {"op":"pong",...})
+        if "op" not in msg:
+            raise UnknownStream(f"bybit: frame has neither 'topic' nor 'op': {_excerpt(raw)}")
+        if msg.get("success") is False:
+            raise VenueErrorFrame(f"bybit {self.category.value}: {msg['op']} refused: {msg.get('ret_msg')!r}: {_excerpt(raw)}")
+        return []
+
+    # -- trades -----------------------------------------------------------------------
+    def _trades(self, msg, recv_ns: int) -> list:
+        # {"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1786310819681,"data":[
+        #   {"T":1786310819680,"s":"BTCUSDT","S":"Sell","v":"0.004","p":"65114.20","L":"MinusTick",
+        #    "i":"a9188a0a-82bc-50de-be60-03eedbe3cdd7","BT":false,"RPI":false,"seq":753843954913}]}
+        # S is the taker side: Buy = buyer aggressor.
+        out = []
+        for x in msg["data"]:
+            out.append(
+                Trade(
+                    self.symbol(x["s"]),
+                    int(x["T"]) * _MS,
+                    recv_ns,
+                    trade_id(x["i"]),
+                    float(x["p"]),
+                    float(x["v"]),
+                    1 if x["S"] == "Buy" else -1,
+                )
+            )
+        return out
+
+    # -- order book -------------------------------------------------------------------
+    def _book(self, msg, recv_ns: int) -> list:
+        # {"topic":"orderbook.200.BTCUSDT","type":"delta","ts":1786310818130,"data":{"s":"BTCUSDT",
+        #   "b":[["65095.30","0.005"],["65093.10","0"]],"a":[["65116.60","0"]],"u":15076953,
+        #   "seq":753843913870},"cts":1786310818129}
+        # (snapshot: same shape, type "snapshot", up to 200 levels a side, best first)
+        d = msg["data"]
+        sym = self.symbol(d["s"])
+        u = int(d["u"])
+        ts = int(msg.get("cts") or msg["ts"]) * _MS
+        bids = [(float(p), float(q)) for p, q in d["b"]]
+        asks = [(float(p), float(q)) for p, q in d["a"]]
+        book = self._books.setdefault(msg["topic"], _Book())
+        if msg["type"] == "snapshot":
+            out: list = []
+            if book.last_u >= 0 and u != book.last_u + 1:
+                # A mid-stream snapshot that does not continue the chain: Bybit reset the
+                # book (u == 1: its book service restarted). Diffs in between are lost.
+                why = "service restart (u=1)" if u == 1 else "book reset"
+                out.append(Gap(sym, ts, recv_ns, ts, msg["topic"], "resync", f"{why}: snapshot u={u} after u={book.last_u}"))
+            book.last_u = u
+            out.append(DepthSnapshot(sym, ts, recv_ns, u, bids, asks))
+            return out
+        if book.last_u < 0:
+            return []  # a delta before (or after a break, until) the next snapshot
+        if u != book.last_u + 1:
+            gap = Gap(sym, ts, recv_ns, ts, msg["topic"], "sequence_break", f"u={u} after u={book.last_u}")
+            book.last_u = -1
+            return [gap]
+        book.last_u = u
+        return [DepthDiff(sym, ts, recv_ns, u, u, u - 1, bids, asks)]
+
+    # -- tickers ----------------------------------------------------------------------
+    _MARK_FIELDS = ("markPrice", "indexPrice", "fundingRate", "nextFundingTime")
+    _OI_FIELDS = ("openInterest", "openInterestValue")
+
+    def _ticker(self, msg, recv_ns: int) -> list:
+        # {"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","lastPrice":"65114.30",
+        #   "markPrice":"65117.44","indexPrice":"65137.76","openInterest":"59891.732",
+        #   "openInterestValue":"3899996265.01","fundingIntervalHour":"8","nextFundingTime":"1786320000000",
+        #   "fundingRate":"0.0001","bid1Price":"65114.20","bid1Size":"5.954","ask1Price":"65114.30",
+        #   "ask1Size":"10.470",...},"cs":753843907770,"ts":1786310817883}
+        # {"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","bid1Price":"65114.20",
+        #   "bid1Size":"6.054","ask1Price":"65114.30","ask1Size":"10.486"},"cs":753843907770,"ts":1786310817883}
+        d = msg["data"]
+        native = d["symbol"]
+        if msg.get("type") == "snapshot":
+            state = dict(d)
+            self._tickers[native] = state
+        else:
+            state = self._tickers.get(native)
+            if state is None:
+                self.dropped += 1
+                return []
+            state.update(d)
+        if self.category is Category.SPOT:
+            return []  # spot tickers carry no mark, funding or open interest
+        sym = self.symbol(native)
+        ts = int(msg["ts"]) * _MS
+        out: list = []
+        if any(k in d for k in self._MARK_FIELDS):
+            out.append(
+                Mark(
+                    sym,
+                    ts,
+                    recv_ns,
+                    float(state["markPrice"]),
+                    float(state["indexPrice"]),
+                    float(state["fundingRate"]),
+                    int(state["nextFundingTime"]) * _MS,
+                )
+            )
+        if any(k in d for k in self._OI_FIELDS):
+            out.append(OpenInterest(sym, ts, float(state["openInterest"]), float(state["openInterestValue"])))
+        if any(k in d for k in ("bid1Price", "bid1Size", "ask1Price", "ask1Size")) and "bid1Price" in state:
+            out.append(
+                Quote(
+                    sym,
+                    ts,
+                    recv_ns,
+                    int(msg.get("cs", 0)),
+                    float(state["bid1Price"]),
+                    float(state["bid1Size"]),
+                    float(state["ask1Price"]),
+                    float(state["ask1Size"]),
+                )
+            )
+        return out
+
+    # -- liquidations -----------------------------------------------------------------
+    def _liquidations(self, msg, recv_ns: int) -> list:
+        # {"topic":"allLiquidation.ROSEUSDT","type":"snapshot","ts":1739502303204,
+        #  "data":[{"T":1739502302929,"s":"ROSEUSDT","S":"Sell","v":"20000","p":"0.04499"}]}
+        # S is the side of the liquidated *position*: "Buy" = a long was liquidated, i.e.
+        # a forced sell (-1 in the liquidations table); "Sell" = a short, a forced buy (+1).
+        # (legacy liquidation.<sym>: data is one object {updatedTime,symbol,side,size,price})
+        data = msg["data"]
+        rows = data if isinstance(data, list) else [data]
+        out = []
+        for x in rows:
+            side = x.get("S", x.get("side"))
+            out.append(
+                Liquidation(
+                    self.symbol(x.get("s", x.get("symbol"))),
+                    int(x.get("T", x.get("updatedTime"))) * _MS,
+                    recv_ns,
+                    -1 if side == "Buy" else 1,
+                    float(x.get("p", x.get("price"))),
+                    float(x.get("v", x.get("size"))),
+                )
+            )
+        return out
+
+
+_DEFAULT_PARSERS: dict[Category, BybitParser] = {}
+
+
+def parse(raw: bytes | str, recv_ns: int, category: Category) -> list:
+    """One frame -> events through a process-wide parser per category (see ``BybitParser``).
+
+    Book and ticker state lives in that parser: a process that opens two connections of
+    one category must give each its own ``BybitParser``.
+    """
+    p = _DEFAULT_PARSERS.get(category)
+    if p is None:
+        p = _DEFAULT_PARSERS[Category(category)] = BybitParser(Category(category))
+    return p.parse(raw, recv_ns)

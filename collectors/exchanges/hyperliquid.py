@@ -1,0 +1,283 @@
+"""Hyperliquid perpetuals: subscriptions, frame parser and liquidation polling hooks.
+
+One websocket, ``wss://api.hyperliquid.xyz/ws``; subscriptions are per coin (the venue's
+id, ``BTC`` -> ``hyperliquid:BTC/USDC:USDC``)::
+
+    {"method":"subscribe","subscription":{"type":"trades","coin":"BTC"}}         -> Trade
+    {"method":"subscribe","subscription":{"type":"l2Book","coin":"BTC"}}         -> DepthSnapshot
+                                                                                 (+ BookTop)
+    {"method":"subscribe","subscription":{"type":"bbo","coin":"BTC"}}            -> Quote
+    {"method":"subscribe","subscription":{"type":"activeAssetCtx","coin":"BTC"}} -> Mark,
+                                                                                 OpenInterest
+    {"method":"ping"} -> {"channel":"pong"};  acks are {"channel":"subscriptionResponse",...}
+
+Books: every ``l2Book`` frame is the whole visible book (20 levels a side), so there is no
+diff chain to check; ``update_id`` is the book's ``time`` (ms), which only grows. With
+``book_depth`` set, the parser also emits one ``BookTop`` per book frame (Hyperliquid
+pushes a book at most every ~0.5 s, so no grid sampling is needed to bound volume).
+
+``activeAssetCtx`` has no exchange timestamp: its events carry ``ts = recv_ns`` (a
+documented loss, not a guess). Its ``funding`` is the predicted rate of the current hour
+(Hyperliquid settles funding hourly, on the hour), so ``next_funding_ts`` is the next
+whole hour after the receive time. ``premium`` has no column in ``mark`` and is dropped;
+settled rates with their premium come from the REST ``fundingHistory`` (see backfill).
+
+Liquidations: Hyperliquid has **no public liquidation stream** and no public REST list of
+liquidations. What exists is per account: ``userFills``/``userFillsByTime`` return an
+account's fills, and a fill that was part of a liquidation carries a ``liquidation``
+object (``liquidatedUser``, ``markPx``, ``method``). ``LiquidationPoller`` is the REST
+polling hook: give it the addresses to watch (e.g. the liquidator vault, or accounts of
+interest) and a ``post(body) -> json`` transport; each ``poll()`` asks for fills since
+its cursor and returns ``Liquidation`` events, de-duplicated by ``tid``. This sees only
+liquidations that touch the watched accounts, never the whole market.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+
+from collectors.events import BookTop, DepthSnapshot, Liquidation, Mark, OpenInterest, Quote, Trade
+from collectors.symbols import MARKETS, SymbolNotFound
+
+from . import MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
+
+__all__ = [
+    "EXCHANGE",
+    "WS_URL",
+    "INFO_URL",
+    "Channel",
+    "HyperliquidParser",
+    "LiquidationPoller",
+    "parse",
+    "subscribe_messages",
+    "ping_message",
+    "fills_request",
+    "book_top",
+]
+
+EXCHANGE = "hyperliquid"
+WS_URL = "wss://api.hyperliquid.xyz/ws"
+INFO_URL = "https://api.hyperliquid.xyz/info"
+_MS = 1_000_000
+_HOUR_NS = 3600 * 1_000_000_000
+
+
+class Channel(enum.Enum):
+    """Subscription types a collector uses; values are Hyperliquid's ``type`` names."""
+
+    TRADES = "trades"
+    BOOK = "l2Book"
+    BBO = "bbo"
+    ASSET_CTX = "activeAssetCtx"  # mark, oracle, predicted funding, premium, open interest
+
+
+def subscribe_messages(channels, coins, *, method: str = "subscribe") -> list[dict]:
+    """One message per (channel, coin), for ``SessionConfig.subscribe``."""
+    if method not in ("subscribe", "unsubscribe"):
+        raise ValueError(f"method must be 'subscribe' or 'unsubscribe', got {method!r}")
+    if isinstance(coins, str):
+        raise ValueError(f"coins must be a list of Hyperliquid coin names, got the string {coins!r}")
+    return [{"method": method, "subscription": {"type": Channel(c).value, "coin": coin}} for c in channels for coin in coins]
+
+
+def ping_message() -> dict:
+    """Application ping; Hyperliquid closes a connection silent for 60 s."""
+    return {"method": "ping"}
+
+
+def _excerpt(raw) -> str:
+    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+    return repr(text[:160] + ("..." if len(text) > 160 else ""))
+
+
+def _levels(side) -> list:
+    return [(float(lv["px"]), float(lv["sz"])) for lv in side]
+
+
+@dataclass
+class HyperliquidParser:
+    """Raw websocket frame -> events. ``book_depth``: also emit ``BookTop`` rows of that depth."""
+
+    book_depth: int | None = None
+    markets: object = field(default=MARKETS, repr=False)
+    _symbols: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.book_depth is not None and not 1 <= self.book_depth <= 20:
+            raise ValueError(f"hyperliquid books have 20 levels a side; book_depth must be 1..20, got {self.book_depth!r}")
+
+    def symbol(self, coin: str) -> str:
+        sym = self._symbols.get(coin)
+        if sym is None:
+            try:
+                sym = self._symbols[coin] = self.markets.tickstore_symbol(EXCHANGE, coin)
+            except SymbolNotFound as exc:
+                raise UnknownSymbol(str(exc)) from None
+        return sym
+
+    def parse(self, raw: bytes | str, recv_ns: int) -> list:
+        """Events in one frame (``[]`` for acks and pongs); raises ``BadFrame`` subclasses."""
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedFrame(f"hyperliquid: not JSON ({exc}): {_excerpt(raw)}") from None
+        if type(msg) is not dict or "channel" not in msg:
+            raise MalformedFrame(f"hyperliquid: expected an object with 'channel': {_excerpt(raw)}")
+        ch = msg["channel"]
+        try:
+            if ch == "trades":
+                return self._trades(msg["data"], recv_ns)
+            if ch == "l2Book":
+                return self._book(msg["data"], recv_ns)
+            if ch == "bbo":
+                return self._bbo(msg["data"], recv_ns)
+            if ch == "activeAssetCtx":
+                return self._ctx(msg["data"], recv_ns)
+            if ch in ("subscriptionResponse", "pong"):
+                return []
+            if ch == "error":
+                raise VenueErrorFrame(f"hyperliquid error: {_excerpt(raw)}")
+            raise UnknownStream(f"hyperliquid: unknown channel {ch!r}: {_excerpt(raw)}")
+        except (MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame):
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise MalformedFrame(f"hyperliquid: {type(exc).__name__} {exc} in {_excerpt(raw)}") from None
+
+    def _trades(self, data, recv_ns: int) -> list:
+        # {"channel":"trades","data":[{"coin":"BTC","hash":"0xde47...475b","px":"105056.0","side":"B",
+        #   "sz":"0.00219","tid":121451470284048,"time":1737918794873,"users":["0xe9ed...","0x6802..."]}]}
+        # side is the taker's: B (bid) = buyer aggressor, A (ask) = seller aggressor.
+        return [
+            Trade(self.symbol(t["coin"]), int(t["time"]) * _MS, recv_ns, int(t["tid"]), float(t["px"]), float(t["sz"]),
+                  1 if t["side"] == "B" else -1)
+            for t in data
+        ]
+
+    def _book(self, d, recv_ns: int) -> list:
+        # {"channel":"l2Book","data":{"coin":"BTC","time":1737918843542,"levels":[
+        #   [{"n":5,"px":"105055.0","sz":"3.03622"},{"n":1,"px":"105054.0","sz":"0.1428"},...],   bids, best first
+        #   [{"n":13,"px":"105056.0","sz":"6.34472"},...]]}}                                     asks, best first
+        sym = self.symbol(d["coin"])
+        t = int(d["time"])
+        bids, asks = _levels(d["levels"][0]), _levels(d["levels"][1])
+        out: list = [DepthSnapshot(sym, t * _MS, recv_ns, t, bids, asks)]
+        if self.book_depth is not None:
+            out.append(book_top(out[0], self.book_depth))
+        return out
+
+    def _bbo(self, d, recv_ns: int) -> list:
+        # {"channel":"bbo","data":{"coin":"BTC","time":1737918843542,
+        #   "bbo":[{"px":"105055.0","sz":"3.03622","n":5},{"px":"105056.0","sz":"6.34472","n":13}]}}
+        # a side with no order is null: its price and size become NaN.
+        bid, ask = d["bbo"]
+        nan = float("nan")
+        t = int(d["time"])
+        return [
+            Quote(
+                self.symbol(d["coin"]), t * _MS, recv_ns, t,
+                float(bid["px"]) if bid else nan, float(bid["sz"]) if bid else nan,
+                float(ask["px"]) if ask else nan, float(ask["sz"]) if ask else nan,
+            )
+        ]
+
+    def _ctx(self, d, recv_ns: int) -> list:
+        # {"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"funding":"0.0000125",
+        #   "openInterest":"12345.678","oraclePx":"105050.0","markPx":"105055.0","midPx":"105055.5",
+        #   "premium":"0.00004","impactPxs":["105055.0","105056.0"],"dayNtlVlm":"...","prevDayPx":"..."}}}
+        sym = self.symbol(d["coin"])
+        c = d["ctx"]
+        if "funding" not in c:
+            return []  # a spot asset context (activeSpotAssetCtx shape): nothing we store
+        mark = float(c["markPx"])
+        next_funding = (recv_ns // _HOUR_NS + 1) * _HOUR_NS
+        oi = float(c["openInterest"])
+        return [
+            Mark(sym, recv_ns, recv_ns, mark, float(c["oraclePx"]), float(c["funding"]), next_funding),
+            OpenInterest(sym, recv_ns, oi, oi * mark),
+        ]
+
+
+def book_top(snap: DepthSnapshot, depth: int) -> BookTop:
+    """The top ``depth`` levels of a full snapshot; missing levels are NaN."""
+    nan = float("nan")
+
+    def side(levels):
+        px = [p for p, _ in levels[:depth]] + [nan] * max(0, depth - len(levels))
+        qty = [q for _, q in levels[:depth]] + [nan] * max(0, depth - len(levels))
+        return px, qty
+
+    bpx, bqty = side(snap.bids)
+    apx, aqty = side(snap.asks)
+    return BookTop(snap.symbol, snap.ts, snap.recv_ns, snap.update_id, bpx, bqty, apx, aqty)
+
+
+_DEFAULT = HyperliquidParser()
+
+
+def parse(raw: bytes | str, recv_ns: int) -> list:
+    """One websocket frame -> events (see ``HyperliquidParser.parse``)."""
+    return _DEFAULT.parse(raw, recv_ns)
+
+
+# -- liquidations: REST polling (no public stream exists) -------------------------------------
+def fills_request(user: str, start_ms: int, end_ms: int | None = None) -> dict:
+    """Body of ``POST /info`` for an account's fills since ``start_ms`` (max 2000 per answer)."""
+    if not (isinstance(user, str) and user.startswith("0x") and len(user) == 42):
+        raise ValueError(f"hyperliquid user must be a 0x-prefixed 20-byte address, got {user!r}")
+    body = {"type": "userFillsByTime", "user": user, "startTime": int(start_ms)}
+    if end_ms is not None:
+        body["endTime"] = int(end_ms)
+    return body
+
+
+@dataclass
+class LiquidationPoller:
+    """Polls ``userFillsByTime`` of watched accounts and yields their liquidation fills.
+
+    ``post`` sends one JSON body to ``/info`` and returns the decoded answer (the caller
+    owns HTTP, retries and rate limits; tests pass a client of a local server). The side
+    follows the liquidations table: +1 a forced buy (a short was liquidated), -1 a forced
+    sell. A fill of the liquidated account itself has the forced order's side; a fill of a
+    counterparty (the liquidator vault) has the opposite side.
+    """
+
+    users: tuple[str, ...]
+    post: Callable[[dict], object]
+    start_ms: int
+    markets: object = field(default=MARKETS, repr=False)
+    _cursor: dict = field(default_factory=dict, repr=False)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.users, str) or not self.users:
+            raise ValueError(f"users must be a non-empty tuple of addresses, got {self.users!r}")
+        for u in self.users:
+            fills_request(u, 0)  # validates the address
+        self._cursor = {u: int(self.start_ms) for u in self.users}
+
+    def poll(self, recv_ns: int) -> list[Liquidation]:
+        out: list[Liquidation] = []
+        for user in self.users:
+            # {"coin":"ETH","px":"1812.7","sz":"3.0","side":"B","time":1688930419047,"dir":"Close Short",
+            #  "closedPnl":"-12.3","hash":"0x...","oid":1234,"crossed":true,"fee":"0.5","tid":987654,
+            #  "liquidation":{"liquidatedUser":"0xabc...","markPx":"1812.9","method":"market"}}
+            fills = self.post(fills_request(user, self._cursor[user]))
+            if not isinstance(fills, list):
+                raise VenueErrorFrame(f"hyperliquid userFillsByTime for {user}: expected a list, got {str(fills)[:160]!r}")
+            for f in fills:
+                t = int(f["time"])
+                self._cursor[user] = max(self._cursor[user], t)  # inclusive: ties are de-duplicated below
+                liq = f.get("liquidation")
+                if not liq or (user, f["tid"]) in self._seen or f["coin"].startswith("@"):
+                    continue
+                self._seen.add((user, f["tid"]))
+                taker_buy = f["side"] == "B"
+                own = str(liq.get("liquidatedUser", "")).lower() == user.lower()
+                side = (1 if taker_buy else -1) if own else (-1 if taker_buy else 1)
+                sym = self.markets.tickstore_symbol(EXCHANGE, f["coin"])
+                out.append(Liquidation(sym, t * _MS, recv_ns, side, float(f["px"]), float(f["sz"])))
+        return out

@@ -1,0 +1,296 @@
+"""Table schemas: the fixed, validated columns of every table.
+
+A frame going in or coming out of a table is indexed by event time: a ``DatetimeIndex``
+named ``ts``, UTC, sorted (ties allowed). The columns below are the rest. On disk every
+column is a fixed-width numpy type (datetimes as int64 nanoseconds since the epoch, UTC;
+strings as fixed-width UTF-8 bytes), so no file ever holds a pickled object.
+
+Built-in tables (see ``builtin_schema``)::
+
+    trades          recv_ts, trade_id:int64, price, qty, side:int8       key trade_id
+    quotes          recv_ts, update_id:int64, bid_px, bid_qty, ask_px, ask_qty
+    book, book_<N>  recv_ts, update_id, bid_px_1..N, bid_qty_1..N, ask_px_1..N, ask_qty_1..N
+                    (``book`` is N=5)                                     key ts
+    book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty
+    funding         rate (per interval), interval_h                       key ts (settlement)
+    mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts
+    open_interest   oi, oi_value                                          key ts
+    liquidations    recv_ts, side, price, qty
+    ohlcv_<freq>    open, high, low, close, volume; ts is the bar open    key ts
+                    (month files for sub-hour bars, year files for >= 1h)
+    gaps            recv_ts, end_ts, stream:str, cause:str, detail:str   (the gap ledger)
+
+Other tables are created with ``Tickstore.create_table(name, schema)`` and their schema is
+persisted as JSON beside their files.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import SchemaError, UnknownTableError
+
+__all__ = ["Column", "Partition", "Schema", "builtin_schema", "BUILTIN_TABLES"]
+
+# The on-disk integer that stands for "no time" is never written (NaT is refused), but
+# the index uses it as +infinity for "not superseded".
+DATETIME = "datetime64[ns, UTC]"
+
+
+class Partition(enum.Enum):
+    """How many days one file covers."""
+
+    DAY = "day"
+    MONTH = "month"
+    YEAR = "year"
+
+    def floor(self, days: np.ndarray) -> np.ndarray:
+        """Partition start (days since epoch) of each day (days since epoch)."""
+        d = np.asarray(days, dtype="datetime64[D]")
+        if self is Partition.DAY:
+            return d.astype("i8")
+        unit = "M" if self is Partition.MONTH else "Y"
+        return d.astype(f"datetime64[{unit}]").astype("datetime64[D]").astype("i8")
+
+    def end(self, start_day: int) -> int:
+        """First day (days since epoch) after the partition starting at ``start_day``."""
+        d = np.datetime64(int(start_day), "D")
+        if self is Partition.DAY:
+            return int(start_day) + 1
+        unit = "M" if self is Partition.MONTH else "Y"
+        return int((d.astype(f"datetime64[{unit}]") + 1).astype("datetime64[D]").astype("i8"))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``dtype`` is 'float64', 'int64', 'int8', 'datetime' or 'str<N>'."""
+
+    name: str
+    dtype: str
+
+    @property
+    def is_datetime(self) -> bool:
+        return self.dtype == "datetime"
+
+    @property
+    def is_str(self) -> bool:
+        return self.dtype.startswith("str")
+
+    @property
+    def str_len(self) -> int:
+        return int(self.dtype[3:])
+
+    @property
+    def disk_dtype(self) -> np.dtype:
+        if self.is_datetime:
+            return np.dtype("i8")
+        if self.is_str:
+            return np.dtype(f"S{self.str_len}")
+        return np.dtype(self.dtype)
+
+    @property
+    def frame_dtype(self):
+        if self.is_datetime:
+            return DATETIME
+        if self.is_str:
+            return np.dtype(object)
+        return np.dtype(self.dtype)
+
+
+_COLUMN_DTYPE = re.compile(r"^(float64|float32|int64|int32|int16|int8|uint8|bool|datetime|str\d{1,4})$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The fixed shape of one table.
+
+    ``key`` names the columns ("ts" included) that identify a row: rows whose key is
+    already stored are not appended twice. ``None`` means rows have no identity and
+    identical rows are all kept.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] | None = None
+    partition: Partition = Partition.DAY
+    complib: str = "blosc2:lz4"
+    complevel: int = 5
+    description: str = ""
+    _by_name: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if not _NAME.match(self.name):
+            raise SchemaError(f"table name {self.name!r} must match {_NAME.pattern}")
+        names = [c.name for c in self.columns]
+        if "ts" in names:
+            raise SchemaError(f"table {self.name!r}: 'ts' is the index, not a column")
+        if len(set(names)) != len(names):
+            raise SchemaError(f"table {self.name!r}: duplicate column names in {names}")
+        for c in self.columns:
+            if not _NAME.match(c.name) or not _COLUMN_DTYPE.match(c.dtype):
+                raise SchemaError(
+                    f"table {self.name!r}: column {c.name!r} has unsupported name or dtype "
+                    f"{c.dtype!r} (dtypes: float64, int64, int8, ..., datetime, str<N>)"
+                )
+        if self.key is not None:
+            unknown = [k for k in self.key if k != "ts" and k not in names]
+            if unknown or not self.key:
+                raise SchemaError(f"table {self.name!r}: key {self.key!r} names unknown columns {unknown}")
+        object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise SchemaError(f"table {self.name!r} has no column {name!r}; columns are {self.names}") from None
+
+    @property
+    def disk_dtype(self) -> np.dtype:
+        """The HDF5 compound row type: ``ts`` first, then the columns in order."""
+        return np.dtype([("ts", "i8")] + [(c.name, c.disk_dtype) for c in self.columns])
+
+    def empty_frame(self, columns: list[str] | None = None) -> pd.DataFrame:
+        cols = self.columns if columns is None else [self.column(c) for c in columns]
+        data = {c.name: pd.Series([], dtype=c.frame_dtype) for c in cols}
+        return pd.DataFrame(data, index=pd.DatetimeIndex([], tz="UTC", name="ts"))
+
+    # -- persistence (JSON, never pickle) -------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "columns": [[c.name, c.dtype] for c in self.columns],
+            "key": list(self.key) if self.key is not None else None,
+            "partition": self.partition.value,
+            "complib": self.complib,
+            "complevel": self.complevel,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Schema":
+        try:
+            return cls(
+                name=d["name"],
+                columns=tuple(Column(n, t) for n, t in d["columns"]),
+                key=tuple(d["key"]) if d.get("key") is not None else None,
+                partition=Partition(d.get("partition", "day")),
+                complib=d.get("complib", "blosc2:lz4"),
+                complevel=int(d.get("complevel", 5)),
+                description=d.get("description", ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"malformed schema description {d!r}: {exc}") from None
+
+
+def _cols(spec: str) -> tuple[Column, ...]:
+    out = []
+    for item in spec.split():
+        name, _, dtype = item.partition(":")
+        out.append(Column(name, dtype or "float64"))
+    return tuple(out)
+
+
+def _book(n: int, name: str) -> Schema:
+    levels = " ".join(
+        f"{side}_{what}_{i}" for side in ("bid", "ask") for what in ("px", "qty") for i in range(1, n + 1)
+    )
+    return Schema(
+        name,
+        _cols(f"recv_ts:datetime update_id:int64 {levels}"),
+        key=("ts",),
+        description=f"top-{n} order book snapshots on a fixed time grid",
+    )
+
+
+_FIXED = {
+    "trades": Schema(
+        "trades",
+        _cols("recv_ts:datetime trade_id:int64 price qty side:int8"),
+        key=("trade_id",),
+        description="every trade print; side +1 buyer aggressor, -1 seller",
+    ),
+    "quotes": Schema(
+        "quotes",
+        _cols("recv_ts:datetime update_id:int64 bid_px bid_qty ask_px ask_qty"),
+        key=("ts", "update_id"),
+        description="best bid/ask",
+    ),
+    "book_diffs": Schema(
+        "book_diffs",
+        _cols(
+            "recv_ts:datetime first_update_id:int64 update_id:int64 prev_update_id:int64 "
+            "side:int8 price qty"
+        ),
+        description="raw order-book diffs, one row per price level; qty 0 removes the level",
+    ),
+    "funding": Schema(
+        "funding",
+        _cols("rate interval_h"),
+        key=("ts",),
+        description="settled funding rates per interval; ts is the settlement time",
+    ),
+    "mark": Schema(
+        "mark",
+        _cols("recv_ts:datetime mark_px index_px funding_rate next_funding_ts:datetime"),
+        key=("ts",),
+        description="mark/index price and the predicted funding rate",
+    ),
+    "open_interest": Schema(
+        "open_interest", _cols("oi oi_value"), key=("ts",), description="open interest (contracts, quote value)"
+    ),
+    "liquidations": Schema(
+        "liquidations",
+        _cols("recv_ts:datetime side:int8 price qty"),
+        description="forced liquidation orders; side +1 buy (short liquidated), -1 sell",
+    ),
+    "gaps": Schema(
+        "gaps",
+        _cols("recv_ts:datetime end_ts:datetime stream:str64 cause:str32 detail:str200"),
+        description="gap ledger: disconnects, sequence breaks and resyncs; ts is the gap start",
+    ),
+}
+
+_BOOK = re.compile(r"^book(?:_(\d{1,3}))?$")
+_OHLCV = re.compile(r"^ohlcv_(\d{1,4})(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+BUILTIN_TABLES = tuple(sorted(list(_FIXED) + ["book", "book_<N>", "ohlcv_<freq>"]))
+
+
+def builtin_schema(name: str) -> Schema:
+    """The schema of a built-in table name, e.g. ``trades``, ``book_20``, ``ohlcv_1m``."""
+    if name in _FIXED:
+        return _FIXED[name]
+    m = _BOOK.match(name)
+    if m:
+        n = int(m.group(1) or 5)
+        if not 1 <= n <= 500:
+            raise UnknownTableError(f"book depth must be 1..500, got {name!r}")
+        return _book(n, name)
+    m = _OHLCV.match(name)
+    if m:
+        seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        if seconds == 0:
+            raise UnknownTableError(f"bar frequency must be positive, got {name!r}")
+        partition = Partition.MONTH if seconds < 3600 else Partition.YEAR
+        return Schema(
+            name,
+            _cols("open high low close volume"),
+            key=("ts",),
+            partition=partition,
+            description=f"{m.group(1)}{m.group(2)} OHLCV bars; ts is the bar open",
+        )
+    raise UnknownTableError(
+        f"unknown table {name!r}; built-in tables are {', '.join(BUILTIN_TABLES)}; "
+        f"create others with Tickstore.create_table(name, schema)"
+    )

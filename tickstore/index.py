@@ -152,7 +152,7 @@ class SymbolIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         filters = tables.Filters(complevel=5, complib="blosc2:lz4", bitshuffle=True)
-        with tables.open_file(str(tmp), "w", PYTABLES_SYS_ATTRS=False) as h:
+        with tables.open_file(str(tmp), "w", pytables_sys_attrs=False) as h:
             t = h.create_table("/", "entries", description=ENTRY, filters=filters, expectedrows=max(len(self.entries), 1))
             if len(self.entries):
                 t.append(self.entries)

@@ -87,9 +87,9 @@ def write_file(path: Path, rows: np.ndarray, meta: FileMeta, *, complib: str, co
         shuffle=not complib.startswith("blosc2"),
         bitshuffle=complib.startswith("blosc2"),
     )
-    # PYTABLES_SYS_ATTRS=False: fewer HDF5 attributes to parse on every open, which is
+    # pytables_sys_attrs=False: fewer HDF5 attributes to parse on every open, which is
     # most of what opening a small file costs (measured: 4.3 ms -> 2.6 ms per file).
-    with tables.open_file(str(tmp), "w", PYTABLES_SYS_ATTRS=False) as h:
+    with tables.open_file(str(tmp), "w", pytables_sys_attrs=False) as h:
         t = h.create_table("/", "data", description=rows.dtype, filters=filters, expectedrows=max(len(rows), 1))
         if len(rows):
             t.append(rows)

@@ -416,8 +416,8 @@ class Table:
         return Selection(frame, pin)
 
     def _select(self, symbols, start, end, as_of, columns, *, pin: bool):
-        multi = not isinstance(symbols, str)
-        syms = [symbols] if not multi else list(symbols)
+        multi = isinstance(symbols, (list, tuple))
+        syms = list(symbols) if multi else [symbols]
         for s in syms:
             validate_symbol(s)
         if multi and len(set(syms)) != len(syms):
@@ -643,9 +643,19 @@ class Tickstore:
 
     def tables(self) -> list[str]:
         """Tables that hold data or were created in this store."""
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and ((p / "_index").is_dir() or (p / "_schema.json").exists())
-        )
+        out = []
+        for p in self.root.iterdir():
+            if not p.is_dir() or p.name.startswith((".", "_")):
+                continue
+            if (p / "_schema.json").exists():
+                out.append(p.name)
+                continue
+            try:
+                builtin_schema(p.name)
+            except UnknownTableError:
+                continue
+            out.append(p.name)
+        return sorted(out)
 
     # -- as-of ----------------------------------------------------------------------------
     def _snapshot_file(self) -> Path:

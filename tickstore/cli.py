@@ -1,0 +1,331 @@
+"""The ``tickstore`` command line: a thin layer over the library.
+
+::
+
+    tickstore [--root DIR] select TABLE SYMBOL... [--start] [--end] [--as-of] [--columns a,b]
+                                                 [--format table|csv|json] [-n N]
+    tickstore ls [TABLE [SYMBOL]]        tables; symbols of a table; dates of a symbol
+    tickstore versions TABLE SYMBOL DATE
+    tickstore snapshot NAME | --list
+    tickstore verify
+    tickstore reindex [TABLE...]
+    tickstore demo [--root DIR]
+
+Each command calls one library function and formats what it returns. Library errors
+(``TickstoreError``) become one ``error: ...`` line and exit code 1, in one place:
+``TickstoreGroup.invoke``. Click's own usage errors keep click's convention (exit 2).
+
+Other packages add commands through the entry-point group ``tickstore.cli`` (each entry
+point is a click command); a plugin named like a built-in replaces it. This module never
+imports ``collectors`` or ``research``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from .errors import NotFoundError, TickstoreError
+from .store import Tickstore
+
+__all__ = ["main", "TickstoreGroup"]
+
+PLUGIN_GROUP = "tickstore.cli"
+DEFAULT_ROOT = "~/ticks"
+FORMATS = ("table", "csv", "json")
+
+
+class CliError(click.ClickException):
+    """A one-line ``error: ...`` on stderr and exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file or sys.stderr, err=file is None)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class TickstoreGroup(click.Group):
+    """The command group; turns every library error into a clean one-line message, once."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TickstoreError as exc:
+            raise CliError(_one_line(exc) or type(exc).__name__) from None
+
+
+class _StoreRef:
+    """Opens the store named by ``--root`` on first use (``--help`` never touches disk)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self._store: Tickstore | None = None
+
+    def open(self) -> Tickstore:
+        if self._store is None:
+            path = Path(self.root).expanduser()
+            # Reading commands must not create a store where a typo in --root pointed.
+            if not path.is_dir():
+                raise NotFoundError(
+                    f"no tickstore at {path} (the folder does not exist); give --root DIR or set TICKSTORE_ROOT"
+                )
+            self._store = Tickstore(path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _store(ctx: click.Context) -> Tickstore:
+    return ctx.find_object(_StoreRef).open()
+
+
+@click.group(cls=TickstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    envvar="TICKSTORE_ROOT",
+    default=DEFAULT_ROOT,
+    metavar="DIR",
+    show_default="$TICKSTORE_ROOT or ~/ticks",
+    help="Store root folder.",
+)
+@click.pass_context
+def main(ctx: click.Context, root: str) -> None:
+    """A bitemporal HDF5 tickstore: read, list, audit and check a store from the shell.
+
+    Times are ISO 8601 (no offset means UTC). --start/--end are event time (half-open);
+    --as-of is knowledge time: a time or a snapshot name.
+    """
+    ref = ctx.obj = _StoreRef(root)
+    ctx.call_on_close(ref.close)
+
+
+# -- output -------------------------------------------------------------------------------
+def _iso(values) -> np.ndarray:
+    """UTC datetimes -> ISO 8601 strings ending in Z, at the coarsest exact unit (ms/us/ns)."""
+    idx = pd.DatetimeIndex(values)
+    ns = idx.as_unit("ns").asi8
+    ok = ~idx.isna()
+    unit = "ms" if not (ns[ok] % 1_000_000).any() else "us" if not (ns[ok] % 1_000).any() else "ns"
+    out = np.datetime_as_string(idx.tz_convert(None).as_unit("ns").to_numpy(), unit=unit, timezone="UTC")
+    out = out.astype(object)
+    out[~ok] = None
+    return out
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """The index as a column, datetimes as ISO strings: what csv and json print."""
+    flat = frame.reset_index()
+    for c in flat.columns:
+        if isinstance(flat[c].dtype, pd.DatetimeTZDtype):
+            flat[c] = _iso(flat[c])
+    return flat
+
+
+def _emit(frame: pd.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(_plain(frame).to_csv(index=False), nl=False)
+    elif fmt == "json":
+        flat = _plain(frame)
+        records = flat.astype(object).where(flat.notna(), None).to_dict(orient="records")
+        click.echo(json.dumps(records, default=_json_default))
+    elif frame.empty:
+        click.echo("(no rows)")
+    else:
+        click.echo(frame.to_string())
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _format_option(f):
+    return click.option(
+        "--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    )(f)
+
+
+# -- commands -----------------------------------------------------------------------------
+@main.command()
+@click.argument("table")
+@click.argument("symbols", nargs=-1, required=True)
+@click.option("--start", help="First event time (inclusive), e.g. 2024-08-08T12:00.")
+@click.option("--end", help="End event time (exclusive).")
+@click.option("--as-of", "as_of", help="Knowledge time or snapshot name (default: latest).")
+@click.option("--columns", help="Comma-separated columns (default: all).")
+@_format_option
+@click.option("-n", "--limit", type=click.IntRange(min=0), help="Print at most N rows.")
+@click.pass_context
+def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
+    """Print rows of TABLE for SYMBOL(s), as known at --as-of.
+
+    Several symbols give one frame with a 'symbol' column. Example:
+
+        tickstore select trades binance:BTC/USDT:USDT --start 2024-08-08 --end 2024-08-09 -n 10
+    """
+    cols = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
+    target = symbols[0] if len(symbols) == 1 else list(symbols)
+    frame = _store(ctx)[table].select(target, start, end, as_of=as_of, columns=cols)
+    _emit(frame if limit is None else frame.head(limit), fmt)
+
+
+@main.command("ls")
+@click.argument("table", required=False)
+@click.argument("symbol", required=False)
+@click.option("--as-of", "as_of", help="Dates visible at this knowledge time or snapshot (with SYMBOL).")
+@click.pass_context
+def ls_(ctx, table, symbol, as_of):
+    """List tables, symbols of TABLE, or dates of SYMBOL."""
+    store = _store(ctx)
+    if table is None:
+        items = store.tables()
+    elif symbol is None:
+        items = store[table].symbols()
+    else:
+        items = [d.strftime("%Y-%m-%d") for d in store[table].dates(symbol, as_of=as_of)]
+    for item in items:
+        click.echo(item)
+
+
+@main.command()
+@click.argument("table")
+@click.argument("symbol")
+@click.argument("date")
+@_format_option
+@click.option("--long", "-l", "long_", is_flag=True, help="Table format: also show checksum and path.")
+@click.pass_context
+def versions(ctx, table, symbol, date, fmt, long_):
+    """Show the versions of one day of SYMBOL: the audit trail.
+
+    Each row is one immutable file: when it was committed and superseded, the operation
+    (insert, append, delete, compact), rows, reason and source.
+    """
+    frame = _store(ctx)[table].versions(symbol, date).droplevel("symbol")
+    if fmt == "table" and not long_:
+        frame = frame.drop(columns=["checksum", "path"])
+    _emit(frame, fmt)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--note", default="", help="A note stored with the snapshot.")
+@click.option("--list", "list_", is_flag=True, help="List the snapshots instead of creating one.")
+@_format_option
+@click.pass_context
+def snapshot(ctx, name, note, list_, fmt):
+    """Create a named as-of point (NAME), or --list them.
+
+    --as-of NAME then reads what is visible now. Snapshot names are permanent.
+    """
+    if list_ == (name is not None):
+        raise click.UsageError("give a snapshot NAME to create one, or --list (not both)")
+    store = _store(ctx)
+    if list_:
+        _emit(store.snapshots(), fmt)
+        return
+    at = store.snapshot(name, note=note)
+    click.echo(f"snapshot {name} as of {_iso([at])[0]}")
+
+
+@main.command()
+@click.option("--no-checksums", is_flag=True, help="Skip the sha256 of every file (faster).")
+@click.pass_context
+def verify(ctx, no_checksums):
+    """Check every index against its files.
+
+    Each indexed file must exist and match its size, sha256 and attributes.
+
+    Exits 1 when a problem is found; pending (uncommitted) writes are reported but are not
+    problems.
+    """
+    report = _store(ctx).verify(checksums=not no_checksums)
+    click.echo(str(report))
+    if not report.ok:
+        raise CliError(f"verify found {len(report.problems)} problem(s) in {_store(ctx).root}")
+
+
+@main.command()
+@click.argument("tables", nargs=-1)
+@click.pass_context
+def reindex(ctx, tables):
+    """Rebuild the index of TABLES (default: all) from the files."""
+    store = _store(ctx)
+    present = store.tables()
+    for name in tables:
+        store[name]  # unknown names fail here, with the list of built-in tables
+        if name not in present:
+            raise NotFoundError(f"table {name!r} holds no data in {store.root}; tables are {present or 'none'}")
+    for name, n in store.reindex(list(tables) or None).items():
+        click.echo(f"{name}: {n} files indexed")
+
+
+@main.command()
+@click.option("--root", "demo_root", type=click.Path(file_okay=False), help="Empty or new folder for the demo store (default: a fresh temp dir).")
+@click.option("--data-dir", type=click.Path(file_okay=False, exists=True), help="Shared data folder (default: $TICKSTORE_DATA or ../shared/data).")
+@click.pass_context
+def demo(ctx, demo_root, data_dir):
+    """Run the offline demo: as-of reads that never change.
+
+    Builds a small store from real recorded trades: inserts a day, snapshots it, appends live rows, corrects a price, deletes the day, and
+    re-reads as of each step. Never touches your own store: it writes into --root (an
+    empty folder; the global --root counts when given on the command line) or a new temp dir.
+    """
+    from .demo import run_demo
+
+    root = demo_root
+    parent = ctx.parent
+    if root is None and parent is not None and parent.get_parameter_source("root") == click.core.ParameterSource.COMMANDLINE:
+        root = parent.params["root"]
+    if root is None:
+        root = tempfile.mkdtemp(prefix="tickstore-demo-")
+    click.echo(f"demo store: {root}")
+    run_demo(root, data_dir=data_dir, out=click.echo)
+
+
+# -- plugins ------------------------------------------------------------------------------
+def _broken_plugin(name: str, exc: BaseException) -> click.Command:
+    message = _one_line(f"plugin command {name!r} failed to load ({type(exc).__name__}: {exc})")
+
+    @click.command(name, help=f"(unavailable) {message}", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def broken(args):
+        raise CliError(message)
+
+    return broken
+
+
+def load_plugins(group: click.Group) -> None:
+    """Add the click commands of entry-point group ``tickstore.cli``; same name replaces a built-in.
+
+    A plugin that fails to import does not break the other commands: it is listed with
+    the reason and fails with it when run.
+    """
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            cmd = ep.load()
+            if not isinstance(cmd, click.Command):
+                raise TypeError(f"{ep.value} is a {type(cmd).__name__}, not a click command")
+        except Exception as exc:  # noqa: BLE001 - any import failure of third-party code
+            cmd = _broken_plugin(ep.name, exc)
+        group.add_command(cmd, name=ep.name)
+
+
+load_plugins(main)
+
+
+if __name__ == "__main__":
+    main(prog_name="tickstore")

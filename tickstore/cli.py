@@ -16,13 +16,15 @@ Each command calls one library function and formats what it returns. Library err
 ``TickstoreGroup.invoke``. Click's own usage errors keep click's convention (exit 2).
 
 Other packages add commands through the entry-point group ``tickstore.cli`` (each entry
-point is a click command); a plugin named like a built-in replaces it. This module never
-imports ``collectors`` or ``research``.
+point is a click command); a plugin named like a built-in replaces it (the collectors
+replace ``demo`` with a live one). ``TICKSTORE_NO_PLUGINS=1`` runs the built-ins only.
+This module never imports ``collectors`` or ``research``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from importlib.metadata import entry_points
@@ -31,13 +33,16 @@ from pathlib import Path
 import click
 import numpy as np
 import pandas as pd
+from click.core import ParameterSource
 
+from .demo import run_demo
 from .errors import NotFoundError, TickstoreError
 from .store import Tickstore
 
 __all__ = ["main", "TickstoreGroup"]
 
 PLUGIN_GROUP = "tickstore.cli"
+NO_PLUGINS_ENV = "TICKSTORE_NO_PLUGINS"  # =1: built-in commands only (e.g. to bypass a broken plugin)
 DEFAULT_ROOT = "~/ticks"
 FORMATS = ("table", "csv", "json")
 
@@ -76,6 +81,8 @@ class _StoreRef:
         if self._store is None:
             path = Path(self.root).expanduser()
             # Reading commands must not create a store where a typo in --root pointed.
+            if path.exists() and not path.is_dir():
+                raise NotFoundError(f"--root {path} is a file, not a tickstore folder")
             if not path.is_dir():
                 raise NotFoundError(
                     f"no tickstore at {path} (the folder does not exist); give --root DIR or set TICKSTORE_ROOT"
@@ -274,22 +281,30 @@ def reindex(ctx, tables):
 
 
 @main.command()
-@click.option("--root", "demo_root", type=click.Path(file_okay=False), help="Empty or new folder for the demo store (default: a fresh temp dir).")
-@click.option("--data-dir", type=click.Path(file_okay=False, exists=True), help="Shared data folder (default: $TICKSTORE_DATA or ../shared/data).")
+@click.option(
+    "--root",
+    "demo_root",
+    type=click.Path(file_okay=False),
+    help="Empty or new folder for the demo store (default: a fresh temp dir).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="Shared data folder (default: $TICKSTORE_DATA or ../shared/data).",
+)
 @click.pass_context
 def demo(ctx, demo_root, data_dir):
     """Run the offline demo: as-of reads that never change.
 
-    Builds a small store from real recorded trades: inserts a day, snapshots it, appends live rows, corrects a price, deletes the day, and
-    re-reads as of each step. Never touches your own store: it writes into --root (an
-    empty folder; the global --root counts when given on the command line) or a new temp dir.
+    Builds a small store from real recorded trades: inserts a day, snapshots it, appends
+    live rows, corrects a price, deletes the day, and re-reads as of each step. It never
+    touches your own store: it writes into --root (an empty folder; the global --root
+    counts when given on the command line) or into a new temp dir.
     """
-    from .demo import run_demo
-
     root = demo_root
-    parent = ctx.parent
-    if root is None and parent is not None and parent.get_parameter_source("root") == click.core.ParameterSource.COMMANDLINE:
-        root = parent.params["root"]
+    group = ctx.parent
+    if root is None and group is not None and group.get_parameter_source("root") == ParameterSource.COMMANDLINE:
+        root = group.params["root"]
     if root is None:
         root = tempfile.mkdtemp(prefix="tickstore-demo-")
     click.echo(f"demo store: {root}")
@@ -324,7 +339,9 @@ def load_plugins(group: click.Group) -> None:
         group.add_command(cmd, name=ep.name)
 
 
-load_plugins(main)
+BUILTIN_COMMANDS = dict(main.commands)
+if os.environ.get(NO_PLUGINS_ENV, "") in ("", "0"):
+    load_plugins(main)
 
 
 if __name__ == "__main__":

@@ -227,18 +227,20 @@ class Table:
             return commit
 
     def _unseen(self, idx: SymbolIndex, part: int, rows: np.ndarray) -> np.ndarray:
-        """Rows whose key is not stored yet in the partition (as of now)."""
+        """Rows whose key is not stored yet in the partition (as of now).
+
+        Only files whose key range overlaps the new keys are read; in the live case keys
+        move forward (trade ids, times) and no file is read at all.
+        """
         if self.schema.key is None:
             return rows
-        visible = [e for e in idx.lookup(part, None) if int(e["rows"])]
-        if not visible:
-            return rows
         k0 = self.schema.key[0]
-        if int(rows[k0].min()) > max(int(e["kmax"]) for e in visible) or int(rows[k0].max()) < min(
-            int(e["kmin"]) for e in visible
-        ):
-            return rows  # the live case: keys move forward (trade ids, times)
-        stored = _merge([self._read_entry(idx, e) for e in visible])
+        new0 = rows[k0]
+        lo, hi = int(new0.min()), int(new0.max())
+        overlapping = [e for e in idx.lookup(part, None) if int(e["rows"]) and int(e["kmin"]) <= hi and int(e["kmax"]) >= lo]
+        if not overlapping:
+            return rows
+        stored = np.concatenate([self._read_entry(idx, e) for e in overlapping])
         new_keys, old_keys = key_values(self.schema, rows), key_values(self.schema, stored)
         if isinstance(new_keys, pd.MultiIndex):
             seen = new_keys.isin(old_keys)

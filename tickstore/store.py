@@ -76,7 +76,9 @@ def _merge(parts: list[np.ndarray]) -> np.ndarray:
     """Rows of one partition's visible files, in version order, stably sorted by ts."""
     if not parts:
         return None
-    rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if len(parts) == 1:
+        return parts[0]  # each file is sorted when written
+    rows = np.concatenate(parts)
     ts = rows["ts"]
     if len(ts) > 1 and (ts[1:] < ts[:-1]).any():
         rows = rows[np.argsort(ts, kind="stable")]

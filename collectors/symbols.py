@@ -134,12 +134,15 @@ def _builtin() -> list[MarketInfo]:
         rows.append(MarketInfo("binance", f"{base}/USDT:USDT", f"{base}USDT", P, base, "USDT", "USDT", funding_interval_h=8.0))
         rows.append(MarketInfo("bybit", f"{base}/USDT", f"{base}USDT", S, base, "USDT"))
         rows.append(MarketInfo("bybit", f"{base}/USDT:USDT", f"{base}USDT", P, base, "USDT", "USDT", funding_interval_h=8.0))
+    rows.append(MarketInfo("binance", "ADA/BTC", "ADABTC", S, "ADA", "BTC"))  # the recorded 1m klines
     for base in ("BTC", "ETH"):
         # COIN-M: quoted in USD, margined and settled in the coin (contract = 100 USD for BTC).
         rows.append(MarketInfo("binance", f"{base}/USD:{base}", f"{base}USD_PERP", P, base, "USD", base, funding_interval_h=8.0))
     # Hyperliquid perps: ccxt's market id is the asset index in the `meta` universe.
-    for index, coin in ((0, "BTC"), (1, "ETH"), (4, "DYDX"), (5, "SOL"), (12, "DOGE")):
-        rows.append(MarketInfo("hyperliquid", f"{coin}/USDC:USDC", coin, P, coin, "USDC", "USDC", ccxt_id=str(index), funding_interval_h=1.0))
+    # ccxt upper-cases the base (coin "kPEPE" -> "KPEPE/USDC:USDC"); the coin stays the wire id.
+    for index, coin in ((0, "BTC"), (1, "ETH"), (4, "DYDX"), (5, "SOL"), (12, "DOGE"), (15, "kPEPE")):
+        base = coin.upper()
+        rows.append(MarketInfo("hyperliquid", f"{base}/USDC:USDC", coin, P, base, "USDC", "USDC", ccxt_id=str(index), funding_interval_h=1.0))
     return rows
 
 
@@ -228,14 +231,18 @@ class Markets:
             return exact
         candidates = self.markets(exchange)
         want = market_type
+        # the venue's own id as is (BTCUSD_PERP, BTCUSDT_210924) ...
+        hits = [c for c in candidates if c.native.upper() == text.upper() and (want is None or c.type is want)]
         body = text
         m = _SUFFIX_PERP.match(text)
-        if m and (exchange, text) not in self._by_symbol:
+        if not hits and m:
             body, want = m.group("body"), MarketType.SWAP
         key = _squash(body)
-        hits = [c for c in candidates if _squash(c.native) == key or _squash(c.symbol.split(":")[0]) == key]
-        if want is not None:
-            hits = [c for c in hits if c.type is want]
+        typed = [c for c in candidates if want is None or c.type is want]
+        if not hits:  # ... then spelled with separators or a -PERP suffix ...
+            hits = [c for c in typed if _squash(c.native) == key]
+        if not hits:  # ... then the pair spelled any way ("BTC-USDT")
+            hits = [c for c in typed if c.type is not MarketType.FUTURE and _squash(c.symbol.split(":")[0]) == key]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
@@ -288,7 +295,10 @@ def split_symbol(symbol: str) -> tuple[str, str]:
     exchange, sep, unified = str(symbol).partition(":")
     if not sep or not unified:
         raise SymbolError(f"tickstore symbol must be '<exchange>:<ccxt unified symbol>', got {symbol!r}")
-    _check_exchange(exchange)
+    if exchange not in EXCHANGES:
+        raise SymbolNotFound(
+            f"tickstore symbol {symbol!r} starts with unknown exchange {exchange!r}; known: {list(EXCHANGES)}"
+        )
     return exchange, unified
 
 

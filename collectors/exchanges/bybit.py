@@ -13,15 +13,17 @@ Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/500 on linear):
     allLiquidation.BTCUSDT     -> Liquidation (linear only)
     {"op": "subscribe"|"ping"|"pong", ...} acks      -> nothing (failed subscribe raises)
 
-Order book rule (Bybit's, not Binance's): every ``snapshot`` replaces the book, and its
-``u`` restarts the chain; each ``delta`` must carry ``u == previous u + 1``. A snapshot with
-``u == 1`` means Bybit restarted its book service. A delta is emitted as
-``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which satisfies both
-Binance chain rules (``pu == last u`` and ``U == last u + 1``), so the generic
-``collectors/book.py`` builder syncs Bybit books unchanged; the in-stream snapshot plays
-the REST snapshot's part. The parser checks the chain as well and emits a ``Gap``
-(``sequence_break``) the moment ``u`` skips, and drops deltas until the next snapshot, so a
-broken chain never reaches the book (resubscribing the topic gets a fresh snapshot).
+Order book rule (Bybit's, not Binance's): every ``snapshot`` replaces the book and its
+``u`` restarts the chain (``u == 1``: Bybit restarted its book service); each ``delta``
+must carry ``u == previous u + 1``. A delta becomes
+``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which is Binance's spot
+chain rule (``U == last u + 1``; the first diff spans ``snapshot u + 1``), so the generic
+``collectors/book.BookBuilder`` built with ``Market.SPOT`` syncs Bybit books and writes
+every ``sequence_break``/``resync`` gap. One thing does not fit: the builder ignores a
+snapshot while it is synced (Binance snapshots are REST answers we asked for), whereas a
+Bybit snapshot in mid-stream *is* the new book, and diffs buffered before it are older.
+``apply_to_book`` adds that rule: it resets the builder before every snapshot. The parser
+only counts chain breaks per topic (``breaks``), so every gap comes from one place.
 ``seq`` (cross sequence, shared with trades) is not part of the book rule.
 
 Tickers: a ``snapshot`` carries every field, a ``delta`` only the changed ones, so deltas
@@ -45,7 +47,6 @@ import orjson
 from collectors.events import (
     DepthDiff,
     DepthSnapshot,
-    Gap,
     Liquidation,
     Mark,
     OpenInterest,
@@ -67,6 +68,7 @@ __all__ = [
     "subscribe_messages",
     "ping_message",
     "trade_id",
+    "apply_to_book",
 ]
 
 EXCHANGE = "bybit"
@@ -145,7 +147,7 @@ def _excerpt(raw) -> str:
 
 @dataclass
 class _Book:
-    last_u: int = -1  # -1: waiting for a snapshot
+    last_u: int = -1  # -1: no frame seen yet
 
 
 @dataclass
@@ -159,6 +161,7 @@ class BybitParser:
     category: Category
     markets: object = field(default=MARKETS, repr=False)
     dropped: int = 0  # ticker deltas that arrived before their snapshot
+    breaks: dict = field(default_factory=dict)  # topic -> deltas whose u did not follow the last u
     _books: dict = field(default_factory=dict, repr=False)
     _tickers: dict = field(default_factory=dict, repr=False)
     _symbols: dict = field(default_factory=dict, repr=False)
@@ -254,21 +257,10 @@ class BybitParser:
         asks = [(float(p), float(q)) for p, q in d["a"]]
         book = self._books.setdefault(msg["topic"], _Book())
         if msg["type"] == "snapshot":
-            out: list = []
-            if book.last_u >= 0 and u != book.last_u + 1:
-                # A mid-stream snapshot that does not continue the chain: Bybit reset the
-                # book (u == 1: its book service restarted). Diffs in between are lost.
-                why = "service restart (u=1)" if u == 1 else "book reset"
-                out.append(Gap(sym, ts, recv_ns, ts, msg["topic"], "resync", f"{why}: snapshot u={u} after u={book.last_u}"))
             book.last_u = u
-            out.append(DepthSnapshot(sym, ts, recv_ns, u, bids, asks))
-            return out
-        if book.last_u < 0:
-            return []  # a delta before (or after a break, until) the next snapshot
-        if u != book.last_u + 1:
-            gap = Gap(sym, ts, recv_ns, ts, msg["topic"], "sequence_break", f"u={u} after u={book.last_u}")
-            book.last_u = -1
-            return [gap]
+            return [DepthSnapshot(sym, ts, recv_ns, u, bids, asks)]
+        if book.last_u >= 0 and u != book.last_u + 1:
+            self.breaks[msg["topic"]] = self.breaks.get(msg["topic"], 0) + 1
         book.last_u = u
         return [DepthDiff(sym, ts, recv_ns, u, u, u - 1, bids, asks)]
 
@@ -367,3 +359,20 @@ def parse(raw: bytes | str, recv_ns: int, category: Category) -> list:
     if p is None:
         p = _DEFAULT_PARSERS[Category(category)] = BybitParser(Category(category))
     return p.parse(raw, recv_ns)
+
+
+def apply_to_book(book, event) -> list:
+    """Feed one Bybit depth event to a ``collectors.book.BookBuilder`` (``Market.SPOT`` rule).
+
+    A snapshot replaces the book (Bybit's rule), so the builder is reset first: a synced
+    builder records the span as a ``resync`` gap, and diffs it buffered while waiting
+    (older than the snapshot, possibly of a chain Bybit restarted at ``u == 1``) are
+    dropped. A snapshot of the very state a synced builder holds (same ``u``) changes
+    nothing. Returns the builder's ``BookTop``/``Gap`` rows.
+    """
+    if isinstance(event, DepthSnapshot):
+        if book.synced and event.update_id == book.update_id:
+            return []
+        book.reset()
+        return book.on_snapshot(event)
+    return book.on_diff(event)

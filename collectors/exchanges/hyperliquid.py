@@ -57,6 +57,7 @@ __all__ = [
     "ping_message",
     "fills_request",
     "book_top",
+    "parse_l2_snapshot",
 ]
 
 EXCHANGE = "hyperliquid"
@@ -216,6 +217,21 @@ def book_top(snap: DepthSnapshot, depth: int) -> BookTop:
 
 
 _DEFAULT = HyperliquidParser()
+
+
+def parse_l2_snapshot(raw: bytes | str, recv_ns: int) -> DepthSnapshot:
+    """The REST ``POST /info {"type":"l2Book","coin":...}`` answer -> ``DepthSnapshot``.
+
+    Same body as the websocket ``l2Book`` data: {"coin":"DYDX","time":1689630203930,
+    "levels":[[{"n":1,"px":"2.111","sz":"134.4"},...],[...]]}.
+    """
+    try:
+        d = orjson.loads(raw)
+        return _DEFAULT._book(d, recv_ns)[0]
+    except orjson.JSONDecodeError as exc:
+        raise MalformedFrame(f"hyperliquid l2Book: not JSON ({exc}): {_excerpt(raw)}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise MalformedFrame(f"hyperliquid l2Book: {type(exc).__name__} {exc} in {_excerpt(raw)}") from None
 
 
 def parse(raw: bytes | str, recv_ns: int) -> list:

@@ -1,0 +1,549 @@
+"""History backfill through ccxt: funding, OHLCV, trades and open interest, day by day.
+
+::
+
+    backfill(store, Kind.FUNDING, "BTC/USDT:USDT", exchange="binance",
+             start="2023-01-01", end="2023-02-01")            # -> BackfillReport
+
+The range ``[start, end)`` is cut into UTC days. Days the store already holds complete
+are skipped (resume after an interruption costs nothing); the rest are fetched in chunks
+of a few days, each chunk paginated to the end, then stored one day at a time::
+
+    days      |d1 |d2 |d3 |d4 |d5 |d6 |         d2, d3 complete in the store: skipped
+    chunks    [d1]    [d4  d5  d6]               runs of missing days, <= ~1 page each
+    pages     [==>][==>][==>]  (Binance, Hyperliquid: oldest first from startTime)
+              [<==][<==][<==]  (Bybit: newest first down from endTime)
+
+Pagination: each page's edge timestamp is requested again (inclusive) and rows are
+de-duplicated on their key, so ties at an edge (many trades in one ms) are neither lost
+nor doubled; a full page that brings nothing new raises ``BackfillError`` instead of
+looping. Binance trades are paged by aggregate id (``fromId``), which has no ties.
+
+Each fetched day is compared with what the store shows for it; only a difference makes
+a new version (``insert(..., source="rest", reason="backfill <kind> <day>")``), so an
+identical re-backfill writes nothing and a corrected value shows up in ``versions``.
+``recv_ts`` of trades is the fetch time, so it is left out of the comparison.
+
+Completeness, for resume: a day is complete when an insert of source ``rest`` whose
+reason is ``backfill <what> <day>`` is in its partition's history and no delete came
+after it. Days not yet over at fetch time are stored with reason ``... partial`` and
+fetched again next time. ``refresh=True`` fetches complete days again (and still writes
+only differences).
+
+Rate limits: ccxt's ``enableRateLimit`` spaces requests; transient failures (ccxt
+``OperationFailed``: ``NetworkError`` - timeouts, 5xx, ``RateLimitExceeded``/``DDoSProtection``
+429/418 - and ``BadResponse``) are retried with exponential backoff (``RetryPolicy``); other errors stop the run and the
+days already stored stay stored.
+
+Funding is stored with ``ts`` = settlement time and ``interval_h`` = the hours the rate
+covers, from the data's spacing (the shorter of the gaps to the previous and the next
+settlement, so one missing settlement does not double an interval; the chunk is fetched
+with one maximal interval of margin each side to see the neighbours), falling back to the
+market's nominal interval for an isolated row.
+
+Venue coverage (what each venue's public REST serves)::
+
+                 funding   ohlcv   trades          open interest
+    binance      yes       yes     yes (aggTrades) yes (last 30 days only, 5m..1d)
+    bybit        yes       yes     no: recent 1000 only         yes (5m..1d)
+    hyperliquid  yes       yes     no: fills need an account    no: live activeAssetCtx only
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+import ccxt
+import numpy as np
+import pandas as pd
+
+from collectors.symbols import MARKETS, MarketInfo, Markets, MarketType
+from tickstore.errors import TickstoreError
+
+__all__ = [
+    "Kind",
+    "RetryPolicy",
+    "BackfillError",
+    "BackfillNotSupported",
+    "BackfillReport",
+    "backfill",
+    "make_exchange",
+    "complete_days",
+]
+
+_MS_PER_DAY = 86_400_000
+_NS_PER_MS = 1_000_000
+_MAX_FUNDING_INTERVAL_MS = 8 * 3_600_000  # the longest settlement interval of the venues
+
+
+class Kind(enum.Enum):
+    """What to backfill; the value is the CLI word."""
+
+    FUNDING = "funding"
+    OHLCV = "ohlcv"
+    TRADES = "trades"
+    OI = "oi"
+
+
+class PageOrder(enum.Enum):
+    OLDEST_FIRST = "oldest_first"  # answers the first `limit` rows from the start time
+    NEWEST_FIRST = "newest_first"  # answers the last `limit` rows before the end time
+
+
+@dataclass(frozen=True)
+class _Paging:
+    limit: int
+    order: PageOrder
+
+
+_PAGING = {
+    ("binance", Kind.FUNDING): _Paging(1000, PageOrder.OLDEST_FIRST),
+    ("binance", Kind.OHLCV): _Paging(1000, PageOrder.OLDEST_FIRST),  # futures allow 1500, spot 1000
+    ("binance", Kind.TRADES): _Paging(1000, PageOrder.OLDEST_FIRST),
+    ("binance", Kind.OI): _Paging(500, PageOrder.OLDEST_FIRST),
+    ("bybit", Kind.FUNDING): _Paging(200, PageOrder.NEWEST_FIRST),
+    ("bybit", Kind.OHLCV): _Paging(1000, PageOrder.NEWEST_FIRST),
+    ("bybit", Kind.OI): _Paging(200, PageOrder.NEWEST_FIRST),
+    ("hyperliquid", Kind.FUNDING): _Paging(500, PageOrder.OLDEST_FIRST),
+    ("hyperliquid", Kind.OHLCV): _Paging(5000, PageOrder.OLDEST_FIRST),
+}
+
+_UNSUPPORTED = {
+    ("bybit", Kind.TRADES): "Bybit's REST API serves only the most recent 1000 trades (/v5/market/recent-trade); "
+    "trade history is published as daily files at public.bybit.com, not through ccxt",
+    ("hyperliquid", Kind.TRADES): "Hyperliquid's REST API has no public trade history (ccxt fetch_trades returns "
+    "one account's fills and needs its address); collect trades live from the websocket",
+    ("hyperliquid", Kind.OI): "Hyperliquid's REST API has no open-interest history; collect it live from the "
+    "activeAssetCtx websocket channel",
+}
+
+
+class BackfillError(TickstoreError):
+    """A backfill stopped: retries exhausted, pagination stuck, or the venue refused."""
+
+
+class BackfillNotSupported(BackfillError):
+    """The venue's public REST API does not serve that history."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry transient ccxt errors: ``attempts`` tries, sleeping ``base_s * 2**n`` (<= ``max_s``) between."""
+
+    attempts: int = 5
+    base_s: float = 1.0
+    max_s: float = 30.0
+
+    def __post_init__(self):
+        if self.attempts < 1 or self.base_s < 0 or self.max_s < self.base_s:
+            raise ValueError(f"retry policy needs attempts >= 1 and 0 <= base_s <= max_s, got {self}")
+
+    def delay(self, n: int) -> float:
+        return min(self.max_s, self.base_s * 2**n)
+
+
+@dataclass(frozen=True)
+class BackfillReport:
+    """What one ``backfill`` call did, day by day counted once each."""
+
+    kind: Kind
+    symbol: str  # tickstore symbol
+    table: str
+    days: int  # days in [start, end)
+    skipped: int  # already complete in the store
+    written: int  # a new version was inserted
+    unchanged: int  # fetched, identical to the store: nothing written
+    empty: int  # the venue returned no row for the day
+    rows: int  # rows in the versions written
+    requests: int  # REST calls made (retries included)
+    retries: int
+
+
+def _table_name(kind: Kind, timeframe: str) -> str:
+    return {Kind.FUNDING: "funding", Kind.TRADES: "trades", Kind.OI: "open_interest"}.get(kind) or f"ohlcv_{timeframe}"
+
+
+def _reason_tag(kind: Kind, timeframe: str) -> str:
+    # what a day's completeness marker names: timeframes differ for bars and OI samples
+    return kind.value if kind in (Kind.FUNDING, Kind.TRADES) else f"{kind.value} {timeframe}"
+
+
+# -- the ccxt exchange ---------------------------------------------------------------------------
+def make_exchange(
+    exchange: str,
+    *,
+    base_url: str | None = None,
+    markets: Markets = MARKETS,
+    timeout_ms: int = 10_000,
+    rate_limit_ms: float | None = None,
+):
+    """A ccxt exchange with rate limiting on (``rate_limit_ms`` overrides ccxt's spacing).
+
+    With ``base_url`` (e.g. ``RestSim.base_url``) every REST root points there and the
+    markets come from ``markets`` (no ``load_markets`` request); without it the exchange
+    talks to the venue and its loaded markets are merged into ``markets``.
+    """
+    cls = getattr(ccxt, exchange, None)
+    if exchange not in ("binance", "bybit", "hyperliquid") or cls is None:
+        raise BackfillError(f"backfill supports binance, bybit and hyperliquid, got exchange {exchange!r}")
+    ex = cls({"enableRateLimit": True, "timeout": timeout_ms})
+    if rate_limit_ms is not None:
+        ex.rateLimit = float(rate_limit_ms)
+    if base_url is not None:
+        base = base_url.rstrip("/")
+        for name, url in list(ex.urls["api"].items()):
+            if isinstance(url, str):
+                ex.urls["api"][name] = base + urlsplit(url).path
+        markets.install(ex)
+    else:
+        ex.load_markets()
+        markets.set_markets(exchange, ex.markets)
+    return ex
+
+
+# -- completeness ----------------------------------------------------------------------------
+_REASON = re.compile(r"^backfill (?P<what>.+) (?P<day>\d{4}-\d{2}-\d{2})$")
+
+
+def complete_days(table, symbol: str, days: pd.DatetimeIndex, *, what: str) -> set[pd.Timestamp]:
+    """Days of ``days`` the store holds complete for backfill tag ``what`` (see module doc)."""
+    done: set[pd.Timestamp] = set()
+    seen_partitions: set = set()
+    for day in days:
+        part = table.schema.partition.floor(np.array([day.value // (_MS_PER_DAY * _NS_PER_MS)]))[0]
+        if part in seen_partitions:
+            continue
+        seen_partitions.add(part)
+        hist = table.versions(symbol, day)
+        if hist.empty:
+            continue
+        marked: set[pd.Timestamp] = set()
+        for op, reason, source in zip(hist["operation"], hist["reason"], hist["source"]):
+            if op == "delete":
+                marked.clear()  # which day a tombstone removed is not recorded: trust none before it
+                continue
+            m = _REASON.match(reason)
+            if source == "rest" and m and m.group("what") == what:
+                marked.add(pd.Timestamp(m.group("day"), tz="UTC"))
+        done |= marked
+    return done & set(days)
+
+
+# -- fetching ----------------------------------------------------------------------------------
+@dataclass
+class _Caller:
+    """Runs ccxt calls with retries on transient errors and counts them."""
+
+    retry: RetryPolicy
+    sleep: Callable[[float], None] = time.sleep
+    requests: int = 0
+    retries: int = 0
+
+    def __call__(self, fn, *args, **kwargs):
+        for n in range(self.retry.attempts):
+            self.requests += 1
+            try:
+                return fn(*args, **kwargs)
+            except ccxt.OperationFailed as exc:
+                # ccxt's "may succeed if retried" branch: NetworkError (timeouts, 5xx,
+                # RateLimitExceeded 429, DDoSProtection 418), BadResponse, and venue codes
+                # mapped to it such as Binance -1001 "internal error"
+                if n + 1 == self.retry.attempts:
+                    raise BackfillError(
+                        f"{getattr(fn, '__name__', fn)}: gave up after {self.retry.attempts} attempts: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                self.retries += 1
+                self.sleep(self.retry.delay(n))
+            except ccxt.BaseError as exc:
+                raise BackfillError(f"{getattr(fn, '__name__', fn)} refused: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+
+def _paginate(call: Callable, start: int, end: int, paging: _Paging, *, ts: Callable, key: Callable) -> list:
+    """Every row with ``start <= ts <= end`` (ms), however many pages it takes."""
+    rows: dict = {}
+    lo, hi = start, end
+    while True:
+        page = call(lo, hi, paging.limit)
+        inside = [r for r in page if start <= ts(r) <= end]
+        new = [r for r in inside if key(r) not in rows]
+        for r in new:
+            rows[key(r)] = r
+        if len(page) < paging.limit:
+            return list(rows.values())
+        if not new:
+            raise BackfillError(
+                f"pagination stuck: a full page of {paging.limit} rows in [{lo}, {hi}] ms brought no new row "
+                f"(more than {paging.limit} rows share one timestamp?)"
+            )
+        # the edge timestamp is asked for again: ties split by the page limit are completed
+        if paging.order is PageOrder.OLDEST_FIRST:
+            lo = max(ts(r) for r in page)
+        else:
+            hi = min(ts(r) for r in page)
+
+
+def _ms(t) -> int:
+    return int(pd.Timestamp(t).value // _NS_PER_MS)
+
+
+def _utc_day(value, what: str) -> pd.Timestamp:
+    try:
+        t = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise BackfillError(f"{what} must be a date like 2024-01-31, got {value!r} ({exc})") from None
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    if t != t.normalize():
+        raise BackfillError(f"{what} must be a UTC midnight (backfill works in whole days), got {t}")
+    return t
+
+
+# -- per kind: fetch rows of [start, end] ms, and turn them into a frame ---------------------------
+@dataclass
+class _Job:
+    ex: object
+    kind: Kind
+    market: MarketInfo
+    timeframe: str
+    paging: _Paging
+    call: _Caller
+    fetched_ns: int = 0
+
+    def rows_per_day(self) -> float:
+        if self.kind is Kind.FUNDING:
+            return 24.0  # hourly at most
+        if self.kind is Kind.TRADES:
+            return float("inf")
+        return _MS_PER_DAY / (self.ex.parse_timeframe(self.timeframe) * 1000)
+
+    def fetch(self, start: int, end: int) -> list:
+        """Rows (ccxt structures) with ``start <= ts <= end``."""
+        sym = self.market.symbol
+        c = self.call
+        if self.kind is Kind.FUNDING:
+            def page(lo, hi, n):
+                return c(self.ex.fetch_funding_rate_history, sym, lo, n, {"until": hi})
+            return _paginate(page, start, end, self.paging, ts=lambda r: r["timestamp"], key=lambda r: r["timestamp"])
+        if self.kind is Kind.OHLCV:
+            def page(lo, hi, n):
+                return c(self.ex.fetch_ohlcv, sym, self.timeframe, lo, n, {"until": hi})
+            return _paginate(page, start, end, self.paging, ts=lambda r: r[0], key=lambda r: r[0])
+        if self.kind is Kind.OI:
+            def page(lo, hi, n):
+                return c(self.ex.fetch_open_interest_history, sym, self.timeframe, lo, n, {"until": hi})
+            return _paginate(page, start, end, self.paging, ts=lambda r: r["timestamp"], key=lambda r: r["timestamp"])
+        return self._binance_trades(start, end)
+
+    def _binance_trades(self, start: int, end: int) -> list:
+        # The first page comes by time (Binance allows a window < 1 h with startTime), the
+        # rest by aggregate id, which is dense and tie-free; an empty hour moves on.
+        sym, c, n = self.market.symbol, self.call, self.paging.limit
+        out: list = []
+        lo = start
+        first: list = []
+        while lo <= end and not first:
+            hi = min(end, lo + 3_600_000 - 1)
+            first = c(self.ex.fetch_trades, sym, lo, n, {"until": hi})
+            lo = hi + 1
+        page = first
+        while page:
+            out += [t for t in page if start <= t["timestamp"] <= end]
+            if page[-1]["timestamp"] > end or len(page) < n:
+                break
+            page = c(self.ex.fetch_trades, sym, None, n, {"fromId": int(page[-1]["id"]) + 1})
+        return out
+
+    def frame(self, rows: list, context: list) -> pd.DataFrame:
+        """Rows of one day -> a frame in the table's schema. ``context`` = every row fetched
+        around them (funding spacing needs the neighbours)."""
+        if self.kind is Kind.FUNDING:
+            ts = np.array([r["timestamp"] for r in rows], dtype="i8")
+            data = {"rate": np.array([r["fundingRate"] for r in rows], dtype="f8"),
+                    "interval_h": _intervals(ts, np.array(sorted(r["timestamp"] for r in context), dtype="i8"),
+                                             self.market.funding_interval_h)}
+        elif self.kind is Kind.OHLCV:
+            ts = np.array([r[0] for r in rows], dtype="i8")
+            arr = np.array([r[1:6] for r in rows], dtype="f8").reshape(len(rows), 5)
+            data = {name: arr[:, i] for i, name in enumerate(("open", "high", "low", "close", "volume"))}
+        elif self.kind is Kind.OI:
+            ts = np.array([r["timestamp"] for r in rows], dtype="i8")
+            data = {"oi": np.array([_nan(r.get("openInterestAmount")) for r in rows], dtype="f8"),
+                    "oi_value": np.array([_nan(r.get("openInterestValue")) for r in rows], dtype="f8")}
+        else:
+            ts = np.array([r["timestamp"] for r in rows], dtype="i8")
+            data = {"recv_ts": pd.DatetimeIndex(np.full(len(rows), self.fetched_ns, dtype="i8").view("M8[ns]"), tz="UTC"),
+                    "trade_id": np.array([int(r["id"]) for r in rows], dtype="i8"),
+                    "price": np.array([r["price"] for r in rows], dtype="f8"),
+                    "qty": np.array([r["amount"] for r in rows], dtype="f8"),
+                    "side": np.array([1 if r["side"] == "buy" else -1 for r in rows], dtype="i1")}
+        idx = pd.DatetimeIndex((ts * _NS_PER_MS).view("M8[ns]"), tz="UTC", name="ts")
+        frame = pd.DataFrame(data, index=idx)
+        return frame.sort_index(kind="stable")
+
+
+def _nan(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _intervals(ts: np.ndarray, around: np.ndarray, nominal: float | None) -> np.ndarray:
+    """Hours each settlement covers: the shorter gap to a neighbour, rounded to whole hours."""
+    out = np.empty(len(ts), dtype="f8")
+    for i, t in enumerate(ts):
+        j = np.searchsorted(around, t)
+        gaps = []
+        if j > 0:
+            gaps.append(t - around[j - 1])
+        if j + 1 < len(around):
+            gaps.append(around[j + 1] - t)
+        gaps = [g for g in gaps if g > 0]
+        if gaps:
+            out[i] = max(1.0, round(min(gaps) / 3_600_000))
+        else:
+            out[i] = nominal if nominal is not None else np.nan
+    return out
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame, *, ignore: tuple = ()) -> bool:
+    """Same rows, same order, same values (NaN == NaN), ignoring columns in ``ignore``."""
+    if len(a) != len(b) or not a.index.equals(b.index):
+        return False
+    for col in a.columns:
+        if col in ignore:
+            continue
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            if not np.array_equal(x.astype("f8"), y.astype("f8"), equal_nan=True):
+                return False
+        elif not np.array_equal(x, y):
+            return False
+    return True
+
+
+# -- the entry point -------------------------------------------------------------------------
+def backfill(
+    store,
+    kind: Kind | str,
+    symbol: str,
+    *,
+    exchange: str,
+    start,
+    end,
+    timeframe: str | None = None,
+    refresh: bool = False,
+    exchange_obj=None,
+    base_url: str | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    page_limit: int | None = None,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    markets: Markets = MARKETS,
+) -> BackfillReport:
+    """Backfill ``kind`` history of ``symbol`` on ``exchange`` for the UTC days ``[start, end)``.
+
+    Parameters
+    ----------
+    symbol
+        Unified (``BTC/USDT:USDT``), native (``BTCUSDT``, ``BTC``) or suffixed
+        (``BTCUSDT-PERP``); funding and open interest assume the perpetual.
+    timeframe
+        Bar size for OHLCV (default ``1m``, table ``ohlcv_<timeframe>``), sampling period
+        for open interest (default ``1h``); not used otherwise.
+    refresh
+        Fetch days already complete in the store too (identical days still write nothing).
+    page_limit
+        Ask for fewer rows per request than the venue's maximum.
+    exchange_obj, base_url
+        A ready ccxt exchange, or a REST root to point a new one at (``RestSim.base_url``);
+        neither: the real venue.
+
+    Raises
+    ------
+    BackfillNotSupported, BackfillError, SymbolError, TickstoreError
+    """
+    kind = Kind(kind)
+    if (exchange, kind) in _UNSUPPORTED:
+        raise BackfillNotSupported(f"{exchange} {kind.value} backfill is not possible: {_UNSUPPORTED[(exchange, kind)]}")
+    paging = _PAGING.get((exchange, kind))
+    if paging is None:
+        raise BackfillError(f"no backfill for exchange {exchange!r}; supported: binance, bybit, hyperliquid")
+    if page_limit is not None:
+        if not 1 <= page_limit <= paging.limit:
+            raise BackfillError(f"{exchange} {kind.value}: page_limit must be 1..{paging.limit}, got {page_limit!r}")
+        paging = _Paging(page_limit, paging.order)
+    if timeframe is None:
+        timeframe = "1h" if kind is Kind.OI else "1m"
+    elif kind in (Kind.FUNDING, Kind.TRADES):
+        raise BackfillError(f"{kind.value} backfill takes no timeframe, got {timeframe!r}")
+    want = MarketType.SWAP if kind in (Kind.FUNDING, Kind.OI) else None
+    market = markets.info(exchange, symbol, market_type=want)
+    if kind in (Kind.FUNDING, Kind.OI) and market.type is MarketType.SPOT:
+        raise BackfillError(f"{kind.value} history exists for derivatives only; {market.tickstore} is spot")
+    first, stop = _utc_day(start, "start"), _utc_day(end, "end")
+    if stop <= first:
+        raise BackfillError(f"empty range: start {first.date()} must be before end {stop.date()}")
+    ex = exchange_obj if exchange_obj is not None else make_exchange(exchange, base_url=base_url, markets=markets)
+    if kind is not Kind.TRADES and kind is not Kind.FUNDING and timeframe not in ex.timeframes:
+        raise BackfillError(f"{exchange} has no timeframe {timeframe!r}; it has {sorted(ex.timeframes)}")
+    table_name = _table_name(kind, timeframe)
+    table = store[table_name]
+    what = _reason_tag(kind, timeframe)
+    job = _Job(ex, kind, market, timeframe, paging, _Caller(retry, sleep))
+
+    days = pd.date_range(first, stop, freq="D", inclusive="left")
+    done = set() if refresh else complete_days(table, market.tickstore, days, what=what)
+    todo = [d for d in days if d not in done]
+    counts = dict(written=0, unchanged=0, empty=0, rows=0)
+    per_chunk = max(1, min(31, int(paging.limit * 0.9 // job.rows_per_day()))) if kind is not Kind.TRADES else 1
+    margin = _MAX_FUNDING_INTERVAL_MS if kind is Kind.FUNDING else 0
+
+    from tqdm import tqdm  # imported here: the library is usable without a terminal
+
+    with tqdm(total=len(todo), desc=f"{kind.value} {market.tickstore}", unit="day", disable=not progress) as bar:
+        for chunk in _chunks(todo, per_chunk):
+            lo, hi = _ms(chunk[0]), _ms(chunk[-1]) + _MS_PER_DAY - 1
+            rows = job.fetch(lo - margin, hi + margin)
+            job.fetched_ns = time.time_ns()
+            ts_of = (lambda r: r[0]) if kind is Kind.OHLCV else (lambda r: r["timestamp"])
+            now_ms = store.clock.now_ns() // _NS_PER_MS
+            for day in chunk:
+                d0 = _ms(day)
+                mine = [r for r in rows if d0 <= ts_of(r) < d0 + _MS_PER_DAY]
+                _store_day(table, job, market.tickstore, day, mine, rows, what, partial=d0 + _MS_PER_DAY > now_ms, counts=counts)
+                bar.update(1)
+    return BackfillReport(kind, market.tickstore, table_name, len(days), len(days) - len(todo), counts["written"],
+                          counts["unchanged"], counts["empty"], counts["rows"], job.call.requests, job.call.retries)
+
+
+def _chunks(days: list, size: int):
+    """Runs of consecutive days, cut every ``size`` days."""
+    run: list = []
+    for d in days:
+        if run and (d - run[-1] != pd.Timedelta(days=1) or len(run) == size):
+            yield run
+            run = []
+        run.append(d)
+    if run:
+        yield run
+
+
+def _store_day(table, job: _Job, symbol: str, day, rows, context, what, *, partial: bool, counts: dict) -> None:
+    if not rows:
+        counts["empty"] += 1
+        return
+    new = job.frame(rows, context)
+    held = table.select(symbol, day, day + pd.Timedelta(days=1))
+    reason = f"backfill {what} {day.date()}" + (" partial" if partial else "")
+    if _same(new, held[new.columns], ignore=("recv_ts",)):
+        # Nothing new. A day whose identical rows came from elsewhere (a live collector)
+        # stays unmarked and is fetched again next time: cheaper than a duplicate version.
+        counts["unchanged"] += 1
+        return
+    table.insert(symbol, day, new, reason=reason, source="rest")
+    counts["written"] += 1
+    counts["rows"] += len(new)

@@ -141,7 +141,8 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
-def _emit(frame: pd.DataFrame, fmt: str) -> None:
+def emit(frame: pd.DataFrame, fmt: str) -> None:
+    """Print ``frame`` as a table, CSV or JSON records (ISO UTC times); shared by plugin commands."""
     if fmt == "csv":
         click.echo(_plain(frame).to_csv(index=False), nl=False)
     elif fmt == "json":
@@ -187,7 +188,7 @@ def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
     cols = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     target = symbols[0] if len(symbols) == 1 else list(symbols)
     frame = _store(ctx)[table].select(target, start, end, as_of=as_of, columns=cols)
-    _emit(frame if limit is None else frame.head(limit), fmt)
+    emit(frame if limit is None else frame.head(limit), fmt)
 
 
 @main.command("ls")
@@ -224,7 +225,7 @@ def versions(ctx, table, symbol, date, fmt, long_):
     frame = _store(ctx)[table].versions(symbol, date).droplevel("symbol")
     if fmt == "table" and not long_:
         frame = frame.drop(columns=["checksum", "path"])
-    _emit(frame, fmt)
+    emit(frame, fmt)
 
 
 @main.command()
@@ -242,7 +243,7 @@ def snapshot(ctx, name, note, list_, fmt):
         raise click.UsageError("give a snapshot NAME to create one, or --list (not both)")
     store = _store(ctx)
     if list_:
-        _emit(store.snapshots(), fmt)
+        emit(store.snapshots(), fmt)
         return
     at = store.snapshot(name, note=note)
     click.echo(f"snapshot {name} as of {_iso([at])[0]}")

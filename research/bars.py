@@ -42,6 +42,7 @@ __all__ = [
     "OHLCV_COLUMNS",
     "BOOK_FEATURES",
     "bin_edges",
+    "reduce_bins",
     "trade_bars",
     "resample_bars",
     "book_depth",
@@ -191,6 +192,47 @@ def _float_column(frame: pd.DataFrame, name: str, *, what: str) -> np.ndarray:
         i = int(bad[0])
         raise ResearchError(f"{what}: column {name!r} holds {v[i]} at {frame.index[i]} (row {i}); prices/quantities must be finite")
     return v
+
+
+def reduce_bins(frame: pd.DataFrame, freq, *, how: dict[str, str], start=None, end=None) -> pd.DataFrame:
+    """Reduce columns of a time-indexed frame into bins of the grid (the generic form).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        UTC sorted ``ts`` index.
+    freq : str | pandas offset
+    how : dict
+        ``{column: "first" | "last" | "max" | "min" | "sum"}``; first/last are positional
+        (a NaN that is last in its bin is the bin's last value).
+    start, end : timestamp-like, optional
+        Bin range [start, end); default the frame's first to last row.
+
+    Returns
+    -------
+    DataFrame
+        Index ``ts`` = bin open; the columns of ``how`` (empty bins NaN, 0 for "sum") and
+        ``count`` (rows per bin).
+
+    Raises
+    ------
+    ResearchError
+        Unknown reduction or column, bad index or frequency.
+    """
+    require_columns(frame, how, what="reduce_bins")
+    try:
+        aggs = {c: _Agg(h) for c, h in how.items()}
+    except ValueError:
+        raise ResearchError(f"reductions must be one of {[a.value for a in _Agg]}, got {how!r}") from None
+    ts = utc_index_ns(frame, what="frame")
+    edges = _range_edges(ts, _offset(freq), start, end)
+    b = _bounds(ts, edges)
+    cols = {}
+    for c, agg in aggs.items():
+        v = frame[c].to_numpy()
+        cols[c] = _reduce(v if v.dtype.kind in "iuf" else v.astype(np.float64), b, agg)
+    cols["count"] = np.diff(b).astype(np.int64)
+    return pd.DataFrame(cols, index=pd.DatetimeIndex(edges[:-1], tz="UTC", name="ts"))
 
 
 # -- trades -> bars ------------------------------------------------------------------------

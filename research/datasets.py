@@ -32,6 +32,16 @@ from .funding import SCHEDULES, Venue
 
 __all__ = [
     "data_dir",
+    "TARDIS_TRADES",
+    "USDM_2024",
+    "USDM_2023",
+    "SPOT_2024",
+    "CM_2024",
+    "HL_BOOK",
+    "ADA_KLINES",
+    "BINANCE_FUNDING",
+    "BYBIT_FUNDING",
+    "HL_FUNDING",
     "load_tardis_trades",
     "load_binance_trades",
     "load_binance_quotes",
@@ -42,9 +52,22 @@ __all__ = [
     "load_hyperliquid_funding",
 ]
 
+# The real recorded files this module reads, relative to ``data_dir()`` (see PROVENANCE.md).
+TARDIS_TRADES = "nautilus_trader/trades.csv"
+USDM_2024 = "hftbacktest/usdm/btcusdt_20240808.gz"
+USDM_2023 = "hftbacktest/usdm/btcusdt_20230404.dat.gz"
+SPOT_2024 = "hftbacktest/spot/btcusdt_20240808.gz"
+CM_2024 = "hftbacktest/cm/btcusd_perp_20240808.gz"
+HL_BOOK = "hftbacktest/hyperliquid/btcusd_20250126.gz"
+ADA_KLINES = "nautilus_trader/ADABTC-1m-2021-11-27.csv"
+BINANCE_FUNDING = "historical-funding-rates-fetcher/BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"
+BYBIT_FUNDING = "historical-funding-rates-fetcher/BTC-USDT_bybit_2021-01-01_2024-01-01_funding_history.csv"
+HL_FUNDING = "hyperliquid-python-sdk/test_get_funding_history[None].yaml"
+
+
 def data_dir() -> Path:
-    """The shared real-data folder: ``$TICKSTORE_SHARED_DATA`` or ``<repo>/../shared/data``."""
-    env = os.environ.get("TICKSTORE_SHARED_DATA")
+    """The shared real-data folder: ``$TICKSTORE_DATA`` or ``<repo>/../shared/data``."""
+    env = os.environ.get("TICKSTORE_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

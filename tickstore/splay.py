@@ -44,6 +44,9 @@ __all__ = ["FORMAT_VERSION", "FileMeta", "write_file", "read_meta", "FileCache",
 FORMAT_VERSION = 1
 _DATA = "/data"
 warnings.filterwarnings("ignore", category=tables.NaturalNameWarning)
+# Decompression is most of a large read (1M trades: ~17 ms raw HDF5 read vs ~70 ms with
+# blosc2/lz4 on one thread); let blosc use the cores. PyTables' default here is 1.
+tables.parameters.MAX_BLOSC_THREADS = max(tables.parameters.MAX_BLOSC_THREADS, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 On-disk layout (one directory per collector)::
 
     <dir>/
-      checkpoint.json            {"format": 1, "segment": 7, "offset": 123456, "records": N,
-                                  "updated_ns": ...}  everything before it is in the store
+      checkpoint.json            {"format": 1, "segment": 7, "offset": 123456, "updated_ns": ...,
+                                  "meta": {...}}   everything before (segment, offset) is stored
       seg-0000000007.jnl          append-only segments; a new one per process start and
       seg-0000000008.jnl          every ``segment_bytes``
 
@@ -286,10 +286,12 @@ class Journal:
         """Records after the checkpoint: what a restart must replay into the store."""
         return read_records(self.directory, after=self.committed)
 
-    def commit(self, position: Position) -> None:
+    def commit(self, position: Position, *, meta: dict | None = None) -> None:
         """Atomically record that everything up to ``position`` is in the store.
 
-        Segments that end before ``position`` are deleted (unless ``keep_committed``).
+        ``meta`` (small, JSON-able) is kept in the checkpoint and read back as
+        ``checkpoint_meta``. Segments that end before ``position`` are deleted (unless
+        ``keep_committed``).
         """
         if position < self.committed:
             raise JournalError(f"checkpoint may not go back: {position} < committed {self.committed}")
@@ -298,6 +300,7 @@ class Journal:
             "segment": position.segment,
             "offset": position.offset,
             "updated_ns": time.time_ns(),
+            "meta": meta or {},
         }
         tmp = self.directory / (CHECKPOINT + ".tmp")
         with open(tmp, "wb") as f:
@@ -307,6 +310,7 @@ class Journal:
         os.replace(tmp, self.directory / CHECKPOINT)
         _fsync_dir(self.directory)
         self.committed = position
+        self.checkpoint_meta = dict(meta or {})
         if not self.config.keep_committed:
             for n in _segments(self.directory):
                 if n < position.segment:
@@ -333,12 +337,14 @@ class Journal:
     # -- internals --------------------------------------------------------------------
     def _read_checkpoint(self) -> Position:
         path = self.directory / CHECKPOINT
+        self.checkpoint_meta: dict = {}
         if not path.exists():
             return Position(-1, 0)
         try:
             doc = orjson.loads(path.read_bytes())
             if doc.get("format") != 1:
                 raise JournalError(f"{path}: unknown checkpoint format {doc.get('format')!r}; expected 1")
+            self.checkpoint_meta = dict(doc.get("meta") or {})
             return Position(int(doc["segment"]), int(doc["offset"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise JournalCorruptionError(f"{path}: unreadable checkpoint ({exc}); it is replaced atomically, so this is not a torn write") from None

@@ -29,7 +29,7 @@ do not move the book (documented simplification). The frames are a pure function
 generation stops after ``max_seconds`` of simulated time (bounded).
 
 ``ReplayMarket``: frames read from a recorded capture (``collectors.capture``), sent at
-their recorded pace times ``speed`` (0 = as fast as possible); the REST snapshot served is
+their recorded pace times ``speed`` (a huge ``speed`` = as fast as the loop goes); the REST snapshot served is
 the latest recorded one at or before the replay position.
 
 Misbehaviour on request (thread-safe, each applies to the given market or all):
@@ -44,23 +44,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
+import bisect
 import hashlib
 import logging
 import math
 import random
+import re
 import struct
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from .exchanges.binance import Endpoints, Market, from_tickstore, to_tickstore
+from .capture import CaptureReader, FrameKind
+from .exchanges.binance import Endpoints, Market, from_tickstore, native_symbol_of_url, to_tickstore
+from .replay import _file_market
 
-__all__ = ["SimulatorConfig", "Simulator", "GeneratedMarket", "SentLog", "Misbehaviour"]
+__all__ = ["SimulatorConfig", "Simulator", "GeneratedMarket", "ReplayMarket", "SentLog"]
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +72,9 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _DEPTH_PATH = {Market.SPOT: "/api/v3/depth", Market.USDM: "/fapi/v1/depth", Market.COINM: "/dapi/v1/depth"}
 _PING_PATH = {Market.SPOT: "/api/v3/ping", Market.USDM: "/fapi/v1/ping", Market.COINM: "/dapi/v1/ping"}
 _FUNDING_MS = 8 * 3600 * 1000
+_DIFF_STREAM = re.compile(r"^[a-z0-9_]+@depth(@\d+ms)?$")
 # (price, tick size) a symbol starts from, by base asset; others start at 100.
 _START = {"BTC": (60_000.0, 0.1), "ETH": (3_000.0, 0.01), "SOL": (150.0, 0.01), "BNB": (550.0, 0.01)}
-
-
-class Misbehaviour(enum.Enum):
-    DROP = "drop"
-    SKIP_SEQUENCE = "skip_sequence"
-    MALFORMED = "malformed"
-    STALL = "stall"
 
 
 @dataclass(frozen=True)
@@ -103,8 +101,12 @@ class SimulatorConfig:
     max_connection_age_s: float = 24 * 3600.0
     max_backlog_bytes: int = 32 << 20
     host: str = "127.0.0.1"
+    replay: tuple[str, ...] = ()
+    replay_market: Market | None = None
 
     def __post_init__(self):
+        if isinstance(self.replay, str):
+            raise ValueError(f"simulator replay must be a tuple of capture paths, got the string {self.replay!r}")
         if isinstance(self.symbols, str) or not self.symbols:
             raise ValueError(f"simulator symbols must be a non-empty tuple of tickstore symbols, got {self.symbols!r}")
         for s in self.symbols:
@@ -124,6 +126,7 @@ class SimulatorConfig:
 
     @property
     def markets(self) -> tuple[Market, ...]:
+        """Generated mode: the markets of ``symbols`` (replay mode decides per file)."""
         seen = []
         for s in self.symbols:
             m = from_tickstore(s)[1]
@@ -336,6 +339,92 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
         p *= rng.random()
     return k
+
+
+class ReplayMarket:
+    """Recorded frames of one market, served at their recorded pace times ``speed``.
+
+    The capture is read once at start (bounded by the files). Symbol-less REST snapshots
+    (hftbacktest) belong to their file's depth stream, as in ``collectors.replay``. The
+    feed starts when the first client subscribes, so a client sees the whole capture.
+    """
+
+    def __init__(self, config: SimulatorConfig, market: Market, paths: list[str]):
+        self.config = config
+        self.market = market
+        self.skip: set[str] = set()
+        self.frames: list[tuple[int, _Frame]] = []
+        self.snapshots: dict[str, list[tuple[int, bytes]]] = defaultdict(list)  # native -> [(index, body)]
+        for path in paths:
+            self._load(path)
+        self.frames.sort(key=lambda item: item[0])  # merge files by receive time (stable per file)
+        snaps = [(i, native, body) for native, lst in self.snapshots.items() for i, body in lst]
+        # snapshot positions are receive times until here; make them frame indexes
+        recv = [r for r, _ in self.frames]
+        self.snapshots = defaultdict(list)
+        for r, native, body in sorted(snaps):
+            self.snapshots[native].append((bisect.bisect_right(recv, r), body))
+        self.position = 0  # index of the next frame to send
+
+    def _load(self, path: str) -> None:
+        depth_native, pending = None, []
+        for f in CaptureReader(path):
+            if f.kind is FrameKind.REST:
+                if b"lastUpdateId" not in f.raw[:64]:
+                    continue
+                native = native_symbol_of_url(f.url) if f.url else None
+                if native is None:
+                    try:
+                        native = orjson.loads(f.raw).get("symbol")
+                    except orjson.JSONDecodeError:
+                        continue
+                if native is None and depth_native is None:
+                    pending.append(f)
+                else:
+                    self.snapshots[native or depth_native].append((f.recv_ns, f.raw))
+                continue
+            if f.kind is not FrameKind.WS:
+                continue
+            try:
+                msg = orjson.loads(f.raw)
+                stream = msg["stream"]
+                data = msg["data"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # not a combined-stream frame: nothing to route it by
+            native = stream.partition("@")[0].upper()
+            if "@depth" in stream:
+                depth_native = native
+                for p in pending:
+                    self.snapshots[native].append((p.recv_ns, p.raw))
+                pending.clear()
+            try:
+                symbol = to_tickstore(native, self.market)
+            except ValueError:
+                symbol = native
+            trade_id = data.get("t") if isinstance(data, dict) and stream.endswith("@trade") else None
+            if _DIFF_STREAM.match(stream):
+                # a recorded depth@0ms feed also serves depth@100ms / depth subscribers
+                base = stream.partition("@")[0]
+                for name in (f"{base}@depth@100ms", f"{base}@depth@0ms", f"{base}@depth"):
+                    self.frames.append((f.recv_ns, _Frame(name, symbol, f.raw, depth=True)))
+            else:
+                self.frames.append((f.recv_ns, _Frame(stream, symbol, f.raw, trade_id=trade_id)))
+
+    def snapshot(self, native: str, limit: int, now_ms: int) -> dict | None:
+        lst = self.snapshots.get(native)
+        if not lst:
+            return None
+        # the latest recorded snapshot at or before the replay position, else the first
+        body = lst[0][1]
+        for i, b in lst:
+            if i <= self.position:
+                body = b
+        d = orjson.loads(body)
+        d["bids"], d["asks"] = d["bids"][:limit], d["asks"][:limit]
+        return d
+
+    def __len__(self) -> int:
+        return len(self.frames)
 
 
 # -- websocket framing (RFC 6455) ------------------------------------------------------------
@@ -692,14 +781,23 @@ class Simulator:
         self._t0 = time.monotonic()
         self.start_ms = cfg.start_ms if cfg.start_ms is not None else time.time_ns() // 1_000_000
         self._stopping = asyncio.Event()
-        for m in cfg.markets:
-            srv = _MarketServer(self, m, GeneratedMarket(cfg, m, self.start_ms))
+        if cfg.replay:
+            by_market: dict[Market, list[str]] = defaultdict(list)
+            for path in cfg.replay:
+                by_market[_file_market(Path(path), cfg.replay_market)].append(path)
+            for m, paths in by_market.items():
+                self._servers[m] = _MarketServer(self, m, ReplayMarket(cfg, m, paths))
+            tasks = [asyncio.ensure_future(self._replay(srv)) for srv in self._servers.values()]
+        else:
+            for m in cfg.markets:
+                self._servers[m] = _MarketServer(self, m, GeneratedMarket(cfg, m, self.start_ms))
+            tasks = [asyncio.ensure_future(self._generate())]
+        for srv in self._servers.values():
             await srv.start()
-            self._servers[m] = srv
         ready.set()
-        gen = asyncio.ensure_future(self._generate())
         await self._stopping.wait()
-        gen.cancel()
+        for t in tasks:
+            t.cancel()
         for srv in self._servers.values():
             srv.server.close()
             for c in srv.conns:
@@ -712,6 +810,35 @@ class Simulator:
 
     def _shutdown(self) -> None:
         self._stopping.set()
+
+    async def _replay(self, srv: "_MarketServer") -> None:
+        """Send a recorded market at its recorded pace (``speed`` times), once subscribed."""
+        src: ReplayMarket = srv.source
+        while not srv.conns:
+            await asyncio.sleep(0.01)
+        frames, speed = src.frames, self.config.speed
+        t0, r0 = time.monotonic(), frames[0][0] if frames else 0
+        i, withheld = 0, None
+        while i < len(frames):
+            due = t0 + (frames[i][0] - r0) / 1e9 / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            batch = []
+            now = time.monotonic()
+            # everything already due goes out in one burst (and the loop breathes between)
+            while i < len(frames) and len(batch) < 1000 and t0 + (frames[i][0] - r0) / 1e9 / speed <= now:
+                f = frames[i][1]
+                if f.depth and (f.symbol in src.skip or f.payload is withheld):
+                    src.skip.discard(f.symbol)
+                    withheld = f.payload  # its aliases (other depth stream names) go too
+                    f = _Frame("", f.symbol, b"", depth=True)
+                batch.append(f)
+                i += 1
+            src.position = i
+            srv.broadcast(batch)
+            await asyncio.sleep(0)
+        self.finished.set()
 
     async def _generate(self) -> None:
         cfg = self.config

@@ -331,18 +331,18 @@ def infer_market(raw: bytes) -> Market | None:
         if "E" in data or "T" in data:
             return Market.COINM if coinm else Market.USDM
         return Market.SPOT
-    futures = (
-        "pu" in data
-        or (e == "trade" and "X" in data)
-        or (e == "bookTicker")
-        or e in ("markPriceUpdate", "forceOrder")
-    )
-    spot = "M" in data or (e is None and "u" in data and "b" in data and "s" in data)
-    if coinm:
-        return Market.COINM
-    if futures:
-        return Market.USDM
-    if spot or (e == "depthUpdate" and "pu" not in data):
+    if e in ("trade", "aggTrade"):  # spot trades carry the "ignore" field M, futures never
+        spot = "M" in data
+        futures = not spot
+    elif e == "depthUpdate":
+        futures = "pu" in data
+        spot = not futures
+    else:
+        futures = e in ("bookTicker", "markPriceUpdate", "forceOrder")
+        spot = e is None and "u" in data and "b" in data and "s" in data  # spot bookTicker: no "e"
+    if futures or (coinm and not spot):
+        return Market.COINM if coinm else Market.USDM
+    if spot:
         return Market.SPOT
     return None
 
@@ -377,7 +377,7 @@ class BinanceParser:
             "markPriceUpdate": self._mark,
             "forceOrder": self._liquidation,
         }
-        self._by_stream: dict[str, object] = {}
+        self._by_stream: dict[str, tuple] = {}  # stream name -> (handler, native id)
 
     # The dispatch is two dict lookups; handlers build the events directly so a frame
     # costs one orjson.loads plus one dataclass per event.
@@ -395,12 +395,10 @@ class BinanceParser:
         try:
             if stream is not None:
                 data = msg["data"]
-                sym_part, _, kind = stream.partition("@")
-                if sym_part.startswith("!"):  # market-wide, e.g. !markPrice@arr@1s
-                    kind, sym_part = sym_part[1:], None
-                handler = self._by_stream.get(kind)
-                if handler is None:
-                    handler = self._stream_handler(kind, raw)
+                route = self._by_stream.get(stream)
+                if route is None:
+                    route = self._route(stream, raw)
+                handler, sym_part = route
                 if type(data) is list:
                     out = []
                     for item in data:
@@ -463,6 +461,16 @@ class BinanceParser:
             sym = self._symbols[native] = to_tickstore(native, self.market)
         return sym
 
+    def _route(self, stream: str, raw) -> tuple:
+        """(handler, lower-case native id or None) of a stream name, cached per name."""
+        sym_part, _, kind = stream.partition("@")
+        if sym_part.startswith("!"):  # market-wide, e.g. !markPrice@arr@1s
+            kind, sym_part = sym_part[1:].partition("@")[0], None
+        if len(self._by_stream) > 10_000:  # garbage stream names must not grow the cache forever
+            self._by_stream.clear()
+        route = self._by_stream[stream] = (self._stream_handler(kind, raw), sym_part)
+        return route
+
     def _stream_handler(self, kind: str, raw):
         if kind in ("trade", "aggTrade", "bookTicker", "forceOrder"):
             handler = self._by_event[kind]
@@ -474,7 +482,6 @@ class BinanceParser:
             handler = self._mark
         else:
             raise UnknownStream(f"unknown Binance stream kind {kind!r}: {_excerpt(raw)}")
-        self._by_stream[kind] = handler
         return handler
 
     def _trade(self, d, recv_ns, _):
@@ -484,14 +491,14 @@ class BinanceParser:
         #         "p":"61800.30","q":"0.006","X":"MARKET","m":false}
         # m = buyer is the maker, i.e. the seller was the aggressor.
         return [
-            Trade(self._symbol(d["s"]), d["T"] * _MS, recv_ns, d["t"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1)
+            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), d["T"] * _MS, recv_ns, d["t"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1)
         ]
 
     def _agg_trade(self, d, recv_ns, _):
         # {"e":"aggTrade","E":1626992741575,"a":16599292,"s":"CTKUSDT","p":"1.01100","q":"10",
         #  "f":23961322,"l":23961322,"T":1626992741421,"m":false}
         return [
-            Trade(self._symbol(d["s"]), d["T"] * _MS, recv_ns, d["a"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1)
+            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), d["T"] * _MS, recv_ns, d["a"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1)
         ]
 
     def _quote(self, d, recv_ns, _):
@@ -503,7 +510,7 @@ class BinanceParser:
         e = d.get("E")
         return [
             Quote(
-                self._symbol(d["s"]),
+                (self._symbols.get(d["s"]) or self._symbol(d["s"])),
                 e * _MS if e is not None else recv_ns,
                 recv_ns,
                 d["u"],
@@ -522,7 +529,7 @@ class BinanceParser:
         # coinm adds "ps":"BTCUSD". Spot has no "pu": prev_update_id is -1.
         return [
             DepthDiff(
-                self._symbol(d["s"]),
+                (self._symbols.get(d["s"]) or self._symbol(d["s"])),
                 d["E"] * _MS,
                 recv_ns,
                 d["U"],
@@ -548,7 +555,7 @@ class BinanceParser:
                     _levels(d["bids"]), _levels(d["asks"]),
                 )
             ]
-        return [DepthSnapshot(self._symbol(d["s"]), d["E"] * _MS, recv_ns, d["u"], _levels(d["b"]), _levels(d["a"]))]
+        return [DepthSnapshot((self._symbols.get(d["s"]) or self._symbol(d["s"])), d["E"] * _MS, recv_ns, d["u"], _levels(d["b"]), _levels(d["a"]))]
 
     def _mark(self, d, recv_ns, _):
         # {"e":"markPriceUpdate","E":1680652701000,"s":"BTCUSDT","p":"28146.50000000",
@@ -557,7 +564,7 @@ class BinanceParser:
         r = d["r"]
         return [
             Mark(
-                self._symbol(d["s"]),
+                (self._symbols.get(d["s"]) or self._symbol(d["s"])),
                 d["E"] * _MS,
                 recv_ns,
                 float(d["p"]),

@@ -1,0 +1,185 @@
+"""Click commands of the collectors, plugged into the ``tickstore`` CLI.
+
+Each command is registered in ``setup.cfg`` under the entry-point group ``tickstore.cli``
+(``replay = collectors.cli:replay``) and calls one library function. Library errors
+(``TickstoreError``) are turned into a one-line message by the ``tickstore`` group, not
+here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .exchanges.binance import Market
+
+__all__ = ["replay", "demo", "collect"]
+
+
+def _root(ctx: click.Context, root: str | None) -> str:
+    """``--root`` of the command, else the ``tickstore --root`` of the group (or its env/default)."""
+    if root:
+        return root
+    parent = ctx.find_root()
+    if parent is not ctx and parent.params.get("root"):
+        return parent.params["root"]
+    raise click.UsageError("give the store folder with --root DIR")
+
+
+@click.command("replay")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--root", metavar="DIR", help="Store root folder (created if absent). [default: the group's --root]")
+@click.option(
+    "--market",
+    type=click.Choice([m.value for m in Market]),
+    default=None,
+    help="Binance market of every file. [default: inferred per file from its frames]",
+)
+@click.option("--levels", default=5, show_default=True, help="Book depth stored (table book, or book_<N>).")
+@click.option("--interval-ms", default=100, show_default=True, help="Book snapshot grid in exchange time.")
+@click.option("--keep-diffs", is_flag=True, help="Also store every depth diff in book_diffs.")
+@click.pass_context
+def replay(ctx, files, root, market, levels, interval_ms, keep_diffs):
+    """Replay recorded Binance captures (hftbacktest, cryptofeed) into the store.
+
+    FILES are merged by receive time, so a day's files and their REST snapshot files may
+    be given in any order. Frames go through the live parsers and book builder; the
+    command prints the rows written per table, gaps and latency.
+    """
+    from tickstore import Tickstore
+
+    from .replay import replay as run
+
+    with Tickstore(_root(ctx, root)) as store:
+        report = run(
+            list(files),
+            store=store,
+            market=market,
+            book_levels=levels,
+            book_interval_ms=interval_ms,
+            keep_diffs=keep_diffs,
+        )
+    click.echo(report.summary())
+
+
+# -- live collection (collectors.collector) ---------------------------------------------------
+@click.command("demo")
+@click.option("--seconds", default=10.0, show_default=True, help="How long to collect.")
+@click.option("--root", metavar="DIR", default=None, help="Store root folder. [default: a new temporary folder]")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated market.")
+@click.option("--faults/--no-faults", default=True, show_default=True,
+              help="Make the exchange drop a connection, skip a depth update and send a malformed frame.")
+def demo(seconds, root, seed, faults):
+    """Run the live pipeline offline: simulated Binance on 127.0.0.1 -> collector -> store.
+
+    Prints the rows written per table, the gap ledger and the exchange-to-receive latency.
+    """
+    import logging
+    import tempfile
+
+    from .collector import run_demo
+
+    logging.basicConfig(level=logging.ERROR)
+    root = root or tempfile.mkdtemp(prefix="tickstore-demo-")
+    click.echo(run_demo(root, seconds=seconds, seed=seed, faults=faults).summary())
+
+
+@click.command("collect")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="TOML collector config (see collectors/configs/binance_btc_eth.toml).")
+@click.option("--root", metavar="DIR", default=None, help="Store root folder, overriding the config's collector.store.")
+@click.option("--seconds", type=float, default=None, help="Stop after this long. [default: run until SIGINT/SIGTERM]")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO", show_default=True)
+def collect(config_path, root, seconds, log_level):
+    """Collect live data from a config file until Ctrl-C / SIGTERM, flushing everything on stop.
+
+    Frames are journaled before they count as received; after a crash, the next start
+    replays what the store had not committed yet.
+    """
+    import logging
+
+    from .collector import Collector, load_config
+
+    logging.basicConfig(level=getattr(logging, log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(config_path, overrides={"store": root} if root else None)
+    stats = Collector(config).run(seconds=seconds)
+    click.echo(f"stopped: {stats.as_dict()}")
+
+
+# -- REST history and queries (collectors.backfill) -------------------------------------------
+__all__ += ["backfill", "query"]
+
+_QUERY_TABLES = {"funding": "funding", "oi": "open_interest", "liquidations": "liquidations"}
+
+
+@click.command("backfill")
+@click.argument("kind", type=click.Choice(["funding", "ohlcv", "trades", "oi"]))
+@click.argument("symbol")
+@click.option("--exchange", "-e", required=True, type=click.Choice(["binance", "bybit", "hyperliquid"]),
+              help="ccxt exchange id.")
+@click.option("--from", "start", required=True, metavar="DATE", help="First UTC day fetched, e.g. 2024-01-01.")
+@click.option("--to", "end", required=True, metavar="DATE", help="First UTC day NOT fetched (the range is half-open).")
+@click.option("--timeframe", "-t", default=None, metavar="TF",
+              help="Bar size for ohlcv (table ohlcv_<TF>) [1m]; sampling period for oi [1h].")
+@click.option("--refresh", is_flag=True, help="Fetch days the store already holds complete (writes only differences).")
+@click.option("--root", metavar="DIR", help="Store root folder (created if absent). [default: the group's --root]")
+@click.option("--base-url", metavar="URL", help="Talk to this REST root instead of the venue (e.g. a local simulator).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.pass_context
+def backfill(ctx, kind, symbol, exchange, start, end, timeframe, refresh, root, base_url, progress):
+    """Backfill settled funding, OHLCV bars, trades or open interest of SYMBOL through ccxt.
+
+    SYMBOL is unified (BTC/USDT:USDT) or the venue's id (BTCUSDT, BTCUSDT-PERP, BTC). Each
+    day becomes a version with source "rest" only if it differs from what the store holds;
+    days already complete are skipped, so an interrupted run resumes. Example:
+
+        tickstore backfill funding BTCUSDT -e bybit --from 2024-01-01 --to 2024-02-01
+    """
+    from tickstore import Tickstore
+
+    from .backfill import backfill as run
+
+    with Tickstore(_root(ctx, root)) as store:
+        r = run(store, kind, symbol, exchange=exchange, start=start, end=end, timeframe=timeframe,
+                refresh=refresh, base_url=base_url, progress=progress)
+    click.echo(
+        f"{r.table} {r.symbol}: {r.days} days, {r.skipped} already complete, {r.written} written "
+        f"({r.rows} rows), {r.unchanged} unchanged, {r.empty} empty; {r.requests} requests, {r.retries} retries"
+    )
+
+
+@click.command("query")
+@click.argument("what", type=click.Choice(sorted(_QUERY_TABLES)))
+@click.argument("symbol")
+@click.option("--exchange", "-e", required=True, type=click.Choice(["binance", "bybit", "hyperliquid"]),
+              help="ccxt exchange id.")
+@click.option("--from", "start", metavar="TIME", help="First event time (inclusive). [default: the last N rows]")
+@click.option("--to", "end", metavar="TIME", help="End event time (exclusive).")
+@click.option("--as-of", "as_of", help="Knowledge time or snapshot name (default: latest).")
+@click.option("-n", "limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="At most N rows: the first N from --from, else the last N.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output format.")
+@click.option("--root", metavar="DIR", help="Store root folder. [default: the group's --root]")
+@click.pass_context
+def query(ctx, what, symbol, exchange, start, end, as_of, limit, fmt, root):
+    """Print settled funding, open interest or liquidations of a perpetual.
+
+    SYMBOL may be the venue's id; it is resolved to the tickstore symbol
+    (<exchange>:<unified>) of the perpetual. Example:
+
+        tickstore query funding BTC -e hyperliquid --from 2023-06-01 -n 48 --format csv
+    """
+    from pathlib import Path
+
+    from tickstore import NotFoundError, Tickstore
+    from tickstore.cli import emit
+
+    from .symbols import MARKETS, MarketType
+
+    sym = MARKETS.tickstore_symbol(exchange, symbol, market_type=MarketType.SWAP)
+    path = Path(_root(ctx, root)).expanduser()
+    if not path.is_dir():
+        raise NotFoundError(f"no tickstore at {path} (the folder does not exist); give --root DIR")
+    with Tickstore(path) as store:
+        frame = store[_QUERY_TABLES[what]].select(sym, start, end, as_of=as_of)
+    emit(frame.head(limit) if start is not None else frame.tail(limit), fmt)

@@ -1,0 +1,329 @@
+"""The live collector against the simulated exchange over loopback, into a real store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from collectors.collector import Collector, CollectorConfig, CollectorError, load_config
+from collectors.exchanges import binance as bn
+from collectors.exchanges.binance import Channel, Market
+from collectors.journal import JournalConfig, RecordKind, read_records
+from collectors.session import BackoffPolicy
+from collectors.simulator import Simulator, SimulatorConfig
+from tickstore import Tickstore
+
+SPOT, PERP = "binance:BTC/USDT", "binance:ETH/USDT:USDT"
+SYMBOLS = (SPOT, PERP)
+FAST = BackoffPolicy(initial_s=0.05, max_s=0.2)
+
+
+def wait_until(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def sim():
+    s = Simulator(SimulatorConfig(symbols=SYMBOLS, seed=3, trades_per_tick=3, liquidation_prob=0.2)).start()
+    yield s
+    s.stop()
+
+
+def config(sim, tmp_path, **kw) -> CollectorConfig:
+    kw.setdefault("flush_interval_s", 0.5)
+    kw.setdefault("backoff", FAST)
+    return CollectorConfig(
+        store=str(tmp_path / "store"),
+        journal=str(tmp_path / "journal"),
+        symbols=SYMBOLS,
+        endpoints={m: sim.endpoints(m) for m in (Market.SPOT, Market.USDM)},
+        **kw,
+    )
+
+
+def gaps_of(store, symbol=None) -> pd.DataFrame:
+    return store["gaps"].select(list(SYMBOLS) if symbol is None else symbol)
+
+
+def test_clean_run_loses_nothing(sim, tmp_path):
+    with Collector(config(sim, tmp_path)) as c:
+        time.sleep(3)
+    with Tickstore(tmp_path / "store") as store:
+        for sym in SYMBOLS:
+            sent = sim.sent.trade_ids[sym]
+            stored = store["trades"].select(sym)["trade_id"].tolist()
+            assert len(sent) > 50
+            assert sorted(stored) == sorted(sent), f"{sym}: {len(set(sent) - set(stored))} sent trades missing"
+            assert stored == list(range(stored[0], stored[0] + len(stored)))  # contiguous, no duplicate
+            book = store["book"].select(sym)
+            assert len(book) >= 15 and (book["bid_px_1"] < book["ask_px_1"]).all()
+            assert book.index.is_unique and (book.index.asi8 % 100_000_000 == 0).all()  # the 100 ms grid
+        assert len(store["mark"].select(PERP)) >= 2
+        assert len(store["liquidations"].select(PERP)) >= 1
+        assert gaps_of(store).empty
+    assert c.stats.malformed == c.stats.unknown_streams == c.stats.store_errors == 0
+    assert c.stats.snapshots_fetched == 2
+
+
+def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, tmp_path):
+    with Collector(config(sim, tmp_path)) as c:
+        wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
+        sim.drop(Market.USDM)
+        n = len(sim.sent.trade_ids[PERP])
+        wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 20, 10, "trades after the reconnect")
+        time.sleep(1)
+    with Tickstore(tmp_path / "store") as store:
+        gaps = gaps_of(store, PERP)
+        drop = gaps[gaps["cause"] == "disconnect"]
+        assert len(drop) == 1 and drop["stream"].iloc[0] == "*"
+        resync = gaps[gaps["cause"] == "resync"]
+        assert len(resync) == 1 and "resynced from snapshot" in resync["detail"].iloc[0]
+        assert gaps_of(store, SPOT).empty  # the spot connection was not touched
+        book = store["book"].select(PERP)
+        assert (book.index > resync.index[0]).sum() >= 5  # collecting again after the gap
+        trades = store["trades"].select(PERP)["trade_id"]
+        assert set(trades) == set(sim.sent.trade_ids[PERP])  # everything sent intact arrived
+    assert c.stats.snapshots_fetched == 3
+
+
+def test_skipped_sequence_number_is_a_break_then_a_resync(sim, tmp_path):
+    with Collector(config(sim, tmp_path)) as c:
+        wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
+        sim.skip_sequence(SPOT)
+        wait_until(lambda: c.books[SPOT].stats.resyncs == 1, 10, "the resync")
+        time.sleep(1)
+    with Tickstore(tmp_path / "store") as store:
+        gaps = gaps_of(store, SPOT)
+        assert list(gaps["cause"]) == ["sequence_break", "resync"]
+        assert "expected U=" in gaps["detail"].iloc[0]
+        assert gaps_of(store, PERP).empty
+        book = store["book"].select(SPOT)
+        assert (book.index > gaps.index[-1]).sum() >= 5
+    assert c.stats.snapshots_fetched == 3
+
+
+def test_malformed_frames_are_counted_ledgered_and_resynced(sim, tmp_path):
+    # depth only, so the cut frame is certainly a diff: the lost update must be resynced
+    cfg = config(sim, tmp_path, channels=(Channel.DEPTH,))
+    with Collector(cfg) as c:
+        wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
+        sim.malformed(2, Market.USDM)
+        wait_until(lambda: c.books[PERP].stats.resyncs >= 1, 10, "the resync")
+        rows = c.stats.rows["book"]
+        wait_until(lambda: c.stats.rows["book"] > rows + 5, 10, "book rows after it")
+    assert c.stats.malformed == 2
+    with Tickstore(tmp_path / "store") as store:
+        gaps = gaps_of(store, PERP)
+        causes = Counter(gaps["cause"])
+        assert causes["malformed"] == 2 and causes["sequence_break"] >= 1 and causes["resync"] >= 1
+        assert all("MalformedFrame" in d for d in gaps[gaps["cause"] == "malformed"]["detail"])
+
+
+def test_watchdog_reconnects_a_stalled_feed(sim, tmp_path):
+    with Collector(config(sim, tmp_path, stale_after_s=0.5)) as c:
+        wait_until(lambda: c.stats.rows["trades"] > 10, 10, "trades")
+        sim.stall(1.2, Market.SPOT)
+        wait_until(lambda: c.stats.gaps >= 1, 10, "a stale gap")
+        n = len(sim.sent.trade_ids[SPOT])
+        wait_until(lambda: len(sim.sent.trade_ids[SPOT]) > n + 10, 10, "trades after the stall")
+        time.sleep(1)
+    with Tickstore(tmp_path / "store") as store:
+        gaps = gaps_of(store, SPOT)
+        assert "stale" in set(gaps["cause"])
+        assert set(store["trades"].select(SPOT)["trade_id"]) == set(sim.sent.trade_ids[SPOT])
+
+
+def _journaled(jdir) -> tuple[set, Counter]:
+    """Trade ids and liquidation rows of every frame in a kept journal."""
+    trades, liqs = set(), Counter()
+    for rec in read_records(jdir):
+        if rec.kind is not RecordKind.FRAME:
+            continue
+        market = Market(rec.tag.split("-")[0])
+        try:
+            events = bn.parse(rec.body, rec.recv_ns, market)
+        except bn.BadFrame:
+            continue
+        for e in events:
+            if type(e).__name__ == "Trade":
+                trades.add((e.symbol, e.trade_id))
+            elif type(e).__name__ == "Liquidation":
+                liqs[(e.symbol, e.ts, e.recv_ns, e.side, e.price, e.qty)] += 1
+    return trades, liqs
+
+
+def _stored(root) -> tuple[list, Counter, pd.DataFrame]:
+    with Tickstore(root) as store:
+        trades = [(s, int(t)) for s in SYMBOLS for t in store["trades"].select(s)["trade_id"]]
+        liqs = Counter()
+        for s in SYMBOLS:
+            df = store["liquidations"].select(s)
+            for ts, row in df.iterrows():
+                liqs[(s, ts.value, row["recv_ts"].value, int(row["side"]), row["price"], row["qty"])] += 1
+        gaps = gaps_of(store)
+    return trades, liqs, gaps
+
+
+def test_crash_between_append_and_checkpoint_replays_without_duplicates(sim, tmp_path):
+    cfg = config(sim, tmp_path, journal_options=JournalConfig(keep_committed=True))
+    ckpt = tmp_path / "journal" / "checkpoint.json"
+    with Collector(cfg):
+        wait_until(ckpt.exists, 10, "a first checkpoint")
+        sim.malformed(1, Market.USDM)  # a keyless gap row in the window that will be replayed
+        time.sleep(0.3)
+        shutil.copy(ckpt, tmp_path / "old-checkpoint.json")
+        time.sleep(2.0)
+    # As if the process died after its last appends but before their checkpoints:
+    shutil.copy(tmp_path / "old-checkpoint.json", ckpt)
+    before = _stored(tmp_path / "store")
+    c2 = Collector(cfg)
+    c2.journal = None
+    from collectors.journal import Journal
+
+    c2.journal = Journal(cfg.journal_dir, config=cfg.journal_options)
+    c2._replay()  # the restart's replay + reconciling flush, without going live
+    c2.journal.close()
+    after = _stored(tmp_path / "store")
+    assert c2.stats.replayed > 0 and c2.stats.rows_reconciled > 0
+    assert sorted(after[0]) == sorted(before[0]) and len(set(after[0])) == len(after[0])
+    assert after[1] == before[1]  # liquidations: no key, reconciled row by row
+    assert not after[2].reset_index().duplicated().any()
+    # the only new gap rows: books whose state died with the process (replayed diffs
+    # without a snapshot), one per unsynced book
+    new = after[2][~after[2].reset_index().apply(tuple, axis=1).isin(before[2].reset_index().apply(tuple, axis=1)).to_numpy()]
+    assert set(new["cause"]) <= {"resync"} and new["detail"].str.contains("book state lost at restart").all()
+    assert sorted(new["symbol"]) == sorted(s for s, b in c2.books.items() if not b.synced)
+    journaled_trades, journaled_liqs = _journaled(tmp_path / "journal")
+    assert set(after[0]) == journaled_trades and after[1] == journaled_liqs
+
+
+def _toml(sim, tmp_path) -> str:
+    spot, usdm = sim.endpoints(Market.SPOT), sim.endpoints(Market.USDM)
+    path = tmp_path / "collect.toml"
+    path.write_text(
+        f"""
+[collector]
+store = "{tmp_path / 'store'}"
+journal = "{tmp_path / 'journal'}"
+symbols = ["{SPOT}", "{PERP}"]
+flush_interval_s = 1.0
+
+[backoff]
+initial_s = 0.05
+max_s = 0.2
+
+[journal]
+keep_committed = true
+
+[endpoints.spot]
+ws = "{spot.ws}"
+rest = "{spot.rest}"
+
+[endpoints.usdm]
+ws = "{usdm.ws}"
+rest = "{usdm.rest}"
+"""
+    )
+    return str(path)
+
+
+def _spawn(cfg_path: str) -> subprocess.Popen:
+    code = "import sys; from collectors.cli import collect; collect(sys.argv[1:])"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--config", cfg_path, "--log-level", "WARNING"],
+        cwd=os.getcwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_9_then_restart_leaves_a_complete_store_without_duplicates(sim, tmp_path):
+    cfg_path = _toml(sim, tmp_path)
+    jdir = tmp_path / "journal"
+    proc = _spawn(cfg_path)
+    try:
+        wait_until(lambda: (jdir / "checkpoint.json").exists(), 30, "the first checkpoint")
+        time.sleep(1.0)
+        sim.malformed(1, Market.USDM)
+        time.sleep(0.37)  # somewhere between flushes
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    proc = _spawn(cfg_path)
+    try:
+        n = len(sim.sent.trade_ids[PERP])
+        wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 30, 30, "collection after the restart")
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"stopped:" in out
+    replayed = int(out.split(b"'replayed': ")[1].split(b",")[0])
+    assert replayed > 0  # the restart did replay records the killed process had not committed
+    trades, liqs, gaps = _stored(tmp_path / "store")
+    journaled_trades, journaled_liqs = _journaled(jdir)
+    assert len(trades) == len(set(trades))
+    assert set(trades) == journaled_trades  # every journaled frame made it, once
+    assert liqs == journaled_liqs
+    assert not gaps.reset_index().duplicated().any()
+    restart = gaps[(gaps["cause"] == "disconnect") & gaps["detail"].str.contains("restart")]
+    assert sorted(restart["symbol"]) == sorted(SYMBOLS)  # the downtime is in the ledger
+    assert (gaps["cause"] == "malformed").sum() == 1
+    # the checkpoint reached the end of the journal: nothing left to replay
+    from collectors.journal import Journal
+
+    with Journal(jdir) as j:
+        assert list(j.pending()) == []
+
+
+def test_config_file_errors_name_the_field(tmp_path):
+    def check(text: str, match: str):
+        p = tmp_path / "c.toml"
+        p.write_text(text)
+        with pytest.raises(CollectorError, match=match):
+            load_config(p)
+
+    base = '[collector]\nstore = "/tmp/x"\nsymbols = ["binance:BTC/USDT"]\n'
+    check('[collector]\nsymbols = ["binance:BTC/USDT"]\n', r"collector\.store: missing")
+    check(base + 'channels = ["trades", "candles"]\n', r"collector\.channels: unknown \['candles'\]")
+    check(base + "flush_interval_s = \"2\"\n", r"collector\.flush_interval_s: expected a number, got '2'")
+    check(base + "flush_interval_s = -1\n", r"flush_interval_s must be > 0, got -1")
+    check(base + "[book]\ndepth = 5\n", r"book\.depth: unknown key")
+    check(base + "[books]\n", r"\[books\]: unknown section")
+    check(base + "[journal]\nfsync = \"sometimes\"\n", r"journal\.fsync: must be one of \['every', 'interval', 'never'\], got 'sometimes'")
+    check(base + "[endpoints.futures]\nws = \"ws://x\"\n", r"\[endpoints\.futures\]: unknown market")
+    check('[collector]\nstore = "/x"\nsymbols = ["binance:BTC/NOPE:XYZ"]\n', r"symbols: .*settle 'XYZ'")
+    check("[collector\n", r"not valid TOML")
+    cfg = load_config("collectors/configs/binance_btc_eth.toml", overrides={"store": str(tmp_path / "s")})
+    assert cfg.symbols == ("binance:BTC/USDT", "binance:ETH/USDT", "binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
+    assert cfg.store == str(tmp_path / "s") and cfg.endpoints == {}
+
+
+def test_collector_config_validates_values(tmp_path):
+    with pytest.raises(CollectorError, match=r"symbols must be a non-empty list"):
+        CollectorConfig(store=str(tmp_path), symbols=())
+    with pytest.raises(CollectorError, match=r"book_levels must be in 1\.\.500, got 0"):
+        CollectorConfig(store=str(tmp_path), symbols=(SPOT,), book_levels=0)
+    with pytest.raises(CollectorError, match=r"streams_per_connection must be <= 1024"):
+        CollectorConfig(store=str(tmp_path), symbols=(SPOT,), streams_per_connection=2000)
+
+
+def test_streams_are_split_across_connections(tmp_path):
+    cfg = CollectorConfig(store=str(tmp_path / "s"), symbols=SYMBOLS + ("binance:BTC/USDT:USDT",), streams_per_connection=5)
+    c = Collector(cfg)
+    tags = {tag: syms for tag, _, syms in c._session_specs}
+    assert tags == {"spot-0": (SPOT,), "usdm-0": (PERP,), "usdm-1": ("binance:BTC/USDT:USDT",)}
+    assert all(len(c._streams[t]) <= 5 for t in tags)

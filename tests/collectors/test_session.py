@@ -1,0 +1,243 @@
+"""The generic websocket session against the simulated exchange on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from collectors.exchanges import binance as bn
+from collectors.exchanges.binance import Channel, Market
+from collectors.session import Backoff, BackoffPolicy, Session, SessionConfig
+from collectors.simulator import Simulator, SimulatorConfig
+
+SYM = "binance:BTC/USDT:USDT"
+
+
+def wait_until(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def sim():
+    s = Simulator(SimulatorConfig(symbols=(SYM,), seed=7, trades_per_tick=3)).start()
+    yield s
+    s.stop()
+
+
+def url_of(sim, channels=(Channel.TRADES, Channel.DEPTH, Channel.QUOTES)):
+    return bn.ws_url(Market.USDM, bn.stream_names(SYM, channels), endpoints=sim.endpoints(Market.USDM))
+
+
+class Recorder:
+    def __init__(self):
+        self.frames: list[tuple[bytes, int]] = []
+        self.gaps = []
+        self.connects: list[int] = []
+        self.lock = threading.Lock()
+
+    def frame(self, payload, recv_ns):
+        with self.lock:
+            self.frames.append((payload, recv_ns))
+
+    def gap(self, gaps):
+        with self.lock:
+            self.gaps.extend(gaps)
+
+    def connect(self, n):
+        self.connects.append(n)
+
+    def count(self):
+        with self.lock:
+            return len(self.frames)
+
+
+def start(sim_or_url, rec: Recorder, **kw) -> Session:
+    url = sim_or_url if isinstance(sim_or_url, str) else url_of(sim_or_url)
+    cfg = SessionConfig(name="t", url=url, symbols=(SYM,), **kw)
+    return Session(cfg, on_frame=rec.frame, on_gap=rec.gap, on_connect=rec.connect, rng=random.Random(1)).start()
+
+
+# -- backoff ----------------------------------------------------------------------------------
+def test_backoff_grows_exponentially_within_jitter_and_caps():
+    b = Backoff(BackoffPolicy(initial_s=1, max_s=8, factor=2, jitter=0.5), rng=random.Random(3))
+    delays = [b.next_delay() for _ in range(6)]
+    for d, base in zip(delays, [1, 2, 4, 8, 8, 8]):
+        assert base * 0.5 <= d <= base
+    assert b.attempt == 6
+
+
+def test_backoff_resets_only_after_a_long_enough_connection():
+    b = Backoff(BackoffPolicy(initial_s=1, max_s=60, jitter=0, reset_after_s=30))
+    for _ in range(4):
+        b.next_delay()
+    b.connection_ended(29.9)
+    assert b.next_delay() == 16  # a short connection keeps the penalty
+    b.connection_ended(30.0)
+    assert b.next_delay() == 1
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"initial_s": 0}, "initial_s=0"),
+        ({"initial_s": 5, "max_s": 1}, "initial_s=5 max_s=1"),
+        ({"factor": 0.5}, "got 0.5"),
+        ({"jitter": 2}, "got 2"),
+    ],
+)
+def test_backoff_policy_rejects_bad_values(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        BackoffPolicy(**kw)
+
+
+def test_session_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="url must start with ws:// or wss://, got 'http://x'"):
+        SessionConfig(name="a", url="http://x", symbols=(SYM,))
+    with pytest.raises(ValueError, match="stale_after_s must be > 0, got 0"):
+        SessionConfig(name="a", url="ws://x", symbols=(SYM,), stale_after_s=0)
+    with pytest.raises(ValueError, match="symbols must be a non-empty tuple"):
+        SessionConfig(name="a", url="ws://x", symbols=SYM)
+
+
+# -- live behaviour ----------------------------------------------------------------------------
+def test_frames_arrive_with_receive_time(sim):
+    rec = Recorder()
+    s = start(sim, rec)
+    try:
+        wait_until(lambda: rec.count() >= 30, 10, "30 frames")
+    finally:
+        s.stop()
+    before = time.time_ns()
+    assert all(isinstance(p, bytes) for p, _ in rec.frames)
+    times = [t for _, t in rec.frames]
+    assert times == sorted(times) and times[-1] <= before
+    events = [e for p, t in rec.frames for e in bn.parse(p, t, Market.USDM)]
+    assert {type(e).__name__ for e in events} >= {"Trade", "DepthDiff", "Quote"}
+    assert rec.gaps == [] and rec.connects == [1]
+
+
+def test_dropped_connection_is_a_gap_and_reconnects(sim):
+    rec = Recorder()
+    s = start(sim, rec, backoff=BackoffPolicy(initial_s=0.05, max_s=0.2))
+    try:
+        wait_until(lambda: rec.count() >= 10, 10, "first frames")
+        sim.drop()
+        wait_until(lambda: len(rec.connects) >= 2, 10, "a reconnect")
+        n = rec.count()
+        wait_until(lambda: rec.count() > n + 10, 10, "frames after the reconnect")
+    finally:
+        s.stop()
+    assert len(rec.gaps) == 1
+    g = rec.gaps[0]
+    assert (g.symbol, g.stream, g.cause) == (SYM, "*", "disconnect")
+    last_before = max(t for _, t in rec.frames if t <= g.end_ts)
+    assert g.ts == last_before < g.end_ts <= g.recv_ns
+    assert s.stats.disconnects == 1 and s.stats.connects == 2
+
+
+def test_watchdog_reconnects_a_stalled_feed(sim):
+    rec = Recorder()
+    s = start(sim, rec, stale_after_s=0.4, tick_s=0.05, backoff=BackoffPolicy(initial_s=0.05, max_s=0.1))
+    try:
+        wait_until(lambda: rec.count() >= 10, 10, "first frames")
+        sim.stall(1.5)
+        wait_until(lambda: any(g.cause == "stale" for g in rec.gaps), 10, "a stale gap")
+        n = rec.count()
+        wait_until(lambda: rec.count() > n + 5, 10, "frames once the stall is over")
+    finally:
+        s.stop()
+    stale = [g for g in rec.gaps if g.cause == "stale"]
+    assert stale and s.stats.stale >= 1
+    assert "no data for" in stale[0].detail and "stale_after_s=0.4" in stale[0].detail
+    assert stale[0].end_ts - stale[0].ts >= 0.4e9
+
+
+def test_max_connection_age_reconnects_proactively_without_waiting(sim):
+    rec = Recorder()
+    s = start(sim, rec, max_age_s=0.5, tick_s=0.05, backoff=BackoffPolicy(initial_s=5, max_s=5))
+    try:
+        wait_until(lambda: len(rec.connects) >= 3, 10, "two proactive reconnects")
+    finally:
+        s.stop()
+    assert s.stats.proactive >= 2
+    causes = {g.cause for g in rec.gaps}
+    assert causes == {"reconnect"}
+    # no 5 s backoff was waited: each gap is a short break
+    assert all(g.end_ts - g.ts < 2e9 for g in rec.gaps)
+
+
+def test_backoff_resets_after_a_good_connection_but_not_after_a_short_one(sim):
+    rec = Recorder()
+    s = start(sim, rec, backoff=BackoffPolicy(initial_s=0.05, max_s=0.1, reset_after_s=0.6))
+    try:
+        wait_until(lambda: rec.count() > 0, 10, "first frames")
+        sim.drop()  # the first connection lived < 0.6 s: its failure counts
+        wait_until(lambda: len(rec.connects) >= 2, 10, "reconnect 1")
+        assert s.backoff.attempt == 1
+        sim.drop()
+        wait_until(lambda: len(rec.connects) >= 3, 10, "reconnect 2")
+        assert s.backoff.attempt == 2
+        time.sleep(0.8)  # a good connection now
+        sim.drop()
+        wait_until(lambda: len(rec.connects) >= 4, 10, "reconnect 3")
+        assert s.backoff.attempt == 1  # reset to 0, then one failure
+    finally:
+        s.stop()
+
+
+def test_unreachable_server_backs_off_and_reports_the_outage_at_stop():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once the probe is closed
+    rec = Recorder()
+    s = start(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade", rec, connect_timeout_s=1,
+              backoff=BackoffPolicy(initial_s=0.05, max_s=0.2, jitter=0))
+    try:
+        wait_until(lambda: s.stats.connect_failures >= 4, 10, "four failed connects")
+    finally:
+        s.stop()
+    assert s.backoff.attempt >= 4
+    assert len(rec.gaps) == 1
+    assert rec.gaps[0].cause == "disconnect" and "stopped while disconnected" in rec.gaps[0].detail
+    assert "connect failed" in rec.gaps[0].detail
+
+
+def test_oversized_frames_are_dropped_and_reported_not_fatal(sim):
+    rec = Recorder()
+    s = start(sim, rec, max_message_bytes=200)
+    try:
+        wait_until(lambda: s.stats.oversized >= 3 and rec.count() >= 3, 10, "oversized and normal frames")
+    finally:
+        s.stop()
+    assert all(len(p) <= 200 for p, _ in rec.frames)
+    big = [g for g in rec.gaps if g.cause == "malformed"]
+    assert big and "bytes > 200" in big[0].detail
+    assert s.stats.connects == 1  # never reconnected for it
+
+
+def test_a_failing_frame_handler_costs_a_reconnect_not_the_session(sim):
+    rec = Recorder()
+    calls = {"n": 0}
+
+    def flaky(payload, recv_ns):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("disk full")
+        rec.frame(payload, recv_ns)
+
+    cfg = SessionConfig(name="t", url=url_of(sim), symbols=(SYM,), backoff=BackoffPolicy(initial_s=0.05, max_s=0.1))
+    s = Session(cfg, on_frame=flaky, on_gap=rec.gap).start()
+    try:
+        wait_until(lambda: s.stats.connects >= 2 and rec.count() > 10, 10, "recovery")
+    finally:
+        s.stop()
+    assert any("handler error: RuntimeError: disk full" in g.detail for g in rec.gaps)

@@ -234,10 +234,18 @@ class IndexCache:
     def __init__(self, root: Path):
         self.root = root
         self._cache: dict[tuple[str, str], tuple[tuple, SymbolIndex]] = {}
+        self._paths: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
+    def _path(self, table: str, symbol: str) -> str:
+        key = (table, symbol)
+        p = self._paths.get(key)
+        if p is None:
+            p = self._paths[key] = str(index_path(self.root, table, symbol))
+        return p
+
     def get(self, table: str, symbol: str, partition: Partition) -> SymbolIndex:
-        path = index_path(self.root, table, symbol)
+        path = self._path(table, symbol)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -247,7 +255,7 @@ class IndexCache:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == sig:
             return hit[1]
-        idx = SymbolIndex.load(path, table, symbol, partition)
+        idx = SymbolIndex.load(Path(path), table, symbol, partition)
         with self._lock:
             self._cache[key] = (sig, idx)
         return idx

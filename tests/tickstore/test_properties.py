@@ -88,24 +88,31 @@ def test_as_of_reads_never_change(ops, gaps):
         model = Model()
         recorded = [(clock.now(), _reads(store))]
         deleted = set()
+        replaced = set()  # (table, symbol, day) rewritten since its last append
         snaps = {}
         for i, (kind, table, sym, day, n, seed) in enumerate(ops):
             clock.advance(gaps[i] / 1000)
             if kind == "insert":
                 store[table].insert(sym, DAYS[day], model.frame(table, day, n, seed), reason=f"op{i}")
                 deleted.discard((table, sym, day))
+                replaced.add((table, sym, day))
             elif kind == "append":
                 df = model.frame(table, day, n, seed)
-                model.last_batch[(table, sym)] = df
+                model.last_batch[(table, sym)] = (df, day)
+                replaced.discard((table, sym, day))
                 store[table].append(sym, df)
                 deleted.discard((table, sym, day))
             elif kind == "reappend" and (table, sym) in model.last_batch:
-                c = store[table].append(sym, model.last_batch[(table, sym)])
-                assert c.rows == 0  # every key is stored already (or superseded by a later insert)
+                df, bday = model.last_batch[(table, sym)]
+                c = store[table].append(sym, df)
+                assert c.rows + c.skipped == len(df)
+                if (table, sym, bday) not in replaced:
+                    assert c.rows == 0  # every key is stored already: nothing is duplicated
             elif kind == "delete":
                 try:
                     store[table].delete(sym, DAYS[day], reason="law")
                     deleted.add((table, sym, day))
+                    replaced.add((table, sym, day))
                 except NotFoundError:
                     pass
             elif kind == "compact":

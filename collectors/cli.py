@@ -12,7 +12,7 @@ import click
 
 from .exchanges.binance import Market
 
-__all__ = ["replay", "demo", "collect"]
+__all__ = ["replay", "demo", "collect", "status"]
 
 
 def _root(ctx: click.Context, root: str | None) -> str:
@@ -89,20 +89,46 @@ def demo(seconds, root, seed, faults):
 @click.option("--root", metavar="DIR", default=None, help="Store root folder, overriding the config's collector.store.")
 @click.option("--seconds", type=float, default=None, help="Stop after this long. [default: run until SIGINT/SIGTERM]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO", show_default=True)
-def collect(config_path, root, seconds, log_level):
+@click.option("--save-config", "save_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the subscriptions about to run (every field explicit) to this TOML file first.")
+def collect(config_path, root, seconds, log_level, save_path):
     """Collect live data from a config file until Ctrl-C / SIGTERM, flushing everything on stop.
 
-    Frames are journaled before they count as received; after a crash, the next start
-    replays what the store had not committed yet.
+    The config is one feed (``[collector]`` ...) or several ``[[feeds]]`` tables, all run
+    in this process (see collectors/daemon.py). Frames are journaled before they count as
+    received; after a crash, the next start replays what the store had not committed yet.
+    Health: ``tickstore status --root DIR``.
     """
     import logging
 
-    from .collector import Collector, load_config
+    from .daemon import Daemon, load_feeds, save_config
 
     logging.basicConfig(level=getattr(logging, log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(config_path, overrides={"store": root} if root else None)
-    stats = Collector(config).run(seconds=seconds)
-    click.echo(f"stopped: {stats.as_dict()}")
+    feeds = load_feeds(config_path, overrides={"store": root} if root else None)
+    if save_path:
+        save_config(feeds, save_path)
+    all_stats = Daemon(feeds).run(seconds=seconds)
+    for cfg, stats in zip(feeds, all_stats):
+        click.echo(f"stopped{' ' + cfg.name if cfg.name else ''}: {stats.as_dict()}")
+
+
+@click.command("status")
+@click.option("--root", metavar="DIR", help="Store root folder. [default: the group's --root]")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format.")
+@click.pass_context
+def status(ctx, root, fmt):
+    """Health of the collector(s) writing into a store: per stream the last receive time,
+    its age, the exchange-to-receive lag, events, and today's (UTC) rows in the gap ledger.
+
+    Read from the status file each collector rewrites at every flush, so it works for a
+    running collector and for one that has stopped (column running).
+    """
+    from tickstore.cli import emit
+
+    from .status import status_frame
+
+    emit(status_frame(_root(ctx, root)), fmt)
 
 
 # -- REST history and queries (collectors.backfill) -------------------------------------------

@@ -43,7 +43,9 @@ diff's sequence check breaks and resyncs the book, and if it was not, the book i
 from __future__ import annotations
 
 import enum
+import re
 import logging
+import os
 import queue
 import signal
 import threading
@@ -102,7 +104,8 @@ class CollectorConfig:
     ``channels`` apply to every symbol, futures-only ones (mark, liquidations, depth_rt)
     are skipped on spot. ``endpoints`` overrides Binance's hosts per market (the
     simulator's 127.0.0.1 ports); ``journal`` defaults to ``<store>-journal`` beside the
-    store root (never inside it: the store owns its root).
+    store root (never inside it: the store owns its root), ``<store>-journal/<name>`` for a
+    named feed of the daemon (``collectors.daemon``).
     """
 
     store: str
@@ -124,10 +127,14 @@ class CollectorConfig:
     snapshot_min_interval_s: float = 1.0
     max_frame_bytes: int = MAX_FRAME_BYTES
     journal_options: JournalConfig = field(default_factory=JournalConfig)
+    name: str = ""  # feed name of a multi-feed daemon; "" = the only feed
 
     def __post_init__(self):
         def bad(name, why):
             raise CollectorError(f"collector config: {name} {why}, got {getattr(self, name)!r}")
+
+        if not isinstance(self.name, str) or (self.name and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)):
+            bad("name", "must be letters, digits, '_', '-' or '.'")
 
         if not isinstance(self.venue, Venue):
             bad("venue", f"must be one of {[v.value for v in Venue]}")
@@ -163,10 +170,20 @@ class CollectorConfig:
         if self.journal is not None:
             return Path(self.journal).expanduser()
         root = Path(self.store).expanduser().resolve()
-        return root.with_name(root.name + "-journal")
+        default = root.with_name(root.name + "-journal")
+        return default / self.name if self.name else default
 
     def endpoints_of(self, market: Market) -> Endpoints:
         return self.endpoints.get(market, ENDPOINTS[market])
+
+    @property
+    def status_path(self) -> Path:
+        """The JSON health file rewritten at every flush (read by ``tickstore status``)."""
+        root = Path(self.store).expanduser()
+        return root / (f"{STATUS_PREFIX}.{self.name}.json" if self.name else f"{STATUS_PREFIX}.json")
+
+
+STATUS_PREFIX = "_collector_status"
 
 
 @dataclass
@@ -294,6 +311,10 @@ class Collector:
         self._stop = threading.Event()
         self._processor: threading.Thread | None = None
         self._started = False
+        self._started_ns = time.time_ns()
+        # per (symbol, event kind): [events, last exchange ts, last recv_ns]; per connection: [frames, last recv_ns]
+        self._stream_status: dict[tuple[str, str], list] = {}
+        self._conn_status: dict[str, list] = {}
 
     # -- planning -------------------------------------------------------------------------
     def _plan_sessions(self) -> list[tuple[str, Market, tuple[str, ...]]]:
@@ -495,6 +516,11 @@ class Collector:
         market = self._market_of_tag(tag)
         prev = self._last_frame_ns.get(tag, rec.recv_ns)
         self._last_frame_ns[tag] = rec.recv_ns
+        conn = self._conn_status.get(tag)
+        if conn is None:
+            conn = self._conn_status[tag] = [0, 0]
+        conn[0] += 1
+        conn[1] = rec.recv_ns
         try:
             events = self.parsers[market].parse(rec.body, rec.recv_ns)
         except BadFrame as exc:
@@ -502,8 +528,15 @@ class Collector:
             return
         self.stats.events += len(events)
         touched = None
+        status = self._stream_status
         for ev in events:
             cls = type(ev)
+            st = status.get((ev.symbol, cls.__name__))
+            if st is None:
+                st = status[(ev.symbol, cls.__name__)] = [0, 0, 0]
+            st[0] += 1
+            st[1] = ev.ts
+            st[2] = rec.recv_ns
             if cls is DepthDiff:
                 book = self.books.get(ev.symbol)
                 if book is None:
@@ -598,6 +631,34 @@ class Collector:
         except Exception:  # noqa: BLE001 - keep collecting; the journal still has everything
             self.stats.store_errors += 1
             log.exception("flush failed; the journal keeps the records for the next attempt")
+        try:
+            self.write_status(running=not final)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.config.status_path, exc)
+
+    def status(self, *, running: bool = True) -> dict:
+        """The health record written to ``config.status_path`` (see ``collectors.status``)."""
+        now = time.time_ns()
+        streams = [
+            {"symbol": sym, "kind": kind, "events": n, "last_ts_ns": ts, "last_recv_ns": recv,
+             "lag_ms": (recv - ts) / 1e6}
+            for (sym, kind), (n, ts, recv) in sorted(self._stream_status.items())
+        ]
+        conns = [{"connection": tag, "frames": n, "last_recv_ns": recv} for tag, (n, recv) in sorted(self._conn_status.items())]
+        return {
+            "version": 1, "name": self.config.name, "pid": os.getpid(), "running": running,
+            "started_ns": self._started_ns, "updated_ns": now, "symbols": list(self.config.symbols),
+            "journal": str(self.config.journal_dir), "streams": streams, "connections": conns,
+            "stats": self.stats.as_dict(),
+        }
+
+    def write_status(self, *, running: bool = True) -> Path:
+        """Atomically replace the status file (temp file in the same folder, then rename)."""
+        path = self.config.status_path
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_bytes(orjson.dumps(self.status(running=running), option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+        return path
 
     def _flush(self) -> None:
         """Append everything processed to the store, then checkpoint the journal."""
@@ -674,7 +735,7 @@ class Collector:
 # section -> key -> (CollectorConfig field or None for a nested option, accepted types)
 _TOML_KEYS = {
     "collector": {
-        "venue": ("venue", str), "store": ("store", str), "journal": ("journal", str),
+        "name": ("name", str), "venue": ("venue", str), "store": ("store", str), "journal": ("journal", str),
         "symbols": ("symbols", list), "channels": ("channels", list),
         "flush_interval_s": ("flush_interval_s", (int, float)),
         "streams_per_connection": ("streams_per_connection", int),
@@ -719,8 +780,22 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
     except tomllib.TOMLDecodeError as exc:
         raise CollectorError(f"{path}: not valid TOML: {exc}") from None
     doc.setdefault("collector", {}).update(overrides or {})
+    return _config_from_doc(doc, path)
+
+
+def _config_from_doc(doc: dict, path, prefix: str = "") -> CollectorConfig:
+    """One ``CollectorConfig`` from a parsed TOML document (sections as in ``load_config``).
+
+    ``prefix`` names where the document sits in the file (``feeds[1].``): its
+    ``[collector]`` keys are then reported as ``feeds[1].<key>``, other sections as
+    ``feeds[1].<section>.<key>``.
+    """
+    from .journal import FsyncPolicy
 
     def fail(where: str, why: str):
+        if prefix:
+            where = where.strip("[]")
+            where = prefix + (where[len("collector."):] if where.startswith("collector.") else where)
         raise CollectorError(f"{path}: {where}: {why}")
 
     kwargs: dict = {}
@@ -786,9 +861,14 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
             kwargs["journal_options"] = JournalConfig(**j)
         return CollectorConfig(**kwargs)
     except CollectorError as exc:
-        raise CollectorError(f"{path}: {exc}") from None
+        msg = str(exc)
+        if msg.startswith(f"{path}: "):
+            raise
+        if prefix and msg.startswith("collector config: "):
+            msg = msg[len("collector config: "):]  # -> "feeds[1].name must be ..."
+        raise CollectorError(f"{path}: {prefix}{msg}") from None
     except (TickstoreError, ValueError) as exc:
-        raise CollectorError(f"{path}: {exc}") from None
+        raise CollectorError(f"{path}: {prefix}{exc}") from None
 
 
 # -- the offline demo --------------------------------------------------------------------------

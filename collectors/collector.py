@@ -409,17 +409,7 @@ class Collector:
 
     def run(self, *, seconds: float | None = None, install_signals: bool = True) -> CollectorStats:
         """Start, wait for SIGINT/SIGTERM (or ``seconds``), stop. Returns the counters."""
-        old = {}
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old[sig] = signal.signal(sig, lambda *_: self.request_stop())
-        try:
-            self.start()
-            self._stop.wait(seconds)
-        finally:
-            self.stop()
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+        run_until_stopped(self, seconds=seconds, install_signals=install_signals)
         return self.stats
 
     def __enter__(self) -> "Collector":
@@ -770,8 +760,6 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
     """
     import tomllib
 
-    from .journal import FsyncPolicy
-
     path = Path(path).expanduser()
     try:
         doc = tomllib.loads(path.read_text())
@@ -950,3 +938,19 @@ def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True)
         lat = {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)}
         lat["max"] = float(ms.max())
     return DemoReport(str(root), seconds, rows, gaps, lat, collector.stats.as_dict())
+
+
+def run_until_stopped(runner, *, seconds: float | None, install_signals: bool) -> None:
+    """``runner.start()``, wait for SIGINT/SIGTERM (which call ``runner.request_stop()``) or
+    ``seconds``, then ``runner.stop()`` (which flushes), restoring the old signal handlers."""
+    old = {}
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, lambda *_: runner.request_stop())
+    try:
+        runner.start()
+        runner._stop.wait(seconds)
+    finally:
+        runner.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

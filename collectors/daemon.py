@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 from pathlib import Path
 
 from tickstore import Tickstore
 
-from .collector import Collector, CollectorConfig, CollectorError, CollectorStats, _config_from_doc
+from .collector import Collector, CollectorConfig, CollectorError, CollectorStats, _config_from_doc, run_until_stopped
 from .exchanges.binance import ENDPOINTS
 
 __all__ = ["load_feeds", "save_config", "dump_config", "Daemon"]
@@ -242,16 +241,6 @@ class Daemon:
 
     def run(self, *, seconds: float | None = None, install_signals: bool = True) -> list[CollectorStats]:
         """Start, wait for SIGINT/SIGTERM (or ``seconds``), stop. Returns each feed's counters."""
-        old = {}
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old[sig] = signal.signal(sig, lambda *_: self.request_stop())
-        try:
-            self.start()
-            self._stop.wait(seconds)
-        finally:
-            self.stop()
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+        run_until_stopped(self, seconds=seconds, install_signals=install_signals)
         return [c.stats for c in self.collectors]
 

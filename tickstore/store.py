@@ -39,7 +39,7 @@ from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, i
 from .layout import atomic_write_bytes, decode_symbol, encode_symbol, fsync_dir, validate_symbol
 from .lock import TableLock
 from .pin import Pin, PinnedFile, Selection
-from .schemas import Partition, Schema, builtin_schema
+from .schemas import Schema, builtin_schema
 from .splay import FileCache, FileMeta, sha256_file, write_file
 
 __all__ = ["Tickstore", "Table", "Commit"]
@@ -481,7 +481,7 @@ class Table:
         if not plan:
             return None
         out = np.empty(sum(p[2] - p[1] for p in plan), self.schema.disk_dtype)
-        pos, group_start, prev = 0, 0, None
+        pos, group_start, prev, overlap = 0, 0, None, False
         groups = []  # (row offset, row end, files overlap in time) per partition
         for path, start, stop, part, first, last in plan:
             if prev is None or prev[0] != part:

@@ -4,7 +4,7 @@ Each file holds::
 
     /data        PyTables Table, compound rows: ts:int64 (event time, ns UTC, sorted,
                  ties allowed) then the schema columns (datetimes int64 ns UTC, strings
-                 fixed-width UTF-8); blosc2/lz4 + bitshuffle by default (see schemas)
+                 fixed-width UTF-8); blosc2/blosclz + byte shuffle by default (see schemas)
     / attributes tickstore_format  int     FORMAT_VERSION; unknown versions are refused
                  table, symbol      str
                  partition          str     'day' | 'month' | 'year'
@@ -99,8 +99,8 @@ def write_file(path: Path, rows: np.ndarray, meta: FileMeta, *, complib: str, co
     filters = tables.Filters(
         complevel=complevel,
         complib=complib,
-        shuffle=not complib.startswith("blosc2"),
-        bitshuffle=complib.startswith("blosc2"),
+        shuffle=True,
+        bitshuffle=False,
     )
     # pytables_sys_attrs=False: fewer HDF5 attributes to parse on every open, which is
     # most of what opening a small file costs (measured: 4.3 ms -> 2.6 ms per file).

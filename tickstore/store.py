@@ -39,7 +39,7 @@ from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, i
 from .layout import atomic_write_bytes, decode_symbol, encode_symbol, fsync_dir, validate_symbol
 from .lock import TableLock
 from .pin import Pin, PinnedFile, Selection
-from .schemas import Schema, builtin_schema
+from .schemas import Partition, Schema, builtin_schema
 from .splay import FileCache, FileMeta, sha256_file, write_file
 
 __all__ = ["Tickstore", "Table", "Commit"]
@@ -113,6 +113,12 @@ class Table:
         hi = hi if hi is not None and last >= hi else None
         return self.store._files.read(self._abs(idx.path_of(e)), lo, hi)
 
+    def _has_rows(self, idx: SymbolIndex, e, lo: int, hi: int) -> bool:
+        if self.schema.partition is Partition.DAY:
+            return True  # a non-empty day file holds rows of its day only
+        start, stop = self.store._files.row_range(self._abs(idx.path_of(e)), lo, hi)
+        return stop > start
+
     def _day_window(self, day: int) -> tuple[int, int]:
         return day * NS_PER_DAY, (day + 1) * NS_PER_DAY
 
@@ -168,16 +174,14 @@ class Table:
         # Files holding rows of this day (or empty ones) are replaced; rows of other days
         # in them (month/year partitions) are carried into the new version unchanged.
         replaced = [e for e in visible if int(e["rows"]) == 0 or (int(e["first_ts"]) < hi and int(e["last_ts"]) >= lo)]
-        if op == "delete" and not any(
-            int(e["rows"]) and ((r := self._read_entry(idx, e))["ts"] >= lo).any() and (r["ts"] < hi).any()
-            for e in replaced
-        ):
+        if op == "delete" and not any(int(e["rows"]) and self._has_rows(idx, e, lo, hi) for e in replaced):
             raise NotFoundError(
                 f"{self.name} {symbol} {np.datetime64(day, 'D')}: nothing stored to delete "
                 f"(see versions({symbol!r}, '{np.datetime64(day, 'D')}'))"
             )
         carried = []
-        for e in replaced:
+        # a day file holds only its day: nothing to carry, nothing to read
+        for e in replaced if self.schema.partition is not Partition.DAY else ():
             r = self._read_entry(idx, e)
             keep = (r["ts"] < lo) | (r["ts"] >= hi)
             if keep.any():

@@ -125,6 +125,9 @@ class Schema:
     # read, so the fastest decoder that still beats blosc-9 on size wins.
     complib: str = "blosc2:blosclz"
     complevel: int = 5
+    # "byte" shuffle decodes fastest; "bit" shuffle packs wide rows of slowly changing
+    # floats tighter (top-5 book rows: 49.5 MB vs 60.8 MB per symbol-day)
+    shuffle: str = "byte"
     description: str = ""
     _by_name: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
@@ -142,6 +145,8 @@ class Schema:
                     f"table {self.name!r}: column {c.name!r} has unsupported name or dtype "
                     f"{c.dtype!r} (dtypes: float64, int64, int8, ..., datetime, str<N>)"
                 )
+        if self.shuffle not in ("byte", "bit"):
+            raise SchemaError(f"table {self.name!r}: shuffle must be 'byte' or 'bit', not {self.shuffle!r}")
         if self.key is not None:
             unknown = [k for k in self.key if k != "ts" and k not in names]
             if unknown or not self.key:
@@ -177,6 +182,7 @@ class Schema:
             "partition": self.partition.value,
             "complib": self.complib,
             "complevel": self.complevel,
+            "shuffle": self.shuffle,
             "description": self.description,
         }
 
@@ -190,6 +196,7 @@ class Schema:
                 partition=Partition(d.get("partition", "day")),
                 complib=d.get("complib", "blosc2:blosclz"),
                 complevel=int(d.get("complevel", 5)),
+                shuffle=d.get("shuffle", "byte"),
                 description=d.get("description", ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -212,6 +219,8 @@ def _book(n: int, name: str) -> Schema:
         name,
         _cols(f"recv_ts:datetime update_id:int64 {levels}"),
         key=("ts",),
+        complib="blosc2:lz4",
+        shuffle="bit",
         description=f"top-{n} order book snapshots on a fixed time grid",
     )
 

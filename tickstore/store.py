@@ -295,7 +295,7 @@ class Table:
                 schema=json.dumps(self.schema.to_json()),
             )
             checksum, size = write_file(
-                Path(self._abs(targets[i])), rows, meta, complib=self.schema.complib, complevel=self.schema.complevel
+                Path(self._abs(targets[i])), rows, meta, complib=self.schema.complib, complevel=self.schema.complevel, shuffle=self.schema.shuffle
             )
             e = new[i]
             e["committed_at"] = now

@@ -19,6 +19,7 @@ from collectors.exchanges.binance import Channel, Market
 from collectors.journal import JournalConfig, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
+from tests.collectors.helpers import wait_until
 from tickstore import Tickstore
 
 SPOT, PERP = "binance:BTC/USDT", "binance:ETH/USDT:USDT"
@@ -26,13 +27,6 @@ SYMBOLS = (SPOT, PERP)
 FAST = BackoffPolicy(initial_s=0.05, max_s=0.2)
 
 
-def wait_until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

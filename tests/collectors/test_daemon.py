@@ -21,18 +21,12 @@ from collectors.exchanges.binance import Channel, Market
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from collectors.status import status_frame
+from tests.collectors.helpers import wait_until
 from tickstore import Tickstore
 
 SPOT, PERP = "binance:BTC/USDT", "binance:ETH/USDT:USDT"
 
 
-def wait_until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

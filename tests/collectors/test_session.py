@@ -13,17 +13,11 @@ from collectors.exchanges import binance as bn
 from collectors.exchanges.binance import Channel, Market
 from collectors.session import Backoff, BackoffPolicy, Session, SessionConfig
 from collectors.simulator import Simulator, SimulatorConfig
+from tests.collectors.helpers import wait_until
 
 SYM = "binance:BTC/USDT:USDT"
 
 
-def wait_until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

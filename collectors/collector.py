@@ -758,17 +758,22 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
     keep_committed) and ``[endpoints.<spot|usdm|coinm>]`` (ws, rest). ``overrides`` replace
     ``[collector]`` keys (the CLI's ``--store``).
     """
+    path, doc = read_toml(path)
+    doc.setdefault("collector", {}).update(overrides or {})
+    return _config_from_doc(doc, path)
+
+
+def read_toml(path) -> tuple[Path, dict]:
+    """Parse a collector config file; unreadable or invalid TOML raises ``CollectorError``."""
     import tomllib
 
     path = Path(path).expanduser()
     try:
-        doc = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except OSError as exc:
         raise CollectorError(f"cannot read collector config {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CollectorError(f"{path}: not valid TOML: {exc}") from None
-    doc.setdefault("collector", {}).update(overrides or {})
-    return _config_from_doc(doc, path)
 
 
 def _config_from_doc(doc: dict, path, prefix: str = "") -> CollectorConfig:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tickstore import Tickstore
 
-from .collector import Collector, CollectorConfig, CollectorError, CollectorStats, _config_from_doc, run_until_stopped
+from .collector import Collector, CollectorConfig, CollectorError, CollectorStats, _config_from_doc, read_toml, run_until_stopped
 from .exchanges.binance import ENDPOINTS
 
 __all__ = ["load_feeds", "save_config", "dump_config", "Daemon"]
@@ -53,15 +53,7 @@ def load_feeds(path, *, overrides: dict | None = None) -> tuple[CollectorConfig,
 
     ``overrides`` replace ``[collector]`` keys of every feed (the CLI's ``--store``).
     """
-    import tomllib
-
-    path = Path(path).expanduser()
-    try:
-        doc = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise CollectorError(f"cannot read collector config {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CollectorError(f"{path}: not valid TOML: {exc}") from None
+    path, doc = read_toml(path)
     feeds = doc.pop("feeds", None)
     if feeds is None:
         doc.setdefault("collector", {}).update(overrides or {})

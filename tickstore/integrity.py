@@ -165,7 +165,7 @@ def reindex(store, tables: list[str] | None = None) -> dict[str, int]:
                     e["op"] = meta.op.encode()
                     e["rows"], e["first_ts"], e["last_ts"] = meta.rows, meta.first_ts, meta.last_ts
                     if meta.rows:
-                        keys = store._files.read(str(store.root / rel))[k0]
+                        keys = store._files.read(str(store.root / rel), {k0: table.schema.disk_dtypes[k0]})[k0]
                         e["kmin"], e["kmax"] = int(keys.min()), int(keys.max())
                     e["size"] = (store.root / rel).stat().st_size
                     e["checksum"] = sha256_file(store.root / rel).encode()

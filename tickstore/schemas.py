@@ -119,15 +119,17 @@ class Schema:
     columns: tuple[Column, ...]
     key: tuple[str, ...] | None = None
     partition: Partition = Partition.DAY
-    # Measured on 1M trades (41-byte rows, 1 MB chunks): blosc2/blosclz + byte shuffle
-    # reads in 31 ms (19.6 MB); blosc2/lz4 + bitshuffle 66 ms (16.0 MB); lz4 + shuffle
-    # 47 ms (18.2 MB); Behemoth's blosc-9 files are 24.7 MB. Decompression is most of a
-    # read, so the fastest decoder that still beats blosc-9 on size wins.
-    complib: str = "blosc2:blosclz"
+    # Each column is its own compressed array (file format 2, see splay). Measured on 1M
+    # trades: blosc2/lz4 + byte shuffle decompresses a column in ~1 ms on 2 threads, and
+    # the day is 19 MB against Behemoth's 24.7 MB of blosc-9.
+    complib: str = "blosc2:lz4"
     complevel: int = 5
-    # "byte" shuffle decodes fastest; "bit" shuffle packs wide rows of slowly changing
-    # floats tighter (top-5 book rows: 49.5 MB vs 60.8 MB per symbol-day)
+    # "byte" shuffle decodes fastest; "bit" packs small integers (deltas) tighter
     shuffle: str = "byte"
+    # "delta": int64/datetime columns (and floats that are exact decimals, as scaled
+    # integers) are stored as differences to the previous row, restarting every chunk, so
+    # values that repeat row after row (book levels) cost almost nothing. "plain": as is.
+    encoding: str = "plain"
     description: str = ""
     _by_name: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
@@ -145,6 +147,8 @@ class Schema:
                     f"table {self.name!r}: column {c.name!r} has unsupported name or dtype "
                     f"{c.dtype!r} (dtypes: float64, int64, int8, ..., datetime, str<N>)"
                 )
+        if self.encoding not in ("plain", "delta"):
+            raise SchemaError(f"table {self.name!r}: encoding must be 'plain' or 'delta', not {self.encoding!r}")
         if self.shuffle not in ("byte", "bit"):
             raise SchemaError(f"table {self.name!r}: shuffle must be 'byte' or 'bit', not {self.shuffle!r}")
         if self.key is not None:
@@ -164,9 +168,9 @@ class Schema:
             raise SchemaError(f"table {self.name!r} has no column {name!r}; columns are {self.names}") from None
 
     @property
-    def disk_dtype(self) -> np.dtype:
-        """The HDF5 compound row type: ``ts`` first, then the columns in order."""
-        return np.dtype([("ts", "i8")] + [(c.name, c.disk_dtype) for c in self.columns])
+    def disk_dtypes(self) -> dict[str, np.dtype]:
+        """The on-disk dtype of every column: ``ts`` first, then the columns in order."""
+        return {"ts": np.dtype("i8"), **{c.name: c.disk_dtype for c in self.columns}}
 
     def empty_frame(self, columns: list[str] | None = None) -> pd.DataFrame:
         cols = self.columns if columns is None else [self.column(c) for c in columns]
@@ -183,6 +187,7 @@ class Schema:
             "complib": self.complib,
             "complevel": self.complevel,
             "shuffle": self.shuffle,
+            "encoding": self.encoding,
             "description": self.description,
         }
 
@@ -194,9 +199,10 @@ class Schema:
                 columns=tuple(Column(n, t) for n, t in d["columns"]),
                 key=tuple(d["key"]) if d.get("key") is not None else None,
                 partition=Partition(d.get("partition", "day")),
-                complib=d.get("complib", "blosc2:blosclz"),
+                complib=d.get("complib", "blosc2:lz4"),
                 complevel=int(d.get("complevel", 5)),
                 shuffle=d.get("shuffle", "byte"),
+                encoding=d.get("encoding", "plain"),
                 description=d.get("description", ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -219,8 +225,12 @@ def _book(n: int, name: str) -> Schema:
         name,
         _cols(f"recv_ts:datetime update_id:int64 {levels}"),
         key=("ts",),
-        complib="blosc2:lz4",
+        # a 100 ms top-5 day (864,000 rows): 17 MB with deltas + bitshuffle + zstd-1,
+        # 50 MB as plain lz4 rows (bench_live.py)
+        complib="blosc2:zstd",
+        complevel=1,
         shuffle="bit",
+        encoding="delta",
         description=f"top-{n} order book snapshots on a fixed time grid",
     )
 

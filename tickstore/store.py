@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .columns import Columns
 from .clock import MAX_NS, NS_PER_DAY, Clock, SystemClock, ns_to_timestamp, to_day, to_ns
 from .errors import (
     FrameError,
@@ -72,17 +73,13 @@ def _text(value, *, what: str, limit: int) -> bytes:
     return b
 
 
-def _merge(parts: list[np.ndarray]) -> np.ndarray:
+def _merge(parts: list[Columns]) -> Columns | None:
     """Rows of one partition's visible files, in version order, stably sorted by ts."""
     if not parts:
         return None
     if len(parts) == 1:
         return parts[0]  # each file is sorted when written
-    rows = np.concatenate(parts)
-    ts = rows["ts"]
-    if len(ts) > 1 and (ts[1:] < ts[:-1]).any():
-        rows = rows[np.argsort(ts, kind="stable")]
-    return rows
+    return Columns.concat(parts).sorted_by_ts()
 
 
 class Table:
@@ -105,13 +102,16 @@ class Table:
     def _abs(self, rel: str) -> str:
         return str(self.store.root / rel)
 
-    def _read_entry(self, idx: SymbolIndex, e, lo=None, hi=None) -> np.ndarray:
+    def _read_entry(self, idx: SymbolIndex, e, lo=None, hi=None, names=None) -> Columns:
+        dtypes = self.schema.disk_dtypes
+        if names is not None:
+            dtypes = {n: dtypes[n] for n in names}
         if int(e["rows"]) == 0:
-            return np.zeros(0, self.schema.disk_dtype)
+            return Columns.empty(dtypes)
         first, last = int(e["first_ts"]), int(e["last_ts"])
         lo = lo if lo is not None and first < lo else None
         hi = hi if hi is not None and last >= hi else None
-        return self.store._files.read(self._abs(idx.path_of(e)), lo, hi)
+        return self.store._files.read(self._abs(idx.path_of(e)), dtypes, lo, hi)
 
     def _has_rows(self, idx: SymbolIndex, e, lo: int, hi: int) -> bool:
         if self.schema.partition is Partition.DAY:
@@ -186,11 +186,11 @@ class Table:
             keep = (r["ts"] < lo) | (r["ts"] >= hi)
             if keep.any():
                 carried.append(r[keep])
-        new_rows = rows if rows is not None else np.zeros(0, self.schema.disk_dtype)
+        new_rows = rows if rows is not None else Columns.empty(self.schema.disk_dtypes)
         if carried:
             merged = _merge(carried)
             before, after = merged[merged["ts"] < lo], merged[merged["ts"] >= hi]
-            new_rows = np.concatenate([before, new_rows, after])
+            new_rows = Columns.concat([before, new_rows, after])
         commit = self._commit(
             symbol, idx, [(part, new_rows, [int(e["version"]) for e in replaced])], op, reason_b, source_b
         )
@@ -223,7 +223,8 @@ class Table:
             parts = self.schema.partition.floor(rows["ts"] // NS_PER_DAY)
             bounds = np.flatnonzero(np.diff(parts)) + 1
             plan, skipped = [], 0
-            for chunk_rows, p in zip(np.split(rows, bounds), parts[np.r_[0, bounds]]):
+            for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(rows)]):
+                chunk_rows, p = rows[int(a) : int(b)], parts[a]
                 fresh = self._unseen(idx, int(p), chunk_rows)
                 skipped += len(chunk_rows) - len(fresh)
                 if len(fresh):
@@ -248,7 +249,7 @@ class Table:
         overlapping = [e for e in idx.lookup(part, None) if int(e["rows"]) and int(e["kmin"]) <= hi and int(e["kmax"]) >= lo]
         if not overlapping:
             return rows
-        stored = np.concatenate([self._read_entry(idx, e) for e in overlapping])
+        stored = Columns.concat([self._read_entry(idx, e, names=["ts", *self.schema.key]) for e in overlapping])
         new_keys, old_keys = key_values(self.schema, rows), key_values(self.schema, stored)
         if isinstance(new_keys, pd.MultiIndex):
             seen = new_keys.isin(old_keys)
@@ -295,7 +296,13 @@ class Table:
                 schema=json.dumps(self.schema.to_json()),
             )
             checksum, size = write_file(
-                Path(self._abs(targets[i])), rows, meta, complib=self.schema.complib, complevel=self.schema.complevel, shuffle=self.schema.shuffle
+                Path(self._abs(targets[i])),
+                rows,
+                meta,
+                complib=self.schema.complib,
+                complevel=self.schema.complevel,
+                shuffle=self.schema.shuffle,
+                encoding=self.schema.encoding,
             )
             e = new[i]
             e["committed_at"] = now
@@ -456,19 +463,21 @@ class Table:
                     PinnedFile(sym, int(e["partition"]), idx.path_of(e), int(e["version"]), e["checksum"].decode(), int(e["rows"]))
                     for e in entries
                 )
-            per_symbol.append(self._assemble(idx, entries, lo, hi))
+            per_symbol.append(self._assemble(idx, entries, lo, hi, cols))
         frame = self._to_frame(per_symbol, syms, multi, cols)
         if not pin:
             return frame, None
         resolved = as_of_ns if as_of_ns is not None else max(self.store.clock.now_ns(), 0)
         return frame, Pin(self.name, tuple(syms), lo, hi, resolved, tuple(cols) if cols else None, multi, tuple(files))
 
-    def _assemble(self, idx, entries, lo, hi) -> np.ndarray | None:
-        """Rows of one symbol from its visible entries (sorted by partition, version).
+    def _assemble(self, idx, entries, lo, hi, cols=None) -> Columns | None:
+        """Columns ``ts`` + ``cols`` (default all) of one symbol from its visible entries
+        (sorted by partition, version).
 
-        Each file's row slice is found first, then everything is decompressed into one
-        preallocated array (no concatenation copy). Files of one partition that overlap in
-        time (live segments) are then stably sorted by ts, version order breaking ties.
+        Each file's row slice is found first, then every needed column is decompressed
+        into one preallocated array per column (no concatenation copy; columns not asked
+        for are never read). Files of one partition that overlap in time (live segments)
+        are then stably sorted by ts, version order breaking ties.
         """
         files = self.store._files
         plan = []
@@ -477,14 +486,21 @@ class Table:
             if not int(e["rows"]) or (lo is not None and last < lo) or (hi is not None and first >= hi):
                 continue
             path = self._abs(idx.path_of(e))
-            start, stop = files.row_range(
-                path, lo if lo is not None and first < lo else None, hi if hi is not None and last >= hi else None
-            )
+            if (lo is None or first >= lo) and (hi is None or last < hi):
+                start, stop = 0, int(e["rows"])  # the whole file: no bisection needed
+            else:
+                start, stop = files.row_range(
+                    path, lo if lo is not None and first < lo else None, hi if hi is not None and last >= hi else None
+                )
             if stop > start:
                 plan.append((path, start, stop, int(e["partition"]), first, last))
         if not plan:
             return None
-        out = np.empty(sum(p[2] - p[1] for p in plan), self.schema.disk_dtype)
+        dtypes = self.schema.disk_dtypes
+        if cols is not None:
+            dtypes = {n: dtypes[n] for n in ["ts", *cols]}
+        out = Columns.empty(dtypes, sum(p[2] - p[1] for p in plan))
+        arrays = dict(out.items())
         pos, group_start, prev, overlap = 0, 0, None, False
         groups = []  # (row offset, row end, files overlap in time) per partition
         for path, start, stop, part, first, last in plan:
@@ -494,14 +510,16 @@ class Table:
                 group_start, overlap = pos, False
             elif first < prev[1]:
                 overlap = True
-            files.read_into(path, start, stop, out[pos : pos + stop - start])
-            pos += stop - start
+            n = stop - start
+            files.read_into(path, start, stop, {name: a[pos : pos + n] for name, a in arrays.items()})
+            pos += n
             prev = (part, max(last, prev[1]) if prev is not None and prev[0] == part else last)
         groups.append((group_start, pos, overlap))
         for a, b, overlap in groups:
             if overlap:
-                seg = out[a:b]
-                out[a:b] = seg[np.argsort(seg["ts"], kind="stable")]
+                order = np.argsort(arrays["ts"][a:b], kind="stable")
+                for col in arrays.values():
+                    col[a:b] = col[a:b][order]
         return out
 
     def _to_frame(self, per_symbol, syms, multi, cols) -> pd.DataFrame:
@@ -545,6 +563,7 @@ class Table:
                     raise PinError(f"pinned file {f.path} was altered: sha256 {got} != pinned {f.checksum}")
             by_symbol[f.symbol].append(f)
         per_symbol = []
+        cols = list(pin.columns) if pin.columns else None
         for sym in pin.symbols:
             fs = by_symbol[sym]
             entries = np.zeros(len(fs), ENTRY)
@@ -552,8 +571,8 @@ class Table:
                 e["partition"], e["version"], e["rows"] = f.partition, f.version, f.rows
                 e["first_ts"], e["last_ts"] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
             idx = SymbolIndex.empty(self.name, sym, self.schema.partition)
-            per_symbol.append(self._assemble(idx, entries, pin.start, pin.end))
-        return self._to_frame(per_symbol, list(pin.symbols), pin.multi, list(pin.columns) if pin.columns else None)
+            per_symbol.append(self._assemble(idx, entries, pin.start, pin.end, cols))
+        return self._to_frame(per_symbol, list(pin.symbols), pin.multi, cols)
 
     # -- metadata -----------------------------------------------------------------------
     def versions(self, symbol: str, date) -> pd.DataFrame:

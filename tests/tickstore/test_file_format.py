@@ -1,0 +1,138 @@
+"""The on-disk format: columnar arrays, delta codecs, chunk-boundary range reads, format 1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+import tables
+
+from tickstore import Tickstore
+from tickstore.errors import FormatVersionError
+from tickstore.splay import CHUNK_ROWS, read_meta
+from tests.tickstore.helpers import SYM, trades
+
+
+def _book(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.Timestamp("2024-08-08", tz="UTC") + pd.to_timedelta(np.arange(n) * 100, unit="ms")
+    bid = 600_000 + np.cumsum(rng.choice([-1, 0, 0, 0, 1], n))
+    cols = {
+        "recv_ts": ts + pd.to_timedelta(rng.integers(1_000_000, 30_000_000, n), unit="ns"),
+        "update_id": 5_123_107_832_006 + np.cumsum(rng.integers(1, 60, n)),
+    }
+    for i in range(1, 6):
+        cols[f"bid_px_{i}"] = np.round((bid - i + 1) * 0.1, 1)
+    for i in range(1, 6):
+        cols[f"bid_qty_{i}"] = np.round(rng.lognormal(-0.5, 1.5, n), 3)
+    for i in range(1, 6):
+        cols[f"ask_px_{i}"] = np.round((bid + i) * 0.1, 1)
+    for i in range(1, 6):
+        cols[f"ask_qty_{i}"] = np.round(rng.lognormal(-0.5, 1.5, n), 3)
+    return pd.DataFrame(cols, index=pd.DatetimeIndex(ts, name="ts"))
+
+
+def _codecs(path) -> dict:
+    with tables.open_file(str(path)) as h:
+        return {name: tuple(v) for name, v in json.loads(h.root.data._v_attrs.columns).items()}
+
+
+def test_book_columns_are_delta_coded_and_round_trip_bit_for_bit(tmp_path):
+    df = _book(CHUNK_ROWS * 2 + 1234)
+    # awkward values that must survive exactly: not exact decimals, NaN, -0.0, huge
+    df.iloc[5, df.columns.get_loc("bid_qty_5")] = 1 / 3
+    df.iloc[7, df.columns.get_loc("ask_qty_5")] = np.nan
+    df.iloc[9, df.columns.get_loc("ask_qty_4")] = -0.0
+    df.iloc[11, df.columns.get_loc("ask_qty_3")] = 1e300
+    with Tickstore(tmp_path) as store:
+        store["book"].insert(SYM, "2024-08-08", df)
+        got = store["book"].select(SYM)
+        pdt.assert_frame_equal(got, df, check_freq=False)
+        assert np.array_equal(got["ask_qty_4"].to_numpy().view("i8"), df["ask_qty_4"].to_numpy().view("i8"))  # -0.0 kept
+        (path,) = [p for p in (tmp_path / "book").rglob("*.h5") if "_index" not in p.parts]
+        codecs = _codecs(path)
+    assert codecs["ts"] == ("plain", 0)
+    assert codecs["recv_ts"] == ("delta", 0) and codecs["update_id"] == ("delta", 0)
+    assert codecs["bid_px_1"] == ("delta_scaled", 1) and codecs["bid_qty_1"] == ("delta_scaled", 3)
+    for odd in ("bid_qty_5", "ask_qty_5", "ask_qty_4", "ask_qty_3"):
+        assert codecs[odd] == ("xor", 0), odd  # 1/3, NaN, -0.0, 1e300: no exact decimal scale
+
+
+@pytest.mark.parametrize("table", ["book", "trades"])
+def test_range_reads_across_chunk_boundaries(tmp_path, table):
+    n = CHUNK_ROWS * 2 + 77
+    df = _book(n) if table == "book" else trades("2024-08-08", n, step="100ms")
+    with Tickstore(tmp_path) as store:
+        t = store[table]
+        t.insert(SYM, "2024-08-08", df)
+        ts = df.index
+        for a, b in [(0, 1), (CHUNK_ROWS - 1, CHUNK_ROWS + 1), (CHUNK_ROWS, CHUNK_ROWS * 2), (12345, n - 3), (n - 1, n)]:
+            got = t.select(SYM, ts[a], ts[b] if b < n else None, columns=list(df.columns[-2:]))
+            pdt.assert_frame_equal(got, df.iloc[a:b, -2:], check_freq=False)
+
+
+def test_columns_not_asked_for_are_not_read(tmp_path, monkeypatch):
+    with Tickstore(tmp_path) as store:
+        store["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 1000))
+        read = []
+        real = tables.CArray.read
+
+        def spy(self, *a, **k):
+            read.append(self.name)
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(tables.CArray, "read", spy)
+        store["trades"].select(SYM, columns=["price"])
+    assert set(read) == {"ts", "price"}
+
+
+def _rewrite_as_format_1(path) -> None:
+    """What the format-1 writer produced: one compound-row Table at /data, same attributes."""
+    with tables.open_file(str(path)) as h:
+        attrs = {k: h.root._v_attrs[k] for k in h.root._v_attrs._v_attrnames}
+        cols = {n.name: n.read() for n in h.root.data._f_iter_nodes("Leaf")}
+        codecs = {name: v[0] for name, v in json.loads(h.root.data._v_attrs.columns).items()}
+    assert set(codecs.values()) == {"plain"} and set(codecs) == set(cols)
+    schema = json.loads(attrs["schema"])
+    names = ["ts"] + [c for c, _ in schema["columns"]]
+    rows = np.empty(len(cols["ts"]), [(n, cols[n].dtype) for n in names])
+    for n in names:
+        rows[n] = cols[n]
+    with tables.open_file(str(path), "w") as h:
+        h.create_table("/", "data", obj=rows, filters=tables.Filters(5, "blosc2:blosclz", shuffle=True))
+        for k, v in attrs.items():
+            h.root._v_attrs[k] = v
+        h.root._v_attrs.tickstore_format = np.int64(1)
+
+
+def test_format_1_files_are_still_read(tmp_path):
+    df = trades("2024-08-08", 5000)
+    with Tickstore(tmp_path) as store:
+        store["trades"].insert(SYM, "2024-08-08", df)
+    (path,) = [p for p in (tmp_path / "trades").rglob("*.h5") if "_index" not in p.parts]
+    _rewrite_as_format_1(path)
+    assert read_meta(path).rows == 5000
+    with Tickstore(tmp_path) as store:
+        store.reindex()  # new checksums
+        assert store.verify().ok
+        t = store["trades"]
+        pdt.assert_frame_equal(t.select(SYM), df, check_freq=False)
+        pdt.assert_frame_equal(
+            t.select(SYM, df.index[100], df.index[200], columns=["qty"]), df.iloc[100:200, [3]], check_freq=False
+        )
+        t.append(SYM, trades("2024-08-08 23:00", 10, first_id=10_000))  # format 2 beside format 1
+        t.compact(SYM)
+        assert len(t.select(SYM)) == 5010
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with Tickstore(tmp_path) as store:
+        store["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 10))
+    (path,) = [p for p in (tmp_path / "trades").rglob("*.h5") if "_index" not in p.parts]
+    with tables.open_file(str(path), "a") as h:
+        h.root._v_attrs.tickstore_format = np.int64(3)
+    with pytest.raises(FormatVersionError, match="format 3"):
+        read_meta(path)

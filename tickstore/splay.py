@@ -60,7 +60,7 @@ from .columns import Columns
 from .errors import CorruptionError, FormatVersionError
 from .layout import fsync_dir
 
-__all__ = ["FORMAT_VERSION", "FileMeta", "write_file", "read_meta", "FileCache", "sha256_file"]
+__all__ = ["FORMAT_VERSION", "FileMeta", "write_file", "write_array", "read_meta", "FileCache", "sha256_file"]
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
@@ -179,9 +179,6 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = len(rows)
     k = max(1, min(n, CHUNK_ROWS))
-    filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
-    lib, _, codec_name = complib.partition(":")
-    direct = lib == "blosc2" and codec_name in _CODECS
     # pytables_sys_attrs=False: fewer HDF5 attributes to parse on every open, which is
     # most of what opening a small file costs.
     with tables.open_file(str(tmp), "w", pytables_sys_attrs=False) as h:
@@ -191,17 +188,9 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         codecs = {}
         for name, values in rows.items():
             stored, codec, scale = _encode(name, values, encoding, k)
-            atom = tables.Atom.from_dtype(stored.dtype)
-            if n == 0:
-                node = h.create_earray(g, name, atom=atom, shape=(0,), filters=filters, chunkshape=(1024,))
-            else:
-                node = h.create_carray(g, name, atom=atom, shape=(n,), filters=filters, chunkshape=(k,))
-                if direct:
-                    # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay
-                    # long runs (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
-                    _write_chunks(node, stored, k, codec_name, complevel, "none" if codec == "xor" else shuffle)
-                else:
-                    node[:] = stored
+            # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay long
+            # runs (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
+            write_array(h, g, name, stored, chunk=k, complib=complib, complevel=complevel, shuffle="none" if codec == "xor" else shuffle)
             codecs[name] = [codec, scale]
         g._v_attrs.columns = json.dumps(codecs)
         a = h.root._v_attrs
@@ -232,25 +221,41 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
     return checksum, size
 
 
-def _write_chunks(node, values: np.ndarray, k: int, codec: str, clevel: int, shuffle: str) -> None:
-    """Compress ``values`` chunk by chunk with python-blosc2 (all cores; PyTables' own
-    write path compresses on one thread at a fraction of the speed) and store each chunk
-    as is with HDF5's direct chunk write."""
+def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: int, complib: str, complevel: int, shuffle: str, typesize: int | None = None):
+    """A 1-D array ``where/name`` holding ``values`` in chunks of ``chunk`` items.
+
+    With a blosc2 ``complib`` the chunks are compressed by python-blosc2 on all cores
+    (PyTables' own write path compresses on one thread, several times slower) and stored
+    as they are with HDF5's direct chunk write; they are ordinary blosc2 frames that any
+    reader with the HDF5 blosc2 filter decodes. ``shuffle`` is 'byte', 'bit' or 'none';
+    ``typesize`` (default the item size) is the width the shuffle works on.
+    """
+    n = len(values)
+    filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
+    atom = tables.Atom.from_dtype(values.dtype)
+    if n == 0:
+        return h.create_earray(where, name, atom=atom, shape=(0,), filters=filters, chunkshape=(1024,))
+    node = h.create_carray(where, name, atom=atom, shape=(n,), filters=filters, chunkshape=(chunk,))
+    lib, _, codec = complib.partition(":")
+    if lib != "blosc2" or codec not in _CODECS:
+        node[:] = values
+        return node
     itemsize = values.dtype.itemsize
     cparams = {
         "codec": _CODECS[codec],
-        "clevel": clevel,
-        "typesize": itemsize,
+        "clevel": complevel,
+        "typesize": typesize or itemsize,
         "nthreads": _THREADS,
         "filters": [{"bit": blosc2.Filter.BITSHUFFLE, "byte": blosc2.Filter.SHUFFLE}.get(shuffle, blosc2.Filter.NOFILTER)],
     }
     values = np.ascontiguousarray(values)
-    for a in range(0, len(values), k):
-        part = values[a : a + k]
-        if len(part) < k:  # HDF5 stores whole chunks; the dataset's extent hides the padding
-            part = np.concatenate([part, np.zeros(k - len(part), values.dtype)])
-        frame = blosc2.SChunk(chunksize=k * itemsize, data=part, cparams=cparams).to_cframe()
+    for a in range(0, n, chunk):
+        part = values[a : a + chunk]
+        if len(part) < chunk:  # HDF5 stores whole chunks; the dataset's extent hides the padding
+            part = np.concatenate([part, np.zeros(chunk - len(part), values.dtype)])
+        frame = blosc2.SChunk(chunksize=chunk * itemsize, data=part, cparams=cparams).to_cframe()
         node.write_chunk((a,), frame)
+    return node
 
 
 def _attr_str(a, name: str) -> str:

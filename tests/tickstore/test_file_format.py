@@ -78,13 +78,13 @@ def test_columns_not_asked_for_are_not_read(tmp_path, monkeypatch):
     with Tickstore(tmp_path) as store:
         store["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 1000))
         read = []
-        real = tables.CArray.read
+        real = tables.Leaf.read_chunk
 
         def spy(self, *a, **k):
             read.append(self.name)
             return real(self, *a, **k)
 
-        monkeypatch.setattr(tables.CArray, "read", spy)
+        monkeypatch.setattr(tables.Leaf, "read_chunk", spy)
         store["trades"].select(SYM, columns=["price"])
     assert set(read) == {"ts", "price"}
 

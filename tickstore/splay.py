@@ -79,6 +79,11 @@ _CODECS = {
     "zlib": blosc2.Codec.ZLIB,
 }
 _MAX_EXACT = float(2**53)
+# Format 2 files start with an HDF5 user block (ignored by HDF5 readers) holding this
+# magic, the JSON's length (10 digits, newline) and the JSON layout: per column codec,
+# scale, dtype and the file offset and size of every chunk. A read needs no HDF5 library
+# call at all: pread the chunks, decompress.
+_LAYOUT_MAGIC = b"TICKSTORE-LAYOUT\n"
 
 
 @dataclass(frozen=True)
@@ -179,19 +184,22 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = len(rows)
     k = max(1, min(n, CHUNK_ROWS))
-    # pytables_sys_attrs=False: fewer HDF5 attributes to parse on every open, which is
-    # most of what opening a small file costs.
-    with tables.open_file(str(tmp), "w", pytables_sys_attrs=False) as h:
+    firsts = np.ascontiguousarray(rows["ts"][::k], dtype=np.int64) if n else np.zeros(0, np.int64)
+    layout = {"tickstore_format": FORMAT_VERSION, "rows": n, "chunk_rows": k, "chunk_first_ts": firsts.tolist(), "columns": {}}
+    # pytables_sys_attrs=False: fewer HDF5 attributes to parse on every open
+    with tables.open_file(str(tmp), "w", pytables_sys_attrs=False, user_block_size=_user_block_size(len(rows.names), n, k)) as h:
         g = h.create_group("/", "data")
         g._v_attrs.chunk_rows = np.int64(k)
-        g._v_attrs.chunk_first_ts = np.ascontiguousarray(rows["ts"][::k], dtype=np.int64) if n else np.zeros(0, np.int64)
+        g._v_attrs.chunk_first_ts = firsts
         codecs = {}
         for name, values in rows.items():
             stored, codec, scale = _encode(name, values, encoding, k)
             # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay long
             # runs (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
-            write_array(h, g, name, stored, chunk=k, complib=complib, complevel=complevel, shuffle="none" if codec == "xor" else shuffle)
+            node = write_array(h, g, name, stored, chunk=k, complib=complib, complevel=complevel, shuffle="none" if codec == "xor" else shuffle)
             codecs[name] = [codec, scale]
+            chunks = [node.chunk_info((a,)) for a in range(0, n, k)]
+            layout["columns"][name] = [codec, scale, stored.dtype.str, [[c.offset, c.size] for c in chunks]]
         g._v_attrs.columns = json.dumps(codecs)
         a = h.root._v_attrs
         a.tickstore_format = np.int64(FORMAT_VERSION)
@@ -209,8 +217,14 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         a.first_ts = np.int64(meta.first_ts)
         a.last_ts = np.int64(meta.last_ts)
         a.schema = meta.schema
-    fd = os.open(tmp, os.O_RDONLY)
+        block = h.get_userblock_size()
+    body = json.dumps(layout, separators=(",", ":")).encode()
+    head = _LAYOUT_MAGIC + b"%010d\n" % len(body) + body
+    if len(head) > block:
+        raise AssertionError(f"layout of {len(head)} bytes does not fit the {block}-byte user block")
+    fd = os.open(tmp, os.O_RDWR)
     try:
+        os.pwrite(fd, head.ljust(block, b" "), 0)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -219,6 +233,17 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
     os.replace(tmp, path)
     fsync_dir(path.parent)
     return checksum, size
+
+
+def _user_block_size(ncols: int, n: int, k: int) -> int:
+    """A power of two (>= 512, as HDF5 requires) that holds the layout JSON: at most ~48
+    bytes per chunk reference and ~21 per chunk start time, plus names and codecs."""
+    nchunks = -(-n // k) if n else 0
+    need = len(_LAYOUT_MAGIC) + 256 + ncols * (160 + 48 * nchunks) + 21 * nchunks
+    size = 512
+    while size < need:
+        size *= 2
+    return size
 
 
 def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: int, complib: str, complevel: int, shuffle: str, typesize: int | None = None):
@@ -238,8 +263,7 @@ def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: 
     node = h.create_carray(where, name, atom=atom, shape=(n,), filters=filters, chunkshape=(chunk,))
     lib, _, codec = complib.partition(":")
     if lib != "blosc2" or codec not in _CODECS:
-        node[:] = values
-        return node
+        raise ValueError(f"complib {complib!r}: one of {', '.join('blosc2:' + c for c in _CODECS)}")
     itemsize = values.dtype.itemsize
     cparams = {
         "codec": _CODECS[codec],
@@ -309,101 +333,122 @@ def read_meta(path: str | os.PathLike) -> FileMeta:
         raise CorruptionError(f"{path}: unreadable tickstore file ({type(exc).__name__}: {exc})") from None
 
 
-class _Open:
-    """An open file: its arrays (loaded when first read) and how to decode them."""
+class _Table1:
+    """An open format-1 file: one compound-row PyTables Table at /data."""
 
-    __slots__ = ("h", "fmt", "n", "k", "firsts", "nodes", "codecs")
-
-    def __init__(self, h: tables.File, fmt: int):
-        self.h, self.fmt = h, fmt
-        if fmt == 1:
-            t = h.get_node(_DATA)
-            self.n, self.k, self.firsts = t.nrows, 0, None
-            self.nodes, self.codecs = {_DATA: t}, {}
-            return
-        a = h.get_node(_DATA)._v_attrs
-        self.k = int(a.chunk_rows)
-        self.firsts = np.asarray(a.chunk_first_ts, dtype=np.int64)
-        self.codecs = {name: (str(codec), int(scale)) for name, (codec, scale) in json.loads(_attr_str(a, "columns")).items()}
-        for name, (codec, _) in self.codecs.items():
-            if codec not in ("plain", "delta", "delta_scaled", "xor"):
-                raise CorruptionError(f"{h.filename}: column {name!r} has unknown codec {codec!r}")
-        self.nodes = {}
-        self.n = self.node("ts").nrows
-
-    def node(self, name: str):
-        node = self.nodes.get(name)
-        if node is None:
-            if name not in self.codecs:
-                raise CorruptionError(f"{self.h.filename}: no column {name!r}")
-            node = self.nodes[name] = self.h.get_node(f"{_DATA}/{name}")
-        return node
+    def __init__(self, h: tables.File):
+        self.h = h
+        self.t = h.get_node(_DATA)
+        self.n = self.t.nrows
 
     def first_at_or_after(self, value: int) -> int:
-        """First row whose ts >= value."""
-        if self.fmt == 1:
-            t, lo, hi = self.nodes[_DATA], 0, self.n
-            while lo < hi:  # rows are sorted by ts: bisect, one chunk per probe
-                mid = (lo + hi) // 2
-                if int(t.read(mid, mid + 1, field="ts")[0]) < value:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            return lo
-        # the first ts of every chunk is an attribute: one chunk of ts is read at most
+        """First row whose ts >= value: rows are sorted by ts, bisect (one chunk per probe)."""
+        lo, hi = 0, self.n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if int(self.t.read(mid, mid + 1, field="ts")[0]) < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def read_into(self, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
+        rows = self.t.read(start, stop)
+        for name, o in out.items():
+            o[...] = rows[name]
+
+    def close(self) -> None:
+        self.h.close()
+
+
+class _Layout:
+    """An open format-2 file, read through the layout in its user block.
+
+    No HDF5 call is made: opening is one ``pread`` of the layout, a read is one ``pread``
+    and one blosc2 decompression (on all cores, straight into the caller's array) per
+    chunk. PyTables' own open and node setup cost ~3 ms per file and ~0.5 ms per column,
+    which would dominate a read of 48 month files of bars.
+    """
+
+    def __init__(self, path: str, fd: int, body: bytes):
+        self.path, self.fd = path, fd
+        try:
+            size = os.fstat(fd).st_size
+            d = json.loads(body)
+            _check_format(path, int(d["tickstore_format"]))
+            self.n, self.k = int(d["rows"]), int(d["chunk_rows"])
+            self.firsts = np.asarray(d["chunk_first_ts"], dtype=np.int64)
+            nchunks = -(-self.n // self.k) if self.n else 0
+            self.columns = {}
+            for name, (codec, scale, dtype, chunks) in d["columns"].items():
+                if codec not in ("plain", "delta", "delta_scaled", "xor"):
+                    raise ValueError(f"column {name!r} has unknown codec {codec!r}")
+                chunks = [(int(o), int(z)) for o, z in chunks]
+                if len(chunks) != nchunks or any(o < 0 or z <= 0 or o + z > size for o, z in chunks):
+                    raise ValueError(f"column {name!r}: chunk references outside the file")
+                self.columns[name] = (codec, int(scale), np.dtype(dtype), chunks)
+            if "ts" not in self.columns or len(self.firsts) != nchunks:
+                raise ValueError("no ts column or chunk start times")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptionError(f"{path}: malformed tickstore layout ({exc}); run `tickstore verify`") from None
+
+    def _column(self, name: str):
+        c = self.columns.get(name)
+        if c is None:
+            raise CorruptionError(f"{self.path}: no column {name!r}")
+        return c
+
+    def read_chunk(self, name: str, i: int, dst: np.ndarray) -> None:
+        """Decompress chunk ``i`` of column ``name`` into ``dst`` (exactly k items)."""
+        offset, size = self._column(name)[3][i]
+        raw = os.pread(self.fd, size, offset)
+        try:
+            if len(raw) != size:
+                raise ValueError("short read")
+            blosc2.schunk_from_cframe(raw, copy=False).decompress_chunk(0, dst=dst)
+        except (ValueError, RuntimeError) as exc:
+            raise CorruptionError(f"{self.path}: column {name!r} chunk {i} is damaged ({exc}); run `tickstore verify`") from None
+
+    def read_range(self, name: str, start: int, stop: int, out: np.ndarray) -> None:
+        """Stored items ``start:stop`` of a column into ``out``."""
+        k, buf = self.k, None
+        for a in range(start - start % k, stop, k):
+            lo, hi = max(start, a), min(stop, a + k)
+            if lo == a and hi == a + k:
+                self.read_chunk(name, a // k, out[lo - start : hi - start])
+            else:  # a chunk the range covers in part (or the padded last one): keep the part
+                if buf is None:
+                    buf = np.empty(k, out.dtype)
+                self.read_chunk(name, a // k, buf)
+                out[lo - start : hi - start] = buf[lo - a : hi - a]
+
+    def first_at_or_after(self, value: int) -> int:
+        """First row whose ts >= value: bisect the chunks' first times, then one chunk."""
         j = int(np.searchsorted(self.firsts, value, side="left"))
         if j == 0:
             return 0
         a = (j - 1) * self.k
         stop = min(a + self.k, self.n)
         ts = np.empty(stop - a, np.int64)
-        _read_range(self.node("ts"), a, stop, ts)
+        self.read_range("ts", a, stop, ts)
         return a + int(np.searchsorted(ts, value, side="left"))
 
     def read_into(self, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
-        if self.fmt == 1:
-            rows = self.nodes[_DATA].read(start, stop)
-            for name, o in out.items():
-                o[...] = rows[name]
-            return
         for name, o in out.items():
-            node = self.node(name)
-            codec, scale = self.codecs[name]
+            codec, scale, dtype, _ = self._column(name)
             if codec == "plain":
-                _read_range(node, start, stop, o)
+                self.read_range(name, start, stop, o)
                 continue
             first = start - start % self.k
             stored = np.empty(stop - first, np.int64)
-            _read_range(node, first, stop, stored)
+            self.read_range(name, first, stop, stored)
             decoded = np.empty(stop - first, o.dtype) if first != start else o
             _decode(stored, codec, scale, first, self.k, decoded)
             if decoded is not o:
                 o[...] = decoded[start - first :]
 
-
-def _read_range(node, start: int, stop: int, out: np.ndarray) -> None:
-    """Items ``start:stop`` of a 1-D array into ``out``.
-
-    Blosc2 chunks are fetched raw (HDF5 direct chunk read) and decompressed by
-    python-blosc2 on all cores straight into ``out``: through HDF5's filter pipeline the
-    same read costs up to 4x more (1M float64: 32 ms vs 8 ms) when the chunk cache is cold.
-    """
-    complib = node.filters.complib or ""
-    if not complib.startswith("blosc2") or stop <= start:
-        node.read(start, stop, out=out)
-        return
-    k = node.chunkshape[0]
-    buf = None
-    for a in range(start - start % k, stop, k):
-        frame = blosc2.schunk_from_cframe(node.read_chunk((a,)), copy=False)
-        lo, hi = max(start, a), min(stop, a + k)
-        if lo == a and hi == a + k:
-            frame.decompress_chunk(0, dst=out[lo - start : hi - start])
-        else:  # a chunk the range covers in part: decompress it whole, keep the part
-            if buf is None:
-                buf = np.empty(k, node.dtype)
-            frame.decompress_chunk(0, dst=buf)
-            out[lo - start : hi - start] = buf[lo - a : hi - a]
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class FileCache:
@@ -416,14 +461,46 @@ class FileCache:
 
     def __init__(self, capacity: int = 256):
         self.capacity = capacity
-        self._handles: OrderedDict[str, _Open] = OrderedDict()
+        self._handles: OrderedDict[str, _Layout | _Table1] = OrderedDict()
         self._lock = threading.RLock()
 
-    def _open(self, path: str) -> _Open:
+    def _open(self, path: str):
         f = self._handles.get(path)
         if f is not None:
             self._handles.move_to_end(path)
             return f
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise CorruptionError(f"{path}: cannot open ({exc}); run `tickstore verify`") from None
+        try:
+            head = os.pread(fd, 4096, 0)
+            if head.startswith(_LAYOUT_MAGIC):
+                m = len(_LAYOUT_MAGIC)
+                try:
+                    length = int(head[m : m + 10])
+                except ValueError:
+                    raise CorruptionError(f"{path}: malformed tickstore layout header; run `tickstore verify`") from None
+                body = head[m + 11 : m + 11 + length]
+                if len(body) < length:
+                    body = os.pread(fd, length, m + 11)
+                f = _Layout(path, fd, body)
+            else:
+                os.close(fd)
+                fd = None
+                f = self._open_hdf5(path)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        self._handles[path] = f
+        if len(self._handles) > self.capacity:
+            _, old = self._handles.popitem(last=False)
+            old.close()
+        return f
+
+    @staticmethod
+    def _open_hdf5(path: str) -> _Table1:
         try:
             h = tables.open_file(path, "r")
         except (tables.HDF5ExtError, OSError) as exc:
@@ -434,18 +511,12 @@ class FileCache:
             except (AttributeError, KeyError, TypeError, ValueError):
                 raise CorruptionError(f"{path}: not a tickstore file (no tickstore_format attribute)") from None
             _check_format(path, fmt)
-            try:
-                f = _Open(h, fmt)
-            except (tables.NoSuchNodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise CorruptionError(f"{path}: malformed tickstore file ({type(exc).__name__}: {exc})") from None
+            if fmt != 1:
+                raise CorruptionError(f"{path}: format {fmt} file without its layout block; run `tickstore verify`")
+            return _Table1(h)
         except BaseException:
             h.close()
             raise
-        self._handles[path] = f
-        if len(self._handles) > self.capacity:
-            _, old = self._handles.popitem(last=False)
-            old.h.close()
-        return f
 
     def read(self, path: str, dtypes: dict[str, np.dtype], lo: int | None = None, hi: int | None = None) -> Columns:
         """The columns named in ``dtypes`` (name -> in-memory dtype, e.g. a schema's
@@ -480,6 +551,6 @@ class FileCache:
     def close(self) -> None:
         with self._lock:
             for f in self._handles.values():
-                f.h.close()
+                f.close()
             self._handles.clear()
 

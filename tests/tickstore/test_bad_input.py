@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -149,6 +150,15 @@ def test_unknown_format_version_is_refused(seeded):
     path = seeded.root / rel
     with tables.open_file(str(path), "a") as h:
         h.root._v_attrs.tickstore_format = np.int64(99)
+    # a future writer stamps its layout block too (what the read path looks at)
+    raw = bytearray(path.read_bytes())
+    magic = b"TICKSTORE-LAYOUT\n"
+    n = int(raw[len(magic) : len(magic) + 10])
+    body = json.loads(raw[len(magic) + 11 : len(magic) + 11 + n])
+    body["tickstore_format"] = 99
+    new = magic + b"%010d\n" % len(json.dumps(body).encode()) + json.dumps(body).encode()
+    raw[: len(new)] = new
+    path.write_bytes(bytes(raw))
     with pytest.raises(FormatVersionError, match="format 99"):
         read_meta(path)
     seeded.close()

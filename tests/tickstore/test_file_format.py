@@ -12,7 +12,7 @@ import tables
 
 from tickstore import Tickstore
 from tickstore.errors import FormatVersionError
-from tickstore.splay import CHUNK_ROWS, read_meta
+from tickstore.splay import CHUNK_ROWS, _Layout, read_meta
 from tests.tickstore.helpers import SYM, trades
 
 
@@ -78,13 +78,13 @@ def test_columns_not_asked_for_are_not_read(tmp_path, monkeypatch):
     with Tickstore(tmp_path) as store:
         store["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 1000))
         read = []
-        real = tables.Leaf.read_chunk
+        real = _Layout.read_chunk
 
-        def spy(self, *a, **k):
-            read.append(self.name)
-            return real(self, *a, **k)
+        def spy(self, name, *a, **k):
+            read.append(name)
+            return real(self, name, *a, **k)
 
-        monkeypatch.setattr(tables.Leaf, "read_chunk", spy)
+        monkeypatch.setattr(_Layout, "read_chunk", spy)
         store["trades"].select(SYM, columns=["price"])
     assert set(read) == {"ts", "price"}
 

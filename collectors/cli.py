@@ -67,11 +67,15 @@ def replay(ctx, files, root, market, levels, interval_ms, keep_diffs):
 @click.option("--root", metavar="DIR", default=None, help="Store root folder. [default: a new temporary folder]")
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated market.")
 @click.option("--faults/--no-faults", default=True, show_default=True,
-              help="Make the exchange drop a connection, skip a depth update and send a malformed frame.")
-def demo(seconds, root, seed, faults):
-    """Run the live pipeline offline: simulated Binance on 127.0.0.1 -> collector -> store.
+              help="Make the exchange drop a connection, skip a book update and send a malformed frame.")
+@click.option("--venue", type=click.Choice(["binance", "bybit", "hyperliquid"]), default="binance", show_default=True,
+              help="Which simulated exchange (and wire protocol) to collect from.")
+def demo(seconds, root, seed, faults, venue):
+    """Run the live pipeline offline: a simulated exchange on 127.0.0.1 -> collector -> store.
 
-    Prints the rows written per table, the gap ledger and the exchange-to-receive latency.
+    The simulator speaks the venue's real websocket protocol (Binance combined streams,
+    Bybit v5 topics, Hyperliquid subscriptions). Prints the rows written per table, the
+    gap ledger and the exchange-to-receive latency.
     """
     import logging
     import tempfile
@@ -80,12 +84,12 @@ def demo(seconds, root, seed, faults):
 
     logging.basicConfig(level=logging.ERROR)
     root = root or tempfile.mkdtemp(prefix="tickstore-demo-")
-    click.echo(run_demo(root, seconds=seconds, seed=seed, faults=faults).summary())
+    click.echo(run_demo(root, seconds=seconds, seed=seed, faults=faults, venue=venue).summary())
 
 
 @click.command("collect")
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="TOML collector config (see collectors/configs/binance_btc_eth.toml).")
+              help="TOML collector config (see collectors/configs/, e.g. three_venues.toml).")
 @click.option("--root", metavar="DIR", default=None, help="Store root folder, overriding the config's collector.store.")
 @click.option("--seconds", type=float, default=None, help="Stop after this long. [default: run until SIGINT/SIGTERM]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO", show_default=True)

@@ -1,6 +1,8 @@
 """The live collector: websocket sessions -> journal -> parsers/books -> the store.
 
-::
+One pipeline for every venue (Binance, Bybit v5, Hyperliquid); what differs per venue
+(connections and subscriptions, parsers, the book's sequencing rule, how a broken book is
+resynced) comes from its ``collectors.venues.VenueFeed``. Drawn for Binance::
 
     Session (1 per <= streams_per_connection streams) --frame, recv_ns--+
     Session ... --Gap (disconnect/stale/reconnect)------------------------+--> Journal.append
@@ -13,6 +15,12 @@
                        SNAPSHOT -> parse_snapshot -> BookBuilder.on_snapshot
                        GAP      -> the gap ledger; a connection gap also resets that session's books
                        every flush_interval_s: store[table].append(...) then Journal.commit(position)
+
+Bybit and Hyperliquid have no REST snapshot step: their books come from snapshot frames on
+the stream. A Bybit book whose ``u`` chain breaks is resynced by resubscribing its topic
+on the same connection (Bybit answers with a snapshot, which is journaled like any frame);
+a Hyperliquid ``l2Book`` frame is the whole book every time. Hyperliquid has no public
+liquidation stream, so its collectors write no liquidations (see ``collectors.venues``).
 
 Everything that changes the book (frames, REST snapshots, connection gaps) goes through the
 journal, so processing is a pure function of the journal: a restart replays the records
@@ -42,7 +50,6 @@ diff's sequence check breaks and resyncs the book, and if it was not, the book i
 
 from __future__ import annotations
 
-import enum
 import re
 import logging
 import os
@@ -66,20 +73,10 @@ from tickstore.errors import DuplicateKeyError, LockedError, TickstoreError
 from .book import GAP_STREAM, BookBuilder, book_table
 from .events import DepthDiff, DepthSnapshot, EventBatcher, Gap
 from .exchanges import BadFrame, OversizedFrame, UnknownStream, VenueErrorFrame
-from .exchanges.binance import (
-    ENDPOINTS,
-    MAX_FRAME_BYTES,
-    BinanceParser,
-    Channel,
-    Endpoints,
-    Market,
-    depth_snapshot_url,
-    from_tickstore,
-    stream_names,
-    ws_url,
-)
+from .exchanges.binance import MAX_FRAME_BYTES, Channel, Endpoints, Market, depth_snapshot_url, from_tickstore
 from .journal import Journal, JournalConfig, Position, Record, RecordKind
 from .session import MAX_DETAIL, BackoffPolicy, Session, SessionConfig
+from .venues import Venue, feed_class
 
 __all__ = ["Venue", "CollectorConfig", "CollectorStats", "Collector", "CollectorError", "load_config", "run_demo", "DemoReport"]
 
@@ -92,20 +89,20 @@ class CollectorError(TickstoreError, ValueError):
     """A collector configuration that cannot run; the message names the field."""
 
 
-class Venue(enum.Enum):
-    BINANCE = "binance"
-
-
 @dataclass(frozen=True)
 class CollectorConfig:
     """What to collect, from where, into which store.
 
-    ``symbols`` are tickstore symbols (the market follows from the unified symbol);
-    ``channels`` apply to every symbol, futures-only ones (mark, liquidations, depth_rt)
-    are skipped on spot. ``endpoints`` overrides Binance's hosts per market (the
-    simulator's 127.0.0.1 ports); ``journal`` defaults to ``<store>-journal`` beside the
-    store root (never inside it: the store owns its root), ``<store>-journal/<name>`` for a
-    named feed of the daemon (``collectors.daemon``).
+    ``venue`` picks the exchange; ``symbols`` are its tickstore symbols (the market
+    follows from the unified symbol: ``binance:BTC/USDT:USDT``, ``bybit:BTC/USDT``,
+    ``hyperliquid:BTC/USDC:USDC``). ``channels`` apply to every symbol; ones a market lacks
+    are skipped for it (spot has no mark or liquidations, Hyperliquid no liquidation
+    stream; see ``collectors.venues`` for what each channel is on each venue), ones a venue
+    never offers are refused. ``endpoints`` overrides the venue's hosts per market
+    (``binance.Market``, ``bybit.Category`` or ``hyperliquid.Market`` keys: the simulator's
+    127.0.0.1 ports); ``journal`` defaults to ``<store>-journal`` beside the store root
+    (never inside it: the store owns its root), ``<store>-journal/<name>`` for a named feed
+    of the daemon (``collectors.daemon``).
     """
 
     store: str
@@ -142,11 +139,13 @@ class CollectorConfig:
             bad("symbols", "must be a non-empty list of tickstore symbols like 'binance:BTC/USDT:USDT'")
         if len(set(self.symbols)) != len(self.symbols):
             bad("symbols", "must not repeat a symbol")
+        feed = feed_class(self.venue)
         for s in self.symbols:
             try:
-                from_tickstore(s)
+                feed.market_of(s)
             except (BadFrame, ValueError) as exc:
-                raise CollectorError(f"collector config: symbols: {exc}") from None
+                why = str(exc)
+                raise CollectorError(f"collector config: {why if why.startswith('symbols: ') else 'symbols: ' + why}") from None
         if not self.channels or not all(isinstance(c, Channel) for c in self.channels):
             bad("channels", f"must be a non-empty list of {[c.name.lower() for c in Channel]}")
         if not 1 <= self.book_levels <= 500:
@@ -161,9 +160,10 @@ class CollectorConfig:
                 bad(name, "must be > 0")
         if self.snapshot_min_interval_s < 0:
             bad("snapshot_min_interval_s", "must be >= 0")
-        for m, ep in self.endpoints.items():
-            if not isinstance(m, Market) or not isinstance(ep, Endpoints):
-                bad("endpoints", "must map Market to Endpoints")
+        try:
+            feed.check(self)  # channels offered, endpoint keys, depth limits of the venue
+        except ValueError as exc:
+            raise CollectorError(f"collector config: {exc}") from None
 
     @property
     def journal_dir(self) -> Path:
@@ -173,8 +173,10 @@ class CollectorConfig:
         default = root.with_name(root.name + "-journal")
         return default / self.name if self.name else default
 
-    def endpoints_of(self, market: Market) -> Endpoints:
-        return self.endpoints.get(market, ENDPOINTS[market])
+    def endpoints_of(self, market) -> Endpoints:
+        """Where a market of the venue is (``endpoints`` or the venue's default)."""
+        ep = self.endpoints.get(market)
+        return ep if ep is not None else feed_class(self.venue).ENDPOINTS[market]
 
     @property
     def status_path(self) -> Path:
@@ -201,6 +203,7 @@ class CollectorStats:
     bad_frames: int = 0
     snapshots_requested: int = 0
     snapshots_fetched: int = 0
+    resubscribes: int = 0  # books resynced by resubscribing their topic (Bybit)
     snapshot_errors: int = 0
     gaps: int = 0
     flushes: int = 0
@@ -282,20 +285,24 @@ class Collector:
         self.store = store if store is not None else Tickstore(config.store)
         self.book_table = book_table(config.book_levels)
         self.batcher = EventBatcher(self.book_table)
-        self.parsers = {m: BinanceParser(m, max_frame_bytes=config.max_frame_bytes) for m in Market}
+        self.feed = feed_class(config.venue)(config)
         self.books: dict[str, BookBuilder] = {}
-        self.book_market: dict[Market, list[BookBuilder]] = defaultdict(list)
+        self.book_market: dict[object, list[BookBuilder]] = defaultdict(list)  # per market (Connection.group)
         depth = any(c in _BOOK_CHANNELS for c in config.channels)
         self.sessions: list[Session] = []
-        self.session_symbols: dict[str, tuple[str, ...]] = {}
-        self._session_specs = self._plan_sessions()
-        for _, _, syms in self._session_specs:
-            for s in syms:
-                native, market = from_tickstore(s)
+        self._session_of: dict[str, Session] = {}  # symbol -> its session (resubscriptions)
+        self._connections = self.feed.plan()
+        # (tag, market, symbols) and the stream names per connection, for the curious and the tests
+        self._session_specs = [(c.tag, c.group, c.symbols) for c in self._connections]
+        self._streams = {c.tag: list(c.streams) for c in self._connections}
+        self.session_symbols: dict[str, tuple[str, ...]] = {c.tag: c.symbols for c in self._connections}
+        for conn in self._connections:
+            for s in conn.symbols:
                 if depth and s not in self.books:
-                    b = BookBuilder(s, market, levels=config.book_levels, interval_ms=config.book_interval_ms)
+                    b = BookBuilder(s, self.feed.book_rule(s), levels=config.book_levels, interval_ms=config.book_interval_ms)
                     self.books[s] = b
-                    self.book_market[market].append(b)
+                    self.book_market[conn.group].append(b)
+        self._tags: dict[str, tuple] = {}  # tag -> (parser, market), filled on first use
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.journal: Journal | None = None
         self.fetcher = _SnapshotFetcher(self)
@@ -305,7 +312,7 @@ class Collector:
         self._last_recv: int | None = None
         self._committed_recv: int | None = None
         self._last_frame_ns: dict[str, int] = {}
-        self._max_depth_ts: dict[Market, int] = {}
+        self._max_depth_ts: dict[object, int] = {}  # per market: latest book exchange time
         self._retry: dict = {}
         self._reconcile = False
         self._stop = threading.Event()
@@ -315,34 +322,6 @@ class Collector:
         # per (symbol, event kind): [events, last exchange ts, last recv_ns]; per connection: [frames, last recv_ns]
         self._stream_status: dict[tuple[str, str], list] = {}
         self._conn_status: dict[str, list] = {}
-
-    # -- planning -------------------------------------------------------------------------
-    def _plan_sessions(self) -> list[tuple[str, Market, tuple[str, ...]]]:
-        """(tag, market, symbols) per connection, with stream lists in ``self._streams``."""
-        cfg = self.config
-        by_market: dict[Market, list[tuple[str, list[str]]]] = defaultdict(list)
-        for s in cfg.symbols:
-            native, market = from_tickstore(s)
-            chans = [c for c in cfg.channels if not (c.futures_only and market is Market.SPOT)]
-            by_market[market].append((s, stream_names(s, chans, market=market)))
-        specs, self._streams = [], {}
-        for market, items in by_market.items():
-            chunk: list[tuple[str, list[str]]] = []
-            n = 0
-            groups = []
-            for s, streams in items:
-                if chunk and n + len(streams) > cfg.streams_per_connection:
-                    groups.append(chunk)
-                    chunk, n = [], 0
-                chunk.append((s, streams))
-                n += len(streams)
-            groups.append(chunk)
-            for i, g in enumerate(groups):
-                tag = f"{market.value}-{i}"
-                specs.append((tag, market, tuple(s for s, _ in g)))
-                self._streams[tag] = [st for _, sts in g for st in sts]
-                self.session_symbols[tag] = tuple(s for s, _ in g)
-        return specs
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Collector":
@@ -364,12 +343,14 @@ class Collector:
         self._processor = threading.Thread(target=self._process_loop, name="collector-processor", daemon=True)
         self._processor.start()
         self.fetcher.thread.start()
-        for tag, market, syms in self._session_specs:
-            url = ws_url(market, self._streams[tag], endpoints=cfg.endpoints_of(market))
+        for conn in self._connections:
+            tag = conn.tag
             scfg = SessionConfig(
                 name=tag,
-                url=url,
-                symbols=syms,
+                url=conn.url,
+                symbols=conn.symbols,
+                subscribe=conn.subscribe,
+                ping_payload=conn.ping_payload,
                 ping_interval_s=cfg.ping_interval_s,
                 stale_after_s=cfg.stale_after_s,
                 max_age_s=cfg.max_connection_age_s,
@@ -381,6 +362,7 @@ class Collector:
                 on_frame=self._frame_sink(tag),
                 on_gap=lambda gaps, tag=tag: self._journal_gaps(tag, gaps),
             )
+            self._session_of.update((s, sess) for s in conn.symbols)
             self.sessions.append(sess.start())
         self._started = True
         log.info("collector started: %d sessions, journal %s, store %s", len(self.sessions), cfg.journal_dir, self.store.root)
@@ -497,13 +479,26 @@ class Collector:
         self._last_pos = rec.end
         self._last_recv = rec.recv_ns
 
-    def _market_of_tag(self, tag: str) -> Market:
-        return Market(tag.split("-")[0].split(":")[0])
+    def _tag(self, tag: str) -> tuple | None:
+        """(parser, market) of a connection tag; None for a tag this venue never writes."""
+        hit = self._tags.get(tag)
+        if hit is None:
+            try:
+                hit = self._tags[tag] = (self.feed.parser(tag), self.feed.group_of_tag(tag))
+            except ValueError:
+                return None
+        return hit
 
     def _on_frame(self, rec: Record) -> None:
         self.stats.frames += 1
         tag = rec.tag
-        market = self._market_of_tag(tag)
+        hit = self._tag(tag)
+        if hit is None:
+            self.stats.bad_frames += 1
+            self.stats.unknown_streams += 1
+            log.warning("journal record tagged %r: not a %s connection; skipped", tag, self.config.venue.value)
+            return
+        parser, market = hit
         prev = self._last_frame_ns.get(tag, rec.recv_ns)
         self._last_frame_ns[tag] = rec.recv_ns
         conn = self._conn_status.get(tag)
@@ -512,15 +507,18 @@ class Collector:
         conn[0] += 1
         conn[1] = rec.recv_ns
         try:
-            events = self.parsers[market].parse(rec.body, rec.recv_ns)
+            events = parser.parse(rec.body, rec.recv_ns)
         except BadFrame as exc:
             self._bad_frame(tag, market, prev, rec, exc)
             return
         self.stats.events += len(events)
         touched = None
         status = self._stream_status
+        drop = self.feed.dropped_events
         for ev in events:
             cls = type(ev)
+            if drop and cls in drop:
+                continue
             st = status.get((ev.symbol, cls.__name__))
             if st is None:
                 st = status[(ev.symbol, cls.__name__)] = [0, 0, 0]
@@ -537,16 +535,20 @@ class Collector:
                 if ev.ts > self._max_depth_ts.get(market, -1):
                     self._max_depth_ts[market] = ev.ts
                 touched = book
-            elif cls is DepthSnapshot:  # partial-book streams are whole top-N books
+            elif cls is DepthSnapshot:  # partial books, Bybit snapshots, Hyperliquid l2Book
                 book = self.books.get(ev.symbol)
-                if book is not None:
-                    self.batcher.extend(book.on_partial(ev))
+                if book is None:
+                    continue
+                self.batcher.extend(self.feed.on_book_snapshot(book, ev))
+                if self.feed.snapshots_advance_clock and ev.ts > self._max_depth_ts.get(market, -1):
+                    self._max_depth_ts[market] = ev.ts
+                touched = book
             else:
                 self.batcher.add(ev)
         if touched is not None and touched.needs_snapshot:
             self._want_snapshot(touched)
 
-    def _bad_frame(self, tag: str, market: Market, prev_ns: int, rec: Record, exc: BadFrame) -> None:
+    def _bad_frame(self, tag: str, market, prev_ns: int, rec: Record, exc: BadFrame) -> None:
         self.stats.bad_frames += 1
         if isinstance(exc, UnknownStream):
             self.stats.unknown_streams += 1
@@ -561,17 +563,21 @@ class Collector:
         else:
             self.stats.malformed += 1
         log.warning("%s: %s: %s", tag, type(exc).__name__, exc)
-        syms = self.session_symbols.get(tag) or tuple(s for s in self.config.symbols if from_tickstore(s)[1] is market)
+        syms = self.session_symbols.get(tag) or self.feed.symbols_of_group(market)
         detail = f"{tag}: {type(exc).__name__}: {exc}"[:MAX_DETAIL]
         for s in syms:
             self.batcher.add(Gap(s, prev_ns, rec.recv_ns, max(rec.recv_ns, prev_ns + 1), "*", "malformed", detail))
             self.stats.gaps += 1
 
     def _on_snapshot(self, rec: Record) -> None:
+        """A journaled REST depth snapshot (Binance's resync; tag ``<market>:<native id>``)."""
+        if not self.feed.rest_snapshots:
+            log.warning("journal holds a REST snapshot %r, which %s collectors never fetch; skipped", rec.tag, self.config.venue.value)
+            return
         market_s, _, native = rec.tag.partition(":")
         market = Market(market_s)
         try:
-            snap = self.parsers[market].parse_snapshot(rec.body, rec.recv_ns, native_symbol=native)
+            snap = self.feed.rest_parser(market).parse_snapshot(rec.body, rec.recv_ns, native_symbol=native)
         except BadFrame as exc:
             self.stats.snapshot_errors += 1
             log.warning("snapshot %s: %s", rec.tag, exc)
@@ -603,12 +609,24 @@ class Collector:
             # fresh snapshot taken after the new subscription (requested on the next diff).
             book = self.books.get(gap.symbol)
             if book is not None:
-                book.reset()
+                self.feed.on_connection_gap(book)
 
     def _want_snapshot(self, book: BookBuilder) -> None:
+        """Ask for a fresh book: a REST snapshot (Binance) or a resubscription (Bybit)."""
+        if not self._live:
+            return  # replaying the journal: the live connections will bring the books
+        if not self.feed.rest_snapshots:
+            messages = self.feed.resync_messages(book)
+            session = self._session_of.get(book.symbol)
+            if messages and session is not None:
+                self.stats.resubscribes += 1
+                log.info("%s: resubscribing the book of %s for a fresh snapshot", session.config.name, book.symbol)
+                for m in messages:
+                    session.send(m)
+            return
         # Only once the stream is buffering: a snapshot taken before the first diff of the
         # subscription could predate it (Binance: subscribe, buffer, then fetch).
-        if not self._live or book.symbol in self._pending_snapshots or book.buffered == 0:
+        if book.symbol in self._pending_snapshots or book.buffered == 0:
             return
         self._pending_snapshots.add(book.symbol)
         self.stats.snapshots_requested += 1
@@ -725,7 +743,8 @@ class Collector:
 # section -> key -> (CollectorConfig field or None for a nested option, accepted types)
 _TOML_KEYS = {
     "collector": {
-        "name": ("name", str), "venue": ("venue", str), "store": ("store", str), "journal": ("journal", str),
+        "name": ("name", str), "venue": ("venue", str), "exchange": ("exchange", str),
+        "store": ("store", str), "journal": ("journal", str),
         "symbols": ("symbols", list), "channels": ("channels", list),
         "flush_interval_s": ("flush_interval_s", (int, float)),
         "streams_per_connection": ("streams_per_connection", int),
@@ -755,8 +774,12 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
     streams_per_connection, max_frame_bytes), ``[book]`` (levels, interval_ms,
     snapshot_limit), ``[session]`` (stale_after_s, ping_interval_s, max_connection_age_s,
     rest_timeout_s), ``[backoff]``, ``[journal]`` (segment_bytes, fsync, fsync_interval_s,
-    keep_committed) and ``[endpoints.<spot|usdm|coinm>]`` (ws, rest). ``overrides`` replace
-    ``[collector]`` keys (the CLI's ``--store``).
+    keep_committed) and ``[endpoints.<market>]`` (ws, rest; markets: binance spot, usdm,
+    coinm; bybit linear, spot; hyperliquid perp). ``overrides`` replace ``[collector]`` keys
+    (the CLI's ``--store``).
+
+    ``venue`` (``exchange`` is accepted as its synonym, the ccxt word the symbols use) is
+    binance, bybit or hyperliquid; without either it is the exchange every symbol names.
     """
     path, doc = read_toml(path)
     doc.setdefault("collector", {}).update(overrides or {})
@@ -821,10 +844,19 @@ def _config_from_doc(doc: dict, path, prefix: str = "") -> CollectorConfig:
     if not all(isinstance(s, str) for s in kwargs["symbols"]):
         fail("collector.symbols", f"must be a list of strings, got {kwargs['symbols']!r}")
     kwargs["symbols"] = tuple(kwargs["symbols"])
+    exchange = kwargs.pop("exchange", None)
+    if exchange is not None and "venue" in kwargs and exchange != kwargs["venue"]:
+        fail("collector.exchange", f"{exchange!r} contradicts venue {kwargs['venue']!r} (give one of them)")
+    field_name = "collector.venue" if "venue" in kwargs else "collector.exchange"
+    venue = kwargs.get("venue", exchange)
+    if venue is None:  # the exchange the symbols name (binance when they disagree: its error names them)
+        named = {s.partition(":")[0] for s in kwargs["symbols"]}
+        venue = named.pop() if len(named) == 1 and next(iter(named)) in [v.value for v in Venue] else "binance"
     try:
-        kwargs["venue"] = Venue(kwargs.get("venue", "binance"))
+        kwargs["venue"] = Venue(venue)
     except ValueError:
-        fail("collector.venue", f"must be one of {[v.value for v in Venue]}, got {kwargs['venue']!r}")
+        fail(field_name, f"must be one of {[v.value for v in Venue]}, got {venue!r}")
+    feed = feed_class(kwargs["venue"])
     if "channels" in kwargs:
         bad = [c for c in kwargs["channels"] if c not in _CHANNEL_NAMES]
         if bad:
@@ -833,12 +865,12 @@ def _config_from_doc(doc: dict, path, prefix: str = "") -> CollectorConfig:
     endpoints = {}
     for m, ep in (doc.get("endpoints") or {}).items():
         try:
-            market = Market(m)
+            market = feed.markets(m)
         except ValueError:
-            fail(f"[endpoints.{m}]", f"unknown market; known: {[x.value for x in Market]}")
+            fail(f"[endpoints.{m}]", f"unknown market of {feed.venue.value}; known: {[x.value for x in feed.markets]}")
         if not isinstance(ep, dict) or set(ep) - {"ws", "rest"}:
             fail(f"endpoints.{m}", f"must have only the keys ws and rest, got {ep!r}")
-        default = ENDPOINTS[market]
+        default = feed.ENDPOINTS[market]
         endpoints[market] = Endpoints(ep.get("ws", default.ws), ep.get("rest", default.rest), default.depth_path)
     kwargs["endpoints"] = endpoints
     try:
@@ -875,9 +907,11 @@ class DemoReport:
     gaps: pd.DataFrame
     latency_ms: dict
     stats: dict
+    venue: str = "binance"
+    notes: tuple = ()
 
     def summary(self) -> str:
-        lines = [f"store: {self.root}  ({self.seconds:g} s against the simulated exchange on 127.0.0.1)", "rows:"]
+        lines = [f"store: {self.root}  ({self.seconds:g} s against the simulated {self.venue} on 127.0.0.1)", "rows:"]
         for table, n in sorted(self.rows.items()):
             lines.append(f"  {table:<14}{n:>9,}")
         lines.append(f"gaps: {len(self.gaps)}")
@@ -893,34 +927,56 @@ class DemoReport:
         s = self.stats
         lines.append(
             f"frames={s['frames']:,} malformed={s['malformed']} unknown_streams={s['unknown_streams']} "
-            f"oversized={s['oversized']} snapshots={s['snapshots_fetched']} flushes={s['flushes']}"
+            f"oversized={s['oversized']} snapshots={s['snapshots_fetched']} resubscribes={s['resubscribes']} "
+            f"flushes={s['flushes']}"
         )
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
 DEMO_SYMBOLS = ("binance:BTC/USDT", "binance:ETH/USDT", "binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
+_DEMOS = {
+    # venue -> symbols, then the faults: (market to drop, symbol to skip a book update of, market of a cut frame)
+    Venue.BINANCE: (DEMO_SYMBOLS, "spot", "binance:ETH/USDT:USDT", "usdm"),
+    Venue.BYBIT: (("bybit:BTC/USDT", "bybit:ETH/USDT", "bybit:BTC/USDT:USDT", "bybit:ETH/USDT:USDT"),
+                  "spot", "bybit:ETH/USDT:USDT", "linear"),
+    Venue.HYPERLIQUID: (("hyperliquid:BTC/USDC:USDC", "hyperliquid:ETH/USDC:USDC"), "perp", "hyperliquid:ETH/USDC:USDC", "perp"),
+}
+_DEMO_NOTES = {  # venue -> (always, with faults)
+    Venue.BYBIT: ((), ("the skipped orderbook delta breaks the u chain: the book resubscribes its topic for a fresh snapshot",)),
+    Venue.HYPERLIQUID: (
+        ("hyperliquid has no public liquidation stream: no liquidations are collected",),
+        ("the withheld l2Book leaves no trace: every l2Book frame is the whole book, without a sequence number",),
+    ),
+}
 
 
-def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True) -> DemoReport:
-    """Start the simulated Binance on 127.0.0.1, collect from it for ``seconds``, report.
+def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True, venue: Venue | str = Venue.BINANCE) -> DemoReport:
+    """Start the simulated ``venue`` on 127.0.0.1, collect from it for ``seconds``, report.
 
     With ``faults`` the exchange misbehaves once each, spread over the run: a dropped
-    connection, a skipped depth update and a malformed frame, so the gap ledger shows how
+    connection, a skipped book update and a malformed frame, so the gap ledger shows how
     each is recorded.
     """
     from .simulator import Simulator, SimulatorConfig
 
     if seconds <= 0:
         raise CollectorError(f"demo seconds must be > 0, got {seconds}")
-    root = Path(root).expanduser()
-    sim = Simulator(SimulatorConfig(symbols=DEMO_SYMBOLS, seed=seed, liquidation_prob=0.05)).start()
     try:
-        endpoints = {m: sim.endpoints(m) for m in (Market.SPOT, Market.USDM)}
-        config = CollectorConfig(store=str(root), symbols=DEMO_SYMBOLS, endpoints=endpoints, flush_interval_s=1.0)
+        venue = Venue(venue)
+    except ValueError:
+        raise CollectorError(f"demo venue must be one of {[v.value for v in Venue]}, got {venue!r}") from None
+    symbols, drop, skip, cut = _DEMOS[venue]
+    feed = feed_class(venue)
+    root = Path(root).expanduser()
+    sim = Simulator(SimulatorConfig(symbols=symbols, seed=seed, liquidation_prob=0.05)).start()
+    try:
+        endpoints = {m: sim.endpoints(m) for m in sim.markets}
+        config = CollectorConfig(store=str(root), venue=venue, symbols=symbols, endpoints=endpoints, flush_interval_s=1.0)
         collector = Collector(config).start()
         try:
-            plan = [(0.3, lambda: sim.drop(Market.SPOT)), (0.5, lambda: sim.skip_sequence("binance:ETH/USDT:USDT")),
-                    (0.7, lambda: sim.malformed(1, Market.USDM))] if faults else []
+            plan = [(0.3, lambda: sim.drop(feed.markets(drop))), (0.5, lambda: sim.skip_sequence(skip)),
+                    (0.7, lambda: sim.malformed(1, feed.markets(cut)))] if faults else []
             t0 = time.monotonic()
             for at, action in plan:
                 time.sleep(max(0.0, t0 + at * seconds - time.monotonic()))
@@ -930,19 +986,23 @@ def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True)
             collector.stop()
     finally:
         sim.stop()
+    tables = ["trades", "quotes", collector.book_table, "mark", "open_interest", "liquidations", "gaps"]
+    if venue is Venue.BINANCE:
+        tables.remove("open_interest")  # no open-interest stream on Binance (REST backfill has it)
+    if venue is Venue.HYPERLIQUID:
+        tables.remove("liquidations")
     with Tickstore(root) as store:
-        rows = {}
-        for table in ("trades", "quotes", collector.book_table, "mark", "liquidations", "gaps"):
-            frame = store[table].select(list(DEMO_SYMBOLS))
-            rows[table] = len(frame)
-        gaps = store["gaps"].select(list(DEMO_SYMBOLS))
-        trades = store["trades"].select(list(DEMO_SYMBOLS), columns=["recv_ts"])
+        rows = {table: len(store[table].select(list(symbols))) for table in tables}
+        gaps = store["gaps"].select(list(symbols))
+        trades = store["trades"].select(list(symbols), columns=["recv_ts"])
     lat = {}
     if len(trades):
         ms = (trades["recv_ts"] - trades.index.to_series()).dt.total_seconds().to_numpy() * 1e3
         lat = {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)}
         lat["max"] = float(ms.max())
-    return DemoReport(str(root), seconds, rows, gaps, lat, collector.stats.as_dict())
+    always, with_faults = _DEMO_NOTES.get(venue, ((), ()))
+    notes = always + (with_faults if faults else ())
+    return DemoReport(str(root), seconds, rows, gaps, lat, collector.stats.as_dict(), venue.value, notes)
 
 
 def run_until_stopped(runner, *, seconds: float | None, install_signals: bool) -> None:
@@ -954,7 +1014,14 @@ def run_until_stopped(runner, *, seconds: float | None, install_signals: bool) -
             old[sig] = signal.signal(sig, lambda *_: runner.request_stop())
     try:
         runner.start()
-        runner._stop.wait(seconds)
+        # Wait in short slices: CPython runs a signal's Python handler only when the main
+        # thread executes bytecode, and a signal the kernel delivered to another thread (a
+        # session's, or a compression library's worker) does not interrupt a lock wait, so
+        # an untimed wait() could sleep through SIGTERM for good.
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not runner._stop.wait(0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     finally:
         runner.stop()
         for sig, handler in old.items():

@@ -18,6 +18,13 @@ A config file is either the single-feed form read by ``collectors.collector.load
     name = "binance-usdm"
     symbols = ["binance:BTC/USDT:USDT"]
 
+    [[feeds]]
+    name = "bybit"
+    exchange = "bybit"           # or venue = ...; without either: the exchange the symbols name
+    symbols = ["bybit:BTC/USDT:USDT", "bybit:BTC/USDT"]
+    [feeds.endpoints.linear]     # bybit markets: linear, spot; hyperliquid: perp
+    ws = "ws://127.0.0.1:9002/v5/public/linear"
+
 A feed's ``[collector]`` keys sit directly in its ``[[feeds]]`` table, its other sections
 under it (``[feeds.book]``; ``[feeds.journal_options]`` for ``[journal]``, as ``journal``
 is the feed's journal folder); errors name the
@@ -39,7 +46,7 @@ from pathlib import Path
 from tickstore import Tickstore
 
 from .collector import Collector, CollectorConfig, CollectorError, CollectorStats, _config_from_doc, read_toml, run_until_stopped
-from .exchanges.binance import ENDPOINTS
+from .venues import feed_class
 
 __all__ = ["load_feeds", "save_config", "dump_config", "Daemon"]
 
@@ -136,8 +143,9 @@ def _feed_tables(cfg: CollectorConfig) -> tuple[dict, dict[str, dict]]:
         "journal": {"segment_bytes": j.segment_bytes, "fsync": j.fsync.value, "fsync_interval_s": j.fsync_interval_s,
                     "keep_committed": j.keep_committed},
     }
+    defaults = feed_class(cfg.venue).ENDPOINTS
     for market, ep in sorted(cfg.endpoints.items(), key=lambda kv: kv[0].value):
-        if ep.depth_path != ENDPOINTS[market].depth_path:
+        if ep.depth_path != defaults[market].depth_path:
             raise CollectorError(f"endpoints.{market.value}: depth_path {ep.depth_path!r} cannot be written to TOML")
         sections[f"endpoints.{market.value}"] = {"ws": ep.ws, "rest": ep.rest}
     return col, sections

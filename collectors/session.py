@@ -232,6 +232,23 @@ class Session:
         """Ask the session thread to drop the connection and reconnect (any thread)."""
         self._reconnect_now = (cause, detail)
 
+    def send(self, message: dict) -> bool:
+        """Send one JSON message on the current connection (any thread).
+
+        Returns False when there is no open connection or the send failed; the caller need
+        not retry: a new connection sends ``subscribe`` again (Bybit resubscribes a topic
+        this way to get a fresh book snapshot).
+        """
+        ws = self._ws
+        if ws is None or not self.connected.is_set():
+            return False
+        try:
+            ws.send(orjson.dumps(message).decode())  # enable_multithread: sends are locked
+        except (websocket.WebSocketException, OSError) as exc:
+            log.warning("%s: send failed: %s: %s", self.config.name, type(exc).__name__, exc)
+            return False
+        return True
+
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> None:
         """Connect and receive until ``stop()``; never raises on network trouble."""

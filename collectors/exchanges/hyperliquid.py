@@ -29,7 +29,9 @@ object (``liquidatedUser``, ``markPx``, ``method``). ``LiquidationPoller`` is th
 polling hook: give it the addresses to watch (e.g. the liquidator vault, or accounts of
 interest) and a ``post(body) -> json`` transport; each ``poll()`` asks for fills since
 its cursor and returns ``Liquidation`` events, de-duplicated by ``tid``. This sees only
-liquidations that touch the watched accounts, never the whole market.
+liquidations that touch the watched accounts, never the whole market, so the live
+collector (``collectors.venues.HyperliquidFeed``) does not poll: it skips the
+``liquidations`` channel for Hyperliquid and writes no liquidation rows.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "EXCHANGE",
     "WS_URL",
     "INFO_URL",
+    "Market",
     "Channel",
     "HyperliquidParser",
     "LiquidationPoller",
@@ -65,6 +68,16 @@ WS_URL = "wss://api.hyperliquid.xyz/ws"
 INFO_URL = "https://api.hyperliquid.xyz/info"
 _MS = 1_000_000
 _HOUR_NS = 3600 * 1_000_000_000
+
+
+class Market(enum.Enum):
+    """Hyperliquid's one market a collector connects to (perpetuals, one websocket).
+
+    It names the endpoint in a collector config (``[endpoints.perp]``), as Binance's
+    ``Market`` and Bybit's ``Category`` do for theirs.
+    """
+
+    PERP = "perp"
 
 
 class Channel(enum.Enum):

@@ -1,0 +1,437 @@
+"""What the collector needs from each venue: connections, parsers, book rules, resyncs.
+
+``collectors.collector.Collector`` is one pipeline for every venue (sessions -> journal
+-> parser -> books -> store, gap ledger, flushes); a ``VenueFeed`` supplies the parts
+that differ, using the venue's module in ``collectors/exchanges/``::
+
+                 connections                        book rule (BookBuilder)   after a break / reset
+    binance      spot/usdm/coinm, streams in URL    U/u (spot), pu (futures)  REST GET /depth (journaled)
+    bybit        linear, spot; op subscribe <= 10   u == previous u + 1       unsubscribe + subscribe the
+                 topics per message; op ping        (snapshot resets)         topic: a fresh snapshot frame
+    hyperliquid  /ws; method subscribe per coin;    every l2Book frame is     nothing to ask: the next
+                 method ping                        the whole book            frame is the book
+
+Channels are the collector's vocabulary (``binance.Channel`` names, as in config files);
+each venue maps the ones it offers and refuses the others by name::
+
+    channel       binance              bybit linear / spot                  hyperliquid
+    trades        <s>@trade            publicTrade.<s>                      trades
+    quotes        <s>@bookTicker       tickers.<s> bid1/ask1 / (none)       bbo
+    depth         <s>@depth@100ms      orderbook.50|200.<s>                 l2Book (20 levels)
+    mark          <s>@markPrice@1s     tickers.<s>: mark, funding, OI / -   activeAssetCtx: mark, funding, OI
+    liquidations  <s>@forceOrder       allLiquidation.<s> / -               none (see below)
+
+Channels a market lacks are skipped for its symbols (Binance and Bybit spot have no mark
+or liquidations; Bybit spot tickers carry no best bid/ask). **Hyperliquid has no public
+liquidation stream** (nor a public REST list): ``liquidations`` is skipped there; the
+account-level polling hook is ``exchanges.hyperliquid.LiquidationPoller``.
+
+Tags: every connection's frames are journaled with its tag (``usdm-0``, ``bybit-linear-0``,
+``hyperliquid-0``), which names the parser on replay; Binance's tags are unchanged from
+before the other venues existed, so old journals replay.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .book import GAP_STREAM
+from .events import DepthSnapshot, Gap, Mark, OpenInterest, Quote
+from .exchanges import BadFrame
+from .exchanges import binance as bn
+from .exchanges import bybit as bb
+from .exchanges import hyperliquid as hl
+from .exchanges.binance import Channel, Endpoints, Market
+from .symbols import MARKETS, MarketType
+from tickstore.errors import SymbolError
+
+__all__ = ["Venue", "Connection", "VenueFeed", "BinanceFeed", "BybitFeed", "HyperliquidFeed", "feed_class"]
+
+log = logging.getLogger(__name__)
+
+
+class Venue(enum.Enum):
+    BINANCE = "binance"
+    BYBIT = "bybit"
+    HYPERLIQUID = "hyperliquid"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One websocket connection of a collector.
+
+    ``group``: the market (endpoint key) it belongs to; books of one group share a
+    clock for grid flushes. ``streams``: the stream/topic/subscription names riding on it.
+    """
+
+    tag: str
+    group: enum.Enum
+    symbols: tuple[str, ...]
+    streams: tuple[str, ...]
+    url: str
+    subscribe: tuple[dict, ...] = ()
+    ping_payload: dict | None = None
+
+
+def _chunks(items: list[tuple[str, list[str]]], limit: int) -> list[list[tuple[str, list[str]]]]:
+    """Consecutive groups of (symbol, streams) with at most ``limit`` streams each (a symbol
+    is never split; one with more streams than ``limit`` gets a connection of its own)."""
+    groups, chunk, n = [], [], 0
+    for s, streams in items:
+        if chunk and n + len(streams) > limit:
+            groups.append(chunk)
+            chunk, n = [], 0
+        chunk.append((s, streams))
+        n += len(streams)
+    groups.append(chunk)
+    return groups
+
+
+class VenueFeed:
+    """The venue-specific half of a collector (one instance per ``Collector``).
+
+    Class level (config validation): ``markets`` (endpoint keys), ``ENDPOINTS`` (defaults),
+    ``CHANNELS`` (offered), ``check(config)``. Instance level (the running collector):
+    ``plan()``, ``parser(tag)``, ``group_of_tag(tag)``, ``book_rule(symbol)`` and the book
+    hooks. ``rest_snapshots``: books resync from REST snapshots the collector fetches and
+    journals (Binance); otherwise ``resync_messages`` says what to send on the symbol's
+    connection. ``snapshots_advance_clock``: book snapshot frames carry exchange time and
+    count for grid flushes (diffs always do).
+    """
+
+    venue: Venue
+    markets: type[enum.Enum]
+    ENDPOINTS: dict = {}
+    CHANNELS: tuple[Channel, ...] = ()
+    rest_snapshots = False
+    snapshots_advance_clock = True
+
+    def __init__(self, config):
+        self.config = config
+        self._parsers: dict = {}
+        self._market: dict[str, enum.Enum] = {s: self.market_of(s) for s in config.symbols}
+
+    # -- configuration (class level) ------------------------------------------------------
+    @classmethod
+    def market_of(cls, symbol: str) -> enum.Enum:
+        """The market (endpoint key) of a tickstore symbol; ``ValueError`` naming it if none."""
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls, config) -> None:
+        """Raise ``ValueError("<field>: why")`` for what this venue cannot collect."""
+        for s in config.symbols:
+            cls.market_of(s)
+        bad = [c.name.lower() for c in config.channels if c not in cls.CHANNELS]
+        if bad:
+            offered = [c.name.lower() for c in cls.CHANNELS]
+            raise ValueError(f"channels: {bad} not offered by {cls.venue.value}; offered: {offered}")
+        for m, ep in config.endpoints.items():
+            if not isinstance(m, cls.markets) or not isinstance(ep, Endpoints):
+                raise ValueError(
+                    f"endpoints must map {cls.markets.__name__} ({[x.value for x in cls.markets]}) to Endpoints "
+                    f"for {cls.venue.value}, got {config.endpoints!r}"
+                )
+
+    # -- the running collector ----------------------------------------------------------
+    def plan(self) -> list[Connection]:
+        raise NotImplementedError
+
+    def parser(self, tag: str):
+        """The parser of a connection's frames (``.parse(raw, recv_ns) -> events``)."""
+        p = self._parsers.get(tag)
+        if p is None:
+            p = self._parsers[tag] = self._new_parser(tag)
+        return p
+
+    def _new_parser(self, tag: str):
+        raise NotImplementedError
+
+    def group_of_tag(self, tag: str) -> enum.Enum:
+        """The market of a journal tag; ``ValueError`` for a tag this venue never writes."""
+        raise NotImplementedError
+
+    def group_of_symbol(self, symbol: str) -> enum.Enum:
+        return self._market[symbol]
+
+    def symbols_of_group(self, group) -> tuple[str, ...]:
+        return tuple(s for s, m in self._market.items() if m == group)
+
+    def book_rule(self, symbol: str) -> Market:
+        """The ``BookBuilder`` sequencing rule of a symbol's diffs (a Binance market)."""
+        return Market.SPOT
+
+    dropped_events: frozenset = frozenset()  # event classes of unsubscribed channels
+
+    # -- book hooks ---------------------------------------------------------------------
+    def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
+        """A snapshot frame for a symbol's book -> ``BookTop``/``Gap`` rows."""
+        return book.on_partial(ev)
+
+    def on_connection_gap(self, book) -> None:
+        """The symbol's connection was down: diffs were missed, the book must be rebuilt."""
+        book.reset()
+
+    def resync_messages(self, book) -> list[dict]:
+        """Messages that make the venue send ``book`` a fresh snapshot ([] for none)."""
+        return []
+
+
+# -- Binance -----------------------------------------------------------------------------------
+class BinanceFeed(VenueFeed):
+    venue = Venue.BINANCE
+    markets = Market
+    ENDPOINTS = bn.ENDPOINTS
+    CHANNELS = tuple(Channel)
+    rest_snapshots = True
+    snapshots_advance_clock = False  # spot partial books carry no exchange time
+
+    @classmethod
+    def market_of(cls, symbol: str) -> Market:
+        return bn.from_tickstore(symbol)[1]
+
+    @classmethod
+    def check(cls, config) -> None:
+        for s in config.symbols:
+            try:
+                bn.from_tickstore(s)
+            except (BadFrame, ValueError) as exc:
+                raise ValueError(f"symbols: {exc}") from None
+        super().check(config)
+
+    def plan(self) -> list[Connection]:
+        cfg = self.config
+        by_market: dict[Market, list[tuple[str, list[str]]]] = defaultdict(list)
+        for s in cfg.symbols:
+            market = self._market[s]
+            chans = [c for c in cfg.channels if not (c.futures_only and market is Market.SPOT)]
+            by_market[market].append((s, bn.stream_names(s, chans, market=market)))
+        out = []
+        for market, items in by_market.items():
+            for i, g in enumerate(_chunks(items, cfg.streams_per_connection)):
+                streams = tuple(st for _, sts in g for st in sts)
+                url = bn.ws_url(market, list(streams), endpoints=cfg.endpoints_of(market))
+                out.append(Connection(f"{market.value}-{i}", market, tuple(s for s, _ in g), streams, url))
+        return out
+
+    def parser(self, tag: str):
+        return self.rest_parser(self.group_of_tag(tag))
+
+    def rest_parser(self, market: Market) -> bn.BinanceParser:
+        """The parser of a market (frames and REST snapshots; one per market, stateless)."""
+        p = self._parsers.get(market)
+        if p is None:
+            p = self._parsers[market] = bn.BinanceParser(market, max_frame_bytes=self.config.max_frame_bytes)
+        return p
+
+    def group_of_tag(self, tag: str) -> Market:
+        return Market(tag.split("-")[0].split(":")[0])
+
+    def book_rule(self, symbol: str) -> Market:
+        return self._market[symbol]
+
+
+# -- Bybit -------------------------------------------------------------------------------------
+class BybitFeed(VenueFeed):
+    """Bybit v5 linear + spot. A book break makes the collector resubscribe the topic;
+    Bybit answers with a snapshot (``exchanges.bybit.apply_to_book`` then resets the book,
+    and the next delta writes the ``resync`` gap)."""
+
+    venue = Venue.BYBIT
+    markets = bb.Category
+    ENDPOINTS = {
+        c: Endpoints(bb.endpoint(c), "https://api.bybit.com", "/v5/market/orderbook") for c in bb.Category
+    }
+    CHANNELS = (Channel.TRADES, Channel.QUOTES, Channel.DEPTH, Channel.MARK, Channel.LIQUIDATIONS)
+    MAX_LEVELS = 200
+    RESUBSCRIBE_AFTER_S = 5.0  # a resubscription unanswered this long may be sent again
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.depth = 50 if config.book_levels <= 50 else 200
+        drop = set()
+        if Channel.QUOTES not in config.channels:
+            drop.add(Quote)  # tickers were subscribed for mark only
+        if Channel.MARK not in config.channels:
+            drop.update((Mark, OpenInterest))  # ... or for quotes only
+        self.dropped_events = frozenset(drop)
+        self._asked: dict[str, float] = {}  # symbol -> monotonic time of the last resubscribe
+
+    @classmethod
+    def market_of(cls, symbol: str) -> bb.Category:
+        info = _info("bybit", symbol)
+        if info.type is MarketType.SPOT:
+            return bb.Category.SPOT
+        if info.type is MarketType.SWAP and info.linear:
+            return bb.Category.LINEAR
+        raise ValueError(f"symbols: {symbol!r}: the bybit collector takes v5 linear perpetuals and spot")
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        if config.book_levels > cls.MAX_LEVELS and Channel.DEPTH in config.channels:
+            raise ValueError(f"book_levels: bybit books go to {cls.MAX_LEVELS} levels (orderbook.200), got {config.book_levels}")
+        for s in config.symbols:
+            if not cls._topics(config, s, cls.market_of(s), 50):
+                raise ValueError(f"channels: none of {[c.name.lower() for c in config.channels]} exists for bybit spot symbol {s!r}")
+
+    @staticmethod
+    def _topics(cfg, symbol: str, cat: bb.Category, depth: int) -> list[str]:
+        native = MARKETS.from_tickstore(symbol).native
+        linear = cat is bb.Category.LINEAR
+        ch = set(cfg.channels)
+        out = []
+        if Channel.TRADES in ch:
+            out.append(bb.topic(bb.Channel.TRADES, native))
+        if Channel.DEPTH in ch:
+            out.append(bb.topic(bb.Channel.BOOK, native, depth=depth))
+        if linear and ch & {Channel.QUOTES, Channel.MARK}:  # spot tickers carry neither
+            out.append(bb.topic(bb.Channel.TICKERS, native))
+        if linear and Channel.LIQUIDATIONS in ch:
+            out.append(bb.topic(bb.Channel.LIQUIDATIONS, native))
+        return out
+
+    def plan(self) -> list[Connection]:
+        cfg = self.config
+        by_cat: dict[bb.Category, list[tuple[str, list[str]]]] = defaultdict(list)
+        for s in cfg.symbols:
+            cat = self._market[s]
+            by_cat[cat].append((s, self._topics(cfg, s, cat, self.depth)))
+        out = []
+        for cat, items in by_cat.items():
+            for i, g in enumerate(_chunks(items, cfg.streams_per_connection)):
+                topics = [t for _, ts in g for t in ts]
+                out.append(Connection(
+                    f"bybit-{cat.value}-{i}", cat, tuple(s for s, _ in g), tuple(topics), cfg.endpoints_of(cat).ws,
+                    tuple(bb.subscribe_messages(topics)), bb.ping_message(),
+                ))
+        return out
+
+    def _new_parser(self, tag: str) -> bb.BybitParser:
+        return bb.BybitParser(self.group_of_tag(tag))
+
+    def group_of_tag(self, tag: str) -> bb.Category:
+        parts = tag.split("-")
+        if len(parts) != 3 or parts[0] != "bybit":
+            raise ValueError(f"{tag!r} is not a bybit connection tag")
+        return bb.Category(parts[1])
+
+    def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
+        self._asked.pop(book.symbol, None)
+        return bb.apply_to_book(book, ev)
+
+    def on_connection_gap(self, book) -> None:
+        self._asked.pop(book.symbol, None)  # the new connection's subscription brings a snapshot
+        book.reset()
+
+    def resync_messages(self, book) -> list[dict]:
+        now = time.monotonic()
+        if now - self._asked.get(book.symbol, -1e18) < self.RESUBSCRIBE_AFTER_S:
+            return []
+        self._asked[book.symbol] = now
+        t = bb.topic(bb.Channel.BOOK, MARKETS.from_tickstore(book.symbol).native, depth=self.depth)
+        return bb.subscribe_messages([t], op="unsubscribe") + bb.subscribe_messages([t])
+
+
+# -- Hyperliquid -------------------------------------------------------------------------------
+_HL_TYPES = {Channel.TRADES: hl.Channel.TRADES, Channel.QUOTES: hl.Channel.BBO, Channel.DEPTH: hl.Channel.BOOK,
+             Channel.MARK: hl.Channel.ASSET_CTX}
+
+
+class HyperliquidFeed(VenueFeed):
+    """Hyperliquid perpetuals. Every ``l2Book`` frame is the whole book (no chain to check),
+    so a reset book is whole again at the next frame; that moment writes the ``resync``
+    gap (``[last book before the outage, first book after)``), as the other venues' books
+    do. No liquidations: there is no public stream (see the module docstring)."""
+
+    venue = Venue.HYPERLIQUID
+    markets = hl.Market
+    ENDPOINTS = {hl.Market.PERP: Endpoints(hl.WS_URL, hl.INFO_URL.removesuffix("/info"), "/info")}
+    CHANNELS = (Channel.TRADES, Channel.QUOTES, Channel.DEPTH, Channel.MARK, Channel.LIQUIDATIONS)
+    MAX_LEVELS = 20
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._last_book_ts: dict[str, int] = {}
+        self._outage: dict[str, int] = {}  # symbol -> exchange time the book was last whole
+
+    @classmethod
+    def market_of(cls, symbol: str) -> hl.Market:
+        _info("hyperliquid", symbol)
+        return hl.Market.PERP
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        if config.book_levels > cls.MAX_LEVELS and Channel.DEPTH in config.channels:
+            raise ValueError(f"book_levels: hyperliquid l2Book frames have {cls.MAX_LEVELS} levels a side, got {config.book_levels}")
+        if not set(config.channels) & set(_HL_TYPES):
+            raise ValueError("channels: hyperliquid offers no public liquidation stream; add trades, quotes, depth or mark")
+
+    def plan(self) -> list[Connection]:
+        cfg = self.config
+        types = [_HL_TYPES[c] for c in cfg.channels if c in _HL_TYPES]
+        if Channel.LIQUIDATIONS in cfg.channels:
+            log.info("hyperliquid has no public liquidation stream: channel 'liquidations' skipped")
+        items = []
+        for s in cfg.symbols:
+            coin = MARKETS.from_tickstore(s).native
+            items.append((s, [f"{t.value}:{coin}" for t in types]))
+        out = []
+        for i, g in enumerate(_chunks(items, cfg.streams_per_connection)):
+            coins = [MARKETS.from_tickstore(s).native for s, _ in g]
+            subs = []
+            for coin in coins:
+                subs += hl.subscribe_messages(types, [coin])
+            out.append(Connection(
+                f"hyperliquid-{i}", hl.Market.PERP, tuple(s for s, _ in g), tuple(st for _, sts in g for st in sts),
+                cfg.endpoints_of(hl.Market.PERP).ws, tuple(subs), hl.ping_message(),
+            ))
+        return out
+
+    def _new_parser(self, tag: str) -> hl.HyperliquidParser:
+        self.group_of_tag(tag)
+        return hl.HyperliquidParser()
+
+    def group_of_tag(self, tag: str) -> hl.Market:
+        if not tag.startswith("hyperliquid-"):
+            raise ValueError(f"{tag!r} is not a hyperliquid connection tag")
+        return hl.Market.PERP
+
+    def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
+        start = self._outage.pop(book.symbol, None)
+        was_synced = book.synced
+        out = book.on_partial(ev)
+        self._last_book_ts[book.symbol] = ev.ts
+        if start is not None and not was_synced and book.synced:
+            out.append(Gap(book.symbol, start, ev.recv_ns, max(ev.ts, start + 1), GAP_STREAM, "resync",
+                           f"book whole again from l2Book time={ev.update_id}"))
+        return out
+
+    def on_connection_gap(self, book) -> None:
+        if book.synced and book.symbol in self._last_book_ts:
+            self._outage[book.symbol] = self._last_book_ts[book.symbol]
+        book.reset()
+
+
+def _info(exchange: str, symbol: str):
+    ex, _, unified = str(symbol).partition(":")
+    if ex != exchange or not unified:
+        raise ValueError(f"symbols: {symbol!r} is not a {exchange} tickstore symbol like {_EXAMPLE[exchange]!r}")
+    try:
+        return MARKETS.info(exchange, unified)
+    except SymbolError as exc:
+        raise ValueError(f"symbols: {exc}") from None
+
+
+_EXAMPLE = {"bybit": "bybit:BTC/USDT:USDT", "hyperliquid": "hyperliquid:BTC/USDC:USDC"}
+
+_FEEDS = {Venue.BINANCE: BinanceFeed, Venue.BYBIT: BybitFeed, Venue.HYPERLIQUID: HyperliquidFeed}
+
+
+def feed_class(venue: Venue) -> type[VenueFeed]:
+    return _FEEDS[Venue(venue)]

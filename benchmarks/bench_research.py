@@ -11,6 +11,7 @@ and the clustering of prints in time are real; only their count is scaled.
     PYTHONPATH=. python benchmarks/bench_research.py --days 2 --per-day 200000
     PYTHONPATH=. python benchmarks/bench_research.py --only dask   # 30 days x 300,000, dask only
     PYTHONPATH=. python benchmarks/bench_research.py --only dask --dask-days 3 --dask-rows 20000
+    PYTHONPATH=. python benchmarks/bench_research.py --only dask --dask-defaults   # + distributed's defaults
 
 Prints the select time, the bars time for several frequencies and their ratio.
 
@@ -19,12 +20,17 @@ Workloads (``--only``, comma-separated; default all):
 - ``bars``: select + ``trade_bars`` of ``--days`` x ``--per-day`` trades vs the select alone.
 - ``book``: ``book_bars`` of one day of 100 ms snapshots.
 - ``dask``: a ``--dask-days``-day scan (``--dask-rows`` trades a day) to 1-minute bars,
-  (a) in-process: one ``Table.select`` of all days + ``trade_bars``, versus (b) on a
-  ``distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``:
-  ``select_dask(...).map_partitions(<trade_bars of that day>).compute()``. The two results
-  must be exactly equal. Target: dask no slower than in-process (in-process / dask >= 1.0);
-  the cluster start-up and the first (cold: worker imports) dask run are reported apart
-  and excluded from the ratio, which compares best-of-``--repeat`` times.
+  (a) in-process: ``select_trade_bars`` (one ``Table.select`` of all days + ``trade_bars``),
+  versus (b) ``trade_bars_dask(...).compute()`` on ``research.scale.local_cluster(2)``: 2
+  worker processes x (cores / 2) threads; each task reads its day files by path through
+  its worker's open store and bins them, so only bars travel back.
+  ``--files-per-partition`` day files per task (default: about two tasks per worker
+  thread); the one-file-per-task figure is printed too. The runs alternate, so (a) and
+  (b) meet the same load from other processes; the ratio in-process / dask compares the
+  best of ``--dask-repeat`` runs (medians printed too). Target: dask no slower than
+  in-process (ratio >= 1.0). The results must be exactly equal. Cluster start-up and the
+  first (cold) dask run are reported apart. ``--dask-defaults`` adds the same scan on a
+  plain ``LocalCluster``, with distributed's default worker environment.
 """
 
 from __future__ import annotations
@@ -72,29 +78,36 @@ def timed(fn, repeat: int):
 _DAY = pd.Timedelta(days=1)
 
 
-def day_bars(trades: pd.DataFrame, freq: str, partition_info=None) -> pd.DataFrame:
-    """``trade_bars`` of one dask partition (= one stored day file), bins over its whole day.
+def interleaved(fns: dict, repeat: int, settle: float = 0.2) -> dict:
+    """{name: list of run times}: the functions run in turn, ``repeat`` rounds, so all of
+    them meet the same load from other processes. ``settle`` seconds before each run let
+    the scheduler (in this process) finish releasing the previous graph."""
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            time.sleep(settle)
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
 
-    Every bin of the day is present even at the day's ends, so the days concatenated equal
-    ``trade_bars`` of all the trades over [first day, last day + 1) (minute bins never
-    straddle midnight). dask passes ``partition_info`` (its division = the day's start).
-    """
-    if partition_info is None:  # meta inference: any day gives the right columns/dtypes
-        day = pd.Timestamp("1970-01-01", tz="UTC")
-    else:
-        day = pd.Timestamp(partition_info["division"]).floor("D")
-    return trade_bars(trades, freq, start=day, end=day + _DAY)
+
+def _malloc_trim_env():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
 def bench_dask(base: pd.DataFrame, args) -> None:
     import distributed  # optional dependency: only this workload needs it
 
-    from research.scale import select_dask
+    from research.bars import select_trade_bars
+    from research.scale import local_cluster, trade_bars_dask
 
     days = pd.date_range("2024-08-01", periods=args.dask_days, freq="D", tz="UTC")
     start, end = days[0], days[-1] + _DAY
-    cols = ["price", "qty", "side"]
     freq = "1min"
+    n = args.dask_repeat
     print(f"\n== dask: {args.dask_days} days x {args.dask_rows:,} trades -> {freq} bars ==")
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="bench_research_dask_") as tmp:
         with Tickstore(tmp) as store:
@@ -104,33 +117,64 @@ def bench_dask(base: pd.DataFrame, args) -> None:
             print(f"write {args.dask_days} days x {args.dask_rows:,} trades: {time.perf_counter() - t:.2f} s")
 
             def in_process() -> pd.DataFrame:
-                trades = store["trades"].select(SYMBOL, start, end, columns=cols)
-                return trade_bars(trades, freq, start=start, end=end)
+                return select_trade_bars(store["trades"], SYMBOL, freq, start=start, end=end)
 
-            t_in, expected = timed(in_process, args.repeat)
-            print(f"(a) in-process select + trade_bars: {t_in:.3f} s -> {len(expected):,} bars (best of {args.repeat})")
+            def on_dask(k: int):
+                return lambda: trade_bars_dask(store, SYMBOL, freq, start=start, end=end, files_per_partition=k).compute()
 
+            expected = in_process()
             t = time.perf_counter()
-            with distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster, distributed.Client(cluster):
+            with local_cluster(2) as cluster, distributed.Client(cluster) as client:
                 t_up = time.perf_counter() - t
-                meta = trade_bars(store["trades"].schema.empty_frame(cols), freq, start=start, end=start + pd.Timedelta(freq)).iloc[:0]
-
-                def on_dask() -> pd.DataFrame:
-                    ddf = select_dask(store, "trades", SYMBOL, start, end, columns=cols)
-                    return ddf.map_partitions(day_bars, freq, meta=meta).compute()
-
-                t_cold, _ = timed(on_dask, 1)
-                t_dask, got = timed(on_dask, args.repeat)
-            print(f"cluster start-up (2 worker processes x 1 thread): {t_up:.3f} s (not in the ratio)")
-            print(f"(b) dask first run (cold workers): {t_cold:.3f} s (not in the ratio)")
-            print(f"(b) dask select_dask + map_partitions(trade_bars).compute(): {t_dask:.3f} s (best of {args.repeat})")
-            pd.testing.assert_frame_equal(got, expected, check_exact=True)
-            print(f"results equal: yes ({len(got):,} bars x {got.shape[1]} columns, exact)")
-            ratio = t_in / t_dask
+                workers = len(client.nthreads())
+                threads = sum(client.nthreads().values())
+                k = args.files_per_partition or max(1, -(-args.dask_days // (2 * threads)))
+                env = sorted(set(client.run(_malloc_trim_env).values()), key=str)
+                print(
+                    f"cluster: research.scale.local_cluster(2): {workers} worker processes x {threads // workers} thread(s), "
+                    f"MALLOC_TRIM_THRESHOLD_ in the workers: {env}; start-up {t_up:.2f} s (not in the ratio)"
+                )
+                t_cold, _ = timed(on_dask(k), 1)
+                print(f"(b) dask first run (cold workers: imports, file opens): {t_cold:.3f} s (not in the ratio)")
+                runs = {"in": in_process, "dask": on_dask(k)}
+                if k != 1:
+                    runs["dask1"] = on_dask(1)
+                times = interleaved(runs, n)
+                for name, fn in runs.items():
+                    if name != "in":
+                        pd.testing.assert_frame_equal(fn(), expected, check_exact=True)
+            best = {name: min(v) for name, v in times.items()}
+            med = {name: float(np.median(v)) for name, v in times.items()}
+            print(f"(a) in-process select_trade_bars: best {best['in']:.3f} s, median {med['in']:.3f} s ({n} runs) -> {len(expected):,} bars")
+            print(
+                f"(b) dask trade_bars_dask(files_per_partition={k}), {-(-args.dask_days // k)} tasks: "
+                f"best {best['dask']:.3f} s, median {med['dask']:.3f} s"
+            )
+            if "dask1" in best:
+                print(
+                    f"    one file per task ({args.dask_days} tasks): best {best['dask1']:.3f} s, median {med['dask1']:.3f} s; "
+                    f"in-process / dask = {best['in'] / best['dask1']:.2f} best, {med['in'] / med['dask1']:.2f} median"
+                )
+            print(f"results equal: yes ({len(expected):,} bars x {expected.shape[1]} columns, exact, every variant)")
+            ratio = best["in"] / best["dask"]
             status = "PASS" if ratio >= 1.0 else "MISS"
-            print(f"in-process / dask = {ratio:.2f} (target >= 1.0): {status}")
+            print(
+                f"in-process {best['in']:.3f} s, dask {best['dask']:.3f} s: in-process / dask = {ratio:.2f} best of {n} "
+                f"({med['in'] / med['dask']:.2f} median) (target >= 1.0): {status}"
+            )
+            if args.dask_defaults:
+                with distributed.LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster, distributed.Client(cluster) as client:
+                    env = sorted(set(client.run(_malloc_trim_env).values()), key=str)
+                    on_dask(k)()
+                    times = interleaved({"in": in_process, "dask": on_dask(k)}, n)
+                    pd.testing.assert_frame_equal(on_dask(k)(), expected, check_exact=True)
+                print(
+                    f"(c) the same scan on distributed.LocalCluster(2 x 1 thread), its default worker environment "
+                    f"(MALLOC_TRIM_THRESHOLD_ {env}): best {min(times['dask']):.3f} s; in-process / dask = "
+                    f"{min(times['in']) / min(times['dask']):.2f} best, {np.median(times['in']) / np.median(times['dask']):.2f} median"
+                )
 
 
 def main() -> None:
@@ -141,6 +185,9 @@ def main() -> None:
     ap.add_argument("--only", default="bars,book,dask", help="comma-separated workloads: bars, book, dask (default all)")
     ap.add_argument("--dask-days", type=int, default=30, help="days of the dask scan (default 30)")
     ap.add_argument("--dask-rows", type=int, default=300_000, help="trades per day of the dask scan (default 300,000)")
+    ap.add_argument("--dask-repeat", type=int, default=9, help="alternating runs of the dask comparison (default 9)")
+    ap.add_argument("--files-per-partition", type=int, default=0, help="day files per dask task (default: ~2 tasks per worker thread)")
+    ap.add_argument("--dask-defaults", action="store_true", help="also run the scan on distributed's default LocalCluster")
     args = ap.parse_args()
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     unknown = only - {"bars", "book", "dask"}

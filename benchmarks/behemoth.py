@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["BehemothTickstore", "START_AS_OF", "LATEST_AS_OF"]

@@ -6,8 +6,9 @@
         │   merged by receive time across files (each file keeps its own order), so a
         │   day's files and their REST companions (cryptofeed ``.http.0.0``) may be given
         │   in any order
+        ├─ (journal=: Journal.append_many, 256 frames per write, before they are processed)
         ├─ WS    ──BinanceParser.parse──> Trade, Quote, Mark, Liquidation ───────────┐
-        │                            └──> DepthDiff ──BookBuilder──> BookTop, Gap ────┤
+        │             (book.route_events)└──> DepthDiff ──BookBuilder──> BookTop, Gap ┤
         └─ REST  ──parse_snapshot──> DepthSnapshot ──BookBuilder.on_snapshot          │
                                                                    EventBatcher <─────┘
                                                                         │ every flush_events
@@ -35,7 +36,7 @@ import gc
 import heapq
 import os
 import time
-from itertools import repeat
+from itertools import islice, repeat
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,10 +46,11 @@ import numpy as np
 
 from tickstore.errors import TickstoreError
 
-from .book import BookBuilder, book_table
+from .book import BookBuilder, book_table, route_events
 from .capture import CaptureReader, Frame, FrameKind
-from .events import DepthDiff, DepthSnapshot, EventBatcher
+from .events import DepthDiff, EventBatcher
 from .exchanges import BadFrame
+from .journal import Journal, RecordKind
 from .exchanges.binance import (
     MAX_FRAME_BYTES,
     BinanceParser,
@@ -64,6 +66,10 @@ __all__ = ["replay", "ReplayReport", "ReplayError"]
 SOURCE = "replay"
 FLUSH_EVERY_NS = 1_000_000_000  # how often (exchange time) quiet books are flushed
 FLUSH_LAG_NS = 1_000_000_000  # how far behind the newest exchange time they are flushed to
+# Frames read, journaled (one write) and then processed at a time. Frames above
+# max_frame_bytes are still read (and journaled: they were received), so a chunk holds at
+# most 256 of whatever the capture's lines are; Binance frames are < 100 kB.
+_CHUNK = 256
 
 
 class ReplayError(TickstoreError, ValueError):
@@ -129,12 +135,15 @@ class ReplayReport:
 
 
 class _FileState:
-    __slots__ = ("path", "market", "parser", "reader", "depth_symbol", "pending", "books", "flushed_ns")
+    __slots__ = ("path", "market", "parser", "parse", "tag", "reader", "depth_symbol", "pending", "books", "flushed_ns", "book_of")
 
     def __init__(self, path: Path, market: Market, parser: BinanceParser):
         self.path = path
         self.market = market
         self.parser = parser
+        self.parse = parser.parse
+        self.tag = market.value  # journal tag of its frames
+        self.book_of = None  # route_events' book_of for this file's frames
         self.reader = CaptureReader(path)
         self.depth_symbol: str | None = None  # last depth symbol seen in this file
         self.pending: list[Frame] = []  # symbol-less REST snapshots seen before any depth frame
@@ -172,6 +181,7 @@ def replay(
     keep_diffs: bool = False,
     flush_events: int = 500_000,
     max_frame_bytes: int = MAX_FRAME_BYTES,
+    journal: Journal | None = None,
 ) -> ReplayReport:
     """Replay capture files into ``store`` through the live parsing path.
 
@@ -189,6 +199,14 @@ def replay(
         Also write every depth diff to ``book_diffs`` (one row per price level).
     flush_events:
         Events accumulated before each append to the store.
+    journal:
+        A ``collectors.journal.Journal`` to write every frame to before it is processed,
+        as the live collector does (WS frames as ``FRAME``, REST bodies as ``SNAPSHOT``,
+        tagged with the file's market; cryptofeed connection markers carry no frame and
+        are not journaled). Frames are read and journaled in chunks of 256, one write per
+        chunk, then processed. After each append to the store the journal is committed up
+        to the last frame processed before it (nothing is committed when ``store`` is
+        ``None``); ``None`` (default) journals nothing.
 
     Raises
     ------
@@ -201,13 +219,13 @@ def replay(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flush_events, max_frame_bytes)
+        return _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flush_events, max_frame_bytes, journal)
     finally:
         if enabled:
             gc.enable()
 
 
-def _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flush_events, max_frame_bytes):
+def _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flush_events, max_frame_bytes, journal):
     t0 = time.perf_counter()
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise ReplayError(f"paths must be a list of files, got a single {type(paths).__name__} {paths!r}; wrap it in [ ]")
@@ -240,6 +258,8 @@ def _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flu
             b = books[symbol] = BookBuilder(symbol, m, levels=book_levels, interval_ms=book_interval_ms)
         return b
 
+    journaled = None  # journal position up to which every frame was processed
+
     def flush() -> None:
         for (table, symbol), frame in batcher.drain().items():
             if store is None:
@@ -248,6 +268,8 @@ def _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flu
             commit = store[table].append(symbol, frame, source=SOURCE)
             rows[(table, symbol)] += commit.rows
             skipped[(table, symbol)] += commit.skipped
+        if journal is not None and store is not None and journaled is not None:
+            journal.commit(journaled)  # what was processed before this flush is now stored
 
     def snapshot(fs: _FileState, frame: Frame, native: str | None) -> None:
         nonlocal n_snapshots
@@ -261,72 +283,85 @@ def _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flu
         if out:
             batcher.extend(out)
 
-    WS, REST = FrameKind.WS, FrameKind.REST
-    add, extend = batcher.add, batcher.extend
-    for (recv_ns, raw, kind, url, _), fs in _merged(states):
-        if kind is WS:
-            n_ws += 1
-            try:
-                events = fs.parser.parse(raw, recv_ns)
-            except BadFrame as exc:
-                bad[type(exc).__name__] += 1
-                continue
-            if not events:
-                continue
-            n_events += len(events)
-            ts = events[0].ts
-            if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
-                latency.append(recv_ns - ts)
-                if ts - fs.flushed_ns > FLUSH_EVERY_NS:
-                    # The exchange clock of this file reached ts: quiet books get their
-                    # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
-                    # would be >1 s out of order on one connection).
-                    fs.flushed_ns = ts
-                    for sym in fs.books:
-                        out = books[sym].flush(ts - FLUSH_LAG_NS)
-                        if out:
-                            extend(out)
-            for ev in events:
-                cls = type(ev)
-                if cls is DepthDiff:
-                    sym = ev.symbol
-                    if sym != fs.depth_symbol:
-                        fs.depth_symbol = sym
-                        fs.books.add(sym)
-                        for snap_frame in fs.pending:  # symbol-less snapshots seen before
-                            snapshot(fs, snap_frame, from_tickstore(sym)[0])
-                        fs.pending.clear()
-                    book = books.get(sym) or book_for(sym, fs.market)
-                    out = book.on_diff(ev)
-                    if out:
-                        extend(out)
-                    if keep_diffs:
-                        add(ev)
-                elif cls is DepthSnapshot:  # partial-book stream: a whole top-N book
-                    fs.books.add(ev.symbol)
-                    out = book_for(ev.symbol, fs.market).on_partial(ev)
-                    if out:
-                        extend(out)
-                else:
-                    add(ev)
-            if batcher.count >= flush_events:
-                flush()
-        elif kind is REST:
-            n_rest += 1
-            if b"lastUpdateId" not in raw[:64]:
-                bad["NotADepthSnapshot"] += 1
-                continue
-            native = native_symbol_of_url(url) if url else None
-            if native is None and b'"symbol"' not in raw:
-                if fs.depth_symbol is None:
-                    fs.pending.append(Frame(recv_ns, raw, kind, url))  # resolved by the first depth frame
+    def book_of_file(fs: _FileState):
+        """``route_events``' ``book_of`` for the frames of one file."""
+        market, file_books = fs.market, fs.books
+
+        def book_of(ev):
+            sym = ev.symbol
+            if type(ev) is DepthDiff and sym != fs.depth_symbol:
+                fs.depth_symbol = sym
+                for snap_frame in fs.pending:  # symbol-less snapshots seen before
+                    snapshot(fs, snap_frame, from_tickstore(sym)[0])
+                fs.pending.clear()
+            if sym not in file_books:
+                file_books.add(sym)
+            return books.get(sym) or book_for(sym, market)
+
+        return book_of
+
+    WS, REST, CONNECT = FrameKind.WS, FrameKind.REST, FrameKind.CONNECT
+    FRAME, SNAPSHOT = RecordKind.FRAME, RecordKind.SNAPSHOT
+    for fs in states:
+        fs.book_of = book_of_file(fs)
+    latency_append = latency.append
+    frames = _merged(states)
+    while True:
+        # Frames go in chunks: each chunk is journaled with one write (when a journal is
+        # given), then processed frame by frame exactly as before.
+        chunk = list(islice(frames, _CHUNK))
+        if not chunk:
+            break
+        if journal is not None:
+            chunk_end = journal.append_many(
+                [(FRAME if f[2] is WS else SNAPSHOT, f[1], f[0], fs.tag) for f, fs in chunk if f[2] is not CONNECT]
+            )
+        for (recv_ns, raw, kind, url, _), fs in chunk:
+            if kind is WS:
+                n_ws += 1
+                try:
+                    events = fs.parse(raw, recv_ns)
+                except BadFrame as exc:
+                    bad[type(exc).__name__] += 1
                     continue
-                native = from_tickstore(fs.depth_symbol)[0]
-            snapshot(fs, Frame(recv_ns, raw, kind, url), native)
+                if not events:
+                    continue
+                n_events += len(events)
+                ts = events[0].ts
+                if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
+                    latency_append(recv_ns - ts)
+                    if ts - fs.flushed_ns > FLUSH_EVERY_NS:
+                        # The exchange clock of this file reached ts: quiet books get their
+                        # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
+                        # would be >1 s out of order on one connection).
+                        fs.flushed_ns = ts
+                        for sym in fs.books:
+                            out = books[sym].flush(ts - FLUSH_LAG_NS)
+                            if out:
+                                batcher.extend(out)
+                route_events(events, batcher, fs.book_of, keep_diffs=keep_diffs)
+                if batcher.count >= flush_events:
+                    flush()
+            elif kind is REST:
+                n_rest += 1
+                if b"lastUpdateId" not in raw[:64]:
+                    bad["NotADepthSnapshot"] += 1
+                    continue
+                native = native_symbol_of_url(url) if url else None
+                if native is None and b'"symbol"' not in raw:
+                    if fs.depth_symbol is None:
+                        fs.pending.append(Frame(recv_ns, raw, kind, url))  # resolved by the first depth frame
+                        continue
+                    native = from_tickstore(fs.depth_symbol)[0]
+                snapshot(fs, Frame(recv_ns, raw, kind, url), native)
+        if journal is not None:
+            journaled = chunk_end  # every frame up to here is processed
     orphans = sum(len(fs.pending) for fs in states)  # a file with a snapshot but no depth frame
     if orphans:
         bad["OrphanSnapshot"] += orphans
     flush()
+    for fs in states:
+        fs.book_of = None  # the closure refers back to fs: no cycle left for the GC
 
     stats = {sym: b.stats for sym, b in books.items()}
     table_rows: Counter = Counter()

@@ -273,6 +273,38 @@ def test_unknown_stream_oversized_and_venue_errors(usdm_frames):
     assert parse(b'{"result":null,"id":1}', 1, Market.SPOT) == []
 
 
+def test_depth_level_memo_is_exact_bounded_and_refuses_bad_levels(usdm_frames, monkeypatch):
+    """Level strings -> floats go through a per-parser memo: same values as float(), bounded,
+    NaN never shared, malformed levels still refused."""
+    import collectors.exchanges.binance as binance
+
+    monkeypatch.setattr(binance, "_FLOAT_MEMO", 300)
+    parser = BinanceParser(Market.USDM)
+    depth = [raw for _, raw in usdm_frames if b"@depth@0ms" in raw[:40]]
+    assert len(depth) > 5
+    for raw in depth * 2:  # the second pass reads from the memo
+        d = orjson.loads(raw)["data"]
+        (ev,) = parser.parse(raw, 1)
+        for got, levels in ((ev.bids, d["b"]), (ev.asks, d["a"])):
+            want = [(float(p), float(q)) for p, q in levels]
+            assert got == want and all(type(x) is float for pair in got for x in pair)
+        assert len(parser._floats) <= 300 + 2 * (len(d["b"]) + len(d["a"]))
+    d = orjson.loads(depth[0])
+    d["data"]["b"] = [["NaN", "1.0"], ["NaN", "2.0"]]
+    (ev,) = parser.parse(orjson.dumps(d), 1)
+    (a, _), (b, _) = ev.bids
+    assert math.isnan(a) and math.isnan(b) and a is not b and "NaN" not in parser._floats
+    long = "1" * 40 + ".5"
+    d["data"]["b"] = [[long, "1.0"]]
+    (ev,) = parser.parse(orjson.dumps(d), 1)
+    assert ev.bids == [(float(long), 1.0)] and long not in parser._floats  # long strings are not kept
+    for bad in ([["61800.20", "abc"]], [["61800.20", "1.0", "2.0"]], [["61800.20"]], [[["61800.20"], "1.0"]], [None]):
+        d["data"]["b"] = bad
+        with pytest.raises(MalformedFrame):
+            parser.parse(orjson.dumps(d), 1)
+        assert "abc" not in parser._floats
+
+
 def test_raw_ws_frames_without_envelope(usdm_frames):
     """/ws/<stream> connections deliver the payload without {"stream","data"}."""
     for _, raw in usdm_frames:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.book import BookBuilder, BookState, book_table
-from collectors.events import BookTop, DepthDiff, DepthSnapshot, Gap
+from collectors.book import BookBuilder, BookState, book_table, route_events
+from collectors.events import BookTop, DepthDiff, DepthSnapshot, EventBatcher, Gap, Quote, Trade
 from collectors.exchanges.binance import BinanceParser, Market
 
 CAPTURES = [
@@ -275,6 +275,44 @@ def test_long_silence_is_a_stale_gap_not_millions_of_rows(usdm):
     out = book.on_diff(late)
     assert [type(e) for e in out] == [Gap] and out[0].cause == "stale"
     assert book.synced
+
+
+def test_route_events_sends_every_event_where_it_belongs(usdm):
+    snap, before, after = usdm
+    diffs = kept(after, snap, Market.USDM)[:300]
+    routed, direct = synced(snap, before), synced(snap, before)
+    batcher = EventBatcher()
+    asked = []
+
+    def book_of(ev):
+        asked.append(ev)
+        return routed if ev.symbol == snap.symbol else None
+
+    trade = Trade(snap.symbol, diffs[0].ts, 1, 7, 61800.0, 0.5, 1)
+    quote = Quote(snap.symbol, diffs[0].ts, 1, 8, 61800.0, 1.0, 61800.1, 2.0)
+    other = dataclasses.replace(diffs[0], symbol="binance:ETH/USDT:USDT")  # no book: dropped
+    assert route_events([trade, quote, other], batcher, book_of) is None
+    expected_rows = []
+    for d in diffs:
+        assert route_events([d], batcher, book_of, keep_diffs=True) is routed
+        expected_rows += direct.on_diff(d)
+    assert asked == [other] + diffs  # asked before the book sees the diff
+    assert routed.stats == direct.stats and routed.top(50) == direct.top(50)
+    rows = batcher._rows
+    assert rows[("trades", snap.symbol)] == [trade] and rows[("quotes", snap.symbol)] == [quote]
+    assert rows[("book", snap.symbol)] == expected_rows and len(expected_rows) > 10
+    assert rows[("book_diffs", snap.symbol)] == diffs
+    assert ("book_diffs", other.symbol) not in rows  # dropped without keep_diffs
+    # a snapshot frame goes to on_partial, or to the hook when one is given
+    partial = DepthSnapshot(snap.symbol, diffs[-1].ts + 10**9, 2, diffs[-1].update_id + 1, [(61700.0, 1.0)], [(61900.0, 1.0)])
+    hooked = []
+    assert route_events([partial], batcher, book_of, on_snapshot=lambda b, ev: hooked.append((b, ev)) or []) is routed
+    assert hooked == [(routed, partial)] and routed.top(1) != ([61700.0], [1.0], [61900.0], [1.0])
+    n = batcher.count
+    route_events([partial], batcher, book_of)
+    assert routed.top(1) == ([61700.0], [1.0], [61900.0], [1.0])
+    grid = rows[("book", snap.symbol)][len(expected_rows) :]  # rows due before the partial
+    assert len(grid) == batcher.count - n > 0 and all(r.ts < partial.ts for r in grid)
 
 
 # -- law: any contiguous diff sequence, the builder equals the reference or reports a cross

@@ -141,6 +141,50 @@ def test_closed_journal_refuses_appends(tmp_path):
         j.append(RecordKind.FRAME, b"{}", recv_ns=1)
 
 
+def _records(n: int, start: int = 0) -> list[tuple]:
+    """The (kind, body, recv_ns, tag) records ``_fill`` appends one by one."""
+    out = []
+    for i in range(start, start + n):
+        body = b'{"i":%d,"pad":"%s"}' % (i, b"x" * (i % 37))
+        out.append(((RecordKind.FRAME, RecordKind.SNAPSHOT, RecordKind.GAP)[i % 3], body, 1_700_000_000_000_000_000 + i, f"usdm-{i % 2}"))
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 1000])
+def test_append_many_writes_the_same_bytes_as_append(tmp_path, batch):
+    """Same segments, same bytes, same rotation points, same Record ends, in fewer writes."""
+    cfg = JournalConfig(segment_bytes=4096, fsync=FsyncPolicy.NEVER)
+    one, many = tmp_path / "one", tmp_path / "many"
+    seen_one, seen_many = [], []
+    with Journal(one, config=cfg, on_append=seen_one.append) as j:
+        _fill(j, 400)
+    recs = _records(400)
+    with Journal(many, config=cfg, on_append=seen_many.append) as j:
+        ends = [j.append_many(recs[i : i + batch]) for i in range(0, len(recs), batch)]
+        assert j.records_written == 400 and ends[-1] == j.position
+        assert j.append_many([]) == j.position
+    segs = sorted(p.name for p in one.iterdir())
+    assert len(segs) > 4 and segs == sorted(p.name for p in many.iterdir())
+    for name in segs:
+        assert (one / name).read_bytes() == (many / name).read_bytes()
+    assert seen_many == seen_one == list(read_records(one))
+    assert ends == [seen_one[min(i + batch, 400) - 1].end for i in range(0, 400, batch)]
+
+
+def test_append_many_refuses_a_batch_with_a_record_too_large_and_writes_none_of_it(tmp_path):
+    with Journal(tmp_path, config=JournalConfig(fsync=FsyncPolicy.EVERY)) as j:
+        j.append_many(_records(3))
+        before = j.position
+        with pytest.raises(JournalError, match="record too large"):
+            j.append_many(_records(2, start=3) + [(RecordKind.FRAME, b"x", 1, "t" * 70_000)])
+        assert j.position == before
+        j.append_many(iter(_records(2, start=3)))  # any iterable
+    assert [r.recv_ns for r in read_records(tmp_path)] == [1_700_000_000_000_000_000 + i for i in range(5)]
+    j.close()
+    with pytest.raises(JournalError, match="is closed"):
+        j.append_many(_records(1))
+
+
 _WRITER = textwrap.dedent(
     """
     import sys

@@ -7,6 +7,7 @@ of ``collectors.capture`` and the parsers.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 
 import numpy as np
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from collectors.capture import CaptureError, CaptureFormat, CaptureReader, FrameKind, seconds_to_ns
 from collectors.cli import replay as replay_command
+from collectors.journal import Journal, JournalConfig, RecordKind, read_records
 from collectors.replay import ReplayError, replay
 
 SPOT = ["hftbacktest/spot/btcusdt_20240808.gz", "hftbacktest/spot/btcusdt_20240809.gz"]
@@ -226,6 +228,82 @@ def test_replaying_twice_writes_nothing_new(data_dir, store):
     again = replay([data_dir / MARK], store=store)
     assert sum(again.rows.values()) == 0
     assert again.duplicates == {k: v for k, v in first.rows_by_symbol.items() if v}
+
+
+# -- the stored result is pinned --------------------------------------------------------------
+# sha256 (first 16 hex digits) of every table a replay stores, over the ts index and every
+# column's values in order, computed with the replay code before the speed-up of issue #3
+# (commit 9cc5ac5). Speed work must not change one value, timestamp or row order: if a change
+# of what is stored is intended, recompute these and say why in the commit.
+PINNED = {
+    "usdm+mark": {
+        "book": "2f14be2d9e9f2804",
+        "gaps": "7b0407aa05e450c6",
+        "mark": "11920b901103f753",
+        "quotes": "8618270a789ccaf4",
+        "trades": "5ffac21430b2744e",
+    },
+    "mark diffs book_10": {
+        "book_10": "4d975219446f5a9c",
+        "book_diffs": "cf2ad06d3ca6f6cc",
+        "mark": "11920b901103f753",
+        "quotes": "77bb619a1784fd0c",
+        "trades": "90e4ba929875ebf0",
+    },
+}
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(frame.index.asi8).tobytes())
+    for name in frame.columns:
+        col = frame[name]
+        h.update(name.encode())
+        if col.dtype == object:
+            h.update("\x00".join(map(str, col)).encode())
+        elif hasattr(col.dtype, "tz"):
+            h.update(np.ascontiguousarray(col.array.asi8).tobytes())
+        else:
+            h.update(np.ascontiguousarray(col.to_numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("case", list(PINNED))
+def test_stored_tables_match_the_pinned_digests(data_dir, store, tmp_path, case):
+    sym = "binance:BTC/USDT:USDT"
+    if case == "usdm+mark":  # the benchmark's capture, through the journal as well
+        with Journal(tmp_path / "journal") as journal:
+            report = replay([data_dir / USDM, data_dir / MARK], store=store, journal=journal)
+    else:
+        report = replay([data_dir / MARK], store=store, keep_diffs=True, book_levels=10, book_interval_ms=500)
+    assert sorted(report.rows) == sorted(PINNED[case])
+    got = {table: table_digest(store[table].select(sym)) for table in report.rows}
+    assert got == PINNED[case]
+
+
+def test_journal_holds_every_frame_in_order_and_is_committed(data_dir, store, tmp_path):
+    paths = [data_dir / MARK, data_dir / "cryptofeed/BINANCE_FUTURES.ws.1.0", data_dir / "cryptofeed/BINANCE_FUTURES.http.0.0"]
+    plain = replay(paths, store=None)
+    cfg = JournalConfig(segment_bytes=1 << 16, keep_committed=True)  # many segments, all kept
+    with Journal(tmp_path / "j", config=cfg) as journal:
+        report = replay(paths, store=store, journal=journal, flush_events=2_000)  # several commits
+        end = journal.position
+        assert journal.committed == end  # the last flush committed everything
+    recs = list(read_records(tmp_path / "j"))
+    # every WS frame and REST body of every file (connection markers carry no frame), in the
+    # order the replay met them: merged by receive time, each file in its own order
+    frames = [
+        (f.recv_ns, f.raw, f.kind, "usdm")
+        for f in sorted((f for p in paths for f in CaptureReader(p)), key=lambda f: f.recv_ns)
+        if f.kind is not FrameKind.CONNECT
+    ]
+    assert len(recs) == len(frames) == report.frames + report.rest_frames
+    kinds = {FrameKind.WS: RecordKind.FRAME, FrameKind.REST: RecordKind.SNAPSHOT}
+    assert [(r.recv_ns, r.body, r.kind, r.tag) for r in recs] == [(t, raw, kinds[k], tag) for t, raw, k, tag in frames]
+    assert len({r.end.segment for r in recs}) > 10 and recs[-1].end == end
+    # journaling changes nothing else
+    keep = ("frames", "rest_frames", "snapshots", "events", "rows", "gaps", "bad_frames", "latency_ms", "book_stats")
+    assert {k: getattr(report, k) for k in keep} == {k: getattr(plain, k) for k in keep}
 
 
 # -- capture readers ------------------------------------------------------------------------

@@ -43,10 +43,9 @@ import orjson
 from collectors.exchanges import UnknownSymbol
 from collectors.exchanges.binance import Endpoints
 from collectors.exchanges.bybit import Category, trade_id
-from collectors.symbols import MARKETS, MarketType
-from tickstore.errors import SymbolError
+from collectors.symbols import MarketType
 
-from .market import START, Dialect, Frame, SymbolMarket, Tick
+from .market import START, Dialect, Frame, SymbolMarket, Tick, market_info
 
 __all__ = ["BybitDialect"]
 
@@ -311,11 +310,6 @@ def _changes(view: dict, top: list, *, reverse: bool) -> list:
     return out
 
 
+
 def _info(symbol: str):
-    exchange, _, unified = str(symbol).partition(":")
-    if exchange != "bybit" or not unified:
-        raise UnknownSymbol(f"{symbol!r} is not a bybit tickstore symbol like 'bybit:BTC/USDT:USDT'")
-    try:
-        return MARKETS.info("bybit", unified)
-    except SymbolError as exc:
-        raise UnknownSymbol(str(exc)) from None
+    return market_info("bybit", symbol, "bybit:BTC/USDT:USDT")

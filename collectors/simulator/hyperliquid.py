@@ -37,13 +37,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from collectors.exchanges import UnknownSymbol
 from collectors.exchanges.binance import Endpoints
 from collectors.exchanges.hyperliquid import Market
-from collectors.symbols import MARKETS
-from tickstore.errors import SymbolError
 
-from .market import START, Dialect, Frame, SymbolMarket, Tick
+from .market import START, Dialect, Frame, SymbolMarket, Tick, market_info
 
 __all__ = ["HyperliquidDialect"]
 
@@ -220,11 +217,6 @@ class HyperliquidDialect(Dialect):
         return out
 
 
+
 def _info(symbol: str):
-    exchange, _, unified = str(symbol).partition(":")
-    if exchange != "hyperliquid" or not unified:
-        raise UnknownSymbol(f"{symbol!r} is not a hyperliquid tickstore symbol like 'hyperliquid:BTC/USDC:USDC'")
-    try:
-        return MARKETS.info("hyperliquid", unified)
-    except SymbolError as exc:
-        raise UnknownSymbol(str(exc)) from None
+    return market_info("hyperliquid", symbol, "hyperliquid:BTC/USDC:USDC")

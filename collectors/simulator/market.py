@@ -26,6 +26,8 @@ import random
 from dataclasses import dataclass, field
 
 from collectors.exchanges import UnknownSymbol
+from collectors.symbols import MARKETS
+from tickstore.errors import SymbolError
 
 __all__ = ["Frame", "TradeTick", "Ctx", "LiqTick", "Tick", "SymbolMarket", "Dialect", "GeneratedMarket", "dialect_class"]
 
@@ -238,6 +240,17 @@ class Dialect:
     def rest_book(self, m: SymbolMarket, limit: int, now_ms: int) -> dict:
         """The body of the venue's REST order-book snapshot of ``m``."""
         raise NotImplementedError
+
+
+def market_info(venue: str, symbol: str, example: str):
+    """The symbol registry's entry for a ``<venue>:<unified>`` symbol this dialect serves."""
+    exchange, _, unified = str(symbol).partition(":")
+    if exchange != venue or not unified:
+        raise UnknownSymbol(f"{symbol!r} is not a {venue} tickstore symbol like {example!r}")
+    try:
+        return MARKETS.info(venue, unified)
+    except SymbolError as exc:
+        raise UnknownSymbol(str(exc)) from None
 
 
 def dialect_class(market) -> type[Dialect]:

@@ -34,3 +34,20 @@ def assert_nothing_lost(stored, before_stop: list, sent, what: str) -> None:
     missing = [i for i, t in enumerate(before_stop) if t not in have]
     assert not missing, f"{what}: sent trades missing at positions {missing} of {len(before_stop)}"
     assert have <= set(sent), f"{what}: {len(have - set(sent))} trades stored that were never sent"
+
+
+def receive(ws, seconds: float, *, until: int | None = None) -> list[bytes]:
+    """Text frames a websocket-client connection receives within ``seconds`` (or until
+    ``until`` frames came)."""
+    import websocket
+
+    out, deadline = [], time.monotonic() + seconds
+    ws.settimeout(0.1)
+    while time.monotonic() < deadline and (until is None or len(out) < until):
+        try:
+            op, data = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            continue
+        if op == websocket.ABNF.OPCODE_TEXT:
+            out.append(data)
+    return out

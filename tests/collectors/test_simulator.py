@@ -16,6 +16,7 @@ from collectors.book import BookBuilder
 from collectors.exchanges import binance as bn
 from collectors.exchanges.binance import Channel, Market
 from collectors.simulator import GeneratedMarket, Simulator, SimulatorConfig
+from tests.collectors.helpers import receive
 
 SPOT, PERP = "binance:BTC/USDT", "binance:ETH/USDT:USDT"
 DATA = Path(os.environ.get("TICKSTORE_SHARED_DATA", "/work/shared/data"))
@@ -39,19 +40,6 @@ def connect(sim, symbol, channels, market):
     url = bn.ws_url(market, bn.stream_names(symbol, channels), endpoints=sim.endpoints(market))
     ws = websocket.create_connection(url, timeout=5, skip_utf8_validation=True)
     return ws
-
-
-def receive(ws, seconds: float, *, until: int | None = None) -> list[bytes]:
-    out, deadline = [], time.monotonic() + seconds
-    ws.settimeout(0.2)
-    while time.monotonic() < deadline and (until is None or len(out) < until):
-        try:
-            op, data = ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            continue
-        if op == websocket.ABNF.OPCODE_TEXT:
-            out.append(data)
-    return out
 
 
 def get(url: str) -> tuple[int, dict]:

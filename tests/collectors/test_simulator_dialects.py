@@ -21,6 +21,7 @@ from collectors.exchanges import hyperliquid as hl
 from collectors.exchanges import UnknownSymbol, VenueErrorFrame
 from collectors.exchanges.binance import Market
 from collectors.simulator import GeneratedMarket, Simulator, SimulatorConfig
+from tests.collectors.helpers import receive
 
 BSPOT, BPERP = "bybit:BTC/USDT", "bybit:ETH/USDT:USDT"
 HBTC, HETH = "hyperliquid:BTC/USDC:USDC", "hyperliquid:ETH/USDC:USDC"
@@ -39,19 +40,6 @@ def connect(sim, market, messages=()):
     for m in messages:
         ws.send(orjson.dumps(m).decode())
     return ws
-
-
-def receive(ws, seconds: float) -> list[dict]:
-    out, deadline = [], time.monotonic() + seconds
-    ws.settimeout(0.1)
-    while time.monotonic() < deadline:
-        try:
-            op, data = ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            continue
-        if op == websocket.ABNF.OPCODE_TEXT:
-            out.append(data)
-    return out
 
 
 def keys(d) -> set:

@@ -47,6 +47,7 @@ __all__ = [
 
 #: ccxt exchange ids the collectors speak; tickstore symbols start with one of them.
 EXCHANGES = ("binance", "bybit", "hyperliquid")
+EXAMPLES = {"binance": "binance:BTC/USDT:USDT", "bybit": "bybit:BTC/USDT:USDT", "hyperliquid": "hyperliquid:BTC/USDC:USDC"}
 
 
 class MarketType(enum.Enum):
@@ -273,6 +274,16 @@ class Markets:
     def native_id(self, exchange: str, symbol: str) -> str:
         """The venue's wire id of a unified (or any accepted) name."""
         return self.info(exchange, symbol).native
+
+    def venue_info(self, venue: str, symbol: str) -> MarketInfo:
+        """The market of a tickstore symbol that must belong to ``venue``.
+
+        Raises ``SymbolError`` naming the venue and an example when it does not.
+        """
+        exchange, _, unified = str(symbol).partition(":")
+        if exchange != venue or not unified:
+            raise SymbolError(f"{symbol!r} is not a {venue} tickstore symbol like {EXAMPLES[venue]!r}")
+        return self.info(venue, unified)
 
     def from_tickstore(self, symbol: str) -> MarketInfo:
         """The market of a tickstore symbol ``<exchange>:<unified>``."""

@@ -419,16 +419,10 @@ class HyperliquidFeed(VenueFeed):
 
 
 def _info(exchange: str, symbol: str):
-    ex, _, unified = str(symbol).partition(":")
-    if ex != exchange or not unified:
-        raise ValueError(f"symbols: {symbol!r} is not a {exchange} tickstore symbol like {_EXAMPLE[exchange]!r}")
     try:
-        return MARKETS.info(exchange, unified)
+        return MARKETS.venue_info(exchange, symbol)
     except SymbolError as exc:
         raise ValueError(f"symbols: {exc}") from None
-
-
-_EXAMPLE = {"bybit": "bybit:BTC/USDT:USDT", "hyperliquid": "hyperliquid:BTC/USDC:USDC"}
 
 _FEEDS = {Venue.BINANCE: BinanceFeed, Venue.BYBIT: BybitFeed, Venue.HYPERLIQUID: HyperliquidFeed}
 

@@ -37,9 +37,6 @@ class Columns:
     def names(self) -> list[str]:
         return list(self._data)
 
-    def dtypes(self) -> dict[str, np.dtype]:
-        return {name: a.dtype for name, a in self._data.items()}
-
     def __len__(self) -> int:
         return len(self._data["ts"])
 
@@ -47,9 +44,6 @@ class Columns:
         if isinstance(key, str):
             return self._data[key]
         return Columns({name: a[key] for name, a in self._data.items()})
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._data
 
     def items(self):
         return self._data.items()
@@ -60,9 +54,6 @@ class Columns:
         if len(ts) < 2 or not (ts[1:] < ts[:-1]).any():
             return self
         return self[np.argsort(ts, kind="stable")]
-
-    def equals(self, other: "Columns") -> bool:
-        return self.names == other.names and all(np.array_equal(a, other._data[n]) for n, a in self._data.items())
 
     def __repr__(self) -> str:
         return f"<Columns {len(self)} rows: {', '.join(self.names)}>"

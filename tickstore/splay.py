@@ -174,8 +174,8 @@ def _exact(values: np.ndarray, f: float) -> bool:
     return np.array_equal((q / f).view(np.int64), values.view(np.int64))
 
 
-def _decode(stored: np.ndarray, codec: str, scale: int, first: int, k: int, out: np.ndarray) -> None:
-    """Undo ``_encode`` for rows stored[.] starting at row ``first`` (a multiple of k)."""
+def _decode(stored: np.ndarray, codec: str, scale: int, k: int, out: np.ndarray) -> None:
+    """Undo ``_encode`` in place for stored rows that start at a chunk boundary."""
     q = stored.view(np.int64)
     undo = np.bitwise_xor.accumulate if codec == "xor" else np.cumsum
     for a in range(0, len(q), k):
@@ -474,7 +474,7 @@ class _Layout:
             stored = np.empty(stop - first, np.int64)
             self.read_range(name, first, stop, stored)
             decoded = np.empty(stop - first, o.dtype) if first != start else o
-            _decode(stored, codec, scale, first, self.k, decoded)
+            _decode(stored, codec, scale, self.k, decoded)
             if decoded is not o:
                 o[...] = decoded[start - first :]
 

@@ -312,4 +312,4 @@ def _changes(view: dict, top: list, *, reverse: bool) -> list:
 
 
 def _info(symbol: str):
-    return market_info("bybit", symbol, "bybit:BTC/USDT:USDT")
+    return market_info("bybit", symbol)

@@ -217,6 +217,5 @@ class HyperliquidDialect(Dialect):
         return out
 
 
-
 def _info(symbol: str):
-    return market_info("hyperliquid", symbol, "hyperliquid:BTC/USDC:USDC")
+    return market_info("hyperliquid", symbol)

@@ -242,13 +242,10 @@ class Dialect:
         raise NotImplementedError
 
 
-def market_info(venue: str, symbol: str, example: str):
+def market_info(venue: str, symbol: str):
     """The symbol registry's entry for a ``<venue>:<unified>`` symbol this dialect serves."""
-    exchange, _, unified = str(symbol).partition(":")
-    if exchange != venue or not unified:
-        raise UnknownSymbol(f"{symbol!r} is not a {venue} tickstore symbol like {example!r}")
     try:
-        return MARKETS.info(venue, unified)
+        return MARKETS.venue_info(venue, symbol)
     except SymbolError as exc:
         raise UnknownSymbol(str(exc)) from None
 

@@ -9,6 +9,8 @@ count them per class and carry on: one bad frame never stops a feed.
     TickstoreError
     └── BadFrame                 a frame that yields no events (base, never raised itself)
         ├── MalformedFrame       not JSON, not an object, or a field missing / of wrong type
+        │   └── InvalidValue     a field parses but cannot be right: a time far from the receive
+        │                        time, an id beyond int64, a non-finite number (``collectors.fields``)
         ├── UnknownStream        valid JSON from a stream/event type the parser does not know
         ├── UnknownSymbol        a venue-native symbol the venue module cannot map to ccxt
         ├── OversizedFrame       longer than the parser's ``max_frame_bytes``
@@ -22,6 +24,7 @@ from tickstore.errors import TickstoreError
 __all__ = [
     "BadFrame",
     "MalformedFrame",
+    "InvalidValue",
     "UnknownStream",
     "UnknownSymbol",
     "OversizedFrame",
@@ -35,6 +38,10 @@ class BadFrame(TickstoreError, ValueError):
 
 class MalformedFrame(BadFrame):
     pass
+
+
+class InvalidValue(MalformedFrame):
+    """A field of the right shape whose value cannot be right (see ``collectors.fields``)."""
 
 
 class UnknownStream(BadFrame):

@@ -35,8 +35,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from collectors.events import DepthDiff, DepthSnapshot, Liquidation, Mark, Quote, Trade
+from collectors.fields import finite, future_ms_to_ns, int64, ms_to_ns, nonneg, positive
 
-from . import BadFrame, MalformedFrame, OversizedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
+from . import BadFrame, InvalidValue, MalformedFrame, OversizedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
 
 __all__ = [
     "EXCHANGE",
@@ -68,8 +69,6 @@ EXCHANGE = "binance"
 # Binance drops websocket frames above 1 MiB itself in practice; a REST depth snapshot of
 # 5000 levels is ~300 kB, so 4 MiB is generous for both while still catching garbage.
 MAX_FRAME_BYTES = 4 << 20
-
-_MS = 1_000_000  # ms -> ns
 
 
 class Market(enum.Enum):
@@ -418,6 +417,8 @@ class BinanceParser:
             if "u" in msg and "b" in msg and "s" in msg:  # raw spot bookTicker (no "e")
                 return self._quote(msg, recv_ns, None)
             raise UnknownStream(f"frame matches no Binance stream: {_excerpt(raw)}")
+        except InvalidValue as exc:
+            raise InvalidValue(f"{exc} in {_excerpt(raw)}") from None
         except BadFrame:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -447,9 +448,10 @@ class BinanceParser:
                 f"REST snapshot (lastUpdateId={d['lastUpdateId']}) names no symbol; pass native_symbol="
             )
         try:
-            ts = d["E"] * _MS if "E" in d else recv_ns
+            ts = ms_to_ns(d["E"], recv_ns, "E") if "E" in d else recv_ns
             return DepthSnapshot(
-                self._symbol(native), ts, recv_ns, int(d["lastUpdateId"]), self._levels(d["bids"]), self._levels(d["asks"])
+                self._symbol(native), ts, recv_ns, int64(d["lastUpdateId"], "lastUpdateId"),
+                self._levels(d["bids"]), self._levels(d["asks"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedFrame(f"{type(exc).__name__} {exc} in REST snapshot {_excerpt(raw)}") from None
@@ -464,7 +466,9 @@ class BinanceParser:
         function of the string. Only strings of up to 32 characters are kept, never NaN (a
         shared NaN object would equal itself as a dict key), and the memo is cleared when it
         holds ``_FLOAT_MEMO`` entries, so garbage frames cannot grow it. Malformed levels
-        raise as ``float()``/unpacking would (``MalformedFrame`` upstream).
+        raise as ``float()``/unpacking would (``MalformedFrame`` upstream); a price or size
+        that is negative or not finite raises ``InvalidValue`` (checked on a memo miss: the
+        memo only holds checked values).
         """
         memo = self._floats
         if len(memo) > _FLOAT_MEMO:
@@ -475,13 +479,13 @@ class BinanceParser:
         for p, q in levels:
             fp = get(p)
             if fp is None:
-                fp = float(p)
-                if fp == fp and type(p) is str and len(p) <= 32:
+                fp = nonneg(p, "price")
+                if type(p) is str and len(p) <= 32:
                     memo[p] = fp
             fq = get(q)
             if fq is None:
-                fq = float(q)
-                if fq == fq and type(q) is str and len(q) <= 32:
+                fq = nonneg(q, "qty")
+                if type(q) is str and len(q) <= 32:
                     memo[q] = fq
             append((fp, fq))
         return out
@@ -522,14 +526,16 @@ class BinanceParser:
         #         "p":"61800.30","q":"0.006","X":"MARKET","m":false}
         # m = buyer is the maker, i.e. the seller was the aggressor.
         return [
-            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), d["T"] * _MS, recv_ns, d["t"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1)
+            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns, int64(d["t"], "t"),
+                  positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1)
         ]
 
     def _agg_trade(self, d, recv_ns, _):
         # {"e":"aggTrade","E":1626992741575,"a":16599292,"s":"CTKUSDT","p":"1.01100","q":"10",
         #  "f":23961322,"l":23961322,"T":1626992741421,"m":false}
         return [
-            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), d["T"] * _MS, recv_ns, d["a"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1)
+            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns, int64(d["a"], "a"),
+                  positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1)
         ]
 
     def _quote(self, d, recv_ns, _):
@@ -542,13 +548,13 @@ class BinanceParser:
         return [
             Quote(
                 (self._symbols.get(d["s"]) or self._symbol(d["s"])),
-                e * _MS if e is not None else recv_ns,
+                ms_to_ns(e, recv_ns, "E") if e is not None else recv_ns,
                 recv_ns,
-                d["u"],
-                float(d["b"]),
-                float(d["B"]),
-                float(d["a"]),
-                float(d["A"]),
+                int64(d["u"], "u"),
+                nonneg(d["b"], "b"),
+                nonneg(d["B"], "B"),
+                nonneg(d["a"], "a"),
+                nonneg(d["A"], "A"),
             )
         ]
 
@@ -561,11 +567,11 @@ class BinanceParser:
         return [
             DepthDiff(
                 (self._symbols.get(d["s"]) or self._symbol(d["s"])),
-                d["E"] * _MS,
+                ms_to_ns(d["E"], recv_ns, "E"),
                 recv_ns,
-                d["U"],
-                d["u"],
-                d.get("pu", -1),
+                int64(d["U"], "U"),
+                int64(d["u"], "u"),
+                int64(d.get("pu", -1), "pu"),
                 self._levels(d["b"]),
                 self._levels(d["a"]),
             )
@@ -582,11 +588,12 @@ class BinanceParser:
                 raise MalformedFrame(f"spot partial book without a stream name: {_excerpt(orjson.dumps(d))}")
             return [
                 DepthSnapshot(
-                    self._symbol(stream_symbol.upper()), recv_ns, recv_ns, d["lastUpdateId"],
+                    self._symbol(stream_symbol.upper()), recv_ns, recv_ns, int64(d["lastUpdateId"], "lastUpdateId"),
                     self._levels(d["bids"]), self._levels(d["asks"]),
                 )
             ]
-        return [DepthSnapshot((self._symbols.get(d["s"]) or self._symbol(d["s"])), d["E"] * _MS, recv_ns, d["u"], self._levels(d["b"]), self._levels(d["a"]))]
+        return [DepthSnapshot((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["E"], recv_ns, "E"), recv_ns,
+                              int64(d["u"], "u"), self._levels(d["b"]), self._levels(d["a"]))]
 
     def _mark(self, d, recv_ns, _):
         # {"e":"markPriceUpdate","E":1680652701000,"s":"BTCUSDT","p":"28146.50000000",
@@ -596,12 +603,12 @@ class BinanceParser:
         return [
             Mark(
                 (self._symbols.get(d["s"]) or self._symbol(d["s"])),
-                d["E"] * _MS,
+                ms_to_ns(d["E"], recv_ns, "E"),
                 recv_ns,
-                float(d["p"]),
-                float(d["i"]),
-                float(r) if r != "" else float("nan"),
-                d["T"] * _MS,
+                finite(d["p"], "p"),
+                finite(d["i"], "i"),
+                finite(r, "r") if r != "" else float("nan"),
+                future_ms_to_ns(d["T"], recv_ns, "T"),
             )
         ]
 
@@ -612,7 +619,8 @@ class BinanceParser:
         # order's (p, q) like cryptofeed; ts is the order trade time T.
         o = d["o"]
         return [
-            Liquidation(self._symbol(o["s"]), o["T"] * _MS, recv_ns, 1 if o["S"] == "BUY" else -1, float(o["p"]), float(o["q"]))
+            Liquidation(self._symbol(o["s"]), ms_to_ns(o["T"], recv_ns, "T"), recv_ns, 1 if o["S"] == "BUY" else -1,
+                        positive(o["p"], "p"), nonneg(o["q"], "q"))
         ]
 
 

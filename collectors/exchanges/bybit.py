@@ -53,9 +53,10 @@ from collectors.events import (
     Quote,
     Trade,
 )
+from collectors.fields import finite, future_ms_to_ns, int64, ms_to_ns, nonneg, positive
 from collectors.symbols import MARKETS, MarketType, SymbolNotFound
 
-from . import MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
+from . import InvalidValue, MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
 
 __all__ = [
     "EXCHANGE",
@@ -72,7 +73,6 @@ __all__ = [
 ]
 
 EXCHANGE = "bybit"
-_MS = 1_000_000
 _MAX_ARGS = 10  # Bybit spot refuses a subscribe request with more than 10 args
 
 
@@ -207,6 +207,8 @@ class BybitParser:
             if kind == "kline":
                 return []  # bars come from trades or REST backfill, never from this stream
             raise UnknownStream(f"bybit: unknown topic {t!r}: {_excerpt(raw)}")
+        except InvalidValue as exc:
+            raise InvalidValue(f"bybit: {exc} in {_excerpt(raw)}") from None
         except (MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame):
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -233,11 +235,11 @@ class BybitParser:
             out.append(
                 Trade(
                     self.symbol(x["s"]),
-                    int(x["T"]) * _MS,
+                    ms_to_ns(x["T"], recv_ns, "T"),
                     recv_ns,
-                    trade_id(x["i"]),
-                    float(x["p"]),
-                    float(x["v"]),
+                    int64(trade_id(x["i"]), "i"),
+                    positive(x["p"], "p"),
+                    nonneg(x["v"], "v"),
                     1 if x["S"] == "Buy" else -1,
                 )
             )
@@ -251,10 +253,10 @@ class BybitParser:
         # (snapshot: same shape, type "snapshot", up to 200 levels a side, best first)
         d = msg["data"]
         sym = self.symbol(d["s"])
-        u = int(d["u"])
-        ts = int(msg.get("cts") or msg["ts"]) * _MS
-        bids = [(float(p), float(q)) for p, q in d["b"]]
-        asks = [(float(p), float(q)) for p, q in d["a"]]
+        u = int64(d["u"], "u")
+        ts = ms_to_ns(msg.get("cts") or msg["ts"], recv_ns, "cts")
+        bids = [(nonneg(p, "price"), nonneg(q, "size")) for p, q in d["b"]]
+        asks = [(nonneg(p, "price"), nonneg(q, "size")) for p, q in d["a"]]
         book = self._books.setdefault(msg["topic"], _Book())
         if msg["type"] == "snapshot":
             book.last_u = u
@@ -290,7 +292,7 @@ class BybitParser:
         if self.category is Category.SPOT:
             return []  # spot tickers carry no mark, funding or open interest
         sym = self.symbol(native)
-        ts = int(msg["ts"]) * _MS
+        ts = ms_to_ns(msg["ts"], recv_ns, "ts")
         out: list = []
         if any(k in d for k in self._MARK_FIELDS):
             out.append(
@@ -298,25 +300,26 @@ class BybitParser:
                     sym,
                     ts,
                     recv_ns,
-                    float(state["markPrice"]),
-                    float(state["indexPrice"]),
-                    float(state["fundingRate"]),
-                    int(state["nextFundingTime"]) * _MS,
+                    finite(state["markPrice"], "markPrice"),
+                    finite(state["indexPrice"], "indexPrice"),
+                    finite(state["fundingRate"], "fundingRate"),
+                    future_ms_to_ns(state["nextFundingTime"], recv_ns, "nextFundingTime"),
                 )
             )
         if any(k in d for k in self._OI_FIELDS):
-            out.append(OpenInterest(sym, ts, float(state["openInterest"]), float(state["openInterestValue"])))
+            out.append(OpenInterest(sym, ts, nonneg(state["openInterest"], "openInterest"),
+                                    nonneg(state["openInterestValue"], "openInterestValue")))
         if any(k in d for k in ("bid1Price", "bid1Size", "ask1Price", "ask1Size")) and "bid1Price" in state:
             out.append(
                 Quote(
                     sym,
                     ts,
                     recv_ns,
-                    int(msg.get("cs", 0)),
-                    float(state["bid1Price"]),
-                    float(state["bid1Size"]),
-                    float(state["ask1Price"]),
-                    float(state["ask1Size"]),
+                    int64(msg.get("cs", 0), "cs"),
+                    nonneg(state["bid1Price"], "bid1Price"),
+                    nonneg(state["bid1Size"], "bid1Size"),
+                    nonneg(state["ask1Price"], "ask1Price"),
+                    nonneg(state["ask1Size"], "ask1Size"),
                 )
             )
         return out
@@ -336,11 +339,11 @@ class BybitParser:
             out.append(
                 Liquidation(
                     self.symbol(x.get("s", x.get("symbol"))),
-                    int(x.get("T", x.get("updatedTime"))) * _MS,
+                    ms_to_ns(x.get("T", x.get("updatedTime")), recv_ns, "T"),
                     recv_ns,
                     -1 if side == "Buy" else 1,
-                    float(x.get("p", x.get("price"))),
-                    float(x.get("v", x.get("size"))),
+                    positive(x.get("p", x.get("price")), "p"),
+                    nonneg(x.get("v", x.get("size")), "v"),
                 )
             )
         return out

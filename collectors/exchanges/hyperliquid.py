@@ -43,9 +43,10 @@ from typing import Callable
 import orjson
 
 from collectors.events import BookTop, DepthSnapshot, Liquidation, Mark, OpenInterest, Quote, Trade
+from collectors.fields import finite, int64, ms_to_ns, nonneg, positive
 from collectors.symbols import MARKETS, SymbolNotFound
 
-from . import MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
+from . import InvalidValue, MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
 
 __all__ = [
     "EXCHANGE",
@@ -109,7 +110,7 @@ def _excerpt(raw) -> str:
 
 
 def _levels(side) -> list:
-    return [(float(lv["px"]), float(lv["sz"])) for lv in side]
+    return [(nonneg(lv["px"], "px"), nonneg(lv["sz"], "sz")) for lv in side]
 
 
 @dataclass
@@ -156,6 +157,8 @@ class HyperliquidParser:
             if ch == "error":
                 raise VenueErrorFrame(f"hyperliquid error: {_excerpt(raw)}")
             raise UnknownStream(f"hyperliquid: unknown channel {ch!r}: {_excerpt(raw)}")
+        except InvalidValue as exc:
+            raise InvalidValue(f"hyperliquid: {exc} in {_excerpt(raw)}") from None
         except (MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame):
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -166,8 +169,8 @@ class HyperliquidParser:
         #   "sz":"0.00219","tid":121451470284048,"time":1737918794873,"users":["0xe9ed...","0x6802..."]}]}
         # side is the taker's: B (bid) = buyer aggressor, A (ask) = seller aggressor.
         return [
-            Trade(self.symbol(t["coin"]), int(t["time"]) * _MS, recv_ns, int(t["tid"]), float(t["px"]), float(t["sz"]),
-                  1 if t["side"] == "B" else -1)
+            Trade(self.symbol(t["coin"]), ms_to_ns(t["time"], recv_ns, "time"), recv_ns, int64(t["tid"], "tid"),
+                  positive(t["px"], "px"), nonneg(t["sz"], "sz"), 1 if t["side"] == "B" else -1)
             for t in data
         ]
 
@@ -176,9 +179,9 @@ class HyperliquidParser:
         #   [{"n":5,"px":"105055.0","sz":"3.03622"},{"n":1,"px":"105054.0","sz":"0.1428"},...],   bids, best first
         #   [{"n":13,"px":"105056.0","sz":"6.34472"},...]]}}                                     asks, best first
         sym = self.symbol(d["coin"])
-        t = int(d["time"])
+        t = int64(d["time"], "time")
         bids, asks = _levels(d["levels"][0]), _levels(d["levels"][1])
-        out: list = [DepthSnapshot(sym, t * _MS, recv_ns, t, bids, asks)]
+        out: list = [DepthSnapshot(sym, ms_to_ns(t, recv_ns, "time"), recv_ns, t, bids, asks)]
         if self.book_depth is not None:
             out.append(book_top(out[0], self.book_depth))
         return out
@@ -189,12 +192,12 @@ class HyperliquidParser:
         # a side with no order is null: its price and size become NaN.
         bid, ask = d["bbo"]
         nan = float("nan")
-        t = int(d["time"])
+        t = int64(d["time"], "time")
         return [
             Quote(
-                self.symbol(d["coin"]), t * _MS, recv_ns, t,
-                float(bid["px"]) if bid else nan, float(bid["sz"]) if bid else nan,
-                float(ask["px"]) if ask else nan, float(ask["sz"]) if ask else nan,
+                self.symbol(d["coin"]), ms_to_ns(t, recv_ns, "time"), recv_ns, t,
+                nonneg(bid["px"], "px") if bid else nan, nonneg(bid["sz"], "sz") if bid else nan,
+                nonneg(ask["px"], "px") if ask else nan, nonneg(ask["sz"], "sz") if ask else nan,
             )
         ]
 
@@ -206,11 +209,11 @@ class HyperliquidParser:
         c = d["ctx"]
         if "funding" not in c:
             return []  # a spot asset context (activeSpotAssetCtx shape): nothing we store
-        mark = float(c["markPx"])
+        mark = finite(c["markPx"], "markPx")
         next_funding = (recv_ns // _HOUR_NS + 1) * _HOUR_NS
-        oi = float(c["openInterest"])
+        oi = nonneg(c["openInterest"], "openInterest")
         return [
-            Mark(sym, recv_ns, recv_ns, mark, float(c["oraclePx"]), float(c["funding"]), next_funding),
+            Mark(sym, recv_ns, recv_ns, mark, finite(c["oraclePx"], "oraclePx"), finite(c["funding"], "funding"), next_funding),
             OpenInterest(sym, recv_ns, oi, oi * mark),
         ]
 

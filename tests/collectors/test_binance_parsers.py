@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from collectors.events import DepthDiff, DepthSnapshot, Liquidation, Mark, Quote, Trade
-from collectors.exchanges import MalformedFrame, OversizedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
+from collectors.exchanges import InvalidValue, MalformedFrame, OversizedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
 from collectors.exchanges.binance import (
     BinanceParser,
     Channel,
@@ -275,7 +275,7 @@ def test_unknown_stream_oversized_and_venue_errors(usdm_frames):
 
 def test_depth_level_memo_is_exact_bounded_and_refuses_bad_levels(usdm_frames, monkeypatch):
     """Level strings -> floats go through a per-parser memo: same values as float(), bounded,
-    NaN never shared, malformed levels still refused."""
+    malformed levels and non-finite or negative ones refused and never remembered."""
     import collectors.exchanges.binance as binance
 
     monkeypatch.setattr(binance, "_FLOAT_MEMO", 300)
@@ -290,10 +290,11 @@ def test_depth_level_memo_is_exact_bounded_and_refuses_bad_levels(usdm_frames, m
             assert got == want and all(type(x) is float for pair in got for x in pair)
         assert len(parser._floats) <= 300 + 2 * (len(d["b"]) + len(d["a"]))
     d = orjson.loads(depth[0])
-    d["data"]["b"] = [["NaN", "1.0"], ["NaN", "2.0"]]
-    (ev,) = parser.parse(orjson.dumps(d), 1)
-    (a, _), (b, _) = ev.bids
-    assert math.isnan(a) and math.isnan(b) and a is not b and "NaN" not in parser._floats
+    for bad in ([["NaN", "1.0"]], [["61800.20", "inf"]], [["-1.5", "1.0"]]):
+        d["data"]["b"] = bad
+        with pytest.raises(InvalidValue):
+            parser.parse(orjson.dumps(d), 1)
+        assert not {'NaN', 'inf', '-1.5'} & set(parser._floats)
     long = "1" * 40 + ".5"
     d["data"]["b"] = [[long, "1.0"]]
     (ev,) = parser.parse(orjson.dumps(d), 1)

@@ -287,7 +287,7 @@ def test_bad_frames_raise_clear_errors():
     with pytest.raises(MalformedFrame, match="not JSON"):
         p.parse(b'{"topic": ', 1)
     with pytest.raises(MalformedFrame, match="KeyError.*publicTrade"):
-        p.parse(b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","data":[{"T":1,"s":"BTCUSDT"}]}', 1)
+        p.parse(b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","data":[{"T":1786310819680,"s":"BTCUSDT"}]}', 1)
     with pytest.raises(UnknownStream, match="'weird.BTCUSDT'"):
         p.parse(b'{"topic":"weird.BTCUSDT","data":{}}', 1)
     with pytest.raises(UnknownSymbol, match="'NOPEUSDT'"):

@@ -7,6 +7,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from tickstore.clock import to_ns
+from tickstore.errors import FrameError
+
 from .errors import ResearchError
 
 
@@ -40,13 +43,13 @@ def utc_index_ns(frame: pd.DataFrame | pd.Series, *, what: str, sorted_: bool = 
 
 
 def to_utc(value, *, what: str) -> pd.Timestamp:
-    """A tz-aware UTC ``Timestamp``; naive values are refused (no silent local time)."""
+    """A tz-aware UTC ``Timestamp`` by the store's rule (``Table.select`` takes the same).
+
+    Accepted: tz-aware datetimes/Timestamps, ``date`` (its UTC midnight), ISO strings (no
+    offset means UTC, as everywhere in the store: "2024-08-08", "2024-08-08T12:00Z"),
+    ``numpy.datetime64`` (UTC). Naive datetimes are refused: no silent local time.
+    """
     try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ResearchError(f"{what} {value!r} is not a timestamp ({exc})") from None
-    if ts is pd.NaT:
-        raise ResearchError(f"{what} is NaT")
-    if ts.tzinfo is None:
-        raise ResearchError(f"{what} {value!r} is naive; pass a UTC time, e.g. pd.Timestamp(..., tz='UTC')")
-    return ts.tz_convert("UTC")
+        return pd.Timestamp(to_ns(value, what=what), tz="UTC")
+    except FrameError as exc:
+        raise ResearchError(str(exc)) from None

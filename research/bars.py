@@ -35,6 +35,7 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Tick
 
 from ._frames import require_columns, to_utc, utc_index_ns
+from .coverage import bin_coverage, streams_of, uncovered as uncovered_spans
 from .errors import ResearchError
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "book_bars",
     "select_trade_bars",
     "select_book_bars",
+    "table_coverage",
 ]
 
 #: Columns of ``trade_bars``; the first five are the ``ohlcv_<freq>`` table schema.
@@ -95,13 +97,24 @@ def _offset(freq) -> BaseOffset:
     return off
 
 
+def _tick_grid(start_ns: int, end_ns: int, step: int) -> tuple[int, int]:
+    """(first edge, number of bins) of the ``step`` grid covering [start_ns, end_ns).
+
+    Python integers throughout: nothing passes through float64, whose 256 ns spacing near
+    today's epoch nanoseconds once sized ``np.arange(lo, hi + 1, step)`` one edge short for
+    ranges of ~180 days or more.
+    """
+    lo = start_ns - start_ns % step  # Python %: floor towards -inf, also before 1970
+    hi = max(end_ns + (-end_ns) % step, lo + step)
+    return lo, (hi - lo) // step  # exact: both ends are multiples of step
+
+
 def _edges_ns(start_ns: int, end_ns: int, off: BaseOffset) -> np.ndarray:
     """Edges (int64 ns) of the bins covering [start_ns, end_ns); at least one bin."""
     if isinstance(off, Tick):
         step = int(off.nanos)
-        lo = start_ns - start_ns % step  # Python %: floor towards -inf, also before 1970
-        hi = max(end_ns + (-end_ns) % step, lo + step)
-        return np.arange(lo, hi + 1, step, dtype=np.int64)
+        lo, n = _tick_grid(int(start_ns), int(end_ns), step)
+        return np.int64(lo) + np.int64(step) * np.arange(n + 1, dtype=np.int64)
     start = pd.Timestamp(start_ns, tz="UTC")
     end = pd.Timestamp(end_ns, tz="UTC")
     first = off.rollback(start.normalize())
@@ -236,7 +249,7 @@ def reduce_bins(frame: pd.DataFrame, freq, *, how: dict[str, str], start=None, e
 
 
 # -- trades -> bars ------------------------------------------------------------------------
-def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None) -> pd.DataFrame:
+def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None, uncovered: pd.DataFrame | None = None) -> pd.DataFrame:
     """OHLCV + VWAP + trade count + buy/sell volume from every print, at any frequency.
 
     Parameters
@@ -248,6 +261,8 @@ def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None) -> pd.DataFr
         Bar length, e.g. "1s", "1min", "5min", "h", "D".
     start, end : timestamp-like, optional
         Bin range [start, end); default: the first to the last print.
+    uncovered : DataFrame, optional
+        Spans the feed did not cover (``research.coverage.uncovered``); adds ``coverage``.
 
     Returns
     -------
@@ -255,6 +270,9 @@ def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None) -> pd.DataFr
         Index ``ts`` = bin open (UTC); columns ``BAR_COLUMNS``: open, high, low, close,
         volume (sum qty), vwap (notional / volume), count (int64), buy_volume,
         sell_volume, notional (sum price * qty). Empty bins: NaN prices/vwap, zeros.
+        With ``uncovered``, also ``coverage``: the share of the bin's span the feed
+        covered (1.0 = all of it; an empty bin with coverage 1 means nothing traded,
+        with coverage 0 that nobody was listening).
 
     Raises
     ------
@@ -288,6 +306,8 @@ def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None) -> pd.DataFr
         },
         index=pd.DatetimeIndex(edges[:-1], tz="UTC", name="ts"),
     )
+    if uncovered is not None:
+        out["coverage"] = bin_coverage(edges, uncovered)
     return out
 
 
@@ -332,7 +352,9 @@ def resample_bars(bars: pd.DataFrame, freq, *, bar_freq=None, start=None, end=No
     -------
     DataFrame
         Index ``ts`` = coarse bin open; the input's known columns (``vwap`` recomputed
-        from ``notional``/``volume``, or volume-weighted when only ``vwap`` is there).
+        from ``notional``/``volume``, or volume-weighted when only ``vwap`` is there), and
+        ``coverage`` when the input has it (the covered share of the coarse span; fine
+        bars missing from the input count as uncovered).
 
     Raises
     ------
@@ -368,7 +390,13 @@ def resample_bars(bars: pd.DataFrame, freq, *, bar_freq=None, start=None, end=No
         with np.errstate(invalid="ignore", divide="ignore"):
             cols["vwap"] = np.where(cols["volume"] > 0, notional / cols["volume"], np.nan)
     order = [c for c in BAR_COLUMNS if c in cols]
-    return pd.DataFrame({c: cols[c] for c in order}, index=pd.DatetimeIndex(edges[:-1], tz="UTC", name="ts"))
+    out = pd.DataFrame({c: cols[c] for c in order}, index=pd.DatetimeIndex(edges[:-1], tz="UTC", name="ts"))
+    if "coverage" in bars.columns:
+        # time-weighted: the coarse bar's covered time over its length; a fine bar absent
+        # from the input covers nothing
+        fine = bars["coverage"].to_numpy(np.float64)
+        out["coverage"] = _reduce(np.nan_to_num(fine), _bounds(ts, edges), _Agg.SUM) / (np.diff(edges) / step)
+    return out
 
 
 # -- book snapshots -> features on a grid --------------------------------------------------
@@ -465,14 +493,15 @@ def book_features(book: pd.DataFrame, *, depth: int | None = None) -> pd.DataFra
     return out
 
 
-def book_bars(book: pd.DataFrame, freq, *, depth: int | None = None, start=None, end=None) -> pd.DataFrame:
+def book_bars(book: pd.DataFrame, freq, *, depth: int | None = None, start=None, end=None, uncovered: pd.DataFrame | None = None) -> pd.DataFrame:
     """Book features sampled on a grid: the **last snapshot in each bin** [t, t + freq).
 
     The value labelled t is the book as it stood at the bin's close (its last snapshot,
     taken before t + freq), so joining it with something observed at t looks ahead by up
     to one bin; shift by one bin for a strictly causal series. Empty bins are NaN with
-    ``count`` 0 (``.ffill()`` them to carry the last book forward). Grids need not nest:
-    100 ms snapshots go to 250 ms bins as well as to 500 ms or 1 s.
+    ``count`` 0 (``.ffill()`` them to carry the last book forward, where ``coverage`` says
+    the book was in sync). Grids need not nest: 100 ms snapshots go to 250 ms bins as well
+    as to 500 ms or 1 s.
 
     Parameters
     ----------
@@ -484,11 +513,15 @@ def book_bars(book: pd.DataFrame, freq, *, depth: int | None = None, start=None,
         Levels in the imbalance (default all).
     start, end : timestamp-like, optional
         Bin range [start, end), as in ``trade_bars``.
+    uncovered : DataFrame, optional
+        Spans where the feed was down or the book out of sync
+        (``research.coverage.uncovered``); adds ``coverage``.
 
     Returns
     -------
     DataFrame
-        Index ``ts`` = bin open; columns ``BOOK_FEATURES`` + ``count`` (snapshots in the bin).
+        Index ``ts`` = bin open; columns ``BOOK_FEATURES`` + ``count`` (snapshots in the
+        bin) [+ ``coverage``, the share of the bin the book was connected and in sync].
 
     Raises
     ------
@@ -501,11 +534,18 @@ def book_bars(book: pd.DataFrame, freq, *, depth: int | None = None, start=None,
     b = _bounds(ts, edges)
     cols = {c: _reduce(feats[c].to_numpy(), b, _Agg.LAST) for c in BOOK_FEATURES}
     cols["count"] = np.diff(b).astype(np.int64)
+    if uncovered is not None:
+        cols["coverage"] = bin_coverage(edges, uncovered)
     return pd.DataFrame(cols, index=pd.DatetimeIndex(edges[:-1], tz="UTC", name="ts"))
 
 
 # -- straight from the store ---------------------------------------------------------------
-def select_trade_bars(table, symbol: str, freq, *, start, end, as_of=None) -> pd.DataFrame:
+def table_coverage(table, symbol: str, start, end, *, as_of=None) -> pd.DataFrame:
+    """``research.coverage.uncovered`` for a store table (its store, its ledger streams)."""
+    return uncovered_spans(table.store, table.name, symbol, start, end, as_of=as_of, streams=streams_of(table.name))
+
+
+def select_trade_bars(table, symbol: str, freq, *, start, end, as_of=None, coverage: bool = True) -> pd.DataFrame:
     """``trade_bars`` of one symbol's trades read from a store table, bins over [start, end).
 
     Parameters
@@ -519,32 +559,39 @@ def select_trade_bars(table, symbol: str, freq, *, start, end, as_of=None) -> pd
         Event-time range; only these prints are read (pushed down into the files).
     as_of : None | timestamp | snapshot name
         Knowledge time of the read (see ``Table.select``).
+    coverage : bool
+        Read the gap ledger and the table's partitions as of ``as_of`` and give each bar
+        its ``coverage`` (default True).
 
     Returns
     -------
     DataFrame
-        As ``trade_bars``, with every bin of [start, end) present.
+        As ``trade_bars``, with every bin of [start, end) present [and ``coverage``].
     """
     trades = table.select(symbol, start, end, as_of=as_of, columns=["price", "qty", "side"])
-    return trade_bars(trades, freq, start=start, end=end)
+    spans = table_coverage(table, symbol, start, end, as_of=as_of) if coverage else None
+    return trade_bars(trades, freq, start=start, end=end, uncovered=spans)
 
 
-def select_book_bars(table, symbol: str, freq, *, start, end, as_of=None, depth: int | None = None) -> pd.DataFrame:
+def select_book_bars(
+    table, symbol: str, freq, *, start, end, as_of=None, depth: int | None = None, coverage: bool = True
+) -> pd.DataFrame:
     """``book_bars`` of one symbol's snapshots read from a store table, bins over [start, end).
 
     Parameters
     ----------
     table : tickstore Table
         ``store["book"]``, ``store["book_<N>"]`` or ``store["quotes"]``.
-    symbol, freq, start, end, as_of :
-        As for ``select_trade_bars``.
+    symbol, freq, start, end, as_of, coverage :
+        As for ``select_trade_bars`` (book tables also count order-book resyncs as gaps).
     depth : int, optional
         Levels in the imbalance (default all).
 
     Returns
     -------
     DataFrame
-        As ``book_bars``, with every bin of [start, end) present.
+        As ``book_bars``, with every bin of [start, end) present [and ``coverage``].
     """
     book = table.select(symbol, start, end, as_of=as_of)
-    return book_bars(book, freq, depth=depth, start=start, end=end)
+    spans = table_coverage(table, symbol, start, end, as_of=as_of) if coverage else None
+    return book_bars(book, freq, depth=depth, start=start, end=end, uncovered=spans)

@@ -51,6 +51,7 @@ from tickstore.pin import Pin, PinnedFile
 
 from ._frames import to_utc
 from .bars import trade_bars
+from .coverage import streams_of, uncovered
 from .errors import ResearchError
 
 __all__ = [
@@ -391,18 +392,30 @@ def scan_dask(
     return _from_plan(store, table, cols, plan, meta, fn, verify, clear_divisions, "tickstore-scan")
 
 
-def _bars_of_window(trades: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp, *, freq) -> pd.DataFrame:
-    return trade_bars(trades, freq, start=lo, end=hi)
+def _bars_of_window(trades: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp, *, freq, spans=None) -> pd.DataFrame:
+    return trade_bars(trades, freq, start=lo, end=hi, uncovered=spans)
 
 
 def trade_bars_dask(
-    store, symbol: str, freq, *, start, end, as_of=None, table: str = "trades", files_per_partition: int = 1, verify: bool = False
+    store,
+    symbol: str,
+    freq,
+    *,
+    start,
+    end,
+    as_of=None,
+    table: str = "trades",
+    files_per_partition: int = 1,
+    verify: bool = False,
+    coverage: bool = True,
 ) -> dd.DataFrame:
     """``select_trade_bars`` on dask: each task reads its files and bins them, only bars travel.
 
     ``trade_bars_dask(...).compute()`` equals
     ``select_trade_bars(store[table], symbol, freq, start=start, end=end, as_of=as_of)``
-    exactly, for any ``files_per_partition``.
+    exactly, for any range and any ``files_per_partition``. The uncovered spans (gap
+    ledger and missing partitions, ``coverage=True``) are read once here, at the graph's
+    knowledge time, and travel with the tasks: a few rows, whatever the range.
 
     Parameters
     ----------
@@ -431,9 +444,14 @@ def trade_bars_dask(
             f"trade_bars_dask needs a fixed bar length that divides a day (bins must not straddle a file), got {freq!r}; "
             "use select_trade_bars, or resample the daily bars"
         )
-    fn = functools.partial(_bars_of_window, freq=freq)
+    # read here, when the graph is built, like the pins: the tasks see one store state
+    spans = uncovered(store, table, symbol, start, end, as_of=as_of, streams=streams_of(table)) if coverage else None
+    fn = functools.partial(_bars_of_window, freq=freq, spans=spans)
     cols = ["price", "qty", "side"]
-    meta = trade_bars(store[table].schema.empty_frame(cols), off, start=pd.Timestamp(0, tz="UTC"), end=pd.Timestamp(off.nanos, tz="UTC")).iloc[:0]
+    meta = trade_bars(
+        store[table].schema.empty_frame(cols), off, start=pd.Timestamp(0, tz="UTC"), end=pd.Timestamp(off.nanos, tz="UTC"),
+        uncovered=spans.iloc[:0] if spans is not None else None,
+    ).iloc[:0]
     return scan_dask(
         store,
         table,

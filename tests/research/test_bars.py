@@ -22,6 +22,7 @@ from research.bars import (
     resample_bars,
     trade_bars,
 )
+from research.bars import _tick_grid
 from research.errors import ResearchError
 from tickstore.errors import TickstoreError
 
@@ -129,6 +130,50 @@ def test_calendar_frequency_bins_open_on_the_anchor():
     assert weekly.index.tolist() == [pd.Timestamp("2024-03-11", tz=UTC), pd.Timestamp("2024-03-18", tz=UTC)]
     monthly = trade_bars(trades, "MS")
     assert monthly.index.tolist() == [pd.Timestamp("2024-03-01", tz=UTC)] and monthly["count"].tolist() == [2]
+
+
+# -- exact bins over long ranges -----------------------------------------------------------
+TEN_YEARS = [
+    ("2015-03-07 11:22:33.123456789", "2025-03-07 11:22:33.123456789"),  # off-grid both ends
+    ("2016-01-01", "2026-01-01"),  # on the grid at every step
+    ("2020-01-01", "2029-12-31 23:59:59.999999999"),  # 1 ns before a day edge
+]
+
+
+@pytest.mark.parametrize("freq", ["100ms", "1s", "1min", "h", "D"])
+@pytest.mark.parametrize("start, end", TEN_YEARS)
+def test_bin_edges_are_exact_over_ten_years(freq, start, end):
+    s, e, step = pd.Timestamp(start, tz=UTC), pd.Timestamp(end, tz=UTC), pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    lo, hi = s.floor(freq), max(e.ceil(freq), s.floor(freq) + step)
+    n = (hi - lo) // step  # pandas' own integer Timedelta arithmetic: bins
+    if n <= 6_000_000:  # every edge against pandas (1 min: 5.3M edges, 42 MB)
+        edges = bin_edges(s, e, freq)
+        assert len(edges) == n + 1 and edges.equals(pd.date_range(lo, hi, freq=freq).rename("ts"))
+    # 100 ms and 1 s make 3.2e9 and 3.2e8 edges: the grid (first edge, bin count) that
+    # builds them as first + step * arange(n + 1) is checked instead, at every step
+    first, bins = _tick_grid(s.value, e.value, step.value)
+    assert (first, bins) == (lo.value, n)
+    # and the edges at the end of the range, where the float-sized arange lost one
+    tail = bin_edges(hi - 2 * step - pd.Timedelta(1, "ns"), e, freq)
+    assert tail.tolist() == [hi - 3 * step, hi - 2 * step, hi - step, hi]
+
+
+def test_four_years_of_minute_bars_resample_to_every_hour():
+    # the report: resample_bars(m1, "h") over 4 years returned 35,063 hours (the last
+    # missing, with its volume) and hourly_table crashed
+    start = pd.Timestamp("2020-01-01", tz=UTC)
+    idx = pd.date_range(start, start + pd.Timedelta(days=1461), freq="1min", inclusive="left", name="ts")
+    n = len(idx)
+    close = 100 * np.exp(np.cumsum(np.sin(np.arange(n) / 7.0) * 1e-4))
+    m1 = pd.DataFrame({"open": close, "high": close * 1.0001, "low": close * 0.9999, "close": close, "volume": 1.0 + (np.arange(n) % 5)}, index=idx)
+    hourly = resample_bars(m1, "h")
+    assert len(hourly) == 1461 * 24 == 35_064
+    assert hourly.index[-1] == idx[-1].floor("h") and hourly["volume"].iloc[-1] == m1["volume"].iloc[-60:].sum()
+    assert hourly["volume"].sum() == m1["volume"].sum()
+    ref = m1.resample("h").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    pd.testing.assert_frame_equal(hourly[ref.columns.tolist()], ref, check_freq=False)
+    edges = bin_edges("2020-01-01T00:00Z", "2020-12-31T00:00Z", "h")
+    assert len(edges) == 8_761 and edges[-1] == pd.Timestamp("2020-12-31", tz=UTC)
 
 
 # -- real prints against the loop ---------------------------------------------------------

@@ -109,14 +109,21 @@ def test_hourly_table_on_real_klines_matches_a_loop(real_file):
     rv = [0.0] * 24
     for i in range(1, len(closes)):  # the return ending in minute i belongs to that minute's hour
         rv[i // 60] += math.log(closes[i] / closes[i - 1]) ** 2
-    assert h["realised_var"].tolist() == pytest.approx(rv, rel=1e-9)
-    assert h["n_returns"].tolist() == [59] + [60] * 23
-    assert h["realised_vol"].tolist() == pytest.approx([math.sqrt(x * 8760) for x in rv], rel=1e-9)
+    # hour 0 lacks the return into its first minute (no close before the data): 59 of 60
+    # returns, so it is not covered and left out, never averaged in as a short hour
+    assert h["n_returns"].tolist() == [59] + [60] * 23 and h["covered"].tolist() == [False] + [True] * 23
+    assert np.isnan(h["realised_var"].iloc[0])
+    assert h["realised_var"].iloc[1:].tolist() == pytest.approx(rv[1:], rel=1e-9)
+    assert h["realised_vol"].iloc[1:].tolist() == pytest.approx([math.sqrt(x * 8760) for x in rv[1:]], rel=1e-9)
+    assert (h["coverage"] == 1.0).all()  # every minute bar is there
     prof = hour_of_day_profile(h)
-    assert prof.index.tolist() == list(range(24)) and (prof["n_hours"] == 1).all()
-    assert prof["volatility"].tolist() == pytest.approx(h["realised_vol"].tolist(), rel=1e-12)
-    assert prof["volume"].tolist() == pytest.approx(h["volume"].tolist(), rel=1e-12)
+    assert prof.index.tolist() == list(range(1, 24)) and (prof["n_hours"] == 1).all() and (prof["n_uncovered"] == 0).all()
+    assert prof["volatility"].tolist() == pytest.approx(h["realised_vol"].iloc[1:].tolist(), rel=1e-12)
+    assert prof["volume"].tolist() == pytest.approx(h["volume"].iloc[1:].tolist(), rel=1e-12)
     assert hour_of_day_profile(h, by_month=True).index.names == ["month", "hour"]
+    # accepting 59/60 of the returns covers hour 0, its variance scaled to 60 returns
+    h59 = hourly_table(kl, min_coverage=59 / 60)
+    assert h59["covered"].all() and h59["realised_var"].iloc[0] == pytest.approx(rv[0] * 60 / 59, rel=1e-9)
 
 
 def test_hourly_table_from_trades(real_file):
@@ -124,6 +131,9 @@ def test_hourly_table_from_trades(real_file):
     h = hourly_table(trade_bars(trades, "1min"))
     assert h.index.tolist() == [pd.Timestamp(f"2020-02-22 0{i}:00", tz=UTC) for i in range(3)]
     assert h["count"].sum() == 9_999
+    # prints run 00:00:02 .. 02:05:47: hour 2 has 6 minute bars, the rest of it was not
+    # recorded, so it is not covered (its 6 minutes are not an hour of variance)
+    assert h["coverage"].tolist() == pytest.approx([1.0, 1.0, 6 / 60]) and h["covered"].tolist() == [False, True, False]
 
 
 # -- indicators ---------------------------------------------------------------------------

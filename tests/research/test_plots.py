@@ -102,7 +102,7 @@ def test_funding_apr_lines_from_real_history(real_file):
 
 
 def test_volatility_bubble_from_real_klines(real_file):
-    prof = hour_of_day_profile(hourly_table(datasets.load_binance_klines(real_file(ADA_KLINES))))
+    prof = hour_of_day_profile(hourly_table(datasets.load_binance_klines(real_file(ADA_KLINES)), min_coverage=59 / 60))
     fig = plots.volatility_bubble(prof)
     assert len(fig.data) == 1 and fig.data[0].mode == "markers"
     assert list(fig.data[0].x) == list(range(24))

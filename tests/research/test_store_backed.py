@@ -28,6 +28,7 @@ def test_select_trade_bars_equals_bars_of_the_frame_and_respects_as_of(spot_stor
     start, end = pd.Timestamp("2024-08-08 23:50", tz="UTC"), pd.Timestamp("2024-08-09 00:10", tz="UTC")
     bars = select_trade_bars(store["trades"], SPOT, "1min", start=start, end=end)
     assert len(bars) == 20 and bars.index[0] == start  # every minute of the range, 23:50..00:09
+    assert (bars.pop("coverage") == 1.0).all()  # both day files present, no gap in the ledger
     pd.testing.assert_frame_equal(bars, trade_bars(trades, "1min", start=start, end=end))
     assert bars["count"].sum() == len(trades)
     t0 = clock.now()
@@ -35,9 +36,9 @@ def test_select_trade_bars_equals_bars_of_the_frame_and_respects_as_of(spot_stor
     late = trades.loc["2024-08-09"].copy()
     late["price"] += 1.0  # a correction of the second day
     store["trades"].insert(SPOT, "2024-08-09", late, reason="test correction")
-    before = select_trade_bars(store["trades"], SPOT, "1min", start=start, end=end, as_of=t0)
+    before = select_trade_bars(store["trades"], SPOT, "1min", start=start, end=end, as_of=t0, coverage=False)
     pd.testing.assert_frame_equal(before, bars)
-    after = select_trade_bars(store["trades"], SPOT, "1min", start=start, end=end)
+    after = select_trade_bars(store["trades"], SPOT, "1min", start=start, end=end, coverage=False)
     pd.testing.assert_series_equal(after.loc["2024-08-09", "close"], bars.loc["2024-08-09", "close"] + 1)  # NaN stays NaN
     assert after.loc["2024-08-09", "close"].notna().sum() == 6  # prints until 00:05:04: minutes 00:00..00:05
 
@@ -48,6 +49,7 @@ def test_select_book_bars_from_a_quotes_table(store, real_file):
     start, end = pd.Timestamp("2024-08-08 23:55", tz="UTC"), pd.Timestamp("2024-08-09 00:00", tz="UTC")
     got = select_book_bars(store["quotes"], PERP, "500ms", start=start, end=end)
     assert len(got) == 600  # 5 minutes of 500 ms bins
+    assert (got.pop("coverage") == 1.0).all()
     pd.testing.assert_frame_equal(got, book_bars(quotes.loc[start : end - pd.Timedelta(1, "ns")], "500ms", start=start, end=end))
 
 

@@ -1,0 +1,429 @@
+"""Binance's public bulk archive (data.binance.vision; github.com/binance/binance-public-data).
+
+Daily and monthly zips of one CSV each (or the CSVs themselves), at
+``data/<spot|futures/um|futures/cm>/<daily|monthly>/<kind>/<SYMBOL>/[<interval>/]<SYMBOL>-<kind or interval>-<date>.zip``.
+Futures files gained a header row in 2022, spot files have none; both are read. Times are
+epoch milliseconds, except spot files from 2025 on, in microseconds: the unit is read
+from every value. What each kind becomes::
+
+    trades        id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match (spot)]
+                  -> trades (ts = time, side -1 when the buyer was the maker)
+    aggTrades     agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,
+                  is_buyer_maker[,is_best_match]  -> agg_trades
+    klines        open_time,open,high,low,close,volume,close_time,quote_volume,count,
+    (any interval) taker_buy_volume,taker_buy_quote_volume,ignore
+                  -> ohlcv_<interval> (1w -> ohlcv_7d; 1mo -> table ohlcv_1mo, created)
+    bookTicker    update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,
+                  transaction_time,event_time -> quotes (ts = event_time, as the live stream)
+    fundingRate   calc_time,funding_interval_hours,last_funding_rate
+                  -> funding (calc_time snapped to the hour; interval from the file)
+    metrics       create_time,symbol,sum_open_interest,sum_open_interest_value,...
+                  -> open_interest (5-minute samples)
+    liquidationSnapshot  time,side,order_type,time_in_force,original_quantity,price,...
+                  -> liquidations (COIN-M; price/qty of the order, as the live forceOrder)
+    bookDepth     timestamp,percentage,depth,notional -> book_depth (created: depth within
+                  +-percentage of the mid, no live equivalent)
+    T_DEPTH       symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu
+                  (Binance's futures order-book download: a ``snap`` then ``set`` diffs)
+                  -> through BookBuilder (futures pu rule) onto the grid; --keep-diffs
+                     also stores the diffs in book_diffs. A snapshot file and its update
+                     file must come in one archive (tar) to build a book.
+
+Kline fields rule: the 5 OHLCV values are stored; ``close_time`` is implied by the
+interval; the others (quote_volume, count, taker_buy_volume, taker_buy_quote_volume) are
+kept when the target table has columns of those names (a table made with
+``Tickstore.create_table``), else dropped; ``ignore`` is always dropped. Never refused.
+
+Markets: the path says ``spot``, ``futures/um`` or ``futures/cm``; else the columns (spot
+trades and aggTrades have ``is_best_match``), a COIN-M id (``BTCUSD_PERP``) or ``--market``.
+The archive has no receive time: ``recv_ts`` is ``ts``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from collectors.book import BookBuilder
+from collectors.events import DepthDiff, DepthSnapshot
+from collectors.exchanges import binance as bn
+from collectors.funding import SettlementError, settlement_times
+from tickstore.schemas import Column, Partition, Schema
+
+from .core import (
+    DataImportError,
+    Format,
+    ImportOptions,
+    MalformedInput,
+    Member,
+    MissingOption,
+    Sink,
+    csv_blocks,
+    epoch_to_ns,
+    resolve_symbol,
+    user_symbol,
+    utc,
+    utc_index,
+)
+from .detect import Detected
+
+__all__ = ["KINDS", "sniff", "parse", "kline_table"]
+
+KINDS = ("trades", "aggTrades", "klines", "bookTicker", "fundingRate", "metrics", "liquidationSnapshot", "bookDepth", "depth")
+_NOT_STORED = ("markPriceKlines", "indexPriceKlines", "premiumIndexKlines")
+_INTERVAL = r"\d+(?:s|m|h|d|w|mo)"
+_NAME = re.compile(
+    r"(?P<symbol>[A-Z0-9_]+)-(?P<kind>" + "|".join(KINDS[:-1] + _NOT_STORED) + "|" + _INTERVAL + r")-(?P<date>\d{4}-\d{2}(?:-\d{2})?)"
+)
+_TDEPTH = re.compile(r"(?P<symbol>[A-Z0-9_]+)_T_DEPTH_(?P<date>\d{4}-\d{2}-\d{2})")
+_COINM_ID = re.compile(r"^[A-Z0-9]+USD_(?:PERP|\d{6})$")
+
+_HEADERS = {
+    "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker": ("aggTrades", None),
+    "id,price,qty,quote_qty,time,is_buyer_maker": ("trades", "usdm"),
+    "id,price,qty,base_qty,time,is_buyer_maker": ("trades", "coinm"),
+    "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore": ("klines", None),
+    "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time": ("bookTicker", None),
+    "calc_time,funding_interval_hours,last_funding_rate": ("fundingRate", None),
+    "timestamp,percentage,depth,notional": ("bookDepth", None),
+    "symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu": ("depth", None),
+}
+_PREFIXES = {  # headers with columns that varied over the years: matched on their start
+    "create_time,symbol,sum_open_interest,sum_open_interest_value": "metrics",
+    "time,side,order_type,time_in_force,original_quantity,price,average_price": "liquidationSnapshot",
+}
+_FUTURES_ONLY = ("bookTicker", "fundingRate", "metrics", "liquidationSnapshot", "bookDepth", "depth")
+
+
+def kline_table(interval: str) -> str:
+    """The table of klines of ``interval`` (Binance's spelling): ``1m`` -> ``ohlcv_1m``,
+    ``1w`` -> ``ohlcv_7d``, ``1mo`` -> ``ohlcv_1mo`` (not built in: calendar months)."""
+    m = re.fullmatch(r"(\d+)(s|m|h|d|w|mo)", interval)
+    if not m:
+        raise DataImportError(f"{interval!r} is not a Binance kline interval like 1m, 4h, 1d, 1w, 1mo")
+    n, unit = int(m.group(1)), m.group(2)
+    if unit == "w":
+        return f"ohlcv_{7 * n}d"
+    return f"ohlcv_{n}{unit}"
+
+
+def _month_schema(name: str) -> Schema:
+    return Schema(name, tuple(Column(c, "float64") for c in ("open", "high", "low", "close", "volume")), key=("ts",),
+                  partition=Partition.YEAR, description="calendar-month OHLCV bars (Binance 1mo klines); ts is the bar open")
+
+
+_BOOK_DEPTH = Schema(
+    "book_depth",
+    (Column("percentage", "float64"), Column("depth", "float64"), Column("notional", "float64")),
+    key=("ts", "percentage"),
+    description="Binance bookDepth: quantity (depth) and notional within +-percentage % of the mid price",
+)
+
+
+def _market_of_path(text: str) -> str | None:
+    t = "/" + text.replace("\\", "/")
+    if "/futures/um/" in t or "/um/" in t:
+        return "usdm"
+    if "/futures/cm/" in t or "/cm/" in t:
+        return "coinm"
+    if "/spot/" in t:
+        return "spot"
+    return None
+
+
+def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> Detected | None:
+    where = member.where()
+    first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("ascii", "replace")
+    path = member.path.as_posix() + "/" + member.name
+    named = _NAME.search(member.name) or _NAME.search(member.path.name)
+    tdepth = _TDEPTH.search(member.name) or _TDEPTH.search(member.path.name)
+    kind = market = symbol = interval = None
+    header = _HEADERS.get(first)
+    if header is None:
+        header = next(((k, None) for p, k in _PREFIXES.items() if first.startswith(p)), None)
+    ncols = first.count(",") + 1
+    if header is not None:
+        kind, market = header
+    if named is not None:
+        symbol = named.group("symbol")
+        k = named.group("kind")
+        if k in _NOT_STORED:
+            raise DataImportError(f"{where}: {k} (klines of the {k[:-6]} price) have no table in the store; "
+                                  f"mark and index prices come from the live markPrice stream (table mark)")
+        if re.fullmatch(_INTERVAL, k):
+            kind, interval = kind or "klines", k
+        else:
+            kind = kind or k
+    elif tdepth is not None:
+        symbol, kind = tdepth.group("symbol"), kind or "depth"
+    if options.kind is not None:
+        if options.kind not in KINDS:
+            raise MissingOption(f"{where}: --kind {options.kind!r} is not a Binance archive kind; they are {list(KINDS)}")
+        kind = options.kind
+    if kind is None:
+        if header is None and (named is None and tdepth is None):
+            if not first[:1].isdigit() or ncols not in (6, 7, 8, 12):
+                return None  # nothing says this is an archive file
+            if fmt is not Format.BINANCE_VISION:
+                return None  # a bare numeric CSV: only when asked for
+        raise MissingOption(f"{where}: cannot tell which Binance archive file this is (no header, name not like "
+                            f"BTCUSDT-trades-2024-01-01.csv); pass --kind, one of {list(KINDS)}")
+    if kind in ("trades", "aggTrades") and header is None and first[:1].isdigit():
+        spot_cols = 7 if kind == "trades" else 8
+        if ncols == spot_cols:
+            market = "spot"
+        elif ncols == spot_cols - 1 and market is None:
+            market = "futures"  # usdm or coinm: the symbol tells
+    if kind == "klines" and interval is None:
+        interval = _interval_of(member, where)
+    market = options.market or _market_of_path(path) or market
+    if symbol is None and options.symbol is None:
+        if kind == "depth" and first.startswith("symbol,"):
+            line2 = head.split(b"\n")[1:2]
+            symbol = line2[0].split(b",", 1)[0].decode() if line2 and line2[0] else None
+        if symbol is None:
+            raise MissingOption(f"{where}: the file name does not say the symbol (like BTCUSDT-1m-2024-01-01.csv); pass --symbol")
+    if market in (None, "futures"):
+        if symbol is not None and _COINM_ID.match(symbol):
+            market = "coinm"
+        elif market == "futures" or kind in _FUTURES_ONLY:
+            market = "usdm" if symbol is None or not _COINM_ID.match(symbol) else "coinm"
+    if market is None and options.symbol is None:
+        raise MissingOption(f"{where}: cannot tell spot, USD-M or COIN-M from the path or the file; "
+                            f"pass --market spot, usdm or coinm")
+    if market is not None and market not in ("spot", "usdm", "coinm"):
+        raise MissingOption(f"{where}: --market {market!r}: Binance markets are spot, usdm, coinm")
+    if kind in _FUTURES_ONLY and market == "spot":
+        raise DataImportError(f"{where}: {kind} files exist for futures only, not spot")
+    sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", symbol, market, where=where)
+    hints = {"interval": interval} if interval else {}
+    return Detected(Format.BINANCE_VISION, kind, "binance", market, sym, hints)
+
+
+def _interval_of(member: Member, where: str) -> str:
+    """A kline file's interval from the spacing of its first two open times."""
+    opens = []
+    for _, line in member.lines():
+        if line[:1].isdigit():
+            opens.append(int(line.split(b",", 1)[0]))
+        if len(opens) == 2:
+            break
+    if len(opens) < 2:
+        raise MissingOption(f"{where}: cannot tell the kline interval (name not like BTCUSDT-1m-2024-01-01.csv, "
+                            f"fewer than two rows); rename the file to Binance's name")
+    step = int(epoch_to_ns(np.array(opens[1:])) [0] - epoch_to_ns(np.array(opens[:1]))[0]) // 1_000_000_000
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if step >= seconds and step % seconds == 0:
+            return f"{step // seconds}{unit}"
+    raise MissingOption(f"{where}: the first two klines are {step} s apart: not an interval; rename the file to Binance's name")
+
+
+def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> None:
+    {
+        "trades": _trades, "aggTrades": _agg_trades, "klines": _klines, "bookTicker": _book_ticker,
+        "fundingRate": _funding, "metrics": _metrics, "liquidationSnapshot": _liquidations,
+        "bookDepth": _book_depth, "depth": _depth,
+    }[det.kind](member, det, options, sink)
+
+
+def _bool(values: pd.Series, lines, where, what: str) -> np.ndarray:
+    low = values.str.lower()
+    ok = low.isin(["true", "false"])
+    if not ok.all():
+        i = int(np.argmax(~ok.to_numpy()))
+        raise MalformedInput(where, int(lines[i]), f"{what} {values.iat[i]!r} is not true or false")
+    return (low == "true").to_numpy()
+
+
+def _time(values, lines, where, what="time") -> np.ndarray:
+    return epoch_to_ns(values.to_numpy(), where=where, lines=lines, what=what)
+
+
+def _trades(member, det, options, sink) -> None:
+    where = member.where()
+    spot = det.market == "spot"
+    cols = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"] + (["is_best_match"] if spot else [])
+    dtypes = {"id": np.int64, "price": np.float64, "qty": np.float64, "quote_qty": np.float64, "time": np.int64,
+              "is_buyer_maker": str}
+    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=("id", "price", "qty", "time", "is_buyer_maker")):
+        ts = _time(df["time"], lines, where)
+        maker = _bool(df["is_buyer_maker"], lines, where, "is_buyer_maker")
+        sink.frame("trades", det.symbol, pd.DataFrame({
+            "recv_ts": utc(ts), "trade_id": df["id"].to_numpy(), "price": df["price"].to_numpy(),
+            "qty": df["qty"].to_numpy(), "side": np.where(maker, -1, 1).astype(np.int8),
+        }, index=utc_index(ts)))
+
+
+def _agg_trades(member, det, options, sink) -> None:
+    where = member.where()
+    spot = det.market == "spot"
+    cols = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time", "is_buyer_maker"]
+    cols += ["is_best_match"] if spot else []
+    dtypes = {"agg_trade_id": np.int64, "price": np.float64, "quantity": np.float64, "first_trade_id": np.int64,
+              "last_trade_id": np.int64, "transact_time": np.int64, "is_buyer_maker": str}
+    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols[:7])):
+        ts = _time(df["transact_time"], lines, where)
+        maker = _bool(df["is_buyer_maker"], lines, where, "is_buyer_maker")
+        sink.frame("agg_trades", det.symbol, pd.DataFrame({
+            "recv_ts": utc(ts), "agg_id": df["agg_trade_id"].to_numpy(), "first_trade_id": df["first_trade_id"].to_numpy(),
+            "last_trade_id": df["last_trade_id"].to_numpy(), "price": df["price"].to_numpy(),
+            "qty": df["quantity"].to_numpy(), "side": np.where(maker, -1, 1).astype(np.int8),
+        }, index=utc_index(ts)))
+
+
+_KLINE = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
+          "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
+_KLINE_EXTRAS = ("quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume")
+
+
+def _klines(member, det, options, sink) -> None:
+    where = member.where()
+    interval = det.hints["interval"]
+    table = kline_table(interval)
+    schema = _month_schema(table) if interval.endswith("mo") else None
+    dtypes = {c: np.float64 for c in _KLINE[1:6] + list(_KLINE_EXTRAS)}
+    dtypes.update(open_time=np.int64, close_time=np.int64, ignore=str)
+    # the rule for the other fields: kept where the table has a column of that name
+    kept = [c for c in _KLINE_EXTRAS if c in (sink.columns_of(table) or ())]
+    for lines, df in csv_blocks(member, _KLINE, dtypes, header=None, required=tuple(_KLINE[:6])):
+        ts = _time(df["open_time"], lines, where, "open_time")
+        data = {c: df[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
+        for c in kept:
+            data[c] = df[c].to_numpy(np.int64 if c == "count" else np.float64)
+        sink.frame(table, det.symbol, pd.DataFrame(data, index=utc_index(ts)), schema)
+
+
+def _book_ticker(member, det, options, sink) -> None:
+    where = member.where()
+    cols = ["update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty", "transaction_time", "event_time"]
+    dtypes = {"update_id": np.int64, "transaction_time": np.int64, "event_time": np.int64,
+              **{c: np.float64 for c in cols[1:5]}}
+    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+        ts = _time(df["event_time"], lines, where, "event_time")
+        sink.frame("quotes", det.symbol, pd.DataFrame({
+            "recv_ts": utc(ts), "update_id": df["update_id"].to_numpy(),
+            "bid_px": df["best_bid_price"].to_numpy(), "bid_qty": df["best_bid_qty"].to_numpy(),
+            "ask_px": df["best_ask_price"].to_numpy(), "ask_qty": df["best_ask_qty"].to_numpy(),
+        }, index=utc_index(ts)))
+
+
+def _funding(member, det, options, sink) -> None:
+    where = member.where()
+    cols = ["calc_time", "funding_interval_hours", "last_funding_rate"]
+    dtypes = {"calc_time": np.int64, "funding_interval_hours": np.float64, "last_funding_rate": np.float64}
+    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+        ts = _time(df["calc_time"], lines, where, "calc_time")
+        try:
+            snapped = settlement_times(ts, source=where)
+        except SettlementError as exc:
+            raise MalformedInput(where, None, str(exc).split(": ", 1)[-1]) from None
+        sink.frame("funding", det.symbol, pd.DataFrame({
+            "rate": df["last_funding_rate"].to_numpy(), "interval_h": df["funding_interval_hours"].to_numpy(),
+        }, index=snapped))
+
+
+def _utc_text(values: pd.Series, lines, where, what: str) -> np.ndarray:
+    """``2023-01-01 00:05:00`` (UTC, as the archive writes them) -> int64 ns."""
+    t = pd.to_datetime(values, format="%Y-%m-%d %H:%M:%S", errors="coerce", utc=True)
+    if t.isna().any():
+        i = int(np.argmax(t.isna().to_numpy()))
+        raise MalformedInput(where, int(lines[i]), f"{what} {values.iat[i]!r} is not a time like 2023-01-01 00:05:00")
+    return t.dt.as_unit("ns").to_numpy().view(np.int64)
+
+
+def _metrics(member, det, options, sink) -> None:
+    where = member.where()
+    with member.open() as fh:
+        header = fh.readline().decode("ascii", "replace").strip().split(",")
+    dtypes = {"sum_open_interest": np.float64, "sum_open_interest_value": np.float64, "create_time": str}
+    for lines, df in csv_blocks(member, header, dtypes, header=True,
+                                required=("create_time", "sum_open_interest", "sum_open_interest_value")):
+        ts = _utc_text(df["create_time"], lines, where, "create_time")
+        sink.frame("open_interest", det.symbol, pd.DataFrame({
+            "oi": df["sum_open_interest"].to_numpy(), "oi_value": df["sum_open_interest_value"].to_numpy(),
+        }, index=utc_index(ts)))
+
+
+def _liquidations(member, det, options, sink) -> None:
+    where = member.where()
+    with member.open() as fh:
+        header = fh.readline().decode("ascii", "replace").strip().split(",")
+    dtypes = {"time": np.int64, "original_quantity": np.float64, "price": np.float64, "side": str}
+    for lines, df in csv_blocks(member, header, dtypes, header=True, required=("time", "side", "original_quantity", "price")):
+        ts = _time(df["time"], lines, where)
+        side = df["side"].str.upper().map({"BUY": 1, "SELL": -1})
+        if side.isna().any():
+            i = int(np.argmax(side.isna().to_numpy()))
+            raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not BUY or SELL")
+        sink.frame("liquidations", det.symbol, pd.DataFrame({
+            "recv_ts": utc(ts), "side": side.to_numpy(np.int8), "price": df["price"].to_numpy(),
+            "qty": df["original_quantity"].to_numpy(),
+        }, index=utc_index(ts)))
+
+
+def _book_depth(member, det, options, sink) -> None:
+    where = member.where()
+    cols = ["timestamp", "percentage", "depth", "notional"]
+    dtypes = {"timestamp": str, "percentage": np.float64, "depth": np.float64, "notional": np.float64}
+    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+        ts = _utc_text(df["timestamp"], lines, where, "timestamp")
+        sink.frame("book_depth", det.symbol, pd.DataFrame({
+            "percentage": df["percentage"].to_numpy(), "depth": df["depth"].to_numpy(), "notional": df["notional"].to_numpy(),
+        }, index=utc_index(ts)), _BOOK_DEPTH)
+
+
+# -- T_DEPTH: Binance's futures order-book download -----------------------------------------------
+def _depth(member, det, options, sink) -> None:
+    where = member.where()
+    cols = ["symbol", "timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty", "pu"]
+    dtypes = {"timestamp": np.int64, "first_update_id": np.int64, "last_update_id": np.int64, "price": np.float64,
+              "qty": np.float64, "pu": np.int64, "side": str, "update_type": str}
+    levels = options.book_levels or 5
+    market = bn.Market(det.market)
+    book = sink.state.get(("book", det.symbol))
+    if book is None:
+        book = sink.state[("book", det.symbol)] = BookBuilder(det.symbol, market, levels=levels, interval_ms=options.book_interval_ms)
+        last = sink.state.setdefault(("last_ts", det.symbol), [0])
+        sink.at_end(lambda: book.flush(last[0] + 1))
+    last = sink.state[("last_ts", det.symbol)]
+    pending = None
+    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+        side = df["side"].map({"b": 1, "a": -1})
+        kind = df["update_type"].map({"snap": True, "set": False})
+        for what, v, raw in (("side", side, df["side"]), ("update_type", kind, df["update_type"])):
+            if v.isna().any():
+                i = int(np.argmax(v.isna().to_numpy()))
+                raise MalformedInput(where, int(lines[i]), f"{what} {raw.iat[i]!r} is not one of b/a, snap/set")
+        ts = _time(df["timestamp"], lines, where, "timestamp")
+        fr = {"ts": ts, "u": df["last_update_id"].to_numpy(), "U": df["first_update_id"].to_numpy(),
+              "pu": df["pu"].to_numpy(), "snap": kind.to_numpy(bool), "side": side.to_numpy(np.int8),
+              "px": df["price"].to_numpy(), "qty": df["qty"].to_numpy()}
+        if pending is not None:
+            fr = {k: np.concatenate([pending[k], v]) for k, v in fr.items()}
+        cut = np.flatnonzero((fr["u"][1:] != fr["u"][:-1]) | (fr["snap"][1:] != fr["snap"][:-1])) + 1
+        starts = np.r_[0, cut]
+        for a, b in zip(starts[:-1], starts[1:]):
+            sink.events(_depth_message(book, det.symbol, fr, int(a), int(b), options))
+        pending = {k: v[int(starts[-1]):] for k, v in fr.items()}
+        last[0] = max(last[0], int(ts.max()))
+    if pending is not None and len(pending["ts"]):
+        sink.events(_depth_message(book, det.symbol, pending, 0, len(pending["ts"]), options))
+
+
+def _depth_message(book: BookBuilder, sym: str, fr, a: int, b: int, options) -> list:
+    side, px, qty = fr["side"][a:b], fr["px"][a:b], fr["qty"][a:b]
+    bids = list(zip(px[side == 1].tolist(), qty[side == 1].tolist()))
+    asks = list(zip(px[side == -1].tolist(), qty[side == -1].tolist()))
+    ts, u = int(fr["ts"][a]), int(fr["u"][a])
+    if fr["snap"][a]:
+        bids.sort(reverse=True)
+        asks.sort()
+        book.reset()
+        return book.on_snapshot(DepthSnapshot(sym, ts, ts, u, bids, asks))
+    diff = DepthDiff(sym, ts, ts, int(fr["U"][a]), u, int(fr["pu"][a]), bids, asks)
+    out = book.on_diff(diff)
+    if options.keep_diffs:
+        out.append(diff)
+    return out

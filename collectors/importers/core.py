@@ -1,0 +1,469 @@
+"""What every importer shares: errors, options, reading files, times, symbols, the sink.
+
+::
+
+    path ──open_members──> Member (zip entries, gzip, lz4 frame or plain; bytes counted for
+      │                     the progress bar)
+      ├── Member.lines()         numbered raw lines  (JSON-per-line formats)
+      └── csv_blocks(member)     numbered CSV blocks as typed DataFrames (CSV formats): a
+                                 value that does not parse is reported with its line
+    format parser ──> Sink.frame(table, symbol, df)   vectorised rows (CSV formats)
+                  └─> Sink.events([...])              collectors.events (frame formats, via the
+                                                      live parsers and book builder)
+
+Every error a file can cause is a ``DataImportError`` naming the file (and line, where
+there is one); it is raised while the file is parsed, before anything of it is written.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import io
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from collectors.events import EventBatcher
+from collectors.exchanges import binance as bn
+from collectors.symbols import MARKETS, MarketType, SymbolNotFound
+from tickstore.errors import SymbolError, TickstoreError
+
+__all__ = [
+    "Format",
+    "DataImportError",
+    "MissingOption",
+    "MalformedInput",
+    "ImportOptions",
+    "Member",
+    "open_members",
+    "csv_blocks",
+    "epoch_to_ns",
+    "resolve_symbol",
+    "Sink",
+]
+
+
+class Format(enum.Enum):
+    """The file formats ``import_files`` reads; the value is the ``--format`` word."""
+
+    TARDIS = "tardis"
+    BINANCE_VISION = "binance-vision"
+    HYPERLIQUID_ARCHIVE = "hyperliquid-archive"
+    BYBIT_HISTORY = "bybit-history"
+    BINANCE_REST = "binance-rest"
+    HYPERLIQUID_REST = "hyperliquid-rest"
+    FREQTRADE = "freqtrade"
+    CCXT = "ccxt"
+    FUNDING_CSV = "funding-csv"
+
+
+# -- errors ------------------------------------------------------------------------------------
+class DataImportError(TickstoreError, ValueError):
+    """A file that cannot be imported; nothing of it is written. The message names the file."""
+
+
+class MissingOption(DataImportError):
+    """The file does not say enough (format, market, symbol, venue): the message names the option."""
+
+
+class MalformedInput(DataImportError):
+    """A line or value that does not parse: the message names the file, the line and the value."""
+
+    def __init__(self, path, line: int | None, problem: str, text=None):
+        self.path, self.line, self.problem = str(path), line, problem
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        excerpt = ""
+        if text is not None:
+            s = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else str(text)
+            excerpt = f": {s[:160]!r}" + ("..." if len(s) > 160 else "")
+        super().__init__(f"{where}: {problem}{excerpt}")
+
+
+# -- options -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportOptions:
+    """What the files may not say themselves (``tickstore import`` options).
+
+    ``market``: ``spot``, ``usdm``, ``coinm`` (Binance), ``linear``/``spot`` (Bybit), ``perp``;
+    ``symbol``: a tickstore symbol (``binance:BTC/USDT:USDT``) or the venue's id; ``venue``:
+    a ccxt exchange id. ``book_levels``/``book_interval_ms``: the book table and grid
+    (default: the collector's, 5 levels every 100 ms; Tardis ``book_snapshot_N``: N levels).
+    ``keep_diffs``: also store order-book diffs in ``book_diffs``. ``utc_offset``: the
+    offset of naive local times (``funding-csv``), e.g. ``"3h"``. ``kind``: the data kind
+    where the file cannot tell it (a Tardis ``trades`` and ``liquidations`` CSV look alike;
+    the file name says which).
+    """
+
+    market: str | None = None
+    kind: str | None = None
+    symbol: str | None = None
+    venue: str | None = None
+    book_levels: int | None = None
+    book_interval_ms: int = 100
+    keep_diffs: bool = False
+    utc_offset: str | None = None
+
+    def key(self) -> str:
+        """A stable text of the options that change what a file imports to (for the ledger)."""
+        return "|".join(f"{k}={getattr(self, k)}" for k in ("market", "kind", "symbol", "venue", "book_levels",
+                                                            "book_interval_ms", "keep_diffs", "utc_offset"))
+
+
+# -- reading -----------------------------------------------------------------------------------
+_GZIP = b"\x1f\x8b"
+_ZIP = b"PK\x03\x04"
+_LZ4 = b"\x04\x22\x4d\x18"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+class _Counted(io.RawIOBase):
+    """A binary file that reports how many bytes were read (for the progress bar)."""
+
+    def __init__(self, fh, on_read: Callable[[int], None] | None):
+        self._fh, self._on_read = fh, on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._fh.seekable()
+
+    def seek(self, offset, whence=0):
+        return self._fh.seek(offset, whence)
+
+    def tell(self):
+        return self._fh.tell()
+
+    def readinto(self, b) -> int:
+        n = self._fh.readinto(b)
+        if n and self._on_read is not None:
+            self._on_read(n)
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+class _Closing(io.BufferedReader):
+    """A buffered reader that also closes what it was read through (a zip archive, its file)."""
+
+    def __init__(self, raw, extra):
+        super().__init__(raw, 1 << 20)
+        self._extra = extra
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for obj in self._extra:
+                obj.close()
+
+
+@dataclass
+class Member:
+    """One data stream of a file: the file itself, or one entry of a zip archive.
+
+    ``name`` is what formats are detected from (the zip entry's name, or the file's name
+    without ``.gz``/``.lz4``/``.zst``); ``path`` is the file on disk (error messages).
+    """
+
+    path: Path
+    name: str
+    _open: Callable[[], io.BufferedIOBase]
+
+    def open(self) -> io.BufferedIOBase:
+        return self._open()
+
+    def head(self, n: int = 4096) -> bytes:
+        """The first ``n`` decompressed bytes (detection)."""
+        with self.open() as fh:
+            return fh.read(n)
+
+    def where(self) -> str:
+        return str(self.path) if self.name == _strip(self.path.name) else f"{self.path}:{self.name}"
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """``(line number from 1, line without its newline)`` of every non-empty line."""
+        with self.open() as fh:
+            for i, line in enumerate(fh, 1):
+                line = line.rstrip(b"\r\n")
+                if line:
+                    yield i, line
+
+    def read(self) -> bytes:
+        with self.open() as fh:
+            return fh.read()
+
+
+def _strip(name: str) -> str:
+    for ext in (".gz", ".lz4", ".zst"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def open_members(path, on_read: Callable[[int], None] | None = None) -> list[Member]:
+    """The data streams of ``path``, decompressing by magic bytes (gzip, zip, lz4 frame, zstd).
+
+    Raises
+    ------
+    DataImportError
+        The file cannot be opened, or is an empty zip archive.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise DataImportError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+    def raw():
+        return _Counted(open(path, "rb"), on_read)
+
+    if magic == _ZIP:
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = [i.filename for i in z.infolist() if not i.is_dir()]
+        except zipfile.BadZipFile as exc:
+            raise MalformedInput(path, None, f"not a readable zip archive ({exc})") from None
+        if not names:
+            raise DataImportError(f"{path}: the zip archive holds no file")
+
+        def opener(entry):
+            def _open():
+                src = raw()
+                z = zipfile.ZipFile(io.BufferedReader(src, 1 << 20))
+                return _Closing(z.open(entry), (z, src))
+            return _open
+
+        return [Member(path, n, opener(n)) for n in names]
+    if magic.startswith(_GZIP):
+        return [Member(path, _strip(path.name), lambda: io.BufferedReader(gzip.GzipFile(fileobj=raw()), 1 << 20))]
+    if magic == _LZ4:
+        import lz4.frame
+
+        return [Member(path, _strip(path.name), lambda: io.BufferedReader(lz4.frame.LZ4FrameFile(raw()), 1 << 20))]
+    if magic == _ZSTD:
+        import zstandard
+
+        return [Member(path, _strip(path.name),
+                       lambda: io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw()), 1 << 20))]
+    return [Member(path, path.name, lambda: io.BufferedReader(raw(), 1 << 20))]
+
+
+_BLOCK_LINES = 200_000
+_FIELDS = re.compile(rb",")
+
+
+def csv_blocks(member: Member, columns: list[str], dtypes: dict, *, header: bool | None, required=()) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Blocks of a CSV stream as typed frames, with the file line number of every row.
+
+    ``columns`` names the fields in file order; ``dtypes`` maps some of them to numpy
+    dtypes (the others stay text). ``header``: the first line is a header (True), is not
+    (False), or is one when it does not start with a digit (None, e.g. Binance's archive,
+    which added header rows in 2022). A row with the wrong number of fields, a value that
+    does not convert, or an empty field in ``required`` raises ``MalformedInput`` naming
+    the line.
+    """
+    where = member.where()
+    ncols = len(columns)
+    with member.open() as fh:
+        line_no = 0
+        first = True
+        while True:
+            block = []
+            numbers = []
+            for line in fh:
+                line_no += 1
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    continue
+                if first:
+                    first = False
+                    if header or (header is None and not line[:1].isdigit() and not line[:1] == b"-"):
+                        continue
+                block.append(line)
+                numbers.append(line_no)
+                if len(block) >= _BLOCK_LINES:
+                    break
+            if not block:
+                return
+            yield np.asarray(numbers), _parse_block(where, block, numbers, columns, dtypes, ncols, required)
+
+
+def _parse_block(where, block, numbers, columns, dtypes, ncols, required) -> pd.DataFrame:
+    for i, line in enumerate(block):
+        if line.count(b",") != ncols - 1:
+            # checked here, not left to pandas: a short row would be padded with NaN
+            n = line.count(b",") + 1
+            raise MalformedInput(where, numbers[i], f"expected {ncols} comma-separated fields ({','.join(columns)}), got {n}", line)
+    data = b"\n".join(block)
+    try:
+        df = pd.read_csv(io.BytesIO(data), header=None, names=columns, dtype=dtypes, engine="c", keep_default_na=False,
+                         na_values=[""])
+    except (ValueError, OverflowError):
+        df = pd.read_csv(io.BytesIO(data), header=None, names=columns, dtype=str, keep_default_na=False)
+        for name, dt in dtypes.items():
+            text = df[name]
+            if np.dtype(dt).kind == "b":
+                bad = ~text.str.lower().isin(["true", "false", ""])
+            else:
+                conv = pd.to_numeric(text.where(text != ""), errors="coerce")
+                bad = conv.isna() & (text != "")
+                if np.dtype(dt).kind in "iu":
+                    bad |= conv.notna() & (conv != np.floor(conv.fillna(0)))
+            if bad.any():
+                i = int(np.argmax(bad.to_numpy()))
+                raise MalformedInput(where, numbers[i], f"{name} {text.iloc[i]!r} is not a {np.dtype(dt).name}", block[i]) from None
+        raise MalformedInput(where, numbers[0], "the block does not parse as CSV") from None
+    for name in required:
+        missing = df[name].isna().to_numpy()
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise MalformedInput(where, numbers[i], f"{name} is empty", block[i])
+    return df
+
+
+# -- times -------------------------------------------------------------------------------------
+def epoch_to_ns(values, *, where: str = "", lines=None, what: str = "timestamp") -> np.ndarray:
+    """Integer epoch times in s, ms, us or ns -> int64 ns, the unit read from each value.
+
+    Binance's archive switched spot files from milliseconds to microseconds in 2025, so the
+    unit is decided per value by magnitude (unambiguous for any time after 2001-09-09):
+    ``>= 1e17`` ns, ``>= 1e14`` us, ``>= 1e11`` ms, else seconds.
+    """
+    v = np.asarray(values)
+    if v.dtype.kind == "f":
+        if np.isnan(v).any():
+            i = int(np.argmax(np.isnan(v)))
+            raise MalformedInput(where, None if lines is None else int(lines[i]), f"{what} is empty")
+        v = v.astype(np.int64)
+    v = v.astype(np.int64, copy=False)
+    scale = np.where(v >= 10**17, 1, np.where(v >= 10**14, 1_000, np.where(v >= 10**11, 1_000_000, 1_000_000_000)))
+    bad = v < 10**9  # before 2001-09-09: no crypto venue; a unit or field mix-up
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise MalformedInput(where, None if lines is None else int(lines[i]), f"{what} {int(v[i])} is not an epoch time after 2001")
+    return v * scale
+
+
+# -- symbols -----------------------------------------------------------------------------------
+_HL_SPOT = re.compile(r"^@\d+$")
+
+
+def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = "") -> str:
+    """The tickstore symbol of a venue-native id (``BTCUSDT``, ``BTCUSD_PERP``, ``BTC``).
+
+    ``market``: Binance ``spot``/``usdm``/``coinm``; Bybit ``spot``/``linear``; Hyperliquid
+    ``perp``. Binance ids are split by ``collectors.exchanges.binance``; Bybit and
+    Hyperliquid ids are looked up in ``collectors.symbols.MARKETS`` and, for markets it does
+    not list, formed by the same rules (Bybit linear ``<BASE><QUOTE>`` -> ``BASE/QUOTE:QUOTE``;
+    a Hyperliquid coin -> ``COIN/USDC:USDC``, as ccxt does).
+    """
+    try:
+        if venue == "binance":
+            if market is None:
+                raise MissingOption(f"{where}: cannot tell the Binance market of {native!r}; pass --market spot, usdm or coinm")
+            return bn.to_tickstore(native, bn.Market(market))
+        if venue == "bybit":
+            mtype = MarketType.SPOT if market == "spot" else MarketType.SWAP
+            try:
+                return MARKETS.tickstore_symbol("bybit", native, market_type=mtype)
+            except SymbolNotFound:
+                unified = bn.to_unified(native, bn.Market.SPOT if mtype is MarketType.SPOT else bn.Market.USDM)
+                return f"bybit:{unified}"
+        if venue == "hyperliquid":
+            if _HL_SPOT.match(native):
+                raise DataImportError(f"{where}: {native!r} is a Hyperliquid spot pair; only perpetuals are stored")
+            try:
+                return MARKETS.tickstore_symbol("hyperliquid", native)
+            except SymbolNotFound:
+                return f"hyperliquid:{native.upper()}/USDC:USDC"
+    except (SymbolError, ValueError) as exc:
+        if isinstance(exc, DataImportError):
+            raise
+        raise DataImportError(f"{where}: cannot map {venue} id {native!r} to a tickstore symbol: {exc}") from None
+    raise DataImportError(f"{where}: venue {venue!r} is not one the store collects (binance, bybit, hyperliquid)")
+
+
+def user_symbol(opts: ImportOptions, venue: str | None, market: str | None, *, where: str = "") -> str | None:
+    """``--symbol`` as a tickstore symbol (it may be given as one, or as the venue's id)."""
+    if opts.symbol is None:
+        return None
+    s = opts.symbol.strip()
+    if ":" in s and s.split(":", 1)[0] in ("binance", "bybit", "hyperliquid"):
+        return s
+    venue = opts.venue or venue
+    if venue is None:
+        raise MissingOption(f"{where}: --symbol {s!r} is not a tickstore symbol like 'binance:BTC/USDT:USDT'; "
+                            f"give one, or pass --venue")
+    if "/" in s:
+        return f"{venue}:{s}"
+    return resolve_symbol(venue, s.replace("/", ""), opts.market or market, where=where)
+
+
+# -- the sink ----------------------------------------------------------------------------------
+class Sink:
+    """Where a format parser puts what it read: frames per (table, symbol), or events.
+
+    Events go through an ``EventBatcher`` exactly as in the live collector (``BookTop`` rows
+    to the book table, ``DepthDiff`` to ``book_diffs``); ``drain`` hands everything over as
+    frames, in arrival order per (table, symbol).
+    """
+
+    def __init__(self, consume: Callable[[str, str, pd.DataFrame, object], None], *, book_table: str = "book", batch: int = 200_000):
+        self._consume = consume
+        self.batcher = EventBatcher(book_table)
+        self._batch = batch
+        self.state: dict = {}  # shared by the members of one file (e.g. a book built across them)
+        self.columns_of: Callable[[str], list | None] = lambda table: None  # a stored table's columns
+        self._at_end: list[Callable[[], list]] = []
+
+    def at_end(self, fn: Callable[[], list]) -> None:
+        """Run ``fn`` (returning events, e.g. a book's last grid rows) when the file is read."""
+        self._at_end.append(fn)
+
+    def close(self) -> None:
+        for fn in self._at_end:
+            self.events(fn())
+        self._at_end.clear()
+        self.flush()
+
+    def frame(self, table: str, symbol: str, df: pd.DataFrame, schema=None) -> None:
+        """Rows for ``table``; ``schema``: the table is not built in and is created with it."""
+        if len(df):
+            self.flush()  # events received before this frame go first
+            self._consume(table, symbol, df, schema)
+
+    def events(self, events) -> None:
+        self.batcher.extend(events)
+        if self.batcher.count >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batcher.count:
+            for (table, symbol), df in self.batcher.drain().items():
+                self._consume(table, symbol, df, None)
+
+
+def utc_index(ns) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), tz="UTC", name="ts")
+
+
+def utc(ns) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), tz="UTC")
+
+
+def file_size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

@@ -1,0 +1,345 @@
+"""``import_files``: detect, parse, stage and store files, resumably.
+
+::
+
+    paths ──(folders: every file under them, sorted)──> files
+      1. detect every file first (format, data kind, venue, market, symbol from its name and
+         first bytes); a file that does not say enough stops the run before anything is
+         written, with the option to pass (--format, --market, --symbol, --venue)
+      2. per file: sha256; the ledger says it was imported with the same options and
+         nothing it wrote was deleted since -> skipped (no parsing)
+      3. parse the whole file into the staging area (memory, spilled to Parquet files under
+         <root>/_imports/ past ``memory_rows``); a malformed line raises here, so nothing
+         of that file is written
+      4. per (table, symbol, partition): first row of a repeated key wins (as in the live
+         collector), then ``Table.ingest(..., source="import:<format>",
+         reason="import <file> sha256:<16 hex>")``: only rows the store does not hold are
+         added, as a new version; a partition that gains nothing is not touched
+      5. the ledger (<root>/_imports/ledger.jsonl) records the file as done
+
+An interrupted import resumes: files done are skipped by the ledger, and a file cut
+short is parsed again, its partitions already stored gaining nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tickstore.clock import NS_PER_DAY
+from tickstore.errors import TickstoreError
+
+from .core import DataImportError, Format, ImportOptions, Member, Sink, file_size, open_members
+from .detect import Detected, detect, parser_of
+
+__all__ = ["import_files", "ImportReport", "FileReport", "LEDGER"]
+
+LEDGER = "_imports/ledger.jsonl"
+_REASON_BYTES = 256
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One file: what it held and what the store gained from it."""
+
+    path: str
+    format: str
+    kind: str  # the data kind detected (trades, klines, l2Book, ...)
+    status: str  # "imported" (rows added), "unchanged" (everything was held), "skipped" (ledger)
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows added
+    held: dict[str, int] = field(default_factory=dict)  # table -> rows the store already held
+    repeated: int = 0  # rows dropped because an earlier row of the file had the same key
+    symbols: tuple[str, ...] = ()
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    files: tuple[FileReport, ...]
+    elapsed_s: float
+
+    @property
+    def rows(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.files:
+            for t, n in f.rows.items():
+                out[t] = out.get(t, 0) + n
+        return out
+
+    def summary(self) -> str:
+        lines = []
+        for f in self.files:
+            added = ", ".join(f"{t} +{n}" for t, n in sorted(f.rows.items()) if n) or "nothing new"
+            held = sum(f.held.values())
+            extra = f"; {held} rows already stored" if held else ""
+            extra += f"; {f.repeated} rows repeating a key dropped" if f.repeated else ""
+            lines.append(f"{f.status:<9} {f.path} [{f.format} {f.kind}] {', '.join(f.symbols)}: {added}{extra}")
+        total = ", ".join(f"{t} +{n}" for t, n in sorted(self.rows.items()) if n) or "no new rows"
+        lines.append(f"{len(self.files)} file(s) in {self.elapsed_s:.1f}s: {total}")
+        return "\n".join(lines)
+
+
+def _expand(paths) -> list[Path]:
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise DataImportError(f"paths must be a list of files or folders, got a single {type(paths).__name__} {paths!r}; wrap it in [ ]")
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise DataImportError(f"{p}: no such file or folder")
+    if not out:
+        raise DataImportError(f"no files to import in {[str(p) for p in paths]}")
+    return out
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def import_files(
+    store,
+    paths,
+    *,
+    format: Format | str | None = None,
+    options: ImportOptions = ImportOptions(),
+    progress: bool = True,
+    force: bool = False,
+    memory_rows: int = 5_000_000,
+) -> ImportReport:
+    """Import files (or folders of files) into ``store`` as the live collectors would store them.
+
+    Parameters
+    ----------
+    paths
+        A list of files or folders (every file under a folder, sorted by path).
+    format
+        A ``Format`` (or its value, e.g. ``"tardis"``) for every file; detected per file
+        when ``None``.
+    options
+        ``ImportOptions``: market, symbol, venue, book levels/grid, ... for files that do
+        not say them.
+    force
+        Parse files the ledger lists as done (the store still gains only what it lacks).
+    memory_rows
+        Rows held in memory before the staging area spills to disk.
+
+    Raises
+    ------
+    MissingOption
+        A file does not say its format, market, symbol or venue: the message names the
+        option to pass. Raised before any file is written.
+    MalformedInput
+        A line or value that does not parse (file, line, value); nothing of that file is
+        written (files before it are).
+    DataImportError, TickstoreError
+    """
+    t0 = time.perf_counter()
+    fmt = None
+    if format is not None:
+        try:
+            fmt = Format(format)
+        except ValueError:
+            raise DataImportError(f"unknown format {format!r}; formats are {[f.value for f in Format]}") from None
+    files = _expand(paths)
+    plans = [(p, [detect(m, fmt, options) for m in open_members(p)]) for p in files]
+    root = Path(store.root)
+    ledger = _Ledger(root / LEDGER)
+    from tqdm import tqdm  # here: the library is usable without a terminal
+
+    reports = []
+    total = sum(file_size(p) for p in files)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=not progress) as bar:
+        for path, found in plans:
+            digest = sha256_of(path)
+            fmt_of = found[0].format
+            key = options.key()
+            if not force and ledger.done(store, digest, fmt_of.value, key):
+                bar.update(file_size(path))
+                reports.append(FileReport(str(path), fmt_of.value, found[0].kind, "skipped", sha256=digest))
+                continue
+            read = [0]
+
+            def on_read(n, read=read):
+                read[0] += n
+                bar.update(n)
+
+            members = open_members(path, on_read)
+            report = _import_one(store, path, members, found, options, digest, memory_rows, ledger, key, progress)
+            bar.update(max(0, file_size(path) - read[0]))
+            reports.append(report)
+    return ImportReport(tuple(reports), time.perf_counter() - t0)
+
+
+def _import_one(store, path: Path, members: list[Member], found: list[Detected], options, digest, memory_rows, ledger, key, progress):
+    fmt = found[0].format
+    staging = _Staging(store, Path(store.root) / "_imports", memory_rows)
+    try:
+        sink = Sink(staging.add, book_table=found[0].book_table(options))
+        sink.columns_of = staging.columns_of
+        for member, det in zip(members, found):
+            parser_of(det.format)(member, det, options, sink)
+            sink.flush()
+        sink.close()
+        reason = f"import {path.name} sha256:{digest[:16]}"
+        if len(reason.encode()) > _REASON_BYTES:
+            reason = f"import ...{path.name[-(_REASON_BYTES - 40):]} sha256:{digest[:16]}"
+        source = f"import:{fmt.value}"
+        rows, held, targets = staging.write(reason, source, progress=progress)
+    finally:
+        staging.close()
+    ledger.add(store, digest, path, fmt.value, key, targets)
+    status = "imported" if any(rows.values()) else "unchanged"
+    return FileReport(str(path), fmt.value, ",".join(sorted({d.kind for d in found})), status, rows, held,
+                      staging.repeated, tuple(sorted(staging.symbols)), digest)
+
+
+class _Staging:
+    """Parsed frames per (table, symbol, partition), in arrival order; spilled to Parquet
+    files in a temporary folder once more than ``memory_rows`` rows are held."""
+
+    def __init__(self, store, folder: Path, memory_rows: int):
+        self.store = store
+        self.folder = folder
+        self.memory_rows = int(memory_rows)
+        self.items: dict[tuple[str, str, int], list] = {}
+        self.in_memory = 0
+        self.spills = 0
+        self.repeated = 0
+        self.symbols: set[str] = set()
+        self.created: set[str] = set()
+        self._tmp: Path | None = None
+
+    def add(self, table: str, symbol: str, df: pd.DataFrame, schema=None) -> None:
+        if schema is not None and table not in self.created:
+            self.store.create_table(table, schema)  # idempotent; refuses another schema of that name
+            self.created.add(table)
+        schema = self.store[table].schema
+        self.symbols.add(symbol)
+        days = df.index.asi8 // NS_PER_DAY
+        parts = schema.partition.floor(days)
+        if len(parts) and (parts == parts[0]).all():
+            self.items.setdefault((table, symbol, int(parts[0])), []).append(df)
+        else:
+            for p in np.unique(parts):
+                self.items.setdefault((table, symbol, int(p)), []).append(df[parts == p])
+        self.in_memory += len(df)
+        if self.in_memory > self.memory_rows:
+            self._spill()
+
+    def columns_of(self, table: str) -> list | None:
+        """The columns of ``table`` if it is built in or was created, else None."""
+        try:
+            return self.store[table].schema.names
+        except TickstoreError:
+            return None
+
+    def _spill(self) -> None:
+        if self._tmp is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"staging-{os.getpid()}-", dir=self.folder))
+        for k, items in self.items.items():
+            frames = [x for x in items if isinstance(x, pd.DataFrame)]
+            if not frames:
+                continue
+            self.spills += 1
+            target = self._tmp / f"{self.spills:06d}.parquet"
+            pd.concat(frames).to_parquet(target)
+            # keep order: everything in memory for this key was received before what follows
+            self.items[k] = [x for x in items if not isinstance(x, pd.DataFrame)] + [target]
+        self.in_memory = 0
+
+    def _frame(self, items: list) -> pd.DataFrame:
+        return pd.concat([x if isinstance(x, pd.DataFrame) else pd.read_parquet(x) for x in items])
+
+    def write(self, reason: str, source: str, *, progress: bool):
+        from tqdm import tqdm
+
+        rows: dict[str, int] = {}
+        held: dict[str, int] = {}
+        targets = []
+        keys = sorted(self.items)
+        for table, symbol, part in tqdm(keys, desc="store", unit="partition", disable=not progress or len(keys) < 2, leave=False):
+            t = self.store[table]
+            df = self._frame(self.items[(table, symbol, part)]).sort_index(kind="stable")
+            if t.schema.key is not None:
+                cols = [k for k in t.schema.key if k != "ts"]
+                flat = pd.DataFrame({c: df[c].to_numpy() for c in cols})
+                if "ts" in t.schema.key:
+                    flat["ts"] = df.index.asi8
+                dup = flat.duplicated(keep="first").to_numpy()
+                if dup.any():
+                    self.repeated += int(dup.sum())
+                    df = df[~dup]
+            commit = t.ingest(symbol, df, reason=reason, source=source)
+            rows[table] = rows.get(table, 0) + len(df) - commit.skipped
+            held[table] = held.get(table, 0) + commit.skipped
+            targets.append([table, symbol, part, [int(v) for _, v in commit.versions]])
+            self.items[(table, symbol, part)] = []
+        return rows, held, targets
+
+    def close(self) -> None:
+        self.items.clear()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class _Ledger:
+    """``<root>/_imports/ledger.jsonl``: one JSON line per file imported to its end."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _entries(self):
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return
+        for line in text.splitlines():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash: that file was not recorded as done
+
+    def done(self, store, digest: str, fmt: str, key: str) -> bool:
+        """True when the file was imported with the same options and nothing it touched
+        was deleted since (a delete makes the next import bring the rows back)."""
+        for e in self._entries():
+            if e.get("sha256") != digest or e.get("format") != fmt or e.get("options") != key:
+                continue
+            ok = True
+            for table, symbol, part, _versions in e.get("targets", []):
+                hist = store[table].versions(symbol, pd.Timestamp(int(part) * NS_PER_DAY, unit="ns", tz="UTC"))
+                later = hist[hist["committed_at"] > pd.Timestamp(e["completed_ns"], unit="ns", tz="UTC")]
+                if (later["operation"] == "delete").any():
+                    ok = False
+                    break
+            if ok:
+                return True
+        return False
+
+    def add(self, store, digest: str, path: Path, fmt: str, key: str, targets) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"sha256": digest, "file": str(path), "format": fmt, "options": key,
+                           "completed_ns": store.clock.now_ns(), "targets": targets}) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -213,3 +213,52 @@ def query(ctx, what, symbol, exchange, start, end, as_of, limit, fmt, root):
     with Tickstore(path) as store:
         frame = store[_QUERY_TABLES[what]].select(sym, start, end, as_of=as_of)
     emit(frame.head(limit) if start is not None else frame.tail(limit), fmt)
+
+
+# -- files researchers already have (collectors.importers) --------------------------------------
+__all__ += ["import_"]
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--format", "-F", "fmt", default=None, metavar="FORMAT",
+              help="tardis, binance-vision, hyperliquid-archive, bybit-history, binance-rest, hyperliquid-rest, "
+                   "freqtrade, ccxt or funding-csv. [default: detected per file]")
+@click.option("--kind", default=None, help="The data kind where the file cannot tell it (e.g. Tardis liquidations, a bar interval).")
+@click.option("--market", default=None, help="spot, usdm, coinm (Binance); linear, spot (Bybit). [default: from the path or file]")
+@click.option("--symbol", default=None, help="Tickstore symbol (binance:BTC/USDT:USDT) or the venue's id, where the file names none.")
+@click.option("--venue", default=None, type=click.Choice(["binance", "bybit", "hyperliquid"]),
+              help="ccxt exchange id, where the file does not say it.")
+@click.option("--levels", type=click.IntRange(1, 500), default=None,
+              help="Book depth stored (table book, or book_<N>). [default: 5; Tardis book_snapshot_N: N]")
+@click.option("--interval-ms", default=100, show_default=True, help="Book snapshot grid in exchange time.")
+@click.option("--keep-diffs", is_flag=True, help="Also store order-book diffs in book_diffs.")
+@click.option("--utc-offset", default=None, metavar="OFFSET", help="Offset of naive local times in the file (e.g. 3h).")
+@click.option("--force", is_flag=True, help="Parse files the import ledger lists as done (still adds only missing rows).")
+@click.option("--root", metavar="DIR", help="Store root folder (created if absent). [default: the group's --root]")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+@click.pass_context
+def import_(ctx, paths, fmt, kind, market, symbol, venue, levels, interval_ms, keep_diffs, utc_offset, force, root, progress):
+    """Import files (or folders) of market data into the store, as the live collectors store them.
+
+    Tardis CSVs, Binance's public archive (data.binance.vision zips or CSVs), Hyperliquid's
+    S3 archive (.lz4), Bybit's history files, Binance and Hyperliquid REST answers, freqtrade
+    data folders, ccxt json.dump files and funding-history CSVs. The format, market and
+    symbol are read from each file's name and content; a file that does not say enough
+    stops the run before anything is written, naming the option to pass. Each file lands
+    as new versions with source "import:<format>" and the file in the reason; rows the store
+    already holds are not added again, so importing a file twice changes nothing and an
+    interrupted import is resumed by running it again. Examples:
+
+        tickstore import ~/tardis/binance-futures_trades_2024-01-01_BTCUSDT.csv.gz
+        tickstore import ADABTC-1m-2021-11-27.csv --market spot
+    """
+    from tickstore import Tickstore
+
+    from .importers import ImportOptions, import_files
+
+    options = ImportOptions(market=market, kind=kind, symbol=symbol, venue=venue, book_levels=levels,
+                            book_interval_ms=interval_ms, keep_diffs=keep_diffs, utc_offset=utc_offset)
+    with Tickstore(_root(ctx, root)) as store:
+        report = import_files(store, list(paths), format=fmt, options=options, progress=progress, force=force)
+    click.echo(report.summary())

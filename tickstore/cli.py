@@ -9,6 +9,7 @@
     tickstore snapshot NAME | --list
     tickstore verify
     tickstore reindex [TABLE...]
+    tickstore export TABLE SYMBOL... [--start] [--end] [--as-of] --format parquet|arrow|csv -o PATH
     tickstore demo [--root DIR]
 
 Each command calls one library function and formats what it returns. Library errors
@@ -37,6 +38,8 @@ from click.core import ParameterSource
 
 from .demo import run_demo
 from .errors import NotFoundError, TickstoreError
+from .export import FORMATS as EXPORT_FORMATS
+from .export import LAYOUTS, export, flat_frame, iso_utc
 from .store import Tickstore
 
 __all__ = ["main", "TickstoreGroup"]
@@ -120,33 +123,12 @@ def main(ctx: click.Context, root: str) -> None:
 
 
 # -- output -------------------------------------------------------------------------------
-def _iso(values) -> np.ndarray:
-    """UTC datetimes -> ISO 8601 strings ending in Z, at the coarsest exact unit (ms/us/ns)."""
-    idx = pd.DatetimeIndex(values)
-    ns = idx.as_unit("ns").asi8
-    ok = ~idx.isna()
-    unit = "ms" if not (ns[ok] % 1_000_000).any() else "us" if not (ns[ok] % 1_000).any() else "ns"
-    out = np.datetime_as_string(idx.tz_convert(None).as_unit("ns").to_numpy(), unit=unit, timezone="UTC")
-    out = out.astype(object)
-    out[~ok] = None
-    return out
-
-
-def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """The index as a column, datetimes as ISO strings: what csv and json print."""
-    flat = frame.reset_index()
-    for c in flat.columns:
-        if isinstance(flat[c].dtype, pd.DatetimeTZDtype):
-            flat[c] = _iso(flat[c])
-    return flat
-
-
 def emit(frame: pd.DataFrame, fmt: str) -> None:
     """Print ``frame`` as a table, CSV or JSON records (ISO UTC times); shared by plugin commands."""
     if fmt == "csv":
-        click.echo(_plain(frame).to_csv(index=False), nl=False)
+        click.echo(flat_frame(frame).to_csv(index=False), nl=False)
     elif fmt == "json":
-        flat = _plain(frame)
+        flat = flat_frame(frame)
         records = flat.astype(object).where(flat.notna(), None).to_dict(orient="records")
         click.echo(json.dumps(records, default=_json_default))
     elif frame.empty:
@@ -246,7 +228,36 @@ def snapshot(ctx, name, note, list_, fmt):
         emit(store.snapshots(), fmt)
         return
     at = store.snapshot(name, note=note)
-    click.echo(f"snapshot {name} as of {_iso([at])[0]}")
+    click.echo(f"snapshot {name} as of {iso_utc([at])[0]}")
+
+
+@main.command("export")
+@click.argument("table")
+@click.argument("symbols", nargs=-1, required=True)
+@click.option("--start", help="First event time (inclusive), e.g. 2024-08-08.")
+@click.option("--end", help="End event time (exclusive).")
+@click.option("--as-of", "as_of", help="Knowledge time or snapshot name (default: latest).")
+@click.option("--columns", help="Comma-separated columns (default: all).")
+@click.option("--format", "-f", "fmt", type=click.Choice(EXPORT_FORMATS), default="parquet", show_default=True,
+              help="File format (arrow: an Arrow IPC file).")
+@click.option("--output", "-o", "output", required=True, type=click.Path(), help="File or folder to write.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default="auto", show_default=True,
+              help="file: one file; days: a hive-partitioned folder (date=YYYY-MM-DD/); auto: days when the rows span several.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.pass_context
+def export_(ctx, table, symbols, start, end, as_of, columns, fmt, output, layout, overwrite):
+    """Write what select returns to Parquet, Arrow or CSV, with the pin of the read.
+
+    Times are UTC. The pin (which files and versions the read used, with checksums) is in
+    the file's metadata (Parquet/Arrow), or in <file>.pin.json beside a CSV. Example:
+
+        tickstore export trades binance:BTC/USDT:USDT --start 2024-08-01 --end 2024-09-01 -o btc/
+    """
+    cols = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
+    target = symbols[0] if len(symbols) == 1 else list(symbols)
+    result = export(_store(ctx)[table], target, start, end, path=output, format=fmt, as_of=as_of, columns=cols,
+                    layout=layout, overwrite=overwrite)
+    click.echo(result.summary())
 
 
 @main.command()

@@ -13,6 +13,9 @@ from every value. What each kind becomes::
     klines        open_time,open,high,low,close,volume,close_time,quote_volume,count,
     (any interval) taker_buy_volume,taker_buy_quote_volume,ignore
                   -> ohlcv_<interval> (1w -> ohlcv_7d; 1mo -> table ohlcv_1mo, created)
+    markPriceKlines, indexPriceKlines, premiumIndexKlines (same columns; the path says which)
+                  -> mark_ohlcv_<interval>, index_ohlcv_<interval>, premium_ohlcv_<interval>
+                     (created: bars of those prices have no built-in table)
     bookTicker    update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,
                   transaction_time,event_time -> quotes (ts = event_time, as the live stream)
     fundingRate   calc_time,funding_interval_hours,last_funding_rate
@@ -50,7 +53,7 @@ from collectors.book import BookBuilder
 from collectors.events import DepthDiff, DepthSnapshot
 from collectors.exchanges import binance as bn
 from collectors.funding import SettlementError, settlement_times
-from tickstore.schemas import Column, Partition, Schema
+from tickstore.schemas import Column, Schema
 
 from .core import (
     DataImportError,
@@ -62,20 +65,24 @@ from .core import (
     Sink,
     csv_blocks,
     epoch_to_ns,
+    ohlcv_schema,
+    ohlcv_table,
     resolve_symbol,
+    timeframe_of,
     user_symbol,
     utc,
     utc_index,
 )
 from .detect import Detected
 
-__all__ = ["KINDS", "sniff", "parse", "kline_table"]
+__all__ = ["KINDS", "sniff", "parse"]
 
-KINDS = ("trades", "aggTrades", "klines", "bookTicker", "fundingRate", "metrics", "liquidationSnapshot", "bookDepth", "depth")
-_NOT_STORED = ("markPriceKlines", "indexPriceKlines", "premiumIndexKlines")
+KINDS = ("trades", "aggTrades", "klines", "markPriceKlines", "indexPriceKlines", "premiumIndexKlines", "bookTicker",
+         "fundingRate", "metrics", "liquidationSnapshot", "bookDepth", "depth")
+_PRICE_KLINES = {"markPriceKlines": "mark", "indexPriceKlines": "index", "premiumIndexKlines": "premium"}
 _INTERVAL = r"\d+(?:s|m|h|d|w|mo)"
 _NAME = re.compile(
-    r"(?P<symbol>[A-Z0-9_]+)-(?P<kind>" + "|".join(KINDS[:-1] + _NOT_STORED) + "|" + _INTERVAL + r")-(?P<date>\d{4}-\d{2}(?:-\d{2})?)"
+    r"(?P<symbol>[A-Z0-9_]+)-(?P<kind>" + "|".join(KINDS[:-1]) + "|" + _INTERVAL + r")-(?P<date>\d{4}-\d{2}(?:-\d{2})?)"
 )
 _TDEPTH = re.compile(r"(?P<symbol>[A-Z0-9_]+)_T_DEPTH_(?P<date>\d{4}-\d{2}-\d{2})")
 _COINM_ID = re.compile(r"^[A-Z0-9]+USD_(?:PERP|\d{6})$")
@@ -95,23 +102,6 @@ _PREFIXES = {  # headers with columns that varied over the years: matched on the
     "time,side,order_type,time_in_force,original_quantity,price,average_price": "liquidationSnapshot",
 }
 _FUTURES_ONLY = ("bookTicker", "fundingRate", "metrics", "liquidationSnapshot", "bookDepth", "depth")
-
-
-def kline_table(interval: str) -> str:
-    """The table of klines of ``interval`` (Binance's spelling): ``1m`` -> ``ohlcv_1m``,
-    ``1w`` -> ``ohlcv_7d``, ``1mo`` -> ``ohlcv_1mo`` (not built in: calendar months)."""
-    m = re.fullmatch(r"(\d+)(s|m|h|d|w|mo)", interval)
-    if not m:
-        raise DataImportError(f"{interval!r} is not a Binance kline interval like 1m, 4h, 1d, 1w, 1mo")
-    n, unit = int(m.group(1)), m.group(2)
-    if unit == "w":
-        return f"ohlcv_{7 * n}d"
-    return f"ohlcv_{n}{unit}"
-
-
-def _month_schema(name: str) -> Schema:
-    return Schema(name, tuple(Column(c, "float64") for c in ("open", "high", "low", "close", "volume")), key=("ts",),
-                  partition=Partition.YEAR, description="calendar-month OHLCV bars (Binance 1mo klines); ts is the bar open")
 
 
 _BOOK_DEPTH = Schema(
@@ -149,11 +139,9 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     if named is not None:
         symbol = named.group("symbol")
         k = named.group("kind")
-        if k in _NOT_STORED:
-            raise DataImportError(f"{where}: {k} (klines of the {k[:-6]} price) have no table in the store; "
-                                  f"mark and index prices come from the live markPrice stream (table mark)")
         if re.fullmatch(_INTERVAL, k):
-            kind, interval = kind or "klines", k
+            in_path = [p for p in _PRICE_KLINES if f"/{p}/" in "/" + path]
+            kind, interval = kind or (in_path[0] if in_path else "klines"), k
         else:
             kind = kind or k
     elif tdepth is not None:
@@ -176,7 +164,7 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
             market = "spot"
         elif ncols == spot_cols - 1 and market is None:
             market = "futures"  # usdm or coinm: the symbol tells
-    if kind == "klines" and interval is None:
+    if kind.endswith("lines") and interval is None:
         interval = _interval_of(member, where)
     market = options.market or _market_of_path(path) or market
     if symbol is None and options.symbol is None:
@@ -210,19 +198,13 @@ def _interval_of(member: Member, where: str) -> str:
             opens.append(int(line.split(b",", 1)[0]))
         if len(opens) == 2:
             break
-    if len(opens) < 2:
-        raise MissingOption(f"{where}: cannot tell the kline interval (name not like BTCUSDT-1m-2024-01-01.csv, "
-                            f"fewer than two rows); rename the file to Binance's name")
-    step = int(epoch_to_ns(np.array(opens[1:])) [0] - epoch_to_ns(np.array(opens[:1]))[0]) // 1_000_000_000
-    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if step >= seconds and step % seconds == 0:
-            return f"{step // seconds}{unit}"
-    raise MissingOption(f"{where}: the first two klines are {step} s apart: not an interval; rename the file to Binance's name")
+    return timeframe_of(epoch_to_ns(np.array(opens, dtype=np.int64), where=where) if opens else [], where=where)
 
 
 def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> None:
     {
-        "trades": _trades, "aggTrades": _agg_trades, "klines": _klines, "bookTicker": _book_ticker,
+        "trades": _trades, "aggTrades": _agg_trades, "klines": _klines, "markPriceKlines": _klines,
+        "indexPriceKlines": _klines, "premiumIndexKlines": _klines, "bookTicker": _book_ticker,
         "fundingRate": _funding, "metrics": _metrics, "liquidationSnapshot": _liquidations,
         "bookDepth": _book_depth, "depth": _depth,
     }[det.kind](member, det, options, sink)
@@ -281,8 +263,9 @@ _KLINE_EXTRAS = ("quote_volume", "count", "taker_buy_volume", "taker_buy_quote_v
 def _klines(member, det, options, sink) -> None:
     where = member.where()
     interval = det.hints["interval"]
-    table = kline_table(interval)
-    schema = _month_schema(table) if interval.endswith("mo") else None
+    price = _PRICE_KLINES.get(det.kind)
+    table = ohlcv_table(interval) if price is None else f"{price}_{ohlcv_table(interval)}"
+    schema = ohlcv_schema(table, what=f"{interval} OHLCV bars" + (f" of the {price} price" if price else ""))
     dtypes = {c: np.float64 for c in _KLINE[1:6] + list(_KLINE_EXTRAS)}
     dtypes.update(open_time=np.int64, close_time=np.int64, ignore=str)
     # the rule for the other fields: kept where the table has a column of that name
@@ -330,7 +313,7 @@ def _utc_text(values: pd.Series, lines, where, what: str) -> np.ndarray:
     if t.isna().any():
         i = int(np.argmax(t.isna().to_numpy()))
         raise MalformedInput(where, int(lines[i]), f"{what} {values.iat[i]!r} is not a time like 2023-01-01 00:05:00")
-    return t.dt.as_unit("ns").to_numpy().view(np.int64)
+    return pd.DatetimeIndex(t).as_unit("ns").asi8
 
 
 def _metrics(member, det, options, sink) -> None:

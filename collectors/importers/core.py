@@ -454,6 +454,79 @@ class Sink:
                 self._consume(table, symbol, df, None)
 
 
+def timeframe_of(ts_ns, *, where: str) -> str:
+    """A bar interval (``1m``, ``4h``, ``1d``) from the spacing of the first two bar times."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    if len(ts) < 2:
+        raise MissingOption(f"{where}: cannot tell the bar interval from fewer than two bars; name the file like "
+                            f"BTCUSDT-1h-2024-01-01.json or pass --kind <interval> (e.g. --kind 1h)")
+    step = int(ts[1] - ts[0]) // 1_000_000_000
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if step >= seconds and step % seconds == 0:
+            return f"{step // seconds}{unit}"
+    raise MissingOption(f"{where}: the first two bars are {step} s apart, not an interval; pass --kind <interval>")
+
+
+def ohlcv_table(interval: str) -> str:
+    """The table of bars of ``interval`` (ccxt/Binance spelling): ``1m`` -> ``ohlcv_1m``,
+    ``1w`` -> ``ohlcv_7d``, ``1M``/``1mo`` -> ``ohlcv_1mo`` (calendar months: not built in)."""
+    m = re.fullmatch(r"(\d+)(s|m|h|d|w|mo|M)", interval)
+    if not m:
+        raise DataImportError(f"{interval!r} is not a bar interval like 1m, 4h, 1d, 1w, 1mo")
+    n, unit = int(m.group(1)), m.group(2)
+    if unit == "w":
+        return f"ohlcv_{7 * n}d"
+    if unit in ("mo", "M"):
+        return f"ohlcv_{n}mo"
+    return f"ohlcv_{n}{unit}"
+
+
+def ohlcv_schema(table: str, *, what: str = "OHLCV bars") -> "Schema | None":
+    """``None`` for a built-in bar table; the schema of one the importers create (calendar
+    months ``ohlcv_<n>mo``; bars of the mark/index/premium price ``mark_ohlcv_<interval>``...)."""
+    from tickstore.errors import UnknownTableError
+    from tickstore.schemas import Column, Partition, Schema, builtin_schema
+
+    try:
+        builtin_schema(table)
+        return None
+    except UnknownTableError:
+        pass
+    return Schema(table, tuple(Column(c, "float64") for c in ("open", "high", "low", "close", "volume")), key=("ts",),
+                  partition=Partition.YEAR if table.endswith(("h", "d", "mo")) else Partition.MONTH,
+                  description=f"{what}; ts is the bar open")
+
+
+def ohlcv_frame(ts_ns, o, h, l, c, v) -> pd.DataFrame:
+    return pd.DataFrame({"open": np.asarray(o, np.float64), "high": np.asarray(h, np.float64),
+                         "low": np.asarray(l, np.float64), "close": np.asarray(c, np.float64),
+                         "volume": np.asarray(v, np.float64)}, index=utc_index(ts_ns))
+
+
+def load_json(member: Member):
+    """A JSON document, or a list of the documents of a JSON-lines file (one per line).
+
+    Raises ``MalformedInput`` naming the line of a JSON-lines document that does not parse.
+    """
+    import orjson
+
+    raw = member.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as whole:
+        docs = []
+        for i, line in enumerate(raw.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                docs.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                if i == 1 and len(docs) == 0 and raw.count(b"\n") <= 1:
+                    raise MalformedInput(member.where(), None, f"not JSON ({whole})") from None
+                raise MalformedInput(member.where(), i, f"not JSON ({exc})", line) from None
+        return docs
+
+
 def utc_index(ns) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), tz="UTC", name="ts")
 

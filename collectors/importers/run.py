@@ -218,6 +218,7 @@ class _Staging:
         self.folder = folder
         self.memory_rows = int(memory_rows)
         self.items: dict[tuple[str, str, int], list] = {}
+        self.counts: dict[tuple[str, str, int], int] = {}
         self.in_memory = 0
         self.spills = 0
         self.repeated = 0
@@ -234,10 +235,12 @@ class _Staging:
         days = df.index.asi8 // NS_PER_DAY
         parts = schema.partition.floor(days)
         if len(parts) and (parts == parts[0]).all():
-            self.items.setdefault((table, symbol, int(parts[0])), []).append(df)
+            pieces = [((table, symbol, int(parts[0])), df)]
         else:
-            for p in np.unique(parts):
-                self.items.setdefault((table, symbol, int(p)), []).append(df[parts == p])
+            pieces = [((table, symbol, int(p)), df[parts == p]) for p in np.unique(parts)]
+        for key, piece in pieces:
+            self.items.setdefault(key, []).append(piece)
+            self.counts[key] = self.counts.get(key, 0) + len(piece)
         self.in_memory += len(df)
         if self.in_memory > self.memory_rows:
             self._spill()
@@ -268,30 +271,49 @@ class _Staging:
         return pd.concat([x if isinstance(x, pd.DataFrame) else pd.read_parquet(x) for x in items])
 
     def write(self, reason: str, source: str, *, progress: bool):
+        """Ingest everything staged: per (table, symbol), runs of partitions of up to
+        ``memory_rows`` rows each in one commit (a lone partition may be larger)."""
         from tqdm import tqdm
 
         rows: dict[str, int] = {}
         held: dict[str, int] = {}
         targets = []
         keys = sorted(self.items)
-        for table, symbol, part in tqdm(keys, desc="store", unit="partition", disable=not progress or len(keys) < 2, leave=False):
+        groups: list[list] = []
+        for key in keys:
+            if groups and groups[-1][0][:2] == key[:2] and self._rows(groups[-1]) < self.memory_rows:
+                groups[-1].append(key)
+            else:
+                groups.append([key])
+        for group in tqdm(groups, desc="store", unit="commit", disable=not progress or len(groups) < 2, leave=False):
+            table, symbol = group[0][:2]
             t = self.store[table]
-            df = self._frame(self.items[(table, symbol, part)]).sort_index(kind="stable")
-            if t.schema.key is not None:
-                cols = [k for k in t.schema.key if k != "ts"]
-                flat = pd.DataFrame({c: df[c].to_numpy() for c in cols})
-                if "ts" in t.schema.key:
-                    flat["ts"] = df.index.asi8
-                dup = flat.duplicated(keep="first").to_numpy()
-                if dup.any():
-                    self.repeated += int(dup.sum())
-                    df = df[~dup]
+            df = pd.concat([self._partition(t, k) for k in group])
             commit = t.ingest(symbol, df, reason=reason, source=source)
             rows[table] = rows.get(table, 0) + len(df) - commit.skipped
             held[table] = held.get(table, 0) + commit.skipped
-            targets.append([table, symbol, part, [int(v) for _, v in commit.versions]])
-            self.items[(table, symbol, part)] = []
+            written = {int(d.value // NS_PER_DAY): int(v) for d, v in commit.versions}
+            targets += [[table, symbol, part, written.get(part)] for _, _, part in group]
         return rows, held, targets
+
+    def _rows(self, group) -> int:
+        return sum(self.counts[k] for k in group)
+
+    def _partition(self, t, key) -> pd.DataFrame:
+        """One partition's rows in arrival order, stably sorted by ts, the first row of a
+        repeated key kept (what the live collector does with a batch)."""
+        df = self._frame(self.items[key]).sort_index(kind="stable")
+        self.items[key] = []
+        if t.schema.key is not None:
+            cols = [k for k in t.schema.key if k != "ts"]
+            flat = pd.DataFrame({c: df[c].to_numpy() for c in cols})
+            if "ts" in t.schema.key:
+                flat["ts"] = df.index.asi8
+            dup = flat.duplicated(keep="first").to_numpy()
+            if dup.any():
+                self.repeated += int(dup.sum())
+                df = df[~dup]
+        return df
 
     def close(self) -> None:
         self.items.clear()

@@ -228,7 +228,8 @@ class _Staging:
 
     def add(self, table: str, symbol: str, df: pd.DataFrame, schema=None) -> None:
         if schema is not None and table not in self.created:
-            self.store.create_table(table, schema)  # idempotent; refuses another schema of that name
+            if self.columns_of(table) is None:  # a table made by the user keeps its schema
+                self.store.create_table(table, schema)
             self.created.add(table)
         schema = self.store[table].schema
         self.symbols.add(symbol)

@@ -106,7 +106,10 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     if kind is None:
         return None
     where = member.where()
-    named = _NAME.search(str(member.path.as_posix()) + "/" + member.name)
+    named = _NAME.search(member.name) or _NAME.search(member.path.name)
+    parts = member.path.parts  # the datasets API's <exchange>/<data type>/YYYY/MM/DD/<SYMBOL>.csv.gz
+    if named is None and len(parts) >= 5 and parts[-5] in KINDS:
+        named = _NAME.search(parts[-5])
     if options.kind is not None:
         if options.kind not in KINDS:
             raise MissingOption(f"{where}: --kind {options.kind!r} is not a Tardis data type; they are {list(KINDS)}")
@@ -159,7 +162,7 @@ class _Symbols:
 
 def _groups(lines: np.ndarray, ex: pd.Series, sy: pd.Series):
     """(start, stop, exchange, symbol, first line) of runs of one (exchange, symbol)."""
-    pair = (ex + "\x00" + sy).to_numpy()
+    pair = (ex + "|" + sy).to_numpy()
     cut = np.flatnonzero(pair[1:] != pair[:-1]) + 1
     starts = np.r_[0, cut]
     stops = np.r_[cut, len(pair)]
@@ -381,7 +384,7 @@ def _incremental(member, det, options, symbols, sink) -> None:
             raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not bid or ask")
         ts, recv = _times(df, lines, where)
         frame = {
-            "pair": (df["exchange"] + "\x00" + df["symbol"]).to_numpy(), "snap": snap.to_numpy(bool),
+            "pair": (df["exchange"] + "|" + df["symbol"]).to_numpy(), "snap": snap.to_numpy(bool),
             "side": side.to_numpy(np.int8), "price": df["price"].to_numpy(), "qty": df["amount"].to_numpy(),
             "ts": ts, "recv": recv, "line": lines,
         }
@@ -415,7 +418,7 @@ class _L2:
 
 
 def _message(fr, a, b, state, symbols, det, options, levels, sink) -> None:
-    ex, native = str(fr["pair"][a]).split("\x00", 1)
+    ex, native = str(fr["pair"][a]).split("|", 1)
     sym = symbols(ex, native, int(fr["line"][a]))
     st = state.get(sym)
     if st is None:

@@ -1,0 +1,161 @@
+"""Binance's public archive -> the store, compared with an independent parse of each file.
+
+Formats: https://github.com/binance/binance-public-data (README: column titles of spot and
+futures trades, aggTrades and klines; paths data/<spot|futures/um|futures/cm>/<daily|monthly>/
+<kind>/<SYMBOL>/...; futures files carry a header row since 2022; spot timestamps are in
+microseconds from 2025). Real samples: ``nautilus_trader/ADABTC-1m-2021-11-27.csv`` (spot
+klines, no header) and the T_DEPTH order-book CSVs ``btcusdt-depth-snap/update.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+import pytest
+
+from collectors.importers import MalformedInput, MissingOption
+from tests.importers.helpers import run, write, write_zip
+
+PERP = "binance:BTC/USDT:USDT"
+
+
+def _ms(v) -> pd.Timestamp:
+    return pd.Timestamp(int(v) * 1_000_000, unit="ns", tz="UTC")
+
+
+def test_real_spot_klines_need_the_market_then_land_in_ohlcv_1m(store, data_dir):
+    path = data_dir / "nautilus_trader" / "ADABTC-1m-2021-11-27.csv"
+    with pytest.raises(MissingOption, match="pass --market spot, usdm or coinm"):
+        run(store, path)
+    run(store, path, market="spot")
+    got = store["ohlcv_1m"].select("binance:ADA/BTC")
+    rows = list(csv.reader(open(path)))
+    assert len(got) == len(rows) == 1440
+    assert list(got.index) == [_ms(r[0]) for r in rows]
+    assert got[["open", "high", "low", "close", "volume"]].values.tolist() == [[float(x) for x in r[1:6]] for r in rows]
+    # the documented rule: the other kline fields have no column in ohlcv_1m and are dropped
+    assert list(got.columns) == ["open", "high", "low", "close", "volume"]
+    assert store["ohlcv_1m"].versions("binance:ADA/BTC", "2021-11-27")["source"].tolist() == ["import:binance-vision"]
+
+
+def test_kline_extras_are_kept_where_the_table_has_them(store, tmp_path):
+    from tickstore.schemas import Column, Partition, Schema
+
+    cols = ("open", "high", "low", "close", "volume", "quote_volume", "count")
+    store.create_table("ohlcv_1mo", Schema("ohlcv_1mo", tuple(Column(c, "int64" if c == "count" else "float64") for c in cols),
+                                           key=("ts",), partition=Partition.YEAR))
+    text = ("1704067200000,42283.58,44184.10,39555.00,42580.00,1063532.4,1706745599999,4.6e10,12345,5.3e5,2.3e10,0\n"
+            "1706745600000,42580.00,43882.36,38555.00,43000.00,1000000.0,1709251199999,4.1e10,23456,5.0e5,2.1e10,0\n")
+    run(store, write_zip(tmp_path / "data/futures/um/monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-2024-01.zip",
+                         "BTCUSDT-1mo-2024-01.csv", text))
+    got = store["ohlcv_1mo"].select(PERP)
+    assert got["quote_volume"].tolist() == [4.6e10, 4.1e10] and got["count"].tolist() == [12345, 23456]
+
+
+TRADES_SPOT = """3735683259,61837.63000000,0.02000000,1236.75260000,1723161255342,True,True
+3735683260,61837.64000000,0.00100000,61.83764000,1723161255343,False,True
+"""
+TRADES_UM = """id,price,qty,quote_qty,time,is_buyer_maker
+5266583935,61800.30,0.006,370.8018,1723161256322,false
+5266583936,61800.20,0.100,6180.02,1723161256325,true
+"""
+
+
+def test_trades_spot_without_header_and_usdm_with_header(store, tmp_path):
+    run(store, write_zip(tmp_path / "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2024-08-08.zip",
+                         "BTCUSDT-trades-2024-08-08.csv", TRADES_SPOT))
+    run(store, write_zip(tmp_path / "data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2024-08-08.zip",
+                         "BTCUSDT-trades-2024-08-08.csv", TRADES_UM))
+    for sym, text in (("binance:BTC/USDT", TRADES_SPOT), (PERP, TRADES_UM)):
+        rows = [r for r in csv.reader(text.splitlines()) if r[0].isdigit()]
+        got = store["trades"].select(sym)
+        assert got["trade_id"].tolist() == [int(r[0]) for r in rows]
+        assert list(got.index) == [_ms(r[4]) for r in rows]
+        assert got["price"].tolist() == [float(r[1]) for r in rows] and got["qty"].tolist() == [float(r[2]) for r in rows]
+        assert got["side"].tolist() == [-1 if r[5].lower() == "true" else 1 for r in rows]  # buyer maker: a sell
+        assert list(got["recv_ts"]) == list(got.index)  # the archive has no receive time
+
+
+def test_microsecond_spot_timestamps_are_read_per_value(store, tmp_path):
+    us = TRADES_SPOT.replace("1723161255342", "1723161255342123").replace("1723161255343", "1723161255343456")
+    run(store, write(tmp_path / "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-01.csv", us))
+    got = store["trades"].select("binance:BTC/USDT")
+    assert [t.value for t in got.index] == [1723161255342123000, 1723161255343456000]
+
+
+def test_funding_rate_snapped_with_its_interval(store, tmp_path):
+    text = "calc_time,funding_interval_hours,last_funding_rate\n1704067200001,8,0.00010000\n1704096000000,8,-0.00002500\n"
+    run(store, write_zip(tmp_path / "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip",
+                         "BTCUSDT-fundingRate-2024-01.csv", text))
+    got = store["funding"].select(PERP)
+    assert list(got.index) == [pd.Timestamp("2024-01-01 00:00", tz="UTC"), pd.Timestamp("2024-01-01 08:00", tz="UTC")]
+    assert got["rate"].tolist() == [0.0001, -0.000025] and got["interval_h"].tolist() == [8.0, 8.0]
+
+
+def test_book_ticker_metrics_and_coinm_liquidations(store, tmp_path):
+    bt = ("update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time\n"
+          "5123107839020,61800.20,2.507,61800.30,2.510,1723161256316,1723161256317\n")
+    run(store, write(tmp_path / "data/futures/um/daily/bookTicker/BTCUSDT/BTCUSDT-bookTicker-2024-08-08.csv", bt))
+    q = store["quotes"].select(PERP)
+    assert q.index[0] == _ms(1723161256317) and q["update_id"].iat[0] == 5123107839020  # ts = event time, as live
+    assert q[["bid_px", "bid_qty", "ask_px", "ask_qty"]].values.tolist() == [[61800.2, 2.507, 61800.3, 2.51]]
+    metrics = ("create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
+               "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio\n"
+               "2024-08-08 00:05:00,BTCUSDT,81234.567,5012345678.9,1.2,1.3,1.4,0.9\n")
+    run(store, write(tmp_path / "BTCUSDT-metrics-2024-08-08.csv", metrics))
+    oi = store["open_interest"].select(PERP)
+    assert oi.index[0] == pd.Timestamp("2024-08-08 00:05", tz="UTC") and oi["oi"].iat[0] == 81234.567
+    liq = ("time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
+           "last_fill_quantity,accumulated_fill_quantity\n"
+           "1723161256000,SELL,LIMIT,IOC,12,58000.1,58010.5,FILLED,12,12\n")
+    run(store, write(tmp_path / "data/futures/cm/daily/liquidationSnapshot/BTCUSD_PERP/BTCUSD_PERP-liquidationSnapshot-2024-08-08.csv", liq))
+    got = store["liquidations"].select("binance:BTC/USD:BTC")
+    assert got[["side", "price", "qty"]].values.tolist() == [[-1, 58000.1, 12.0]]
+
+
+def test_real_t_depth_update_diffs_and_a_book_from_snapshot_plus_diffs(store, data_dir, tmp_path):
+    upd = data_dir / "nautilus_trader" / "btcusdt-depth-update.csv"
+    run(store, upd, keep_diffs=True)
+    rows = list(csv.DictReader(open(upd)))
+    diffs = store["book_diffs"].select(PERP)
+    # one message (one last_update_id): bids first, then asks, as the live batcher writes them
+    exp = [r for r in rows if r["side"] == "b"] + [r for r in rows if r["side"] == "a"]
+    assert diffs["price"].tolist() == [float(r["price"]) for r in exp]
+    assert diffs["qty"].tolist() == [float(r["qty"]) for r in exp]
+    assert diffs["update_id"].unique().tolist() == [int(rows[0]["last_update_id"])]
+    assert diffs["prev_update_id"].unique().tolist() == [int(rows[0]["pu"])]
+    assert store.tables() == ["book_diffs"]  # no snapshot in that file: no book rows
+    # the real snapshot, then the real update rows renumbered to continue it (as the tar of
+    # one day holds them): the book syncs, and its grid rows are the independent book
+    snap = list(csv.DictReader(open(data_dir / "nautilus_trader" / "btcusdt-depth-snap.csv")))
+    sid, sts = int(snap[0]["last_update_id"]), int(snap[0]["timestamp"])
+    lines = ["symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu"]
+    lines += [",".join(r[k] for k in ("symbol", "timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty", "pu")) for r in snap]
+    for r in rows:
+        lines.append(f"BTCUSDT,{sts + 150},{sid - 5},{sid + 10},{r['side']},set,{r['price']},{r['qty']},{sid - 6}")
+    lines.append(f"BTCUSDT,{sts + 420},{sid + 11},{sid + 12},b,set,1.0,1.0,{sid + 10}")
+    combined = write(tmp_path / "BTCUSDT_T_DEPTH_2022-11-01_depth.csv", "\n".join(lines) + "\n")
+    run(store, combined)
+    book = store["book"].select(PERP)
+    bids = {float(r["price"]): float(r["qty"]) for r in snap if r["side"] == "b"}
+    asks = {float(r["price"]): float(r["qty"]) for r in snap if r["side"] == "a"}
+    for r in rows:
+        side = bids if r["side"] == "b" else asks
+        if float(r["qty"]) == 0:
+            side.pop(float(r["price"]), None)
+        else:
+            side[float(r["price"])] = float(r["qty"])
+    top_b = sorted(bids.items(), reverse=True)[:5]
+    top_a = sorted(asks.items())[:5]
+    first = book.iloc[0]
+    assert book.index[0] == _ms(-(-(sts + 150) // 100) * 100)
+    assert [(first[f"bid_px_{i}"], first[f"bid_qty_{i}"]) for i in range(1, 6)] == top_b
+    assert [(first[f"ask_px_{i}"], first[f"ask_qty_{i}"]) for i in range(1, 6)] == top_a
+
+
+def test_unreadable_row_is_refused_with_its_line(store, tmp_path):
+    bad = TRADES_UM.replace("370.8018,1723161256322,false", "370.8018,1723161256322,maybe")
+    with pytest.raises(MalformedInput, match=r"line 2: is_buyer_maker 'maybe' is not true or false"):
+        run(store, write(tmp_path / "data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2024-08-08.csv", bad))
+    assert store.tables() == []

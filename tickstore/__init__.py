@@ -14,13 +14,14 @@ from .errors import (
     LockedError,
     NotFoundError,
     PinError,
+    StorageError,
     SchemaError,
     SnapshotError,
     SymbolError,
     TickstoreError,
     UnknownTableError,
 )
-from .integrity import VerifyReport
+from .integrity import ReindexReport, VerifyReport
 from .pin import Pin, PinnedFile, Selection
 from .schemas import Column, Partition, Schema
 from .store import Commit, Table, Tickstore
@@ -35,6 +36,7 @@ __all__ = [
     "Pin",
     "PinnedFile",
     "VerifyReport",
+    "ReindexReport",
     "Schema",
     "Column",
     "Partition",
@@ -53,4 +55,5 @@ __all__ = [
     "FormatVersionError",
     "CorruptionError",
     "PinError",
+    "StorageError",
 ]

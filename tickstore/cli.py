@@ -281,15 +281,22 @@ def verify(ctx, no_checksums):
 @click.argument("tables", nargs=-1)
 @click.pass_context
 def reindex(ctx, tables):
-    """Rebuild the index of TABLES (default: all) from the files."""
+    """Rebuild the index of TABLES (default: all) from the files alone.
+
+    Works whatever state the index is in (damaged, truncated, missing). Files that cannot
+    be read or are not data files are left in place and listed (exit 1); leftover
+    temporaries and files of writes that died before committing are removed and listed.
+    """
     store = _store(ctx)
     present = store.tables()
     for name in tables:
         store[name]  # unknown names fail here, with the list of built-in tables
         if name not in present:
             raise NotFoundError(f"table {name!r} holds no data in {store.root}; tables are {present or 'none'}")
-    for name, n in store.reindex(list(tables) or None).items():
-        click.echo(f"{name}: {n} files indexed")
+    report = store.reindex(list(tables) or None)
+    click.echo(str(report))
+    if not report.ok:
+        raise CliError(f"reindex left {len(report.skipped)} file(s) out of the index (listed above); the rest is indexed")
 
 
 @main.command()

@@ -22,6 +22,7 @@ from .errors import FrameError
 __all__ = ["Clock", "SystemClock", "FrozenClock", "to_ns", "to_day", "ns_to_timestamp", "NS_PER_DAY"]
 
 NS_PER_DAY = 86_400_000_000_000
+TIME_RANGE = "1677-09-21T00:12:43Z .. 2262-04-11T23:47:16Z: int64 nanoseconds UTC"
 MAX_NS = np.iinfo(np.int64).max  # "+infinity": a version that is not superseded
 
 
@@ -87,10 +88,18 @@ def to_ns(value, *, what: str = "time") -> int:
     Raises
     ------
     FrameError
-        For naive datetimes, NaT, unparsable strings or other types.
+        For naive datetimes, NaT, unparsable strings, times outside 1677..2262 or other
+        types.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         raise FrameError(f"{what}={value!r}: give a timestamp or ISO string, not a bare integer")
+    try:
+        return _to_ns(value, what)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise FrameError(f"{what}={value!r} is outside the times the store holds ({TIME_RANGE})") from None
+
+
+def _to_ns(value, what: str) -> int:
     if isinstance(value, _dt.datetime) or isinstance(value, pd.Timestamp):
         if value.tzinfo is None:
             raise FrameError(f"{what}={value!r} is naive; give a tz-aware time (e.g. tz='UTC')")
@@ -109,7 +118,7 @@ def to_ns(value, *, what: str = "time") -> int:
         raise FrameError(f"{what}={value!r} ({type(value).__name__}) is not a time")
     if ts is pd.NaT or pd.isna(ts):
         raise FrameError(f"{what} is NaT")
-    return int(ts.value)
+    return int(ts.as_unit("ns").value)  # OutOfBoundsDatetime past 2262: see to_ns
 
 
 def to_day(value, *, what: str = "date") -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .clock import ns_to_timestamp
+from .clock import TIME_RANGE, ns_to_timestamp
 from .columns import Columns
 from .errors import DuplicateKeyError, FrameError, SchemaError
 from .schemas import Column, Schema
@@ -28,12 +28,30 @@ def _utc_ns(values, *, what: str) -> np.ndarray:
     if str(dtype.tz) != "UTC":
         values = values.tz_convert("UTC") if isinstance(values, pd.DatetimeIndex) else values.dt.tz_convert("UTC")
     if dtype.unit != "ns":
-        values = values.as_unit("ns") if isinstance(values, pd.DatetimeIndex) else values.dt.as_unit("ns")
+        try:
+            values = values.as_unit("ns") if isinstance(values, pd.DatetimeIndex) else values.dt.as_unit("ns")
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            raise FrameError(f"{what} holds times outside {TIME_RANGE}") from None
     ns = np.asarray(values.asi8 if isinstance(values, pd.DatetimeIndex) else values.array.asi8)
     if len(ns) and (ns == np.iinfo(np.int64).min).any():
         pos = int(np.argmax(ns == np.iinfo(np.int64).min))
         raise FrameError(f"{what} has NaT at position {pos}; every row needs a time")
     return ns
+
+
+def _utf8(value: str, what: str) -> bytes:
+    """A str column value as the UTF-8 bytes stored, if they read back as the same str.
+
+    Fixed-width bytes drop trailing NULs, and a lone surrogate has no UTF-8 form: both
+    would come back different, so both are refused.
+    """
+    try:
+        b = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SchemaError(f"{what}: {value[:40]!r} is not valid Unicode ({exc.reason} at {exc.start}); it cannot be stored") from None
+    if b.endswith(b"\x00"):
+        raise SchemaError(f"{what}: {value[:40]!r} ends with a NUL character, which fixed-width strings cannot keep; strip it")
+    return b
 
 
 def _column_values(col: Column, series: pd.Series, table: str) -> np.ndarray:
@@ -49,7 +67,7 @@ def _column_values(col: Column, series: pd.Series, table: str) -> np.ndarray:
         if bad or any(not isinstance(v, str) for v in vals):
             v = bad[0] if bad else next(v for v in vals if not isinstance(v, str))
             raise SchemaError(f"{what} must hold str, found {type(v).__name__} {v!r}")
-        enc = np.array([v.encode("utf-8") for v in vals], dtype=object)
+        enc = np.array([_utf8(v, what) for v in vals], dtype=object)
         too_long = [v for v in enc if len(v) > col.str_len]
         if too_long:
             raise SchemaError(f"{what}: {too_long[0][:40]!r}... is {len(too_long[0])} bytes; at most {col.str_len}")

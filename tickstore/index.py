@@ -19,6 +19,18 @@ writes exactly the rows it replaces, so as-of answers never change.
 The index file is rewritten whole and renamed into place for every commit: readers in
 other processes see the old or the new index, never a mix. The whole-file rewrite is
 cheap because it holds one symbol of one table (1,800 days x a few versions: ~1 ms).
+
+Index format 3 is an HDF5 file (``/entries``: the ENTRY rows' bytes, one blosc2 chunk;
+attributes ``tickstore_index_format``, ``table``, ``symbol``, ``partition``,
+``entry_dtype``) whose user block holds ``b"TICKSTORE-INDEX-3\n"``, a checksummed JSON
+header line (as in data files, see splay) and the JSON {tickstore_index_format, table,
+symbol, partition, entry_dtype, entries, chunk: [offset, bytes, offset in the frame,
+chunk bytes, xxh3] | null, image: [bytes, xxh3]}; ``image`` is the xxh3-64 of every
+byte after the user block. Loading reads the file once, checks both checksums and the
+names, and decompresses the chunk: no HDF5 call, so a damaged index is a
+``CorruptionError`` (never a crash of the HDF5 library), and an index copied from
+another symbol is refused. Formats 1 and 2 (no checksum) are still read through
+PyTables; the next commit rewrites them as format 3.
 """
 
 from __future__ import annotations
@@ -29,19 +41,27 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import blosc2
 import numpy as np
 import pandas as pd
 import tables
+from xxhash import xxh3_64_intdigest
 
+from . import diskio
 from .clock import MAX_NS, NS_PER_DAY
-from .errors import CorruptionError, FormatVersionError
-from .layout import data_path, encode_symbol, fsync_dir
+from .errors import CorruptionError, FormatVersionError, StorageError
+from .layout import data_path, encode_symbol
 from .schemas import Partition
-from .splay import write_array
+from .splay import header_body, layout_header, write_array
 
 __all__ = ["ENTRY", "SymbolIndex", "IndexCache", "INDEX_FORMAT_VERSION"]
 
-INDEX_FORMAT_VERSION = 2  # 2: entries as raw ENTRY bytes (1: a PyTables Table, still read)
+# 3: checksummed user-block header (2: entries as raw ENTRY bytes; 1: a PyTables Table)
+INDEX_FORMAT_VERSION = 3
+READABLE_INDEX_FORMATS = (1, 2, 3)
+_INDEX_MAGIC = b"TICKSTORE-INDEX-3\n"
+_INDEX_BLOCK = 1024  # user block: the header JSON is ~400 bytes
+_MEMORY_FILES = iter(range(1 << 62))
 REASON_BYTES = 256
 SOURCE_BYTES = 64
 
@@ -151,51 +171,80 @@ class SymbolIndex:
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tables.open_file(str(tmp), "w", pytables_sys_attrs=False) as h:
+        """Replace the index file at ``path`` atomically (see the module doc for the format).
+
+        Raises
+        ------
+        StorageError
+            The disk refused; the old index is still in place.
+        """
+        raw = np.ascontiguousarray(self.entries).view(np.uint8)
+        # built in memory (HDF5's core driver), written by diskio (fsync, rename, fsync)
+        with tables.open_file(
+            f"{path}.mem-{os.getpid()}-{next(_MEMORY_FILES)}",
+            "w",
+            driver="H5FD_CORE",
+            driver_core_backing_store=0,
+            pytables_sys_attrs=False,
+            user_block_size=_INDEX_BLOCK,
+        ) as h:
             # The entries' bytes as a uint8 array, their layout in `entry_dtype`: loading it
-            # skips the compound-type description a Table rebuilds on every open (3-7 ms
-            # per symbol on a cold store, vs ~1 ms).
-            raw = np.ascontiguousarray(self.entries).view(np.uint8)
-            write_array(h, "/", "entries", raw, chunk=max(1, len(raw)), complib="blosc2:lz4", complevel=5, shuffle="byte", typesize=ENTRY.itemsize)
+            # skips the compound-type description a Table rebuilds on every open.
+            node, inners = write_array(h, "/", "entries", raw, chunk=max(1, len(raw)), complib="blosc2:lz4", complevel=5, shuffle="byte", typesize=ENTRY.itemsize)
+            chunk = None
+            if len(raw):
+                info = node.chunk_info((0,))
+                chunk = [info.offset, info.size, *inners[0]]
             a = h.root._v_attrs
             a.entry_dtype = json.dumps(ENTRY.descr)
             a.tickstore_index_format = np.int64(INDEX_FORMAT_VERSION)
             a.table = self.table
             a.symbol = self.symbol
             a.partition = self.partition.value
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+            image = h.get_file_image()
+        header = {
+            "tickstore_index_format": INDEX_FORMAT_VERSION,
+            "table": self.table,
+            "symbol": self.symbol,
+            "partition": self.partition.value,
+            "entry_dtype": ENTRY.descr,
+            "entries": len(self.entries),
+            "chunk": chunk,
+            "image": [len(image), xxh3_64_intdigest(image)],
+        }
+        head = layout_header(json.dumps(header, separators=(",", ":")).encode(), _INDEX_MAGIC)
+        if len(head) > _INDEX_BLOCK:
+            raise AssertionError(f"index header of {len(head)} bytes does not fit its {_INDEX_BLOCK}-byte user block")
+        diskio.makedirs(path.parent)
+        diskio.replace(path, [head.ljust(_INDEX_BLOCK, b" "), image])
 
     @classmethod
     def load(cls, path: Path, table: str, symbol: str, partition: Partition) -> "SymbolIndex":
+        """The index in the file at ``path``, which must be the index of ``table`` ``symbol``.
+
+        Raises
+        ------
+        CorruptionError
+            The file is damaged (a checksum differs), truncated, garbage, or another
+            symbol's index; the message names `tickstore reindex`.
+        FormatVersionError
+            Written by an index format this code does not know.
+        StorageError
+            The file cannot be read (permissions, I/O error).
+        """
         try:
-            with tables.open_file(str(path), "r") as h:
-                fmt = int(h.root._v_attrs.tickstore_index_format)
-                if fmt not in (1, INDEX_FORMAT_VERSION):
-                    raise FormatVersionError(
-                        f"{path}: index format {fmt}; this version reads 1 and {INDEX_FORMAT_VERSION} only "
-                        f"(run `tickstore reindex` with a matching version)"
-                    )
-                if fmt == 1:
-                    entries = h.root.entries.read()
-                else:
-                    descr = json.loads(h.root._v_attrs.entry_dtype)
-                    if [tuple(d) for d in descr] != [tuple(json.loads(json.dumps(d))) for d in ENTRY.descr]:
-                        raise CorruptionError(f"{path}: index rows have an unexpected layout; rebuild with `tickstore reindex`")
-                    entries = np.ascontiguousarray(h.root.entries.read()).view(ENTRY)
-        except (FormatVersionError, CorruptionError):
-            raise
-        except (tables.HDF5ExtError, OSError, AttributeError, KeyError) as exc:
-            raise CorruptionError(f"{path}: unreadable index ({exc}); rebuild it with `tickstore reindex`") from None
-        if entries.dtype != ENTRY:
-            raise CorruptionError(f"{path}: index rows have an unexpected layout; rebuild with `tickstore reindex`")
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise CorruptionError(f"{path}: the index file is missing; rebuild it with `tickstore reindex {table}`") from None
+        except OSError as exc:
+            raise StorageError.from_os(exc, path, "reading the index") from None
+        if data.startswith(_INDEX_MAGIC):
+            entries = _load_3(path, data, table, symbol, partition)
+        elif data.startswith(b"\x89HDF"):
+            entries = _load_legacy(path)
+        else:
+            raise CorruptionError(f"{path}: not a tickstore index (damaged or foreign); rebuild it with `tickstore reindex {table}`")
         return cls(table, symbol, partition, entries)
 
     # -- views ----------------------------------------------------------------------------
@@ -228,6 +277,78 @@ class SymbolIndex:
         dates = pd.DatetimeIndex((e["partition"] * NS_PER_DAY).view("M8[ns]"), tz="UTC")
         frame.index = pd.MultiIndex.from_arrays([[self.symbol] * len(e), dates], names=["symbol", "date"])
         return frame
+
+
+def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partition) -> np.ndarray:
+    remedy = f"rebuild it with `tickstore reindex {table}`"
+    try:
+        length, want = header_body(str(path), _INDEX_MAGIC, data, len(data))
+        body = data[len(_INDEX_MAGIC) + 28 : len(_INDEX_MAGIC) + 28 + length]
+        if xxh3_64_intdigest(body) != want:
+            raise CorruptionError(f"{path}: index header checksum mismatch: the index is damaged; {remedy}")
+        h = json.loads(body)
+        fmt = h["tickstore_index_format"]
+        if type(fmt) is not int or fmt not in READABLE_INDEX_FORMATS:
+            raise FormatVersionError(
+                f"{path}: index format {fmt!r}; this version reads {', '.join(map(str, READABLE_INDEX_FORMATS))} "
+                f"only (upgrade tickstore, or {remedy})"
+            )
+        size, image_sum = h["image"]
+        image = memoryview(data)[_INDEX_BLOCK:]
+        if len(image) != size or xxh3_64_intdigest(image) != image_sum:
+            what = "truncated or extended" if len(image) != size else "damaged (checksum mismatch)"
+            raise CorruptionError(f"{path}: the index is {what}; {remedy}")
+        if (h["table"], h["symbol"], h["partition"]) != (table, symbol, partition.value):
+            raise CorruptionError(
+                f"{path}: holds the index of {h['table']} {h['symbol']} ({h['partition']} partitions), "
+                f"not {table} {symbol}: a file was copied or renamed; {remedy}"
+            )
+        if [tuple(d) for d in h["entry_dtype"]] != [tuple(json.loads(json.dumps(d))) for d in ENTRY.descr]:
+            raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
+        n = h["entries"]
+        if h["chunk"] is None:
+            if n != 0:
+                raise ValueError("entries without a chunk")
+            return np.zeros(0, ENTRY)
+        offset, csize, inner, inner_size, _ = h["chunk"]
+        raw = np.empty(n * ENTRY.itemsize, np.uint8)
+        at = offset - _INDEX_BLOCK  # chunk offsets count from the start of the file
+        if inner >= 0:
+            blosc2.decompress2(bytes(image[at + inner : at + inner + inner_size]), dst=raw)
+        else:
+            blosc2.schunk_from_cframe(bytes(image[at : at + csize]), copy=False).decompress_chunk(0, dst=raw)
+        return raw.view(ENTRY)
+    except (CorruptionError, FormatVersionError):
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, RecursionError) as exc:
+        raise CorruptionError(f"{path}: malformed index ({type(exc).__name__}: {exc}); {remedy}") from None
+
+
+def _load_legacy(path: Path) -> np.ndarray:
+    """Index formats 1 and 2, through PyTables (they carry no checksum)."""
+    remedy = "rebuild it with `tickstore reindex`"
+    try:
+        with tables.open_file(str(path), "r") as h:
+            fmt = int(h.root._v_attrs.tickstore_index_format)
+            if fmt not in (1, 2):
+                raise FormatVersionError(
+                    f"{path}: index format {fmt}; this version reads {', '.join(map(str, READABLE_INDEX_FORMATS))} "
+                    f"only ({remedy} with a matching version)"
+                )
+            if fmt == 1:
+                entries = h.root.entries.read()
+            else:
+                descr = json.loads(h.root._v_attrs.entry_dtype)
+                if [tuple(d) for d in descr] != [tuple(json.loads(json.dumps(d))) for d in ENTRY.descr]:
+                    raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
+                entries = np.ascontiguousarray(h.root.entries.read()).view(ENTRY)
+    except (FormatVersionError, CorruptionError):
+        raise
+    except (tables.HDF5ExtError, OSError, AttributeError, KeyError, ValueError, TypeError) as exc:
+        raise CorruptionError(f"{path}: unreadable index ({type(exc).__name__}); {remedy}") from None
+    if entries.dtype != ENTRY:
+        raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
+    return entries
 
 
 def index_path(root: Path, table: str, symbol: str) -> Path:

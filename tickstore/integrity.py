@@ -1,17 +1,37 @@
 """Verify the index against the files, and rebuild the index from the files alone.
 
-``verify`` checks, for every table and symbol: each indexed file exists, its checksum and
-size match, its attributes agree with its index row (version, commit time, rows, op), and
-no data file lies on disk that no index names. A write that died before its commit point
-leaves files listed in an intent: those are reported as *pending* (the next writer of
-that symbol deletes them), not as problems, because no read can ever see them.
+Both derive index rows from files the same way (``_row``, ``_link``)::
 
-``reindex`` replays the files' own attributes: files sorted by version per partition; a
-file supersedes the versions its ``replaces`` attribute lists, at its own commit time.
+    partition, version           the file's path
+    committed_at, op, rows,      the file's own metadata (format 3: its checksummed layout)
+    first_ts, last_ts,
+    reason, source
+    kmin, kmax                   its first key column (ts for tables without a key)
+    size, checksum               its bytes (sha256)
+    superseded_at                the commit time of the earliest file of the same
+                                 partition whose ``replaces`` names it; open if none
+
+``verify`` compares every field of every index row with what the files it names give,
+checks that no data file lies on disk that no index names, and that the snapshots file
+is what ``snapshot`` writes. It never takes the writer lock, so it can run while
+collectors append: a file or temporary that appears during the check is a *write in
+progress* if an intent names it or the index names it by the time it is looked at again
+(reported as pending, not as a problem); an intent whose writer is still alive (it holds
+the table lock) is a write in progress, one whose writer died is rolled back by the next
+writer. Only what is still unexplained after that is a problem.
+
+``reindex`` rebuilds every symbol's index from the files alone, whatever state the old
+index is in (garbage, truncated, missing): files that cannot be read, or whose metadata
+does not match their path, or that are not data files at all, are skipped and reported
+(never deleted); leftover temporaries are deleted and reported; the files of a write
+that died before its commit point are deleted if the old index still loads and does not
+name them, and kept (and reported) if the old index is unreadable, since they may be
+committed data.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections import defaultdict
@@ -21,12 +41,16 @@ from pathlib import Path
 import numpy as np
 
 from .clock import MAX_NS
-from .errors import CorruptionError, TickstoreError
-from .index import ENTRY, SymbolIndex, index_path
-from .layout import parse_data_path
-from .splay import read_meta, sha256_file
+from .diskio import TMP_MARK
+from .errors import TickstoreError
+from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, SymbolIndex, index_path
+from .layout import decode_symbol, parse_data_path
+from .splay import FileMeta, read_meta, sha256_file
 
-__all__ = ["VerifyReport", "verify", "reindex"]
+__all__ = ["VerifyReport", "ReindexReport", "verify", "reindex"]
+
+# index fields verify compares, in the order it reports them
+_FIELDS = ("committed_at", "superseded_at", "op", "rows", "first_ts", "last_ts", "kmin", "kmax", "size", "checksum", "reason", "source")
 
 
 @dataclass
@@ -46,141 +70,369 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _data_files(table_dir: Path):
-    """Relative paths (from the store root) of data files and temp files under a table."""
+@dataclass
+class ReindexReport:
+    """What ``reindex`` did: files indexed per table, files it left out and why, and the
+    leftovers it deleted (temporaries, files of writes that died before committing)."""
+
+    indexed: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def __str__(self) -> str:
+        lines = [f"{name}: {n} files indexed" for name, n in self.indexed.items()]
+        lines += [f"  skipped: {s}" for s in self.skipped]
+        lines += [f"  kept: {s}" for s in self.kept]
+        lines += [f"  removed: {s}" for s in self.removed]
+        return "\n".join(lines)
+
+
+# -- files --------------------------------------------------------------------------------
+def _walk(table_dir: Path):
+    """Relative paths (from the store root) of every file under a table except its index
+    folder and its own bookkeeping (``.lock``, ``_schema.json``)."""
     root = table_dir.parent
     for dirpath, dirnames, filenames in os.walk(table_dir):
-        dirnames[:] = [d for d in dirnames if d != "_index"]
+        if dirpath == str(table_dir):
+            dirnames[:] = [d for d in dirnames if d != "_index"]
+            filenames = [f for f in filenames if f not in (".lock", "_schema.json")]
         for f in filenames:
-            if f.endswith(".h5") or ".h5.tmp-" in f:
-                yield os.path.relpath(os.path.join(dirpath, f), root)
+            yield os.path.relpath(os.path.join(dirpath, f), root)
 
 
-def _intent_targets(table_dir: Path) -> set[str]:
-    out = set()
-    for intent in (table_dir / "_index").glob("*.intent"):
+def _tmp_target(rel: str) -> str | None:
+    """The name a temporary ``.<name>.tmp-<pid>`` is written for, None if not one."""
+    head, _, name = rel.rpartition("/")
+    if not name.startswith(".") or TMP_MARK not in name:
+        return None
+    target = name[1:].rsplit(TMP_MARK, 1)[0]
+    return f"{head}/{target}" if head else target
+
+
+def _intents(table_dir: Path) -> dict[Path, list[str]]:
+    """{intent file: the paths it names} (an unreadable intent names nothing)."""
+    out = {}
+    for intent in sorted((table_dir / "_index").glob("*.intent")):
         try:
-            out.update(json.loads(intent.read_text()))
-        except ValueError:
-            continue
+            targets = json.loads(intent.read_bytes())
+        except (OSError, ValueError):
+            targets = []
+        out[intent] = [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
     return out
 
 
+def _writer_alive(table_dir: Path) -> bool:
+    """Does a live process hold the table's writer lock? (The kernel drops a dead one's.)"""
+    try:
+        fd = os.open(table_dir / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock if we got it
+    return False
+
+
+def _key_range(store, table, path: Path, rows: int) -> tuple[int, int]:
+    if not rows:
+        return 0, 0
+    k0 = table.schema.key[0] if table.schema.key else "ts"
+    keys = store._files.read(str(path), {k0: table.schema.disk_dtypes[k0]})[k0]
+    return int(keys.min()), int(keys.max())
+
+
+def _row(store, table, part: int, meta: FileMeta, rel: str, *, contents: bool = True) -> np.ndarray:
+    """The index row of one file, from the file alone (superseded_at open).
+
+    ``contents``: also read the key range and the sha256 (else they stay zero/empty).
+    """
+    path = store.root / rel
+    e = np.zeros(1, ENTRY)
+    e["partition"], e["version"] = part, meta.version
+    e["committed_at"], e["superseded_at"] = meta.committed_at, MAX_NS
+    e["op"] = meta.op.encode()
+    e["rows"], e["first_ts"], e["last_ts"] = meta.rows, meta.first_ts, meta.last_ts
+    e["size"] = path.stat().st_size
+    if contents:
+        e["kmin"], e["kmax"] = _key_range(store, table, path, meta.rows)
+        e["checksum"] = sha256_file(path).encode()
+    e["reason"] = meta.reason.encode()[:REASON_BYTES]
+    e["source"] = meta.source.encode()[:SOURCE_BYTES]
+    return e
+
+
+def _link(rows: list[np.ndarray], metas: list[FileMeta]) -> np.ndarray:
+    """One symbol's index rows sorted by (partition, version), each closed at the commit
+    time of the earliest file of its partition that replaces it."""
+    entries = np.concatenate(rows) if rows else np.zeros(0, ENTRY)
+    for e, meta in zip(entries.copy(), metas):
+        if meta.replaces:
+            m = (entries["partition"] == e["partition"]) & np.isin(entries["version"], meta.replaces)
+            entries["superseded_at"][m] = np.minimum(entries["superseded_at"][m], meta.committed_at)
+    return entries[np.lexsort((entries["version"], entries["partition"]))]
+
+
+def _show(name: str, v) -> str:
+    if isinstance(v, bytes):
+        return repr(v.decode("utf-8", "replace")[:24])
+    if name in ("committed_at", "superseded_at", "first_ts", "last_ts") and int(v) != MAX_NS:
+        return f"{int(v)} ({np.datetime64(int(v), 'ns')})"
+    return str(v)
+
+
+# -- verify -------------------------------------------------------------------------------
 def verify(store, *, checksums: bool = True) -> VerifyReport:
     report = VerifyReport()
+    _verify_snapshots(store, report)
     for name in store.tables():
         try:
             table = store[name]
         except TickstoreError as exc:
             report.problems.append(f"{name}: {exc}")
             continue
-        pending = _intent_targets(table.dir)
-        indexed: set[str] = set()
-        for sym in table.symbols():
-            try:
-                idx = store._indexes.get(name, sym, table.schema.partition)
-            except TickstoreError as exc:
-                report.problems.append(str(exc))
-                continue
-            for e in idx.entries:
-                rel = idx.path_of(e)
-                indexed.add(rel)
-                report.files += 1
-                _check_entry(store.root / rel, rel, e, checksums, report)
-        for rel in _data_files(table.dir):
-            if rel in indexed:
-                continue
-            base = rel.split("/")
-            fname = base[-1]
-            target = "/".join(base[:-1] + [fname[1:].split(".tmp-")[0]]) if ".tmp-" in fname else rel
-            if target in pending:
-                report.pending.append(f"{rel}: uncommitted write (rolled back by the next writer)")
-            else:
-                report.problems.append(f"{rel}: on disk but in no index (stray file; `tickstore reindex` adopts it)")
-        for intent in (table.dir / "_index").glob("*.intent"):
-            report.pending.append(f"{intent.relative_to(store.root)}: a write did not finish")
+        _verify_table(store, table, checksums, report)
     return report
 
 
-def _check_entry(path: Path, rel: str, e, checksums: bool, report: VerifyReport) -> None:
-    v = int(e["version"])
-    if not path.exists():
-        report.problems.append(f"{rel}: version {v} is in the index but missing on disk")
-        return
-    size = path.stat().st_size
-    if size != int(e["size"]):
-        report.problems.append(f"{rel}: size {size} != indexed {int(e['size'])} (file altered or truncated)")
-        return
-    if checksums:
-        got = sha256_file(path)
-        if got != e["checksum"].decode():
-            report.problems.append(f"{rel}: sha256 {got[:16]}... != indexed {e['checksum'].decode()[:16]}... (file corrupted)")
-            return
+def _verify_snapshots(store, report: VerifyReport) -> None:
     try:
-        meta = read_meta(path)
+        store._load_snapshots()
     except TickstoreError as exc:
         report.problems.append(str(exc))
-        return
-    if (meta.version, meta.committed_at, meta.rows, meta.op) != (v, int(e["committed_at"]), int(e["rows"]), e["op"].decode()):
-        report.problems.append(
-            f"{rel}: attributes (version {meta.version}, committed {meta.committed_at}, rows {meta.rows}, {meta.op}) "
-            f"disagree with the index"
-        )
 
 
-def reindex(store, tables: list[str] | None = None) -> dict[str, int]:
-    """Rebuild every symbol index of ``tables`` (default all) from file attributes.
+def _verify_table(store, table, checksums: bool, report: VerifyReport) -> None:
+    name = table.name
+    indexed: set[str] = set()
+    for sym_file in sorted((table.dir / "_index").glob("*.h5")):
+        try:
+            sym = decode_symbol(sym_file.stem)
+        except TickstoreError:
+            report.problems.append(f"{sym_file.relative_to(store.root)}: not the index of a symbol (foreign file)")
+            continue
+        try:
+            idx = SymbolIndex.load(sym_file, name, sym, table.schema.partition)
+        except TickstoreError as exc:
+            report.problems.append(str(exc))
+            continue
+        indexed.update(_verify_symbol(store, table, idx, checksums, report))
+    strays = []
+    for rel in _walk(table.dir):
+        if rel in indexed:
+            continue
+        target = _tmp_target(rel)
+        if target is None:
+            try:
+                parse_data_path(rel, table.schema.partition)
+            except TickstoreError:
+                report.problems.append(f"{rel}: not a data file of table {name} (foreign file; reindex leaves it alone)")
+                continue
+        strays.append((rel, target))
+    if strays:
+        _verify_strays(store, table, strays, report)
+    alive = _writer_alive(table.dir)
+    for intent in _intents(table.dir):
+        what = "a write in progress" if alive else "a write did not finish (the next writer rolls it back)"
+        report.pending.append(f"{intent.relative_to(store.root)}: {what}")
 
-    Returns
-    -------
-    {table: number of files indexed}
+
+def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: VerifyReport) -> set[str]:
+    """Compare one symbol's index with the files it names; return their paths."""
+    rels = [idx.path_of(e) for e in idx.entries]
+    report.files += len(rels)
+    if len(set(zip(idx.entries["partition"].tolist(), idx.entries["version"].tolist()))) != len(idx.entries):
+        report.problems.append(f"{table.name} {idx.symbol}: the index names a version twice")
+    rows, metas, problems = [], [], []
+    for e, rel in zip(idx.entries, rels):
+        path = store.root / rel
+        if not path.exists():
+            if _still_indexed(store, table, idx.symbol, rel):
+                report.problems.append(f"{rel}: version {int(e['version'])} is in the index but missing on disk")
+            continue  # retired by a commit made while verifying
+        size = path.stat().st_size
+        if size != int(e["size"]):
+            report.problems.append(f"{rel}: size {size} != indexed {int(e['size'])} (file altered or truncated)")
+            continue
+        try:
+            if checksums:
+                got = sha256_file(path)
+                if got != e["checksum"].decode("ascii", "replace"):
+                    report.problems.append(
+                        f"{rel}: sha256 {got[:16]}... != indexed {e['checksum'][:16].decode('ascii', 'replace')}... (file corrupted)"
+                    )
+                    continue
+            meta = read_meta(path)
+            if (meta.table, meta.symbol, meta.version) != (table.name, idx.symbol, int(e["version"])):
+                report.problems.append(f"{rel}: the file says {meta.table} {meta.symbol} version {meta.version} (swapped or renamed)")
+                continue
+            row = _row(store, table, int(e["partition"]), meta, rel, contents=False)
+            if checksums:
+                row["kmin"], row["kmax"] = _key_range(store, table, path, meta.rows)  # checks every key chunk
+                row["checksum"] = got.encode()
+            else:
+                row["kmin"], row["kmax"], row["checksum"] = e["kmin"], e["kmax"], e["checksum"]
+        except TickstoreError as exc:
+            report.problems.append(str(exc))
+            continue
+        rows.append(row)
+        metas.append(meta)
+    derived = _link(rows, metas)  # superseded_at from every file the index names
+    stored = {(int(e["partition"]), int(e["version"])): e for e in idx.entries}
+    for d in derived:
+        e = stored[(int(d["partition"]), int(d["version"]))]
+        bad = [f for f in _FIELDS if d[f] != e[f]]
+        if bad:
+            rel = idx.path_of(e)
+            report.problems.append(
+                f"{rel}: index disagrees with the file on "
+                + ", ".join(f"{f} (index {_show(f, e[f])}, file {_show(f, d[f])})" for f in bad)
+                + f"; `tickstore reindex {table.name}` rebuilds it"
+            )
+    return set(rels)
+
+
+def _still_indexed(store, table, symbol: str, rel: str) -> bool:
+    """Does the index on disk now still name ``rel``? (It was missing when looked for.)"""
+    try:
+        idx = SymbolIndex.load(index_path(store.root, table.name, symbol), table.name, symbol, table.schema.partition)
+    except TickstoreError:
+        return True
+    return rel in {idx.path_of(e) for e in idx.entries}
+
+
+def _verify_strays(store, table, strays: list[tuple[str, str | None]], report: VerifyReport) -> None:
+    """Files no index named when it was loaded. Look again, intents first and the index
+    second: a writer writes its intent before its files and removes it only after its
+    index is in place, so a file of a write in progress is named by one or the other."""
+    named: set[str] = set()
+    for targets in _intents(table.dir).values():
+        named.update(targets)
+    indexes: dict[str, set[str] | None] = {}
+    for rel, target in strays:
+        if not (store.root / rel).exists():
+            continue  # a temporary renamed, or a rolled-back file deleted meanwhile
+        subject = target or rel
+        if subject in named:
+            report.pending.append(f"{rel}: a write in progress (or one the next writer rolls back)")
+            continue
+        if target is not None:
+            if target.startswith(f"{table.name}/_index/"):
+                report.problems.append(f"{rel}: leftover temporary of an index write (`tickstore reindex` removes it)")
+            else:
+                report.problems.append(f"{rel}: leftover temporary of a data file (`tickstore reindex` removes it)")
+            continue
+        sym = parse_data_path(rel, table.schema.partition)[1]
+        if sym not in indexes:
+            try:
+                idx = SymbolIndex.load(index_path(store.root, table.name, sym), table.name, sym, table.schema.partition)
+                indexes[sym] = {idx.path_of(e) for e in idx.entries}
+            except TickstoreError:
+                indexes[sym] = None
+        if indexes[sym] is not None and rel in indexes[sym]:
+            report.pending.append(f"{rel}: committed while verifying")
+            continue
+        report.problems.append(f"{rel}: on disk but in no index (stray file; `tickstore reindex {table.name}` adopts it)")
+
+
+# -- reindex ------------------------------------------------------------------------------
+def reindex(store, tables: list[str] | None = None) -> ReindexReport:
+    """Rebuild every symbol index of ``tables`` (default all) from the files alone.
+
+    Never reads the old index except to tell whether the files of a write that died were
+    committed. Unreadable and foreign files are skipped and reported, not deleted.
     """
-    out = {}
+    report = ReindexReport()
     for name in tables or store.tables():
         table = store[name]
         with table._lock.hold():
-            pending = _intent_targets(table.dir)
-            by_symbol: dict[str, list] = defaultdict(list)
-            for rel in list(_data_files(table.dir)):
-                if ".tmp-" in rel:
-                    (store.root / rel).unlink()  # a write that died before its rename
-                    continue
-                _, sym, part, version = parse_data_path(rel, table.schema.partition)
-                old = store._indexes.get(name, sym, table.schema.partition)
-                if rel in pending and rel not in {old.path_of(e) for e in old.entries}:
-                    (store.root / rel).unlink()  # never committed: roll it back
-                    continue
-                meta = read_meta(store.root / rel)
-                if (meta.table, meta.symbol, meta.version) != (name, sym, version):
-                    raise CorruptionError(f"{rel}: attributes say {meta.table} {meta.symbol} v{meta.version}")
-                by_symbol[sym].append((part, meta, rel))
-            existing = set(table.symbols())
-            for sym, items in by_symbol.items():
-                entries = np.zeros(len(items), ENTRY)
-                items.sort(key=lambda x: (x[0], x[1].version))
-                k0 = table.schema.key[0] if table.schema.key else "ts"
-                for e, (part, meta, rel) in zip(entries, items):
-                    e["partition"], e["version"] = part, meta.version
-                    e["committed_at"], e["superseded_at"] = meta.committed_at, MAX_NS
-                    e["op"] = meta.op.encode()
-                    e["rows"], e["first_ts"], e["last_ts"] = meta.rows, meta.first_ts, meta.last_ts
-                    if meta.rows:
-                        keys = store._files.read(str(store.root / rel), {k0: table.schema.disk_dtypes[k0]})[k0]
-                        e["kmin"], e["kmax"] = int(keys.min()), int(keys.max())
-                    e["size"] = (store.root / rel).stat().st_size
-                    e["checksum"] = sha256_file(store.root / rel).encode()
-                    e["reason"] = meta.reason.encode()[:256]
-                    e["source"] = meta.source.encode()[:64]
-                for i, (part, meta, rel) in enumerate(items):
-                    if meta.replaces:
-                        m = (entries["partition"] == part) & np.isin(entries["version"], meta.replaces)
-                        entries["superseded_at"][m] = meta.committed_at
-                store._indexes.put(SymbolIndex(name, sym, table.schema.partition, entries))
-            for sym in existing - set(by_symbol):
-                index_path(store.root, name, sym).unlink()
-            for intent in (table.dir / "_index").glob("*.intent"):
-                intent.unlink()
+            report.indexed[name] = _reindex_table(store, table, report)
             store._indexes.forget(name)
-            out[name] = sum(len(v) for v in by_symbol.values())
-    return out
+            store._files.close()  # handles of files that were replaced or removed
+    return report
 
+
+def _old_paths(store, table, symbol: str) -> set[str] | None:
+    """Paths the old index of ``symbol`` names; None if it is missing or unreadable."""
+    path = index_path(store.root, table.name, symbol)
+    if not path.exists():
+        return None
+    try:
+        idx = SymbolIndex.load(path, table.name, symbol, table.schema.partition)
+    except TickstoreError:
+        return None
+    return {idx.path_of(e) for e in idx.entries}
+
+
+def _reindex_table(store, table, report: ReindexReport) -> int:
+    name, root = table.name, store.root
+    intents = _intents(table.dir)
+    in_flight = {t for targets in intents.values() for t in targets}
+    by_symbol: dict[str, list] = defaultdict(list)
+    old: dict[str, set[str] | None] = {}
+    for rel in sorted(_walk(table.dir)):
+        if _tmp_target(rel) is not None:
+            (root / rel).unlink(missing_ok=True)  # a write that died before its rename
+            report.removed.append(f"{rel}: leftover temporary")
+            continue
+        try:
+            _, sym, part, version = parse_data_path(rel, table.schema.partition)
+        except TickstoreError:
+            report.skipped.append(f"{rel}: not a data file of table {name} (left in place)")
+            continue
+        if rel in in_flight:
+            if sym not in old:
+                old[sym] = _old_paths(store, table, sym)
+            if old[sym] is not None and rel not in old[sym]:
+                (root / rel).unlink(missing_ok=True)
+                report.removed.append(f"{rel}: written by a write that died before its commit point")
+                continue
+            if old[sym] is None:
+                report.kept.append(f"{rel}: a write was in flight and the old index is unreadable; kept as committed")
+        try:
+            meta = read_meta(root / rel)
+            if (meta.table, meta.symbol, meta.version) != (name, sym, version):
+                raise _Foreign(f"its metadata says {meta.table} {meta.symbol} version {meta.version}")
+            by_symbol[sym].append((part, meta, rel))
+        except (TickstoreError, _Foreign) as exc:
+            report.skipped.append(f"{rel}: unreadable, left out of the index ({exc})")
+    for tmp in (table.dir / "_index").glob(f".*{TMP_MARK}*"):
+        tmp.unlink(missing_ok=True)
+        report.removed.append(f"{tmp.relative_to(root)}: leftover temporary")
+    count = 0
+    for sym, items in sorted(by_symbol.items()):
+        rows, metas = [], []
+        for part, meta, rel in items:
+            try:
+                rows.append(_row(store, table, part, meta, rel))  # reads the key column: every chunk checked
+                metas.append(meta)
+            except TickstoreError as exc:
+                report.skipped.append(f"{rel}: unreadable, left out of the index ({exc})")
+        by_symbol[sym] = rows
+        if rows:
+            store._indexes.put(SymbolIndex(name, sym, table.schema.partition, _link(rows, metas)))
+            count += len(rows)
+    for p in (table.dir / "_index").glob("*.h5"):
+        try:
+            sym = decode_symbol(p.stem)
+        except TickstoreError:
+            report.skipped.append(f"{p.relative_to(root)}: not the index of a symbol (left in place)")
+            continue
+        if not by_symbol.get(sym):
+            p.unlink()  # the index of a symbol with no (readable) files
+    for intent in intents:
+        intent.unlink(missing_ok=True)
+    return count
+
+
+class _Foreign(Exception):
+    pass

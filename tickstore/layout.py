@@ -17,12 +17,15 @@
 decoded back: ``binance:BTC/USDT:USDT`` -> ``binance@BTC+USDT@USDT``. Symbols are
 ``<exchange id>:<unified symbol>``; only ``[A-Za-z0-9/:._-]`` are allowed, which leaves
 ``@`` and ``+`` free for the encoding; ``/`` never reaches the file system, so no symbol
-can name a path outside its folder.
+can name a path outside its folder. Every name (symbols, file names here; table and
+snapshot names in schemas and store) is matched whole (``fullmatch``): ``$`` would let a
+trailing newline through, and a newline in a file name breaks every tool that lists it.
+
+How bytes reach the disk (temporary names, fsync, create-exclusive) is ``diskio``'s.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -34,8 +37,8 @@ from .schemas import Partition
 __all__ = ["validate_symbol", "encode_symbol", "decode_symbol", "partition_dir", "data_path", "parse_data_path"]
 
 MAX_SYMBOL_LEN = 120
-_SYMBOL = re.compile(r"^[a-z][a-z0-9]{0,31}:[A-Za-z0-9][A-Za-z0-9/:._-]*$")
-_FILE = re.compile(r"^(?P<sym>[A-Za-z0-9@+._-]+)_(?P<version>\d{4,9})\.h5$")
+_SYMBOL = re.compile(r"[a-z][a-z0-9]{0,31}:[A-Za-z0-9][A-Za-z0-9/:._-]*")
+_FILE = re.compile(r"(?P<sym>[A-Za-z0-9@+._-]+)_(?P<version>[0-9]{4,9})\.h5")
 
 
 def validate_symbol(symbol) -> str:
@@ -44,10 +47,10 @@ def validate_symbol(symbol) -> str:
         raise SymbolError(f"symbol must be a str like 'binance:BTC/USDT:USDT', got {type(symbol).__name__} {symbol!r}")
     if len(symbol) > MAX_SYMBOL_LEN:
         raise SymbolError(f"symbol {symbol[:40]!r}... is {len(symbol)} characters; at most {MAX_SYMBOL_LEN}")
-    if not _SYMBOL.match(symbol) or ".." in symbol or "//" in symbol or symbol.endswith("/"):
+    if not _SYMBOL.fullmatch(symbol) or ".." in symbol or "//" in symbol or symbol.endswith("/"):
         raise SymbolError(
             f"malformed symbol {symbol!r}: expected '<exchange>:<unified symbol>' such as "
-            f"'binance:BTC/USDT:USDT' (letters, digits and / : . _ - only)"
+            f"'binance:BTC/USDT:USDT' (letters, digits and / : . _ - only; no spaces or control characters)"
         )
     return symbol
 
@@ -87,32 +90,18 @@ def parse_data_path(rel: str, partition: Partition) -> tuple[str, str, int, int]
     """
     parts = Path(rel).parts
     depth = {Partition.DAY: 3, Partition.MONTH: 2, Partition.YEAR: 1}[partition]
-    m = _FILE.match(parts[-1]) if parts else None
+    m = _FILE.fullmatch(parts[-1]) if parts else None
     if len(parts) != depth + 2 or not m:
         raise SymbolError(f"{rel!r} is not a data file path of a {partition.value}-partitioned table")
     ymd = list(parts[1:-1]) + ["01"] * (3 - depth)
     try:
+        if not all(re.fullmatch("[0-9]{4}" if i == 0 else "[0-9]{2}", x) for i, x in enumerate(ymd)):
+            raise ValueError
         day = int(np.datetime64("-".join(ymd), "D").astype("i8"))
     except ValueError:
         raise SymbolError(f"{rel!r}: {'/'.join(parts[1:-1])} is not a date") from None
-    return parts[0], decode_symbol(m.group("sym")), day, int(m.group("version"))
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    symbol, version = decode_symbol(m.group("sym")), int(m.group("version"))
+    # the one spelling this layout writes (no '_00001.h5' for '_0001.h5', no 2024/02/30)
+    if data_path(parts[0], partition, day, symbol, version) != "/".join(parts):
+        raise SymbolError(f"{rel!r} is not a path this layout writes")
+    return parts[0], symbol, day, version

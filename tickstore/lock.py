@@ -16,7 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import LockedError
+from . import diskio
+from .errors import LockedError, StorageError
 
 __all__ = ["TableLock"]
 
@@ -54,8 +55,11 @@ class TableLock:
             self._thread_lock.release()
 
     def _acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        diskio.makedirs(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only store: reads work, writes cannot lock
+            raise StorageError.from_os(exc, self.path, "opening the writer lock") from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -70,8 +74,11 @@ class TableLock:
                         f"waited {self.timeout:g} s (one writer per table; retry later or raise lock_timeout)"
                     ) from None
                 time.sleep(0.01)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the pid only makes a LockedError message more helpful
         self._fd = fd
 
     def _release(self) -> None:

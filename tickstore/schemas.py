@@ -102,8 +102,9 @@ class Column:
         return np.dtype(self.dtype)
 
 
-_COLUMN_DTYPE = re.compile(r"^(float64|float32|int64|int32|int16|int8|uint8|bool|datetime|str\d{1,4})$")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# names are matched whole (fullmatch): "$" would accept a trailing newline
+_COLUMN_DTYPE = re.compile(r"(float64|float32|int64|int32|int16|int8|uint8|bool|datetime|str[0-9]{1,4})")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class Schema:
     _by_name: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self):
-        if not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise SchemaError(f"table name {self.name!r} must match {_NAME.pattern}")
         names = [c.name for c in self.columns]
         if "ts" in names:
@@ -143,7 +144,7 @@ class Schema:
         if len(set(names)) != len(names):
             raise SchemaError(f"table {self.name!r}: duplicate column names in {names}")
         for c in self.columns:
-            if not _NAME.match(c.name) or not _COLUMN_DTYPE.match(c.dtype):
+            if not isinstance(c.name, str) or not isinstance(c.dtype, str) or not _NAME.fullmatch(c.name) or not _COLUMN_DTYPE.fullmatch(c.dtype):
                 raise SchemaError(
                     f"table {self.name!r}: column {c.name!r} has unsupported name or dtype "
                     f"{c.dtype!r} (dtypes: float64, int64, int8, ..., datetime, str<N>)"
@@ -289,8 +290,8 @@ _FIXED = {
     ),
 }
 
-_BOOK = re.compile(r"^book(?:_(\d{1,3}))?$")
-_OHLCV = re.compile(r"^ohlcv_(\d{1,4})(s|m|h|d)$")
+_BOOK = re.compile(r"book(?:_([0-9]{1,3}))?")
+_OHLCV = re.compile(r"ohlcv_([0-9]{1,4})(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 BUILTIN_TABLES = tuple(sorted(list(_FIXED) + ["book", "book_<N>", "ohlcv_<freq>"]))
@@ -300,13 +301,13 @@ def builtin_schema(name: str) -> Schema:
     """The schema of a built-in table name, e.g. ``trades``, ``book_20``, ``ohlcv_1m``."""
     if name in _FIXED:
         return _FIXED[name]
-    m = _BOOK.match(name)
+    m = _BOOK.fullmatch(name)
     if m:
         n = int(m.group(1) or 5)
         if not 1 <= n <= 500:
             raise UnknownTableError(f"book depth must be 1..500, got {name!r}")
         return _book(n, name)
-    m = _OHLCV.match(name)
+    m = _OHLCV.fullmatch(name)
     if m:
         seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         if seconds == 0:

@@ -1,6 +1,6 @@
 """One immutable HDF5 file per (table, symbol, partition, version), through PyTables.
 
-File format 2 (written now) is columnar: each column is its own compressed array, so a
+File format 3 (written now) is columnar: each column is its own compressed array, so a
 read decompresses only the columns it asks for, straight into the arrays the frame is
 built from::
 
@@ -30,51 +30,74 @@ built from::
                  schema             str     JSON of the table schema
 
     user block   (the first 512 * 2**i bytes, which HDF5 readers skip) the layout:
-                 b"TICKSTORE-LAYOUT\n", the JSON's length (10 digits, newline), JSON
+                 b"TICKSTORE-LAYOUT-3\n", the JSON's length (10 digits), a space, the
+                 xxh3-64 of the JSON (16 hex digits), a newline, then the JSON
                  {tickstore_format, rows, chunk_rows, chunk_first_ts,
+                  meta: {the attributes above},
                   columns: {name: [codec, scale, dtype, [[file offset, bytes, chunk
-                  offset in the frame (-1: none), chunk bytes], ...]]}}
+                  offset in the frame (-1: none), chunk bytes, xxh3-64 of the bytes a
+                  read decompresses], ...]]}}
+
+Integrity: a read checks the xxh3-64 of every chunk before it decompresses it (a damaged
+chunk raises ``CorruptionError`` naming the file, column and chunk, and never reaches the
+decompressor), the layout carries its own checksum, and a file whose layout names
+another table, symbol, partition or version than its path is refused (a file swapped in
+for another). xxh3 runs at ~50 GB/s: checking costs ~1-2% of a 1M-row select
+(benchmarks/bench_checksum.py). ``verify`` still checks the sha256 of whole files.
 
 Arrays are chunked by K rows and compressed with blosc2 (codec, level and shuffle from
 the schema). Chunks are compressed by python-blosc2 on all cores and stored with HDF5's
 direct chunk write; they are ordinary blosc2 frames, so any HDF5 reader with the blosc2
 filter (PyTables, h5py + hdf5plugin) reads the arrays. This package reads them without
-HDF5: the layout says where every chunk is, so a read is ``pread`` + decompress straight
-into the result (opening a file through PyTables costs ~3 ms, each column node ~0.5 ms,
-which dominated reads of many small files). The row range of a time window is found by
-bisecting ``chunk_first_ts`` and reading one chunk of ``ts``: time and column pushdown,
-only the chunks of the asked-for columns that hold the window are decompressed. Format 1
-files (one compound-row PyTables Table at ``/data``) are still read, through PyTables.
+HDF5: the layout says where every chunk is, so a read is ``pread`` + check + decompress
+straight into the result (opening a file through PyTables costs ~3 ms, each column node
+~0.5 ms, which dominated reads of many small files, and a damaged HDF5 header can crash
+the HDF5 library). The row range of a time window is found by bisecting
+``chunk_first_ts`` and reading one chunk of ``ts``: time and column pushdown, only the
+chunks of the asked-for columns that hold the window are decompressed.
+
+Older formats are still read: format 2 (the same layout without checksums or meta,
+magic ``TICKSTORE-LAYOUT``) and format 1 (one compound-row PyTables Table at ``/data``,
+through PyTables); neither can tell a damaged chunk from data, only ``verify``'s sha256
+can. A file is built in memory (HDF5's core driver) and written by ``diskio.create_new``:
+a temporary name, fsync, then a hard link to a name that must not exist yet, so a reader
+sees a whole file or none and no commit ever replaces a committed file.
 
 Attributes are plain strings, integers and integer arrays (never pickled objects), so
-the index can be rebuilt from the files alone (``integrity.reindex``). Files are written
-to a temporary name, fsynced and renamed into place, so a reader either sees a whole
-file or none.
+the index can be rebuilt from the files alone (``integrity.reindex``).
+
+Processes forked from one that has used blosc2's thread pool would hang in it; a fork
+hook drops the pool before a fork and both sides rebuild it on first use (fork-started
+readers and writers work; ``spawn`` never had the problem).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import threading
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import blosc2
 import numpy as np
 import tables
+from xxhash import xxh3_64_intdigest
 
+from . import diskio
 from .columns import Columns
-from .errors import CorruptionError, FormatVersionError
-from .layout import fsync_dir
+from .errors import CorruptionError, FormatVersionError, StorageError, TickstoreError
+from .layout import data_path
+from .schemas import Partition
 
 __all__ = ["FORMAT_VERSION", "FileMeta", "write_file", "write_array", "read_meta", "FileCache", "sha256_file"]
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 CHUNK_ROWS = 1 << 17  # 1 MB of int64 per chunk: HDF5 per-chunk costs vanish, a point read stays cheap
 _DATA = "/data"
 _THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -82,6 +105,22 @@ warnings.filterwarnings("ignore", category=tables.NaturalNameWarning)
 # Decompression is most of a large read; let blosc use the cores (PyTables' default is 1).
 tables.parameters.MAX_BLOSC_THREADS = max(tables.parameters.MAX_BLOSC_THREADS, _THREADS)
 blosc2.set_nthreads(_THREADS)
+_PROBE = blosc2.compress2(np.zeros(64, np.int64), typesize=8)
+
+
+def _drop_blosc_pool() -> None:
+    # blosc2's global context keeps a thread pool; a forked child inherits its state but
+    # not its threads and would wait for them forever. One decompression with a single
+    # thread makes the context join its pool before the fork (~0.4 ms per fork).
+    blosc2.set_nthreads(1)
+    blosc2.decompress2(_PROBE)
+
+
+def _restore_blosc_pool() -> None:
+    blosc2.set_nthreads(_THREADS)  # rebuilt on the next (de)compression
+
+
+os.register_at_fork(before=_drop_blosc_pool, after_in_parent=_restore_blosc_pool, after_in_child=_restore_blosc_pool)
 _CODECS = {
     "blosclz": blosc2.Codec.BLOSCLZ,
     "lz4": blosc2.Codec.LZ4,
@@ -94,7 +133,10 @@ _MAX_EXACT = float(2**53)
 # magic, the JSON's length (10 digits, newline) and the JSON layout: per column codec,
 # scale, dtype and the file offset and size of every chunk. A read needs no HDF5 library
 # call at all: pread the chunks, decompress.
-_LAYOUT_MAGIC = b"TICKSTORE-LAYOUT\n"
+_LAYOUT_MAGIC = b"TICKSTORE-LAYOUT\n"  # format 2: no checksums
+_LAYOUT_MAGIC_3 = b"TICKSTORE-LAYOUT-3\n"  # then b"%010d %016x\n" % (length, xxh3 of the JSON)
+_HEAD_3 = len(_LAYOUT_MAGIC_3) + 28
+_PLAIN_WRITE = itertools.count()  # unique names for in-memory HDF5 files
 
 
 @dataclass(frozen=True)
@@ -187,18 +229,44 @@ def _decode(stored: np.ndarray, codec: str, scale: int, k: int, out: np.ndarray)
 
 
 def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, complevel: int, shuffle: str = "byte", encoding: str = "plain") -> tuple[str, int]:
-    """Write ``rows`` and ``meta`` to ``path`` atomically; return (sha256, size in bytes).
+    """Write ``rows`` and ``meta`` to ``path``, a name that must not exist yet; return
+    (sha256, size in bytes).
 
     The caller has already validated ``rows`` (sorted by ts, schema dtypes).
+
+    Raises
+    ------
+    CorruptionError
+        ``path`` exists (a commit never replaces a data file).
+    StorageError
+        The disk refused (full, read-only, I/O error); nothing is left behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = len(rows)
     k = max(1, min(n, CHUNK_ROWS))
     firsts = np.ascontiguousarray(rows["ts"][::k], dtype=np.int64) if n else np.zeros(0, np.int64)
-    layout = {"tickstore_format": FORMAT_VERSION, "rows": n, "chunk_rows": k, "chunk_first_ts": firsts.tolist(), "columns": {}}
-    # pytables_sys_attrs=False: fewer HDF5 attributes to parse on every open
-    with tables.open_file(str(tmp), "w", pytables_sys_attrs=False, user_block_size=_user_block_size(len(rows.names), n, k)) as h:
+    meta_json = asdict(meta)
+    meta_json["replaces"] = list(meta.replaces)
+    layout = {
+        "tickstore_format": FORMAT_VERSION,
+        "rows": n,
+        "chunk_rows": k,
+        "chunk_first_ts": firsts.tolist(),
+        "meta": meta_json,
+        "columns": {},
+    }
+    fixed = len(json.dumps(meta_json)) + 64
+    # Built in memory (HDF5's core driver, no backing file), then written by diskio: every
+    # byte reaches the disk through one place that fsyncs, refuses to replace, and turns
+    # a full disk into a StorageError.
+    with tables.open_file(
+        f"{path}.mem-{os.getpid()}-{next(_PLAIN_WRITE)}",
+        "w",
+        driver="H5FD_CORE",
+        driver_core_backing_store=0,
+        driver_core_increment=1 << 22,
+        pytables_sys_attrs=False,
+        user_block_size=_user_block_size(len(rows.names), n, k, fixed),
+    ) as h:
         g = h.create_group("/", "data")
         g._v_attrs.chunk_rows = np.int64(k)
         g._v_attrs.chunk_first_ts = firsts
@@ -211,7 +279,7 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
             codecs[name] = [codec, scale]
             chunks = [node.chunk_info((a,)) for a in range(0, n, k)]
             layout["columns"][name] = [
-                codec, scale, stored.dtype.str, [[c.offset, c.size, io, il] for c, (io, il) in zip(chunks, inners)]
+                codec, scale, stored.dtype.str, [[c.offset, c.size, io, il, x] for c, (io, il, x) in zip(chunks, inners)]
             ]
         g._v_attrs.columns = json.dumps(codecs)
         a = h.root._v_attrs
@@ -231,28 +299,45 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         a.last_ts = np.int64(meta.last_ts)
         a.schema = meta.schema
         block = h.get_userblock_size()
-    body = json.dumps(layout, separators=(",", ":")).encode()
-    head = _LAYOUT_MAGIC + b"%010d\n" % len(body) + body
+        image = h.get_file_image()  # the file after its user block
+    head = layout_header(json.dumps(layout, separators=(",", ":")).encode())
     if len(head) > block:
         raise AssertionError(f"layout of {len(head)} bytes does not fit the {block}-byte user block")
-    fd = os.open(tmp, os.O_RDWR)
-    try:
-        os.pwrite(fd, head.ljust(block, b" "), 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    checksum = sha256_file(tmp)
-    size = os.path.getsize(tmp)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-    return checksum, size
+    head = head.ljust(block, b" ")
+    h256 = hashlib.sha256(head)
+    h256.update(image)
+    diskio.makedirs(path.parent)
+    diskio.create_new(path, [head, image])
+    return h256.hexdigest(), len(head) + len(image)
 
 
-def _user_block_size(ncols: int, n: int, k: int) -> int:
-    """A power of two (>= 512, as HDF5 requires) that holds the layout JSON: at most ~72
-    bytes per chunk reference and ~21 per chunk start time, plus names and codecs."""
+def layout_header(body: bytes, magic: bytes = _LAYOUT_MAGIC_3) -> bytes:
+    """``magic``, then a checksummed JSON ``body``: the user block of format-3 data files
+    and of index files."""
+    return magic + b"%010d %016x\n" % (len(body), xxh3_64_intdigest(body)) + body
+
+
+def header_body(path: str, magic: bytes, head: bytes, size: int) -> tuple[int, int]:
+    """(length, xxh3) of the JSON after ``magic`` in ``head`` (a file of ``size`` bytes).
+
+    Raises
+    ------
+    ValueError
+        A malformed header line.
+    """
+    m = len(magic)
+    length, want = int(head[m : m + 10]), int(head[m + 11 : m + 27], 16)
+    if head[m + 10 : m + 11] != b" " or head[m + 27 : m + 28] != b"\n" or not 0 < length <= size - m - 28:
+        raise ValueError("bad header line")
+    return length, want
+
+
+def _user_block_size(ncols: int, n: int, k: int, fixed: int) -> int:
+    """A power of two (>= 512, as HDF5 requires) that holds the layout JSON: at most ~93
+    bytes per chunk reference and ~21 per chunk start time, plus names, codecs and
+    ``fixed`` bytes (the meta)."""
     nchunks = -(-n // k) if n else 0
-    need = len(_LAYOUT_MAGIC) + 256 + ncols * (160 + 72 * nchunks) + 21 * nchunks
+    need = _HEAD_3 + 256 + fixed + ncols * (160 + 93 * nchunks) + 21 * nchunks
     size = 512
     while size < need:
         size *= 2
@@ -269,7 +354,8 @@ def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: 
     ``typesize`` (default the item size) is the width the shuffle works on.
 
     Returns the array node and, per chunk, (offset, length) of the blosc2 chunk inside
-    the stored frame ((-1, 0) when the frame stores it without data).
+    the stored frame ((-1, 0) when the frame stores it without data) and the xxh3-64 of
+    the bytes a reader decompresses (that chunk, or the whole frame).
     """
     n = len(values)
     filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
@@ -289,7 +375,7 @@ def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: 
         "filters": [{"bit": blosc2.Filter.BITSHUFFLE, "byte": blosc2.Filter.SHUFFLE}.get(shuffle, blosc2.Filter.NOFILTER)],
     }
     values = np.ascontiguousarray(values)
-    inners: list[tuple[int, int]] = []
+    inners: list[tuple[int, int, int]] = []
     for a in range(0, n, chunk):
         part = values[a : a + chunk]
         if len(part) < chunk:  # HDF5 stores whole chunks; the dataset's extent hides the padding
@@ -300,7 +386,7 @@ def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: 
         # without building a super-chunk object (~0.13 ms per chunk); -1: it must (a
         # special chunk, e.g. all zeros, the frame stores without data)
         at = frame.find(inner)
-        inners.append((at, len(inner)) if at >= 0 else (-1, 0))
+        inners.append((at, len(inner), xxh3_64_intdigest(inner)) if at >= 0 else (-1, 0, xxh3_64_intdigest(frame)))
         node.write_chunk((a,), frame)
     return node, inners
 
@@ -319,7 +405,8 @@ def _check_format(path, fmt: int) -> None:
 
 
 def read_meta(path: str | os.PathLike) -> FileMeta:
-    """The metadata a file carries in its attributes.
+    """The metadata a file carries (format 3: from its checksummed layout, no HDF5 call;
+    older formats: from its HDF5 attributes).
 
     Raises
     ------
@@ -327,13 +414,25 @@ def read_meta(path: str | os.PathLike) -> FileMeta:
         The file was written by a format this code does not know.
     CorruptionError
         The file is not a readable tickstore file.
+    StorageError
+        The file cannot be opened or read (permissions, I/O error).
     """
+    fd = _open_fd(path)
+    try:
+        found = _read_layout(str(path), fd)
+    finally:
+        os.close(fd)
+    if found is not None and found[0] >= 3:
+        return _meta_of(str(path), found[1])
     try:
         with tables.open_file(str(path), "r") as h:
             a = h.root._v_attrs
             if "tickstore_format" not in a._v_attrnames:
                 raise CorruptionError(f"{path}: not a tickstore file (no tickstore_format attribute)")
-            _check_format(path, int(a.tickstore_format))
+            fmt = int(a.tickstore_format)
+            _check_format(path, fmt)
+            if fmt >= 3:
+                raise CorruptionError(f"{path}: format {fmt} file without its layout block (damaged)")
             return FileMeta(
                 table=_attr_str(a, "table"),
                 symbol=_attr_str(a, "symbol"),
@@ -342,7 +441,7 @@ def read_meta(path: str | os.PathLike) -> FileMeta:
                 version=int(a.version),
                 committed_at=int(a.committed_at),
                 op=_attr_str(a, "op"),
-                replaces=tuple(json.loads(_attr_str(a, "replaces"))),
+                replaces=tuple(int(v) for v in json.loads(_attr_str(a, "replaces"))),
                 reason=_attr_str(a, "reason"),
                 source=_attr_str(a, "source"),
                 rows=int(a.rows),
@@ -352,8 +451,92 @@ def read_meta(path: str | os.PathLike) -> FileMeta:
             )
     except (FormatVersionError, CorruptionError):
         raise
-    except (tables.HDF5ExtError, OSError, KeyError, ValueError) as exc:
+    except (tables.HDF5ExtError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CorruptionError(f"{path}: unreadable tickstore file ({type(exc).__name__}: {exc})") from None
+
+
+_META_INTS = ("version", "committed_at", "rows", "first_ts", "last_ts")
+_META_STRS = ("table", "symbol", "partition", "partition_start", "op", "reason", "source", "schema")
+
+
+def _meta_of(path: str, layout: dict) -> FileMeta:
+    """The FileMeta in a (checksummed) format-3 layout."""
+    try:
+        m = layout["meta"]
+        if any(type(m[f]) is not int for f in _META_INTS) or any(type(m[f]) is not str for f in _META_STRS):
+            raise TypeError("fields of the wrong type")
+        if not isinstance(m["replaces"], list) or any(type(v) is not int for v in m["replaces"]):
+            raise TypeError("replaces is not a list of versions")
+        return FileMeta(**{f: m[f] for f in _META_INTS + _META_STRS}, replaces=tuple(m["replaces"]))
+    except (KeyError, TypeError) as exc:
+        raise CorruptionError(f"{path}: malformed file metadata ({exc})") from None
+
+
+def _open_fd(path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise CorruptionError(f"{path}: the file is missing; run `tickstore verify`") from None
+    except OSError as exc:
+        raise StorageError.from_os(exc, path, "opening") from None
+
+
+def _read_layout(path: str, fd: int) -> tuple[int, dict] | None:
+    """(format, layout JSON) of a file that starts with a layout block (formats 2 and 3),
+    None for one that does not (format 1, or not a tickstore file).
+
+    Format 3's JSON is returned only if its checksum matches, so nothing parsed from a
+    damaged header ever reaches a read.
+    """
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, 4096, 0)
+        if head.startswith(_LAYOUT_MAGIC_3):
+            length, want = header_body(path, _LAYOUT_MAGIC_3, head, size)
+            body = head[_HEAD_3 : _HEAD_3 + length]
+            if len(body) < length:
+                body = os.pread(fd, length, _HEAD_3)
+            if xxh3_64_intdigest(body) != want:
+                raise CorruptionError(f"{path}: layout checksum mismatch: the file is damaged; run `tickstore verify`")
+            d = json.loads(body)
+            if not isinstance(d, dict) or type(d.get("tickstore_format")) is not int or d["tickstore_format"] < 3:
+                raise ValueError("not a format-3 layout")
+            _check_format(path, d["tickstore_format"])
+            return d["tickstore_format"], d
+        if head.startswith(_LAYOUT_MAGIC):
+            m = len(_LAYOUT_MAGIC)
+            length = int(head[m : m + 10])
+            if not 0 < length <= size:
+                raise ValueError("bad header line")
+            body = head[m + 11 : m + 11 + length]
+            if len(body) < length:
+                body = os.pread(fd, length, m + 11)
+            d = json.loads(body)
+            if not isinstance(d, dict) or d.get("tickstore_format") != 2:
+                raise ValueError("not a format-2 layout")
+            return 2, d
+        return None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise CorruptionError(f"{path}: malformed tickstore layout ({exc}); run `tickstore verify`") from None
+    except OSError as exc:
+        raise StorageError.from_os(exc, path, "reading") from None
+
+
+def _check_identity(path: str, meta: FileMeta, rows: int) -> None:
+    """Refuse a file whose own metadata names another place than its path (a file copied
+    or swapped in for another), or disagrees with its layout."""
+    try:
+        day = int(np.datetime64(meta.partition_start, "D").astype(np.int64))
+        expected = data_path(meta.table, Partition(meta.partition), day, meta.symbol, meta.version)
+    except (ValueError, TypeError, TickstoreError) as exc:
+        raise CorruptionError(f"{path}: malformed file metadata ({exc})") from None
+    if not path.replace(os.sep, "/").endswith("/" + expected):
+        raise CorruptionError(
+            f"{path}: holds {meta.table} {meta.symbol} {meta.partition_start} version {meta.version} "
+            f"(expected at .../{expected}): a file was swapped in for another; run `tickstore verify`"
+        )
+    if meta.rows != rows:
+        raise CorruptionError(f"{path}: metadata says {meta.rows} rows, its layout {rows}")
 
 
 class _Table1:
@@ -385,37 +568,43 @@ class _Table1:
 
 
 class _Layout:
-    """An open format-2 file, read through the layout in its user block.
+    """An open format-3 (or 2) file, read through the layout in its user block.
 
-    No HDF5 call is made: opening is one ``pread`` of the layout, a read is one ``pread``
-    and one blosc2 decompression (on all cores, straight into the caller's array) per
-    chunk. PyTables' own open and node setup cost ~3 ms per file and ~0.5 ms per column,
-    which would dominate a read of 48 month files of bars.
+    No HDF5 call is made: opening is one ``pread`` of the layout, a read is one ``pread``,
+    one checksum and one blosc2 decompression (on all cores, straight into the caller's
+    array) per chunk. PyTables' own open and node setup cost ~3 ms per file and ~0.5 ms
+    per column, which would dominate a read of 48 month files of bars.
     """
 
-    def __init__(self, path: str, fd: int, body: bytes):
+    def __init__(self, path: str, fd: int, fmt: int, d: dict):
         self.path, self.fd = path, fd
+        self.checked = fmt >= 3  # chunks carry checksums
+        self.meta = None
         try:
             size = os.fstat(fd).st_size
-            d = json.loads(body)
-            _check_format(path, int(d["tickstore_format"]))
             self.n, self.k = int(d["rows"]), int(d["chunk_rows"])
+            if self.n < 0 or self.k <= 0:
+                raise ValueError("bad row counts")
             self.firsts = np.asarray(d["chunk_first_ts"], dtype=np.int64)
             nchunks = -(-self.n // self.k) if self.n else 0
             self.columns = {}
+            width = 5 if self.checked else 4
             for name, (codec, scale, dtype, chunks) in d["columns"].items():
                 if codec not in ("plain", "delta", "delta_scaled", "xor"):
                     raise ValueError(f"column {name!r} has unknown codec {codec!r}")
-                chunks = [(int(o), int(z), int(io), int(il)) for o, z, io, il in chunks]
-                if len(chunks) != nchunks or any(
-                    o < 0 or z <= 0 or o + z > size or (io >= 0 and (il <= 0 or io + il > z)) for o, z, io, il in chunks
+                chunks = [tuple(int(v) for v in c) for c in chunks]
+                if len(chunks) != nchunks or any(len(c) != width for c in chunks) or any(
+                    o < 0 or z <= 0 or o + z > size or (io >= 0 and (il <= 0 or io + il > z)) for o, z, io, il, *_ in chunks
                 ):
                     raise ValueError(f"column {name!r}: chunk references outside the file")
                 self.columns[name] = (codec, int(scale), np.dtype(dtype), chunks)
             if "ts" not in self.columns or len(self.firsts) != nchunks:
                 raise ValueError("no ts column or chunk start times")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise CorruptionError(f"{path}: malformed tickstore layout ({exc}); run `tickstore verify`") from None
+        if self.checked:
+            self.meta = _meta_of(path, d)
+            _check_identity(path, self.meta, self.n)
 
     def _column(self, name: str):
         c = self.columns.get(name)
@@ -424,21 +613,28 @@ class _Layout:
         return c
 
     def read_chunk(self, name: str, i: int, dst: np.ndarray) -> None:
-        """Decompress chunk ``i`` of column ``name`` into ``dst`` (exactly k items)."""
-        offset, size, inner, inner_size = self._column(name)[3][i]
+        """Check and decompress chunk ``i`` of column ``name`` into ``dst`` (exactly k items)."""
+        offset, size, inner, inner_size, *check = self._column(name)[3][i]
         try:
             if inner >= 0:  # the chunk alone, no frame around it
                 raw = os.pread(self.fd, inner_size, offset + inner)
-                if len(raw) != inner_size:
-                    raise ValueError("short read")
+            else:
+                raw = os.pread(self.fd, size, offset)
+            if len(raw) != (inner_size if inner >= 0 else size):
+                raise ValueError("short read: the file is truncated")
+            if check and xxh3_64_intdigest(raw) != check[0]:
+                raise ValueError("checksum mismatch")
+            if inner >= 0:
                 blosc2.decompress2(raw, dst=dst)
-                return
-            raw = os.pread(self.fd, size, offset)
-            if len(raw) != size:
-                raise ValueError("short read")
-            blosc2.schunk_from_cframe(raw, copy=False).decompress_chunk(0, dst=dst)
+            else:
+                blosc2.schunk_from_cframe(raw, copy=False).decompress_chunk(0, dst=dst)
+        except OSError as exc:
+            raise StorageError.from_os(exc, self.path, f"reading column {name!r} chunk {i}") from None
         except (ValueError, RuntimeError) as exc:
-            raise CorruptionError(f"{self.path}: column {name!r} chunk {i} is damaged ({exc}); run `tickstore verify`") from None
+            raise CorruptionError(
+                f"{self.path}: column {name!r} chunk {i} (rows {i * self.k}..{min(self.n, (i + 1) * self.k) - 1}) "
+                f"is damaged ({exc}); run `tickstore verify`"
+            ) from None
 
     def read_range(self, name: str, start: int, stop: int, out: np.ndarray) -> None:
         """Stored items ``start:stop`` of a column into ``out``."""
@@ -500,22 +696,11 @@ class FileCache:
         if f is not None:
             self._handles.move_to_end(path)
             return f
+        fd = _open_fd(path)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise CorruptionError(f"{path}: cannot open ({exc}); run `tickstore verify`") from None
-        try:
-            head = os.pread(fd, 4096, 0)
-            if head.startswith(_LAYOUT_MAGIC):
-                m = len(_LAYOUT_MAGIC)
-                try:
-                    length = int(head[m : m + 10])
-                except ValueError:
-                    raise CorruptionError(f"{path}: malformed tickstore layout header; run `tickstore verify`") from None
-                body = head[m + 11 : m + 11 + length]
-                if len(body) < length:
-                    body = os.pread(fd, length, m + 11)
-                f = _Layout(path, fd, body)
+            found = _read_layout(path, fd)
+            if found is not None:
+                f = _Layout(path, fd, *found)
             else:
                 os.close(fd)
                 fd = None
@@ -543,7 +728,7 @@ class FileCache:
                 raise CorruptionError(f"{path}: not a tickstore file (no tickstore_format attribute)") from None
             _check_format(path, fmt)
             if fmt != 1:
-                raise CorruptionError(f"{path}: format {fmt} file without its layout block; run `tickstore verify`")
+                raise CorruptionError(f"{path}: format {fmt} file without its layout block (damaged); run `tickstore verify`")
             return _Table1(h)
         except BaseException:
             h.close()
@@ -574,8 +759,11 @@ class FileCache:
         if stop <= start:
             return
         with self._lock:
+            f = self._open(path)
+            if not 0 <= start <= stop <= f.n:
+                raise CorruptionError(f"{path}: rows {start}:{stop} asked for, the file holds {f.n}; run `tickstore verify`")
             try:
-                self._open(path).read_into(start, stop, out)
+                f.read_into(start, stop, out)
             except tables.HDF5ExtError as exc:
                 raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None
 

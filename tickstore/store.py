@@ -9,35 +9,50 @@ frames (validation). A write is one transaction on one (table, symbol)::
       -> remove intent -> unlock
 
 A ``kill -9`` before the commit point leaves files no index names; the next writer
-deletes them (they are listed in the intent). After it, the commit is complete.
+deletes them (they are listed in the intent). After it, the commit is complete. Any
+other failure before the commit point (a full disk, a read-only file system: a
+``StorageError``) rolls the write back at once, so the store is left as it was. A write
+refuses to start when the symbol's index is missing while its data files exist (it would
+reuse their version numbers): ``tickstore reindex`` first. The automatic compaction that
+follows a committed write never turns it into an error: a failed merge is logged, rolled
+back and retried by the next write (or ``compact()``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from . import diskio
 from .columns import Columns
 from .clock import MAX_NS, NS_PER_DAY, Clock, SystemClock, ns_to_timestamp, to_day, to_ns
 from .errors import (
+    CorruptionError,
     FrameError,
     NotFoundError,
     PinError,
     SchemaError,
     SnapshotError,
+    StorageError,
     TickstoreError,
     UnknownTableError,
 )
 from .frames import check_unique_key, frame_to_rows, key_values, rows_to_frame
 from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_path
-from .layout import atomic_write_bytes, decode_symbol, encode_symbol, fsync_dir, validate_symbol
+
+if TYPE_CHECKING:
+    from .integrity import ReindexReport, VerifyReport
+from .layout import decode_symbol, encode_symbol, parse_data_path, validate_symbol
 from .lock import TableLock
 from .pin import Pin, PinnedFile, Selection
 from .schemas import Partition, Schema, builtin_schema
@@ -49,7 +64,9 @@ __all__ = ["Tickstore", "Table", "Commit"]
 # the newest ones are merged (only a suffix in version order, so the merged file sorts
 # where its members did and ties keep their order). Rewrites stay O(n log n).
 FANOUT = 8
-_SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")  # matched whole (fullmatch)
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+log = logging.getLogger("tickstore")
 
 
 @dataclass(frozen=True)
@@ -67,7 +84,12 @@ class Commit:
 def _text(value, *, what: str, limit: int) -> bytes:
     if not isinstance(value, str):
         raise FrameError(f"{what} must be a str, got {type(value).__name__} {value!r}")
-    b = value.encode("utf-8")
+    try:
+        b = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FrameError(f"{what} {value[:40]!r} is not valid Unicode ({exc.reason})") from None
+    if b"\x00" in b:
+        raise FrameError(f"{what} {value[:40]!r} contains a NUL character")
     if len(b) > limit:
         raise FrameError(f"{what} is {len(b)} bytes; at most {limit}")
     return b
@@ -145,7 +167,7 @@ class Table:
         rows = check_unique_key(self.schema, rows)
         reason_b = _text(reason, what="reason", limit=REASON_BYTES)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._lock.hold():
+        with self._writing(symbol):
             return self._replace_day(symbol, day, rows, "insert", reason_b, source_b)
 
     def delete(self, symbol: str, date, *, reason: str, source: str = "") -> Commit:
@@ -162,11 +184,10 @@ class Table:
         if not reason_b:
             raise FrameError("delete needs a reason (the audit trail says why data disappeared)")
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._lock.hold():
+        with self._writing(symbol):
             return self._replace_day(symbol, day, None, "delete", reason_b, source_b)
 
     def _replace_day(self, symbol, day, rows, op, reason_b, source_b) -> Commit:
-        self._recover(symbol)
         idx = self._index(symbol)
         part = int(self.schema.partition.floor(np.array([day]))[0])
         lo, hi = self._day_window(day)
@@ -194,7 +215,7 @@ class Table:
         commit = self._commit(
             symbol, idx, [(part, new_rows, [int(e["version"]) for e in replaced])], op, reason_b, source_b
         )
-        self._auto_compact(symbol, [part])
+        self._compact_after_commit(symbol, [part])
         return commit
 
     def append(self, symbol: str, df: pd.DataFrame, *, source: str = "") -> Commit:
@@ -215,8 +236,7 @@ class Table:
         rows = frame_to_rows(self.schema, df)
         rows = check_unique_key(self.schema, rows)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._lock.hold():
-            self._recover(symbol)
+        with self._writing(symbol):
             idx = self._index(symbol)
             if not len(rows):
                 return Commit(self.name, symbol, None, (), 0, 0)
@@ -232,7 +252,7 @@ class Table:
             if not plan:
                 return Commit(self.name, symbol, None, (), 0, skipped)
             commit = self._commit(symbol, idx, plan, "append", b"", source_b, skipped=skipped)
-            self._auto_compact(symbol, [p for p, _, _ in plan])
+            self._compact_after_commit(symbol, [p for p, _, _ in plan])
             return commit
 
     def ingest(self, symbol: str, df: pd.DataFrame, *, reason: str, source: str) -> Commit:
@@ -333,11 +353,17 @@ class Table:
             new[i]["partition"] = part
             new[i]["version"] = version
             targets.append(idx.path_of(new[i]))
+        for rel in targets:  # before the intent: a rollback deletes what the intent names
+            if os.path.lexists(self._abs(rel)):
+                raise CorruptionError(
+                    f"{rel} exists but the index of {self.name} {symbol} does not name it; a write never "
+                    f"replaces a data file: run `tickstore verify`, then `tickstore reindex {self.name}`"
+                )
         intent = self._intent_path(symbol)
-        intent.parent.mkdir(parents=True, exist_ok=True)
+        diskio.makedirs(intent.parent)
         # not fsynced: the intent guards against a dead process, whose page cache survives;
         # after a power loss a file it named may remain as a stray that verify reports
-        intent.write_bytes(json.dumps(targets).encode())
+        diskio.write_scratch(intent, json.dumps(targets).encode())
         supersede: dict[int, list[int]] = {}
         k0 = self.schema.key[0] if self.schema.key else "ts"
         for i, (part, rows, replaces) in enumerate(plan):
@@ -392,6 +418,58 @@ class Table:
             skipped,
         )
 
+    @contextmanager
+    def _writing(self, symbol: str):
+        """One write of ``symbol``: the table lock, a dead writer's files rolled back, and
+        no write without an index. A failure before the commit point deletes this write's
+        files before it reaches the caller (nothing changed); an ``OSError`` that no layer
+        turned into a ``StorageError`` is turned here."""
+        with self._lock.hold():
+            self._recover(symbol)
+            self._check_writable(symbol)
+            try:
+                yield
+            except BaseException as exc:
+                try:
+                    self._recover(symbol)
+                except Exception:  # noqa: BLE001 - the next writer retries the rollback
+                    log.warning("%s %s: rolling back a failed write failed; the next write retries", self.name, symbol, exc_info=True)
+                if isinstance(exc, OSError):
+                    raise StorageError.from_os(exc, getattr(exc, "filename", None) or self.dir, "writing") from None
+                raise
+
+    def _check_writable(self, symbol: str) -> None:
+        """Refuse to write a symbol whose index is missing while its data files exist: the
+        writer would number versions from 1 again and ignore what is committed."""
+        if os.path.lexists(index_path(self.store.root, self.name, symbol)):
+            return
+        depth = {Partition.DAY: 3, Partition.MONTH: 2, Partition.YEAR: 1}[self.schema.partition]
+        for path in self.dir.glob("/".join(["[0-9]*"] * depth + [f"{encode_symbol(symbol)}_*.h5"])):
+            try:
+                if parse_data_path(str(path.relative_to(self.store.root)), self.schema.partition)[1] != symbol:
+                    continue  # another symbol whose name extends this one with '_...'
+            except TickstoreError:
+                continue
+            raise CorruptionError(
+                f"{self.name} {symbol}: the index is missing but data files exist "
+                f"(e.g. {path.relative_to(self.store.root)}); run `tickstore reindex {self.name}` to rebuild "
+                f"it from the files before writing"
+            )
+
+    def _compact_after_commit(self, symbol: str, touched: list[int]) -> None:
+        """The automatic compaction after a committed write. Its failure (a full disk...)
+        must not make the committed write look failed: a caller would retry it, and a table
+        without a key would store the rows twice. Logged and rolled back; the next write of
+        the symbol (or ``compact()``) merges again."""
+        try:
+            self._auto_compact(symbol, touched)
+        except (TickstoreError, OSError):
+            log.warning("%s %s: compaction after a committed write failed; retried by the next write", self.name, symbol, exc_info=True)
+            try:
+                self._recover(symbol)
+            except Exception:  # noqa: BLE001 - the next writer retries the rollback
+                log.warning("%s %s: rolling back the failed compaction failed", self.name, symbol, exc_info=True)
+
     def _intent_path(self, symbol: str) -> Path:
         return index_path(self.store.root, self.name, symbol).with_suffix(".intent")
 
@@ -415,7 +493,7 @@ class Table:
         for leftover in intent.parent.glob(f".{encode_symbol(symbol)}.h5.tmp-*"):
             leftover.unlink(missing_ok=True)
         intent.unlink()
-        fsync_dir(intent.parent)
+        diskio.fsync_dir(intent.parent)
 
     # -- compaction ---------------------------------------------------------------------
     def compact(self, symbol: str | None = None) -> int:
@@ -428,13 +506,13 @@ class Table:
         done = 0
         with self._lock.hold():
             for sym in symbols:
-                self._recover(sym)
-                idx = self._index(sym)
-                vis = idx.visible(None)
-                parts, counts = np.unique(vis["partition"], return_counts=True)
-                for p in parts[counts > 1]:
-                    self._merge_files(sym, int(p), idx.lookup(int(p), None))
-                    done += 1
+                with self._writing(sym):
+                    idx = self._index(sym)
+                    vis = idx.visible(None)
+                    parts, counts = np.unique(vis["partition"], return_counts=True)
+                    for p in parts[counts > 1]:
+                        self._merge_files(sym, int(p), idx.lookup(int(p), None))
+                        done += 1
         return done
 
     def _auto_compact(self, symbol: str, touched: list[int]) -> None:
@@ -675,6 +753,18 @@ class Table:
         return pd.DatetimeIndex((parts * NS_PER_DAY).view("M8[ns]"), tz="UTC", name="date")
 
 
+def _read_schema(path: Path) -> Schema:
+    """The schema a ``create_table`` persisted."""
+    try:
+        return Schema.from_json(json.loads(path.read_bytes()))
+    except OSError as exc:
+        raise StorageError.from_os(exc, path, "reading the schema") from None
+    except SchemaError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SchemaError(f"{path}: malformed table schema ({type(exc).__name__}: {exc}); restore the file") from None
+
+
 class Tickstore:
     """A store root holding tables. ``Tickstore("~/ticks")`` creates the root if absent.
 
@@ -690,7 +780,7 @@ class Tickstore:
         self.root = Path(root).expanduser().resolve()
         if self.root.exists() and not self.root.is_dir():
             raise TickstoreError(f"store root {self.root} exists and is not a directory")
-        self.root.mkdir(parents=True, exist_ok=True)
+        diskio.makedirs(self.root)
         self.clock = clock if clock is not None else SystemClock()
         self.lock_timeout = lock_timeout
         self._indexes = IndexCache(self.root)
@@ -719,11 +809,11 @@ class Tickstore:
         t = self._tables.get(name)
         if t is not None:
             return t
-        if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
+        if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
             raise UnknownTableError(f"unknown table {name!r}: table names are lower-case identifiers")
         custom = self.root / name / "_schema.json"
         if custom.exists():
-            schema = Schema.from_json(json.loads(custom.read_text()))
+            schema = _read_schema(custom)
         else:
             schema = builtin_schema(name)
         t = self._tables[name] = Table(self, schema)
@@ -747,12 +837,12 @@ class Tickstore:
             raise SchemaError(f"{name!r} is a built-in table; choose another name")
         path = self.root / name / "_schema.json"
         if path.exists():
-            existing = Schema.from_json(json.loads(path.read_text()))
+            existing = _read_schema(path)
             if existing != schema:
                 raise SchemaError(f"table {name!r} exists with schema {existing.to_json()}; not {schema.to_json()}")
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, json.dumps(schema.to_json(), indent=1).encode())
+            diskio.makedirs(path.parent)
+            diskio.replace(path, [json.dumps(schema.to_json(), indent=1).encode()])
         self._tables.pop(name, None)
         return self[name]
 
@@ -777,13 +867,33 @@ class Tickstore:
         return self.root / "_snapshots.json"
 
     def _load_snapshots(self) -> dict:
+        """{name: {"as_of": ns, "note": str}} from ``_snapshots.json``.
+
+        Raises
+        ------
+        SnapshotError
+            The file is not what ``snapshot`` writes (hand-edited, damaged).
+        """
         p = self._snapshot_file()
-        if not p.exists():
-            return {}
         try:
-            return json.loads(p.read_text())
+            text = p.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StorageError.from_os(exc, p, "reading the snapshots") from None
+        try:
+            snaps = json.loads(text)
         except ValueError as exc:
-            raise SnapshotError(f"{p} is not valid JSON ({exc})") from None
+            raise SnapshotError(f"{p} is not valid JSON ({exc}); restore it from a backup") from None
+        if not isinstance(snaps, dict):
+            raise SnapshotError(f"{p}: expected {{name: {{'as_of': ns, 'note': str}}}}, got {type(snaps).__name__}")
+        for name, v in snaps.items():
+            if not _SNAPSHOT_NAME.fullmatch(name):
+                raise SnapshotError(f"{p}: {name!r} is not a snapshot name")
+            ok = isinstance(v, dict) and type(v.get("as_of")) is int and 0 <= v["as_of"] < MAX_NS
+            if not ok or not isinstance(v.get("note", ""), str) or set(v) - {"as_of", "note"}:
+                raise SnapshotError(f"{p}: snapshot {name!r} is malformed ({v!r}); expected {{'as_of': ns, 'note': str}}")
+        return snaps
 
     def snapshot(self, name: str, *, note: str = "") -> pd.Timestamp:
         """Name the current knowledge time so that ``as_of=name`` reads what is visible now.
@@ -793,7 +903,7 @@ class Tickstore:
         SnapshotError
             Bad or existing name.
         """
-        if not isinstance(name, str) or not _SNAPSHOT_NAME.match(name):
+        if not isinstance(name, str) or not _SNAPSHOT_NAME.fullmatch(name):
             raise SnapshotError(f"snapshot name {name!r}: start with a letter; letters, digits, . _ - (max 64)")
         with self._snap_lock.hold():
             snaps = self._load_snapshots()
@@ -801,7 +911,7 @@ class Tickstore:
                 raise SnapshotError(f"snapshot {name!r} exists (as of {ns_to_timestamp(snaps[name]['as_of'])}); names are permanent")
             now = self.clock.now_ns()
             snaps[name] = {"as_of": now, "note": note}
-            atomic_write_bytes(self._snapshot_file(), json.dumps(snaps, indent=1, sort_keys=True).encode())
+            diskio.replace(self._snapshot_file(), [json.dumps(snaps, indent=1, sort_keys=True).encode()])
         return ns_to_timestamp(now)
 
     def snapshots(self) -> pd.DataFrame:
@@ -819,7 +929,7 @@ class Tickstore:
         """``None`` | time | snapshot name -> knowledge time in ns (None for latest)."""
         if as_of is None:
             return None
-        if isinstance(as_of, str) and _SNAPSHOT_NAME.match(as_of):
+        if isinstance(as_of, str) and _SNAPSHOT_NAME.fullmatch(as_of):
             snaps = self._load_snapshots()
             if as_of in snaps:
                 return int(snaps[as_of]["as_of"])
@@ -827,14 +937,21 @@ class Tickstore:
         return to_ns(as_of, what="as_of")
 
     # -- integrity ------------------------------------------------------------------------
-    def verify(self, *, checksums: bool = True):
-        """Check every index against the files (and their checksums); see ``integrity.verify``."""
+    def verify(self, *, checksums: bool = True) -> "VerifyReport":
+        """Check every index field against the files (and their checksums); see ``integrity.verify``."""
         from .integrity import verify
 
         return verify(self, checksums=checksums)
 
-    def reindex(self, tables: list[str] | None = None) -> dict[str, int]:
-        """Rebuild the index from the files' own attributes; see ``integrity.reindex``."""
+    def reindex(self, tables: list[str] | None = None) -> "ReindexReport":
+        """Rebuild the index from the files alone, whatever state it is in; see ``integrity.reindex``.
+
+        Returns
+        -------
+        ReindexReport
+            ``indexed`` {table: files}, ``skipped`` (unreadable or foreign files, left in
+            place), ``removed`` (leftover temporaries, files of writes that died).
+        """
         from .integrity import reindex
 
         return reindex(self, tables)

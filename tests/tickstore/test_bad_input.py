@@ -144,7 +144,7 @@ def test_corrupted_file_is_detected_by_verify_and_on_read(seeded):
 def test_unknown_format_version_is_refused(seeded):
     import tables
 
-    from tickstore.splay import read_meta
+    from tickstore.splay import layout_header, read_meta
 
     (rel,) = seeded["trades"].index()["path"]
     path = seeded.root / rel
@@ -152,12 +152,12 @@ def test_unknown_format_version_is_refused(seeded):
         h.root._v_attrs.tickstore_format = np.int64(99)
     # a future writer stamps its layout block too (what the read path looks at)
     raw = bytearray(path.read_bytes())
-    magic = b"TICKSTORE-LAYOUT\n"
+    magic = b"TICKSTORE-LAYOUT-3\n"
     n = int(raw[len(magic) : len(magic) + 10])
-    body = json.loads(raw[len(magic) + 11 : len(magic) + 11 + n])
+    body = json.loads(raw[len(magic) + 28 : len(magic) + 28 + n])
     body["tickstore_format"] = 99
-    new = magic + b"%010d\n" % len(json.dumps(body).encode()) + json.dumps(body).encode()
-    raw[: len(new)] = new
+    new = layout_header(json.dumps(body).encode())
+    raw[: len(raw[: raw.index(b"\x89HDF")])] = new.ljust(raw.index(b"\x89HDF"), b" ")
     path.write_bytes(bytes(raw))
     with pytest.raises(FormatVersionError, match="format 99"):
         read_meta(path)

@@ -9,7 +9,7 @@ def test_all_is_exactly_the_public_surface():
             "Tickstore", "Table", "Commit", "Selection", "Pin", "PinnedFile", "VerifyReport", "Schema", "Column",
             "Partition", "Clock", "SystemClock", "FrozenClock", "TickstoreError", "UnknownTableError", "SymbolError",
             "SchemaError", "FrameError", "DuplicateKeyError", "NotFoundError", "SnapshotError", "LockedError",
-            "FormatVersionError", "CorruptionError", "PinError",
+            "FormatVersionError", "CorruptionError", "PinError", "StorageError", "ReindexReport",
         ]
     )
     for name in tickstore.__all__:

@@ -133,6 +133,9 @@ def test_unknown_format_is_refused(tmp_path):
         store["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 10))
     (path,) = [p for p in (tmp_path / "trades").rglob("*.h5") if "_index" not in p.parts]
     with tables.open_file(str(path), "a") as h:
-        h.root._v_attrs.tickstore_format = np.int64(3)
-    with pytest.raises(FormatVersionError, match="format 3"):
+        h.root._v_attrs.tickstore_format = np.int64(4)
+    raw = bytearray(path.read_bytes())  # a future format without our layout block
+    raw[: raw.index(b"\x89HDF")] = b" " * raw.index(b"\x89HDF")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatVersionError, match="format 4"):
         read_meta(path)

@@ -207,7 +207,7 @@ def test_index_is_rebuilt_from_files_alone(store, clock):
 
     shutil.rmtree(t.dir / "_index")
     store._indexes.forget()
-    assert store.reindex() == {"trades": 5}
+    assert store.reindex().indexed == {"trades": 5}
     after = t.index()
     pdt.assert_frame_equal(after, before)
     assert store.verify().ok

@@ -4,28 +4,42 @@ A ``Derived`` names an output table, its schema, the inputs it reads and the fun
 computes one UTC day of it. ``materialise`` reads every input with ``select_pinned`` (so it
 knows exactly which file versions it used), computes the day, writes it with
 ``Table.insert`` (a new version; earlier ones stay readable ``as_of`` earlier times), then
-writes the lineage of that version to the table ``lineage_<name>``::
+writes the lineage of that day to the table ``lineage_<name>``::
 
-    lineage_<name>   one row per input file read, for one output (symbol, day) version
+    lineage_<name>   day files; for one output (symbol, day) as materialised:
+        one row per input file read (input_no >= 0), and one row for the output day
+        itself (input_no = -1: its table, partition, version and data_hash as written)
         ts               the output day (00:00 UTC)
-        output_version   version of the output day the lineage belongs to
-        input_no         position of the input in Derived.inputs
+        output_version   version of the output file written (day, month or year file)
+        input_no         position of the input in Derived.inputs; -1: the output
         input_table, input_symbol
         input_partition  first day of the input file's partition
         input_version, input_checksum, input_rows   the pinned file (version -1: no file)
-        data_hash        sha256 of the input frame actually read (all rows of that input)
+        data_hash        sha256 of the rows actually read (all rows of that input: the
+                         day, its lookback, the declared columns only); for the output
+                         row, of the output day as written
         read_as_of       knowledge time the inputs were read at
         code             "<name>@<code_version>"
 
-The lineage table is versioned like any other, so ``lineage(..., as_of=T)`` says what the
-output was computed from as known at T. Writing it is a second commit after the output's:
-a crash in between leaves an output without lineage, which ``staleness`` reports as stale.
+**Lineage is per day, whatever the output's partition.** A month or year file holds many
+days, each materialised at its own time and later merged into one file version by
+compaction, so "the file version holding the day" says nothing about which materialise
+produced it. The output row's ``data_hash`` does: ``staleness`` reads the output day and
+compares. Writing the lineage is a second commit after the output's: a crash in between
+leaves an output day that no lineage describes, which ``staleness`` reports as stale.
 
 ``staleness`` re-reads the inputs and compares data hashes: an input corrected since the
 output was computed (even with a new file version elsewhere in the same file) makes it
-stale only if the rows it reads changed; the changed files are listed either way.
-Chains work the same way: an SMA over derived 3-minute bars is stale once those bars are
-re-materialised with different values.
+stale only if the rows it reads changed; the changed files are listed either way. A
+``Source`` declares the columns it reads (``columns=("close",)``): then only changes to
+those columns make the output stale (a corrected ``high`` does not reach an SMA of
+closes). Chains work the same way: an SMA over derived 3-minute bars is stale once those
+bars are re-materialised with different values.
+
+**Names.** A derived table may take a built-in name (``ohlcv_3m`` for 3-minute bars) only
+with the built-in schema (``tickstore.schemas.builtin_schema("ohlcv_3m")``): it then *is*
+that table. Any other schema under a built-in name is refused when the ``Derived`` is
+made, as are names starting with ``lineage_`` (reserved for lineage tables).
 """
 
 from __future__ import annotations
@@ -38,12 +52,15 @@ import numpy as np
 import pandas as pd
 
 from tickstore import Column, Schema
+from tickstore.errors import UnknownTableError
+from tickstore.schemas import builtin_schema
 
 from .errors import ResearchError, StaleError
 
 __all__ = ["Source", "Derived", "Materialised", "Staleness", "materialise", "lineage", "staleness", "read"]
 
 _DAY = pd.Timedelta(days=1)
+OUTPUT_ROW = -1  # input_no of the lineage row describing the output day itself
 
 LINEAGE_COLUMNS = (
     Column("output_version", "int64"),
@@ -93,8 +110,23 @@ class Derived:
             raise ResearchError(f"schema is named {self.schema.name!r}, derived table {self.name!r}")
         if not self.inputs:
             raise ResearchError(f"derived table {self.name!r} has no inputs")
+        if self.name.startswith("lineage_"):
+            raise ResearchError(f"derived table name {self.name!r}: names starting with 'lineage_' are reserved for lineage tables")
         if len(self.lineage_table) > 63:
             raise ResearchError(f"derived table name {self.name!r} is too long for its lineage table (max 54 chars)")
+        builtin = _builtin(self.name)
+        if builtin is not None and _shape(builtin) != _shape(self.schema):
+            raise ResearchError(
+                f"{self.name!r} is a built-in table (columns {builtin.names}, key {builtin.key}, "
+                f"{builtin.partition.value} files); a derived table may use that name only with that schema "
+                f"(tickstore.schemas.builtin_schema({self.name!r})), not columns {self.schema.names}, key "
+                f"{self.schema.key}, {self.schema.partition.value} files; or choose another name"
+            )
+
+    @property
+    def builtin(self) -> bool:
+        """The output is a built-in table (e.g. ``ohlcv_3m``)."""
+        return _builtin(self.name) is not None
 
     @property
     def lineage_table(self) -> str:
@@ -103,6 +135,22 @@ class Derived:
     @property
     def code(self) -> str:
         return f"{self.name}@{self.code_version}"
+
+
+def _builtin(name: str) -> Schema | None:
+    try:
+        return builtin_schema(name)
+    except UnknownTableError:
+        return None
+
+
+def _shape(schema: Schema) -> tuple:
+    """What makes two schemas the same table (descriptions and codecs aside)."""
+    return (tuple(schema.columns), schema.key, schema.partition)
+
+
+def _output_table(store, spec: Derived):
+    return store[spec.name] if spec.builtin else store.create_table(spec.name, spec.schema)
 
 
 @dataclass(frozen=True)
@@ -184,15 +232,32 @@ def materialise(store, spec: Derived, symbol: str, date, *, as_of=None) -> Mater
     if not isinstance(out, pd.DataFrame):
         raise ResearchError(f"{spec.code}: compute returned {type(out).__name__}, not a DataFrame")
     out = out.loc[(out.index >= day) & (out.index < day + _DAY), spec.schema.names]
-    table = store.create_table(spec.name, spec.schema)
+    table = _output_table(store, spec)
     summary = "; ".join(
         f"{p.table}/{s} " + ",".join(f"{pd.Timestamp(f.partition, unit='D').date()}v{f.version}" for f in p.files if f.symbol == s)
         for p in pins for s in p.symbols
     )
     commit = table.insert(symbol, day, out, reason=f"derived {spec.code} from {summary}"[:256], source=f"derived:{spec.code}"[:64])
-    out_version = int(commit.versions[0][1])
-    rows = []
+    (out_partition, out_version), = commit.versions
+    out_version = int(out_version)
+    # the day as a reader sees it once written (what staleness will hash)
+    written = table.select(symbol, day, day + _DAY, as_of=commit.committed_at)
     read_as_of = pd.Timestamp(pins[0].as_of, unit="ns", tz="UTC")
+    rows = [
+        {
+            "output_version": out_version,
+            "input_no": OUTPUT_ROW,
+            "input_table": spec.name,
+            "input_symbol": symbol,
+            "input_partition": pd.Timestamp(out_partition),
+            "input_version": out_version,
+            "input_checksum": "",
+            "input_rows": len(written),
+            "data_hash": data_hash(written),
+            "read_as_of": read_as_of,
+            "code": spec.code,
+        }
+    ]
     for no, (frame, pin) in enumerate(zip(frames, pins)):
         h = data_hash(frame)
         files = pin.files or (None,)
@@ -216,13 +281,14 @@ def materialise(store, spec: Derived, symbol: str, date, *, as_of=None) -> Mater
     for c in ("output_version", "input_no", "input_version", "input_rows"):
         lin[c] = lin[c].astype(np.int64)
     store.create_table(spec.lineage_table, _lineage_schema(spec)).insert(
-        symbol, day, lin, reason=f"lineage of {spec.name} v{out_version}", source=f"derived:{spec.code}"[:64]
+        symbol, day, lin, reason=f"lineage of {spec.name} {day.date()} (v{out_version})", source=f"derived:{spec.code}"[:64]
     )
     return Materialised(commit, lin, tuple(pins))
 
 
 def lineage(store, spec: Derived, symbol: str, date, *, as_of=None) -> pd.DataFrame:
-    """The lineage rows of the output day as known at ``as_of`` (empty if never materialised)."""
+    """The lineage rows of the output day as known at ``as_of`` (empty if never materialised);
+    ``input_no`` -1 is the output day itself."""
     day = _day(date)
     if spec.lineage_table not in store.tables():
         return _lineage_schema(spec).empty_frame()
@@ -230,8 +296,8 @@ def lineage(store, spec: Derived, symbol: str, date, *, as_of=None) -> pd.DataFr
 
 
 def _output_version(store, spec: Derived, symbol: str, day: pd.Timestamp, as_of) -> int | None:
-    if spec.name not in store.tables():
-        return None
+    """Version of the visible file holding ``day`` (lineage written before the output row
+    existed: day files only, where that version identifies the day)."""
     v = store[spec.name].versions(symbol, day)
     if v.empty:
         return None
@@ -250,17 +316,33 @@ def staleness(store, spec: Derived, symbol: str, date, *, as_of=None) -> Stalene
     Returns
     -------
     Staleness
-        ``stale`` when there is no output, no lineage for the visible output version, or
-        an input's rows differ from those it was computed from; ``reasons`` says which.
+        ``stale`` when the day was never materialised, no lineage describes the output
+        day as stored (an interrupted materialise, or rows written by something else), or
+        an input's rows (its declared columns) differ from those it was computed from;
+        ``reasons`` says which.
     """
     day = _day(date)
-    version = _output_version(store, spec, symbol, day, as_of)
-    if version is None:
-        return Staleness(True, (f"{spec.name} {symbol} {day.date()} was never materialised",))
+    where = f"{spec.name} {symbol} {day.date()}"
     lin = lineage(store, spec, symbol, day, as_of=as_of)
-    lin = lin[lin["output_version"] == version]
+    stored = spec.name in store.tables()
+    output = store[spec.name].select(symbol, day, day + _DAY, as_of=as_of) if stored else None
     if lin.empty:
-        return Staleness(True, (f"{spec.name} {symbol} {day.date()} v{version} has no lineage (interrupted materialise?)",))
+        if output is None or (output.empty and _output_version(store, spec, symbol, day, as_of) is None):
+            return Staleness(True, (f"{where} was never materialised",))
+        return Staleness(True, (f"{where} has no lineage (interrupted materialise?)",))
+    own = lin[lin["input_no"] == OUTPUT_ROW]
+    if len(own):
+        if output is None or data_hash(output) != own["data_hash"].iloc[0]:
+            return Staleness(True, (
+                f"{where} differs from the output its lineage describes (v{int(own['output_version'].iloc[0])}, "
+                f"{int(own['input_rows'].iloc[0])} rows; stored now: {0 if output is None else len(output)} rows): "
+                "an interrupted materialise, or rows written by something else",
+            ))
+    else:  # lineage written before output rows were recorded: day files, matched by version
+        version = _output_version(store, spec, symbol, day, as_of) if stored else None
+        lin = lin[lin["output_version"] == version]
+        if version is None or lin.empty:
+            return Staleness(True, (f"{where} v{version} has no lineage (interrupted materialise?)",))
     frames, pins = _read_inputs(store, spec, symbol, day, as_of)
     reasons = []
     for no, (frame, pin) in enumerate(zip(frames, pins)):
@@ -270,8 +352,9 @@ def staleness(store, spec: Derived, symbol: str, date, *, as_of=None) -> Stalene
         was_files = {(s, int(v), c) for s, v, c in zip(rec["input_symbol"], rec["input_version"], rec["input_checksum"]) if v >= 0}
         if rec.empty or data_hash(frame) != rec["data_hash"].iloc[0]:
             changed = sorted(f"v{v}" for _, v, _ in now_files - was_files)
+            cols = f" (columns {list(src.columns)})" if src.columns else ""
             reasons.append(
-                f"input {no} ({src.table}/{src.symbol or symbol}) changed since {spec.name} v{version} was computed"
+                f"input {no} ({src.table}/{src.symbol or symbol}){cols} changed since {where} was computed"
                 + (f": now reads file versions {changed}" if changed else "")
             )
     return Staleness(bool(reasons), tuple(reasons))
@@ -292,4 +375,3 @@ def read(store, spec: Derived, symbol: str, start=None, end=None, *, as_of=None,
             if st.stale:
                 raise StaleError(f"{spec.name} {symbol} {day.date()} is stale: {'; '.join(st.reasons)}; re-run materialise")
     return frame
-

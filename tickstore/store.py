@@ -276,8 +276,7 @@ class Table:
         rows = check_unique_key(self.schema, rows)
         reason_b = _text(reason, what="reason", limit=REASON_BYTES)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._lock.hold():
-            self._recover(symbol)
+        with self._writing(symbol):
             idx = self._index(symbol)
             if not len(rows):
                 return Commit(self.name, symbol, None, (), 0, 0)

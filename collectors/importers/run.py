@@ -168,7 +168,9 @@ def import_files(
         for path, found in plans:
             digest = sha256_of(path)
             fmt_of = found[0].format
-            key = options.key()
+            # what the file means, not only its bytes: equal files under other names
+            # (a spot and a futures candle file) import to other symbols
+            key = options.key() + "".join(f"|{d.kind}:{d.symbol}:{d.market}:{sorted(d.hints.items())}" for d in found)
             if not force and ledger.done(store, digest, fmt_of.value, key):
                 bar.update(file_size(path))
                 reports.append(FileReport(str(path), fmt_of.value, found[0].kind, "skipped", sha256=digest))

@@ -23,7 +23,7 @@ from .errors import (
 )
 from .integrity import ReindexReport, VerifyReport
 from .pin import Pin, PinnedFile, Selection
-from .schemas import Column, Partition, Schema
+from .schemas import Column, Partition, Schema, TradeKind, TsClock
 from .store import Commit, Table, Tickstore
 
 __version__ = "0.1.0"
@@ -40,6 +40,8 @@ __all__ = [
     "Schema",
     "Column",
     "Partition",
+    "TradeKind",
+    "TsClock",
     "Clock",
     "SystemClock",
     "FrozenClock",

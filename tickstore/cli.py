@@ -5,6 +5,8 @@
     tickstore [--root DIR] select TABLE SYMBOL... [--start] [--end] [--as-of] [--columns a,b]
                                                  [--format table|csv|json] [-n N]
     tickstore ls [TABLE [SYMBOL]]        tables; symbols of a table; dates of a symbol
+    tickstore ls -l [TABLE]              tables with their ts clock, partition, key;
+                                         the columns of TABLE (dtype, default)
     tickstore versions TABLE SYMBOL DATE
     tickstore snapshot NAME | --list
     tickstore verify
@@ -173,14 +175,52 @@ def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
     emit(frame if limit is None else frame.head(limit), fmt)
 
 
+def _describe_tables(store: Tickstore, names: list[str]) -> pd.DataFrame:
+    rows = []
+    for name in names:
+        sc = store[name].schema
+        rows.append(
+            {
+                "table": name,
+                "ts clock": sc.clock.value if sc.clock is not None else "(not declared)",
+                "partition": sc.partition.value,
+                "key": ",".join(sc.key) if sc.key else "-",
+                "columns": len(sc.columns),
+                "description": sc.description,
+            }
+        )
+    return pd.DataFrame(rows, columns=["table", "ts clock", "partition", "key", "columns", "description"]).set_index("table")
+
+
+def _describe_columns(store: Tickstore, name: str) -> pd.DataFrame:
+    sc = store[name].schema
+    clock = sc.clock.value if sc.clock is not None else "(not declared)"
+    rows = [{"column": "ts", "dtype": "datetime (index)", "default": "", "note": clock}]
+    for c in sc.columns:
+        note = "receive time" if c.name == "recv_ts" else ("key" if sc.key and c.name in sc.key else "")
+        rows.append({"column": c.name, "dtype": c.dtype, "default": "" if c.default is None else str(c.default), "note": note})
+    return pd.DataFrame(rows).set_index("column")
+
+
 @main.command("ls")
 @click.argument("table", required=False)
 @click.argument("symbol", required=False)
 @click.option("--as-of", "as_of", help="Dates visible at this knowledge time or snapshot (with SYMBOL).")
+@click.option(
+    "--long", "-l", "long_", is_flag=True,
+    help="Describe: every table with the clock its ts is (exchange event / transaction / receive time), "
+    "partition and key; with TABLE, its columns.",
+)
 @click.pass_context
-def ls_(ctx, table, symbol, as_of):
-    """List tables, symbols of TABLE, or dates of SYMBOL."""
+def ls_(ctx, table, symbol, as_of, long_):
+    """List tables, symbols of TABLE, or dates of SYMBOL (-l: describe tables / TABLE's columns)."""
     store = _store(ctx)
+    if long_ and symbol is None:
+        names = store.tables()
+        if table is None and not names:
+            return
+        click.echo(_describe_tables(store, names).to_string() if table is None else _describe_columns(store, table).to_string())
+        return
     if table is None:
         items = store.tables()
     elif symbol is None:

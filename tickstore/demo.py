@@ -23,6 +23,7 @@ import pandas as pd
 
 from .errors import TickstoreError
 from .pin import Pin
+from .schemas import TradeKind
 from .store import Tickstore
 
 __all__ = ["run_demo", "DemoStep", "default_data_dir", "tardis_trades", "generated_trades", "price_checksum"]
@@ -46,7 +47,8 @@ def tardis_trades(path) -> pd.DataFrame:
     """A Tardis trades CSV -> a frame for the ``trades`` table.
 
     Tardis columns ``exchange,symbol,timestamp,local_timestamp,id,side,price,amount``;
-    times are microseconds since the epoch (exchange time, local receive time).
+    times are microseconds since the epoch (exchange time, local receive time). The CSV
+    does not say what kind of print a row is, so every row is ``TradeKind.MARKET``.
     """
     raw = pd.read_csv(path, usecols=["timestamp", "local_timestamp", "id", "side", "price", "amount"])
     side = raw["side"].map({"buy": 1, "sell": -1})
@@ -61,6 +63,7 @@ def tardis_trades(path) -> pd.DataFrame:
             "price": raw["price"].to_numpy(dtype="f8"),
             "qty": raw["amount"].to_numpy(dtype="f8"),
             "side": side.to_numpy(dtype="i1"),
+            "kind": np.full(len(raw), int(TradeKind.MARKET), dtype="i1"),
         },
         index=ts,
     )

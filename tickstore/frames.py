@@ -98,6 +98,9 @@ def frame_to_rows(schema: Schema, df, *, lo: int | None = None, hi: int | None =
         If given, every ``ts`` must lie in ``[lo, hi)`` (ns UTC); ``where`` names that
         window in the error.
 
+    Columns with a ``default`` (see ``Column.default``) may be left out of ``df``: every
+    row then gets the default.
+
     Raises
     ------
     SchemaError
@@ -116,12 +119,14 @@ def frame_to_rows(schema: Schema, df, *, lo: int | None = None, hi: int | None =
         raise FrameError(f"{schema.name}: the index is named {df.index.name!r}; it must be 'ts' (event time)")
     ts = _utc_ns(df.index, what=f"{schema.name} index ts")
     names = list(df.columns)
-    missing = [c for c in schema.names if c not in names]
+    defaults = schema.defaults
+    missing = [c for c in schema.names if c not in names and c not in defaults]
     extra = [c for c in names if c not in schema.names]
     if missing or extra or len(set(names)) != len(names):
         raise SchemaError(
             f"{schema.name}: columns do not match the schema; missing {missing}, unexpected {extra}; "
             f"expected exactly {schema.names}"
+            + (f" (columns {sorted(defaults)} may be left out: they default to {defaults})" if defaults else "")
         )
     if len(ts) > 1:
         d = np.diff(ts)
@@ -137,7 +142,10 @@ def frame_to_rows(schema: Schema, df, *, lo: int | None = None, hi: int | None =
         raise FrameError(f"{schema.name}: ts {ns_to_timestamp(ts[-1])} is outside {where} (ends {ns_to_timestamp(hi)})")
     data = {"ts": ts}
     for col in schema.columns:
-        data[col.name] = _column_values(col, df[col.name], schema.name)
+        if col.name in names:
+            data[col.name] = _column_values(col, df[col.name], schema.name)
+        else:  # a column with a default the frame leaves out (a frame of an older schema)
+            data[col.name] = np.full(len(ts), col.default, dtype=col.disk_dtype)
     return Columns(data)
 
 

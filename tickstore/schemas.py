@@ -5,20 +5,37 @@ named ``ts``, UTC, sorted (ties allowed). The columns below are the rest. On dis
 column is a fixed-width numpy type (datetimes as int64 nanoseconds since the epoch, UTC;
 strings as fixed-width UTF-8 bytes), so no file ever holds a pickled object.
 
-Built-in tables (see ``builtin_schema``)::
+Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``) in brackets::
 
-    trades          recv_ts, trade_id:int64, price, qty, side:int8       key trade_id
-    quotes          recv_ts, update_id:int64, bid_px, bid_qty, ask_px, ask_qty
+    trades          recv_ts, trade_id:int64, price, qty, side:int8,      key trade_id
+                    kind:int8 (``TradeKind``, default MARKET)            [exchange transaction time]
+    agg_trades      recv_ts, agg_id:int64, first_trade_id:int64,         key agg_id
+                    last_trade_id:int64, price, qty, side:int8           [exchange transaction time]
+    quotes          recv_ts, update_id:int64, bid_px, bid_qty, ask_px, ask_qty   [exchange event time]
     book, book_<N>  recv_ts, update_id, bid_px_1..N, bid_qty_1..N, ask_px_1..N, ask_qty_1..N
-                    (``book`` is N=5)                                     key ts
+                    (``book`` is N=5)                                     key ts  [exchange event time]
     book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty
-    funding         rate (per interval), interval_h                       key ts (settlement)
-    mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts
-    open_interest   oi, oi_value                                          key ts
-    liquidations    recv_ts, side, price, qty
-    ohlcv_<freq>    open, high, low, close, volume; ts is the bar open    key ts
+                                                                          [exchange event time]
+    funding         rate (per interval), interval_h                       key ts  [exchange event time:
+                                                                          the settlement time]
+    mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts  [event]
+    open_interest   oi, oi_value                                          key ts  [exchange event time]
+    liquidations    recv_ts, side, price, qty                             [exchange transaction time]
+    ohlcv_<freq>    open, high, low, close, volume; ts is the bar open    key ts  [exchange event time]
                     (month files for sub-hour bars, year files for >= 1h)
     gaps            recv_ts, end_ts, stream:str, cause:str, detail:str   (the gap ledger)
+                    [exchange event time of the stream; spans seen only by the local clock
+                    (disconnects, restarts) are in receive time]
+
+Where a venue's stream carries no exchange time at all (Binance spot ``bookTicker`` frames
+that no depth frame covers, spot partial-book frames), the row's ``ts`` is its receive time
+and ``recv_ts`` equals it, so such rows can always be told apart.
+
+Column defaults: a column may declare a ``default`` (numeric columns only). A frame given
+to ``insert``/``append`` without that column gets the default in every row, and files
+written before the column was added to the schema read as the default, so frames and
+files of an older schema keep working. ``trades.kind`` defaults to ``TradeKind.MARKET``;
+``select`` always returns it.
 
 Other tables are created with ``Tickstore.create_table(name, schema)`` and their schema is
 persisted as JSON beside their files.
@@ -35,11 +52,56 @@ import pandas as pd
 
 from .errors import SchemaError, UnknownTableError
 
-__all__ = ["Column", "Partition", "Schema", "builtin_schema", "BUILTIN_TABLES"]
+__all__ = ["Column", "Partition", "Schema", "TradeKind", "TsClock", "builtin_schema", "BUILTIN_TABLES"]
 
 # The on-disk integer that stands for "no time" is never written (NaT is refused), but
 # the index uses it as +infinity for "not superseded".
 DATETIME = "datetime64[ns, UTC]"
+
+
+class TradeKind(enum.IntEnum):
+    """What a trade print is: the ``kind`` column (int8) of ``trades``.
+
+    Research (bars, VWAP, volatility) uses ``MARKET`` prints only unless asked otherwise:
+    the other kinds are real prints, but not prices two parties chose on the order book.
+
+    ========  =====  ===============================================================
+    name      value  meaning and venue mapping
+    ========  =====  ===============================================================
+    MARKET    0      an ordinary order-book trade (Binance ``X=MARKET``; spot trades;
+                     Bybit and Hyperliquid trades without a flag)
+    LIQUIDATION 1    a liquidation print: the exchange's liquidation engine or
+                     insurance fund took over a position (Binance ``X=INSURANCE_FUND``;
+                     Hyperliquid trades whose fill says it is a liquidation)
+    ADL      2       auto-deleveraging: a position closed against an opposite trader
+                     at the bankruptcy price (Binance ``X=ADL``; Bybit ``execType``
+                     ``AdlTrade``)
+    BLOCK    3       a block / OTC print reported to the tape (Bybit ``BT=true``)
+    OTHER    4       anything else the venue marks as not a market trade (Binance
+                     ``X=NA``, unknown values of the venue's flag)
+    ========  =====  ===============================================================
+    """
+
+    MARKET = 0
+    LIQUIDATION = 1
+    ADL = 2
+    BLOCK = 3
+    OTHER = 4
+
+
+class TsClock(enum.Enum):
+    """Which clock a table's ``ts`` index is (``Schema.clock``).
+
+    ``EVENT``: exchange event time, when the exchange published the event (Binance ``E``,
+    Bybit ``ts``, Hyperliquid ``time``); ``TRANSACTION``: exchange transaction time, when
+    the matching engine executed it (Binance ``T``, Bybit trade ``T``); ``RECEIVE``: the
+    collector's clock when the frame arrived (the ``recv_ts`` column of other tables).
+    Every collector, loader and importer stamps a table's ``ts`` with the clock it declares.
+    """
+
+    EVENT = "exchange event time"
+    TRANSACTION = "exchange transaction time"
+    RECEIVE = "receive time"
 
 
 class Partition(enum.Enum):
@@ -68,10 +130,15 @@ class Partition(enum.Enum):
 
 @dataclass(frozen=True)
 class Column:
-    """One column: ``dtype`` is 'float64', 'int64', 'int8', 'datetime' or 'str<N>'."""
+    """One column: ``dtype`` is 'float64', 'int64', 'int8', 'datetime' or 'str<N>'.
+
+    ``default`` (numeric columns only): the value of rows whose frame or file lacks the
+    column (frames of an older schema, files written before the column existed).
+    """
 
     name: str
     dtype: str
+    default: float | int | None = None
 
     @property
     def is_datetime(self) -> bool:
@@ -100,6 +167,9 @@ class Column:
         if self.is_str:
             return np.dtype(object)
         return np.dtype(self.dtype)
+
+    def to_json(self) -> list:
+        return [self.name, self.dtype] if self.default is None else [self.name, self.dtype, self.default]
 
 
 # names are matched whole (fullmatch): "$" would accept a trailing newline
@@ -133,6 +203,8 @@ class Schema:
     # values that repeat row after row (book levels) cost almost nothing. "plain": as is.
     encoding: str = "plain"
     description: str = ""
+    # which clock ``ts`` is; None: not declared (user tables that do not say)
+    clock: TsClock | None = None
     _by_name: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -149,6 +221,13 @@ class Schema:
                     f"table {self.name!r}: column {c.name!r} has unsupported name or dtype "
                     f"{c.dtype!r} (dtypes: float64, int64, int8, ..., datetime, str<N>)"
                 )
+            if c.default is not None:
+                if c.is_datetime or c.is_str or isinstance(c.default, bool) or not isinstance(c.default, (int, float)):
+                    raise SchemaError(f"table {self.name!r}: column {c.name!r} ({c.dtype}) cannot have default {c.default!r}; defaults are numbers of numeric columns")
+                if np.asarray(c.default).astype(c.disk_dtype) != c.default:
+                    raise SchemaError(f"table {self.name!r}: default {c.default!r} of column {c.name!r} does not fit {c.dtype}")
+        if self.clock is not None and not isinstance(self.clock, TsClock):
+            raise SchemaError(f"table {self.name!r}: clock must be a TsClock, not {self.clock!r}")
         lib, _, codec = self.complib.partition(":")
         if lib != "blosc2" or codec not in ("blosclz", "lz4", "lz4hc", "zstd", "zlib"):
             raise SchemaError(f"table {self.name!r}: complib must be blosc2:<blosclz|lz4|lz4hc|zstd|zlib>, not {self.complib!r}")
@@ -175,6 +254,11 @@ class Schema:
             raise SchemaError(f"table {self.name!r} has no column {name!r}; columns are {self.names}") from None
 
     @property
+    def defaults(self) -> dict[str, float | int]:
+        """Column -> default, for the columns that declare one (see ``Column.default``)."""
+        return {c.name: c.default for c in self.columns if c.default is not None}
+
+    @property
     def disk_dtypes(self) -> dict[str, np.dtype]:
         """The on-disk dtype of every column: ``ts`` first, then the columns in order."""
         return {"ts": np.dtype("i8"), **{c.name: c.disk_dtype for c in self.columns}}
@@ -188,7 +272,7 @@ class Schema:
     def to_json(self) -> dict:
         return {
             "name": self.name,
-            "columns": [[c.name, c.dtype] for c in self.columns],
+            "columns": [c.to_json() for c in self.columns],
             "key": list(self.key) if self.key is not None else None,
             "partition": self.partition.value,
             "complib": self.complib,
@@ -196,6 +280,7 @@ class Schema:
             "shuffle": self.shuffle,
             "encoding": self.encoding,
             "description": self.description,
+            "clock": self.clock.name.lower() if self.clock is not None else None,
         }
 
     @classmethod
@@ -203,7 +288,7 @@ class Schema:
         try:
             return cls(
                 name=d["name"],
-                columns=tuple(Column(n, t) for n, t in d["columns"]),
+                columns=tuple(Column(*c) for c in d["columns"]),
                 key=tuple(d["key"]) if d.get("key") is not None else None,
                 partition=Partition(d.get("partition", "day")),
                 complib=d.get("complib", "blosc2:lz4"),
@@ -211,16 +296,19 @@ class Schema:
                 shuffle=d.get("shuffle", "byte"),
                 encoding=d.get("encoding", "plain"),
                 description=d.get("description", ""),
+                clock=TsClock[d["clock"].upper()] if d.get("clock") else None,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SchemaError(f"malformed schema description {d!r}: {exc}") from None
 
 
 def _cols(spec: str) -> tuple[Column, ...]:
+    """``"recv_ts:datetime kind:int8=0 price"`` -> columns (dtype float64 unless given)."""
     out = []
     for item in spec.split():
+        item, _, default = item.partition("=")
         name, _, dtype = item.partition(":")
-        out.append(Column(name, dtype or "float64"))
+        out.append(Column(name, dtype or "float64", int(default) if default else None))
     return tuple(out)
 
 
@@ -238,22 +326,35 @@ def _book(n: int, name: str) -> Schema:
         complevel=1,
         shuffle="bit",
         encoding="delta",
-        description=f"top-{n} order book snapshots on a fixed time grid",
+        description=f"top-{n} order book snapshots (on a fixed time grid, or every partial-book frame)",
+        clock=TsClock.EVENT,
     )
 
 
 _FIXED = {
     "trades": Schema(
         "trades",
-        _cols("recv_ts:datetime trade_id:int64 price qty side:int8"),
+        _cols(f"recv_ts:datetime trade_id:int64 price qty side:int8 kind:int8={int(TradeKind.MARKET)}"),
         key=("trade_id",),
-        description="every trade print; side +1 buyer aggressor, -1 seller",
+        description="every trade print; side +1 buyer aggressor, -1 seller; kind: TradeKind (0 market)",
+        clock=TsClock.TRANSACTION,
+    ),
+    "agg_trades": Schema(
+        "agg_trades",
+        _cols("recv_ts:datetime agg_id:int64 first_trade_id:int64 last_trade_id:int64 price qty side:int8"),
+        key=("agg_id",),
+        description=(
+            "aggregated trades (Binance aggTrade): the fills of trade ids first..last at one price "
+            "and taker side; market prints only (Binance aggregates no insurance-fund or ADL fills)"
+        ),
+        clock=TsClock.TRANSACTION,
     ),
     "quotes": Schema(
         "quotes",
         _cols("recv_ts:datetime update_id:int64 bid_px bid_qty ask_px ask_qty"),
         key=("ts", "update_id"),
-        description="best bid/ask",
+        description="best bid/ask (receive time where the stream carries no exchange time: ts == recv_ts)",
+        clock=TsClock.EVENT,
     ),
     "book_diffs": Schema(
         "book_diffs",
@@ -262,31 +363,43 @@ _FIXED = {
             "side:int8 price qty"
         ),
         description="raw order-book diffs, one row per price level; qty 0 removes the level",
+        clock=TsClock.EVENT,
     ),
     "funding": Schema(
         "funding",
         _cols("rate interval_h"),
         key=("ts",),
         description="settled funding rates per interval; ts is the settlement time",
+        clock=TsClock.EVENT,
     ),
     "mark": Schema(
         "mark",
         _cols("recv_ts:datetime mark_px index_px funding_rate next_funding_ts:datetime"),
         key=("ts",),
         description="mark/index price and the predicted funding rate",
+        clock=TsClock.EVENT,
     ),
     "open_interest": Schema(
-        "open_interest", _cols("oi oi_value"), key=("ts",), description="open interest (contracts, quote value)"
+        "open_interest",
+        _cols("oi oi_value"),
+        key=("ts",),
+        description="open interest (contracts, quote value)",
+        clock=TsClock.EVENT,
     ),
     "liquidations": Schema(
         "liquidations",
         _cols("recv_ts:datetime side:int8 price qty"),
         description="forced liquidation orders; side +1 buy (short liquidated), -1 sell",
+        clock=TsClock.TRANSACTION,
     ),
     "gaps": Schema(
         "gaps",
         _cols("recv_ts:datetime end_ts:datetime stream:str64 cause:str32 detail:str200"),
-        description="gap ledger: disconnects, sequence breaks and resyncs; ts is the gap start",
+        description=(
+            "gap ledger: disconnects, sequence breaks and resyncs; ts is the gap start "
+            "(receive time where only the local clock saw the span: disconnects, restarts)"
+        ),
+        clock=TsClock.EVENT,
     ),
 }
 
@@ -319,6 +432,7 @@ def builtin_schema(name: str) -> Schema:
             key=("ts",),
             partition=partition,
             description=f"{m.group(1)}{m.group(2)} OHLCV bars; ts is the bar open",
+            clock=TsClock.EVENT,
         )
     raise UnknownTableError(
         f"unknown table {name!r}; built-in tables are {', '.join(BUILTIN_TABLES)}; "

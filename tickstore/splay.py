@@ -558,6 +558,9 @@ class _Table1:
                 hi = mid
         return lo
 
+    def has(self, name: str) -> bool:
+        return name in self.t.colnames
+
     def read_into(self, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
         rows = self.t.read(start, stop)
         for name, o in out.items():
@@ -605,6 +608,9 @@ class _Layout:
         if self.checked:
             self.meta = _meta_of(path, d)
             _check_identity(path, self.meta, self.n)
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
 
     def _column(self, name: str):
         c = self.columns.get(name)
@@ -734,13 +740,14 @@ class FileCache:
             h.close()
             raise
 
-    def read(self, path: str, dtypes: dict[str, np.dtype], lo: int | None = None, hi: int | None = None) -> Columns:
+    def read(self, path: str, dtypes: dict[str, np.dtype], lo: int | None = None, hi: int | None = None, *, fill: dict | None = None) -> Columns:
         """The columns named in ``dtypes`` (name -> in-memory dtype, e.g. a schema's
-        ``disk_dtypes``) of the rows with ``lo <= ts < hi`` (None: unbounded)."""
+        ``disk_dtypes``) of the rows with ``lo <= ts < hi`` (None: unbounded); ``fill``
+        as in ``read_into``."""
         with self._lock:
             start, stop = self.row_range(path, lo, hi)
             out = Columns.empty(dtypes, stop - start)
-            self.read_into(path, start, stop, dict(out.items()))
+            self.read_into(path, start, stop, dict(out.items()), fill=fill)
             return out
 
     def row_range(self, path: str, lo: int | None, hi: int | None) -> tuple[int, int]:
@@ -752,10 +759,15 @@ class FileCache:
             stop = f.n if hi is None else f.first_at_or_after(hi)
             return start, max(start, stop)
 
-    def read_into(self, path: str, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
+    def read_into(self, path: str, start: int, stop: int, out: dict[str, np.ndarray], *, fill: dict | None = None) -> None:
         """Decompress rows ``start:stop`` of each column named in ``out`` straight into
         its array (a contiguous slice of the caller's result), so a many-file read copies
-        each value once."""
+        each value once.
+
+        ``fill`` maps column -> value for columns a file may lack (written before the
+        column was added to its schema, see ``Column.default``): such a column is filled
+        with the value. A missing column without a fill value is a ``CorruptionError``.
+        """
         if stop <= start:
             return
         with self._lock:
@@ -763,6 +775,12 @@ class FileCache:
             if not 0 <= start <= stop <= f.n:
                 raise CorruptionError(f"{path}: rows {start}:{stop} asked for, the file holds {f.n}; run `tickstore verify`")
             try:
+                if fill:
+                    missing = [n for n in out if n in fill and not f.has(n)]
+                    if missing:
+                        for n in missing:
+                            out[n][...] = fill[n]
+                        out = {n: o for n, o in out.items() if n not in missing}
                 f.read_into(start, stop, out)
             except tables.HDF5ExtError as exc:
                 raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None

@@ -133,7 +133,7 @@ class Table:
         first, last = int(e["first_ts"]), int(e["last_ts"])
         lo = lo if lo is not None and first < lo else None
         hi = hi if hi is not None and last >= hi else None
-        return self.store._files.read(self._abs(idx.path_of(e)), dtypes, lo, hi)
+        return self.store._files.read(self._abs(idx.path_of(e)), dtypes, lo, hi, fill=self.schema.defaults)
 
     def _has_rows(self, idx: SymbolIndex, e, lo: int, hi: int) -> bool:
         if self.schema.partition is Partition.DAY:
@@ -641,6 +641,7 @@ class Table:
             dtypes = {n: dtypes[n] for n in ["ts", *cols]}
         out = Columns.empty(dtypes, sum(p[2] - p[1] for p in plan))
         arrays = dict(out.items())
+        fill = self.schema.defaults  # files written before a column with a default existed
         pos, group_start, prev, overlap = 0, 0, None, False
         groups = []  # (row offset, row end, files overlap in time) per partition
         for path, start, stop, part, first, last in plan:
@@ -651,7 +652,7 @@ class Table:
             elif first < prev[1]:
                 overlap = True
             n = stop - start
-            files.read_into(path, start, stop, {name: a[pos : pos + n] for name, a in arrays.items()})
+            files.read_into(path, start, stop, {name: a[pos : pos + n] for name, a in arrays.items()}, fill=fill)
             pos += n
             prev = (part, max(last, prev[1]) if prev is not None and prev[0] == part else last)
         groups.append((group_start, pos, overlap))

@@ -241,14 +241,14 @@ PINNED = {
         "gaps": "7b0407aa05e450c6",
         "mark": "11920b901103f753",
         "quotes": "8618270a789ccaf4",
-        "trades": "5ffac21430b2744e",
+        "trades": "20cae4ba329a4baf",  # kind column added (all MARKET)
     },
     "mark diffs book_10": {
         "book_10": "4d975219446f5a9c",
         "book_diffs": "cf2ad06d3ca6f6cc",
         "mark": "11920b901103f753",
         "quotes": "77bb619a1784fd0c",
-        "trades": "90e4ba929875ebf0",
+        "trades": "1e622ef9b9639d0f",  # kind column added (all MARKET)
     },
 }
 

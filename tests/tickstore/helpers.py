@@ -18,6 +18,8 @@ def trades(start: str, n: int, *, first_id: int = 1, step: str = "1s", price: fl
             "price": np.round(price + rng.normal(0, 1, n).cumsum(), 1),
             "qty": np.round(rng.exponential(0.1, n), 3),
             "side": rng.choice(np.array([-1, 1], dtype="i1"), n),
+            # mostly market prints, a few liquidation / ADL prints (TradeKind 1, 2)
+            "kind": rng.choice(np.array([0, 1, 2], dtype="i1"), n, p=[0.96, 0.03, 0.01]),
         },
         index=idx,
     )

@@ -104,7 +104,7 @@ def test_tickstore_package_does_not_import_collectors_or_research():
 def test_select_table_format(root):
     out = ok(run(root, "select", "trades", SYM, "--start", "2025-01-01", "--end", "2025-01-02", "-n", "5"))
     lines = out.splitlines()
-    assert lines[0].split() == ["recv_ts", "trade_id", "price", "qty", "side"]
+    assert lines[0].split() == ["recv_ts", "trade_id", "price", "qty", "side", "kind"]
     assert lines[1].strip() == "ts"
     body = lines[2:]
     assert len(body) == 5
@@ -117,7 +117,7 @@ def test_select_csv_equals_the_library(root):
     got = pd.read_csv(io.StringIO(out))
     want = store_at(root)["trades"].select(SYM)
     assert len(got) == len(want) == 80
-    assert list(got.columns) == ["ts", "recv_ts", "trade_id", "price", "qty", "side"]
+    assert list(got.columns) == ["ts", "recv_ts", "trade_id", "price", "qty", "side", "kind"]
     assert got["ts"].iloc[0] == "2025-01-01T00:00:00.000Z"  # ISO 8601, UTC
     assert (pd.DatetimeIndex(pd.to_datetime(got["ts"], utc=True)) == want.index).all()
     assert (pd.to_datetime(got["recv_ts"], utc=True).to_numpy() == want["recv_ts"].to_numpy()).all()

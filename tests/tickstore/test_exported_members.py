@@ -7,7 +7,7 @@ def test_all_is_exactly_the_public_surface():
     assert sorted(tickstore.__all__) == sorted(
         [
             "Tickstore", "Table", "Commit", "Selection", "Pin", "PinnedFile", "VerifyReport", "Schema", "Column",
-            "Partition", "Clock", "SystemClock", "FrozenClock", "TickstoreError", "UnknownTableError", "SymbolError",
+            "Partition", "TradeKind", "TsClock", "Clock", "SystemClock", "FrozenClock", "TickstoreError", "UnknownTableError", "SymbolError",
             "SchemaError", "FrameError", "DuplicateKeyError", "NotFoundError", "SnapshotError", "LockedError",
             "FormatVersionError", "CorruptionError", "PinError", "StorageError", "ReindexReport",
         ]

@@ -89,15 +89,16 @@ def test_columns_not_asked_for_are_not_read(tmp_path, monkeypatch):
     assert set(read) == {"ts", "price"}
 
 
-def _rewrite_as_format_1(path) -> None:
-    """What the format-1 writer produced: one compound-row Table at /data, same attributes."""
+def _rewrite_as_format_1(path, *, drop: tuple[str, ...] = ()) -> None:
+    """What the format-1 writer produced: one compound-row Table at /data, same attributes
+    (``drop``: columns the schema of that time did not have yet)."""
     with tables.open_file(str(path)) as h:
         attrs = {k: h.root._v_attrs[k] for k in h.root._v_attrs._v_attrnames}
         cols = {n.name: n.read() for n in h.root.data._f_iter_nodes("Leaf")}
         codecs = {name: v[0] for name, v in json.loads(h.root.data._v_attrs.columns).items()}
     assert set(codecs.values()) == {"plain"} and set(codecs) == set(cols)
     schema = json.loads(attrs["schema"])
-    names = ["ts"] + [c for c, _ in schema["columns"]]
+    names = ["ts"] + [c[0] for c in schema["columns"] if c[0] not in drop]
     rows = np.empty(len(cols["ts"]), [(n, cols[n].dtype) for n in names])
     for n in names:
         rows[n] = cols[n]
@@ -126,6 +127,28 @@ def test_format_1_files_are_still_read(tmp_path):
         t.append(SYM, trades("2024-08-08 23:00", 10, first_id=10_000))  # format 2 beside format 1
         t.compact(SYM)
         assert len(t.select(SYM)) == 5010
+
+
+def test_format_1_files_without_the_kind_column_read_as_market_prints(tmp_path):
+    """A format-1 trades file from before ``kind`` existed: every row reads as MARKET."""
+    df = trades("2024-08-08", 3000)
+    with Tickstore(tmp_path) as store:
+        store["trades"].insert(SYM, "2024-08-08", df)
+    (path,) = [p for p in (tmp_path / "trades").rglob("*.h5") if "_index" not in p.parts]
+    _rewrite_as_format_1(path, drop=("kind",))
+    with tables.open_file(str(path)) as h:
+        assert "kind" not in h.root.data.colnames
+    with Tickstore(tmp_path) as store:
+        store.reindex()
+        assert store.verify().ok
+        t = store["trades"]
+        pdt.assert_frame_equal(t.select(SYM), df.assign(kind=np.int8(0)), check_freq=False)
+        pdt.assert_frame_equal(t.select(SYM, columns=["kind"]), df[["kind"]].assign(kind=np.int8(0)), check_freq=False)
+        t.append(SYM, trades("2024-08-08 23:00", 10, first_id=10_000))  # format 2 (with kind) beside it
+        t.compact(SYM)
+        got = t.select(SYM)
+        assert len(got) == 3010 and (got["kind"].iloc[:3000] == 0).all()
+        pdt.assert_series_equal(got["kind"].iloc[3000:], trades("2024-08-08 23:00", 10, first_id=10_000)["kind"], check_freq=False)
 
 
 def test_unknown_format_is_refused(tmp_path):

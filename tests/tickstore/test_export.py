@@ -66,7 +66,7 @@ def test_arrow_and_csv(filled, tmp_path):
     pd.testing.assert_frame_equal(back, t.select([SYM], "2024-01-03", "2024-01-04"))
     export(t, SYM, "2024-01-03", "2024-01-04", path=tmp_path / "c.csv", format="csv")
     text = (tmp_path / "c.csv").read_text().splitlines()
-    assert text[0] == "ts,recv_ts,trade_id,price,qty,side" and text[1].startswith("2024-01-03T00:00:00.000Z,2024-01-03T00:00:00.001Z,30,")
+    assert text[0] == "ts,recv_ts,trade_id,price,qty,side,kind" and text[1].startswith("2024-01-03T00:00:00.000Z,2024-01-03T00:00:00.001Z,30,")
     pin = json.loads((tmp_path / "c.csv.pin.json").read_text())
     assert pin["table"] == "trades" and len(pin["files"]) == 1
 

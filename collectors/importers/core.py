@@ -178,6 +178,7 @@ class Member:
     path: Path
     name: str
     _open: Callable[[], io.BufferedIOBase]
+    optional: bool = False  # a part of a container that may hold other things (a cassette's other calls)
 
     def open(self) -> io.BufferedIOBase:
         return self._open()
@@ -256,7 +257,37 @@ def open_members(path, on_read: Callable[[int], None] | None = None) -> list[Mem
 
         return [Member(path, _strip(path.name),
                        lambda: io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw()), 1 << 20))]
+    if path.suffix in (".yaml", ".yml") and magic.startswith(b"inte"):
+        return _cassette(path)
     return [Member(path, path.name, lambda: io.BufferedReader(raw(), 1 << 20))]
+
+
+def _cassette(path: Path) -> list[Member]:
+    """A vcrpy cassette (``interactions:`` of recorded HTTP calls): one member per response
+    body, named ``<file>#<n>:<request type>`` (the ``type`` of a JSON POST body, e.g.
+    Hyperliquid's ``fundingHistory``)."""
+    try:
+        import yaml
+    except ImportError:
+        raise DataImportError(f"{path}: reading vcrpy cassettes needs PyYAML (pip install PyYAML)") from None
+    import orjson
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+        items = []
+        for i, it in enumerate(doc["interactions"]):
+            body = it["response"]["body"]["string"]
+            try:
+                req = orjson.loads(it["request"].get("body") or "{}")
+                what = req.get("type", "") if isinstance(req, dict) else ""
+            except orjson.JSONDecodeError:
+                what = ""
+            data = body.encode() if isinstance(body, str) else bytes(body)
+            items.append(Member(path, f"{path.name}#{i}:{what}", lambda data=data: io.BufferedReader(io.BytesIO(data)),
+                                optional=True))
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise MalformedInput(path, None, f"not a vcrpy cassette ({type(exc).__name__}: {exc})") from None
+    return items
 
 
 _BLOCK_LINES = 200_000

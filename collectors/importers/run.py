@@ -38,8 +38,8 @@ import pandas as pd
 from tickstore.clock import NS_PER_DAY
 from tickstore.errors import TickstoreError
 
-from .core import DataImportError, Format, ImportOptions, Member, Sink, file_size, open_members
-from .detect import Detected, detect, parser_of
+from .core import DataImportError, Format, ImportOptions, Member, MissingOption, Sink, file_size, open_members
+from .detect import detect, parser_of
 
 __all__ = ["import_files", "ImportReport", "FileReport", "LEDGER"]
 
@@ -104,6 +104,22 @@ def _expand(paths) -> list[Path]:
     return out
 
 
+def _detect_file(path: Path, fmt, options) -> list:
+    """``(member index, Detected)`` of the members of a file that hold data; a container's
+    optional members (a cassette's other calls) that no format knows are left out."""
+    found = []
+    members = open_members(path)
+    for i, m in enumerate(members):
+        try:
+            found.append((i, detect(m, fmt, options)))
+        except MissingOption:
+            if not m.optional:
+                raise
+    if not found:
+        raise MissingOption(f"{path}: none of its {len(members)} parts is in a format the store imports; pass --format")
+    return found
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -157,7 +173,7 @@ def import_files(
         except ValueError:
             raise DataImportError(f"unknown format {format!r}; formats are {[f.value for f in Format]}") from None
     files = _expand(paths)
-    plans = [(p, [detect(m, fmt, options) for m in open_members(p)]) for p in files]
+    plans = [(p, _detect_file(p, fmt, options)) for p in files]
     root = Path(store.root)
     ledger = _Ledger(root / LEDGER)
     from tqdm import tqdm  # here: the library is usable without a terminal
@@ -167,13 +183,13 @@ def import_files(
     with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=not progress) as bar:
         for path, found in plans:
             digest = sha256_of(path)
-            fmt_of = found[0].format
+            fmt_of = found[0][1].format
             # what the file means, not only its bytes: equal files under other names
             # (a spot and a futures candle file) import to other symbols
-            key = options.key() + "".join(f"|{d.kind}:{d.symbol}:{d.market}:{sorted(d.hints.items())}" for d in found)
+            key = options.key() + "".join(f"|{d.kind}:{d.symbol}:{d.market}:{sorted(d.hints.items())}" for _, d in found)
             if not force and ledger.done(store, digest, fmt_of.value, key):
                 bar.update(file_size(path))
-                reports.append(FileReport(str(path), fmt_of.value, found[0].kind, "skipped", sha256=digest))
+                reports.append(FileReport(str(path), fmt_of.value, found[0][1].kind, "skipped", sha256=digest))
                 continue
             read = [0]
 
@@ -188,14 +204,14 @@ def import_files(
     return ImportReport(tuple(reports), time.perf_counter() - t0)
 
 
-def _import_one(store, path: Path, members: list[Member], found: list[Detected], options, digest, memory_rows, ledger, key, progress):
-    fmt = found[0].format
+def _import_one(store, path: Path, members: list[Member], found: list, options, digest, memory_rows, ledger, key, progress):
+    fmt = found[0][1].format
     staging = _Staging(store, Path(store.root) / "_imports", memory_rows)
     try:
-        sink = Sink(staging.add, book_table=found[0].book_table(options))
+        sink = Sink(staging.add, book_table=found[0][1].book_table(options))
         sink.columns_of = staging.columns_of
-        for member, det in zip(members, found):
-            parser_of(det.format)(member, det, options, sink)
+        for i, det in found:
+            parser_of(det.format)(members[i], det, options, sink)
             sink.flush()
         sink.close()
         reason = f"import {path.name} sha256:{digest[:16]}"
@@ -207,7 +223,7 @@ def _import_one(store, path: Path, members: list[Member], found: list[Detected],
         staging.close()
     ledger.add(store, digest, path, fmt.value, key, targets)
     status = "imported" if any(rows.values()) else "unchanged"
-    return FileReport(str(path), fmt.value, ",".join(sorted({d.kind for d in found})), status, rows, held,
+    return FileReport(str(path), fmt.value, ",".join(sorted({d.kind for _, d in found})), status, rows, held,
                       staging.repeated, tuple(sorted(staging.symbols)), digest)
 
 

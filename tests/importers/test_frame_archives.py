@@ -238,3 +238,9 @@ def test_binance_agg_trades_go_to_agg_trades(store, tmp_path):
     csv_text = "26129,0.01633102,4.70443515,27781,27782,1498793709153,True,True\n"
     run(store, write(tmp_path / "data/spot/daily/aggTrades/ETHUSDT/ETHUSDT-aggTrades-2017-06-30.csv", csv_text))
     assert store["agg_trades"].select("binance:ETH/USDT")["qty"].tolist() == [4.70443515]
+
+
+def test_a_vcrpy_cassette_is_read_as_its_response_bodies(store, data_dir):
+    # the cassette also holds a `meta` call no format stores: that part is left out
+    report = run(store, data_dir / "hyperliquid-python-sdk" / "test_get_funding_history[None].yaml")
+    assert report.files[0].kind == "fundingHistory" and report.rows == {"funding": 1038}

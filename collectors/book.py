@@ -6,7 +6,10 @@ API used by the live session and the replayer::
     events = book.on_diff(diff)          # DepthDiff -> [BookTop..., Gap...]; buffers while unsynced
     if book.needs_snapshot:              # the caller fetches GET /depth and hands it over
         events += book.on_snapshot(snap) # DepthSnapshot -> [BookTop..., Gap...]
-    events += book.on_partial(snap)      # depth5/10/20 frames: each is the whole top-N book
+    events += book.on_partial(snap)      # depth5/10/20 frames, l2Book: each is the whole top-N book
+    events += book.load_snapshot(snap)   # a snapshot frame that resets the book (Bybit)
+    state = book.save_state()            # levels, ids, grid: a JSON-able dict ...
+    book.restore_state(state)            # ... that the next run continues from exactly
 
 State machine (Binance's documented procedure; ids are ``U`` = first, ``u`` = last,
 ``pu`` = previous ``u`` of the stream)::
@@ -25,6 +28,22 @@ whose best bid reaches its best ask is never output: it is treated as a sequence
 When the book is synced again after a break (or ``reset``) a ``Gap(cause="resync")``
 covers the span without book rows: ``[last good diff time, first diff after resync)``.
 
+A book loaded from a snapshot *frame* (``on_partial``, ``load_snapshot``) resumes the grid
+at the first grid point at or after the snapshot's time, and writes the ``resync`` gap of
+an outage there. A book that is not valid when the data ends (no snapshot ever, or a break
+with no snapshot after it) is closed by ``close_outage``: a ``Gap(cause="unsynced")`` over
+``[start of the outage, last update seen]``; the span after it is covered by the next run's
+``resync`` gap, so the ledger covers every span without a book exactly once.
+
+Persistence (``save_state``/``restore_state``): the whole book, the last update id, the
+last exchange/receive time, the next grid point and an open outage, so a later run (the
+next day's file, a collector restart) continues the book exactly, with the same rows as one
+run over everything. A restored book first checks that the data continues it: an event
+older than the state (an update id and time not after it) is either skipped as already
+applied (``older="skip"``: a collector replaying its journal from a checkpoint the state
+is newer than) or makes the book forget the state (``older="discard"``: an earlier span
+replayed again, which then builds its own book).
+
 Sampling: a ``BookTop`` row of the top ``levels`` per grid point ``k * interval_ms`` of
 exchange time. The row at grid time ``g`` is the book after every diff with ``ts <= g``;
 it is emitted when the first diff with ``ts > g`` arrives (or at ``flush(until_ns)``), so a
@@ -39,12 +58,13 @@ from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 
-from collectors.events import BookTop, DepthDiff, DepthSnapshot, Gap
+from collectors.events import BookTop, DepthDiff, DepthSnapshot, Gap, Quote
 from collectors.exchanges.binance import Market
 
-__all__ = ["BookBuilder", "BookState", "BookStats", "book_table", "route_events", "GAP_STREAM"]
+__all__ = ["BookBuilder", "BookState", "BookStats", "book_table", "route_events", "GAP_STREAM", "STATE_FORMAT"]
 
 GAP_STREAM = "depth"  # the ``stream`` of every Gap a book emits
+STATE_FORMAT = 1  # version of the ``save_state`` dict
 _NAN = float("nan")
 
 
@@ -137,6 +157,10 @@ class BookBuilder:
     max_fill_ms:
         Longest silence filled with grid rows; beyond it a ``Gap(cause="stale")`` is
         written instead (guards against a corrupt timestamp emitting millions of rows).
+    quotes:
+        Also emit a ``Quote`` (table ``quotes``) whenever an update changes the best bid or
+        ask (price or size), stamped with that update's time and id: the quotes of a venue
+        whose best bid/offer stream *is* its book (Bybit's ``orderbook.1``).
     """
 
     def __init__(
@@ -148,6 +172,7 @@ class BookBuilder:
         interval_ms: int = 100,
         max_buffer: int = 10_000,
         max_fill_ms: int = 3_600_000,
+        quotes: bool = False,
     ):
         book_table(levels)  # validates
         if interval_ms <= 0:
@@ -175,6 +200,15 @@ class BookBuilder:
         self._last_recv = -1
         self._next_grid = -1
         self._outage_start: int | None = None  # set by a break/reset, cleared by the resync Gap
+        # while not synced: exchange time / update id / receive time of the newest update
+        # seen, and the time of the first one if the book was never valid (close_outage)
+        self._seen_ts = -1
+        self._seen_id = -1
+        self._seen_recv = -1
+        self._first_unsynced: int | None = None
+        self._restored: str | None = None  # "skip"/"discard" until an event newer than the state
+        self._quotes = bool(quotes)
+        self._top: tuple | None = None  # best (bid px, bid qty, ask px, ask qty) last quoted
 
     # -- public --------------------------------------------------------------------------------
     @property
@@ -204,6 +238,8 @@ class BookBuilder:
     def on_diff(self, diff: DepthDiff) -> list:
         """Apply (or buffer) one diff; returns ``BookTop`` rows due before it and any ``Gap``."""
         self.stats.diffs += 1
+        if self._restored is not None and self._older_than_state(diff.ts, diff.update_id):
+            return []
         if self.state is BookState.SYNCED:
             if self._futures:
                 ok = diff.prev_update_id == self.update_id
@@ -221,6 +257,7 @@ class BookBuilder:
         if len(self._buffer) == self._buffer.maxlen:
             self.stats.overflow += 1
         self._buffer.append(diff)
+        self._saw(diff.ts, diff.update_id, diff.recv_ns)
         if self.state is BookState.BRIDGING:
             return self._bridge()
         return []
@@ -230,6 +267,8 @@ class BookBuilder:
 
         Ignored (and counted) while the book is synced: the diff stream is authoritative.
         """
+        if self._restored is not None and self._older_than_state(snap.ts, snap.update_id):
+            return []
         if self.state is BookState.SYNCED:
             self.stats.snapshots_ignored += 1
             return []
@@ -246,21 +285,55 @@ class BookBuilder:
         return self._bridge()
 
     def on_partial(self, snap: DepthSnapshot) -> list:
-        """A partial-book frame (depth5/10/20): replaces the whole book, no sequencing."""
+        """A partial-book frame (depth5/10/20, Hyperliquid l2Book): replaces the whole book,
+        no sequencing; a frame not newer than the book (``update_id``) is a duplicate."""
+        if self._restored is not None and self._older_than_state(snap.ts, snap.update_id):
+            return []
         if self.state is BookState.SYNCED and snap.update_id <= self.update_id:
             self.stats.duplicates += 1
             return []
+        return self._load(snap)
+
+    def load_snapshot(self, snap: DepthSnapshot, *, broken: bool = False) -> list:
+        """A snapshot frame that *is* the book (Bybit): replaces it whatever its id.
+
+        Diffs buffered before it are older and dropped; later diffs chain from its
+        ``update_id``. ``broken``: the updates between the book and this snapshot are not
+        all known (the venue restarted its chain, or skipped ids), so the span since the
+        last update is a ``resync`` gap without rows instead of rows of the old book.
+        """
+        if self._restored is not None and self._older_than_state(snap.ts, snap.update_id):
+            return []
+        self.stats.snapshots += 1
+        if broken and self.state is BookState.SYNCED:
+            self._outage_start = self._last_ts
+            self._invalidate()
+        return self._load(snap)
+
+    def _load(self, snap: DepthSnapshot) -> list:
         out = []
         if self.state is BookState.SYNCED:
             if snap.ts > self._next_grid:
                 out = self._sample_until(snap.ts)
         else:
+            # the grid resumes at the snapshot: the point at its time (if it is on the grid) first
             self._next_grid = -(-snap.ts // self.interval_ns) * self.interval_ns
             self.state = BookState.SYNCED
+        self._buffer.clear()  # a whole book supersedes every diff buffered before it
         self._bids = {p: q for p, q in snap.bids if q != 0.0}
         self._asks = {p: q for p, q in snap.asks if q != 0.0}
         self._bid_px, self._ask_neg = sorted(self._bids), sorted([-p for p in self._asks])
         self.update_id, self._last_ts, self._last_recv = snap.update_id, snap.ts, snap.recv_ns
+        self._first_unsynced = None
+        if self._outage_start is not None:
+            start, self._outage_start = self._outage_start, None
+            self.stats.resyncs += 1
+            out.append(
+                Gap(self.symbol, start, snap.recv_ns, max(snap.ts, start + 1), GAP_STREAM, "resync",
+                    f"book whole again from a snapshot frame, update id {snap.update_id}")
+            )
+        if self._quotes:
+            out += self._quote()
         return out
 
     def flush(self, until_ns: int) -> list:
@@ -281,9 +354,110 @@ class BookBuilder:
         self._invalidate()
         self._buffer.clear()
 
+    def close_outage(self) -> list:
+        """At the end of the data (a replay's end, a collector's stop): the ``Gap`` of the
+        span this book had no valid state, ``[start of the outage, newest update seen]``.
+
+        ``[]`` when the book is synced or saw nothing. Afterwards the open outage starts at
+        the end of that gap, so a later ``resync`` gap (next run) continues it without
+        overlap.
+        """
+        if self.state is BookState.SYNCED:
+            return []
+        if self._outage_start is not None:
+            start, why = self._outage_start, f"chain broken after update id {self.update_id}, no snapshot since"
+        elif self._first_unsynced is not None:
+            start, why = self._first_unsynced, "no snapshot to start the book from"
+        else:
+            return []
+        end = max(self._seen_ts, start)
+        self._outage_start, self._first_unsynced = end, None
+        return [Gap(self.symbol, start, max(self._seen_recv, 0), max(end, start + 1), GAP_STREAM, "unsynced",
+                    f"no valid book until the end of the data: {why}; last update id seen {self._seen_id}")]
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save_state(self) -> dict:
+        """Everything a later run needs to continue this book exactly (JSON-able).
+
+        A synced book keeps every level; a book that is not valid keeps only its open
+        outage (buffered diffs are not kept: the next snapshot brings newer ones).
+        """
+        synced = self.state is BookState.SYNCED
+        d = {
+            "format": STATE_FORMAT, "symbol": self.symbol, "market": self.market.value, "levels": self.levels,
+            "interval_ns": self.interval_ns, "synced": synced,
+            "update_id": self.update_id if synced else self._seen_id,
+            "last_ts": self._last_ts if synced else self._seen_ts,
+            "last_recv": self._last_recv if synced else self._seen_recv,
+            "next_grid": self._next_grid,
+            "outage_start": self._outage_start if self._outage_start is not None else self._first_unsynced,
+        }
+        if synced:
+            d["bids"] = [[p, self._bids[p]] for p in self._bid_px]
+            d["asks"] = [[-n, self._asks[-n]] for n in self._ask_neg]
+        return d
+
+    def restore_state(self, d: dict, *, older: str = "discard") -> None:
+        """Continue from ``save_state``'s dict (of this symbol, market and grid).
+
+        ``older``: what an event that does not come after the state means, ``"discard"``
+        (the data is an earlier span again: forget the state) or ``"skip"`` (already
+        applied: ignore it). Raises ``ValueError`` for a dict of another book or format.
+        """
+        if older not in ("discard", "skip"):
+            raise ValueError(f"older must be 'discard' or 'skip', got {older!r}")
+        want = (STATE_FORMAT, self.symbol, self.market.value, self.levels, self.interval_ns)
+        got = tuple(d.get(k) for k in ("format", "symbol", "market", "levels", "interval_ns"))
+        if got != want:
+            raise ValueError(f"book state of (format, symbol, market, levels, interval_ns)={got} does not fit {want}")
+        self._invalidate()
+        self._buffer.clear()
+        self._outage_start, self._first_unsynced = None, None
+        self._next_grid = int(d["next_grid"])
+        if d["synced"]:
+            self._bids = {float(p): float(q) for p, q in d["bids"]}
+            self._asks = {float(p): float(q) for p, q in d["asks"]}
+            self._bid_px, self._ask_neg = sorted(self._bids), sorted([-p for p in self._asks])
+            self.state = BookState.SYNCED
+            self.update_id, self._last_ts, self._last_recv = int(d["update_id"]), int(d["last_ts"]), int(d["last_recv"])
+            self._top = self._best() if self._quotes else None  # what the last quote said
+        else:
+            self.update_id = -1
+            self._seen_id, self._seen_ts, self._seen_recv = int(d["update_id"]), int(d["last_ts"]), int(d["last_recv"])
+            if d["outage_start"] is not None:
+                self._outage_start = int(d["outage_start"])
+        self._restored = older
+
+    def _older_than_state(self, ts: int, update_id: int) -> bool:
+        """Whether a restored book must not take this event (see ``restore_state``)."""
+        synced = self.state is BookState.SYNCED
+        mark_ts, mark_id = (self._last_ts, self.update_id) if synced else (self._seen_ts, self._seen_id)
+        if ts > mark_ts or update_id > mark_id:
+            self._restored = None  # the data continues the state
+            return False
+        if self._restored == "skip":
+            self.stats.duplicates += 1
+            return True
+        # an earlier span again: it builds its own book from its own snapshot
+        self._restored = None
+        self._invalidate()
+        self._buffer.clear()
+        self.update_id, self._outage_start, self._first_unsynced = -1, None, None
+        self._seen_ts = self._seen_id = self._seen_recv = -1
+        return False
+
+    def _saw(self, ts: int, update_id: int, recv_ns: int) -> None:
+        if ts > self._seen_ts:
+            self._seen_ts, self._seen_recv = ts, recv_ns
+        if update_id > self._seen_id:
+            self._seen_id = update_id
+        if self._first_unsynced is None and self._outage_start is None:
+            self._first_unsynced = ts
+
     # -- internals -------------------------------------------------------------------------------
     def _invalidate(self) -> None:
         self.state = BookState.AWAITING_SNAPSHOT
+        self._top = None  # the first quote after a resync is written whatever it says
         self._bids, self._asks, self._bid_px, self._ask_neg = {}, {}, [], []
 
     def _break(self, diff: DepthDiff, detail: str, *, keep: bool) -> list:
@@ -296,6 +470,7 @@ class BookBuilder:
         )
         self._invalidate()
         self._buffer.clear()
+        self._saw(diff.ts, diff.update_id, diff.recv_ns)
         if keep:  # the breaking diff is newer than anything applied: a new snapshot may need it
             self._buffer.append(diff)
         return [gap]
@@ -322,6 +497,7 @@ class BookBuilder:
             pending = list(buf)
             buf.clear()
             self.state = BookState.SYNCED
+            self._first_unsynced = None
             self._next_grid = -(-d.ts // self.interval_ns) * self.interval_ns
             out = self._apply(d)
             if self._outage_start is not None and self.state is BookState.SYNCED:
@@ -367,7 +543,26 @@ class BookBuilder:
             self.stats.crossed += 1
             detail = f"crossed book after u={d.update_id}: best bid {bid_px[-1]} >= best ask {-ask_neg[-1]}"
             return self._break(d, detail, keep=False)
+        if self._quotes:
+            return self._quote()
         return []
+
+    def _best(self) -> tuple:
+        nan = _NAN
+        b = self._bid_px[-1] if self._bid_px else None
+        a = -self._ask_neg[-1] if self._ask_neg else None
+        return (
+            nan if b is None else b, nan if b is None else self._bids[b],
+            nan if a is None else a, nan if a is None else self._asks[a],
+        )
+
+    def _quote(self) -> list:
+        """A ``Quote`` of the best levels if they changed since the last one (``quotes=True``)."""
+        top = self._best()
+        if top == self._top:  # an empty side is the one _NAN object: equal by identity
+            return []
+        self._top = top
+        return [Quote(self.symbol, self._last_ts, self._last_recv, self.update_id, *top)]
 
     def _sample_until(self, t: int) -> list:
         """``BookTop`` rows for grid points ``g`` with ``next_grid <= g < t``."""

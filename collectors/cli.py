@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .exchanges.binance import Market
+from .venues import Venue, feed_class
 
 __all__ = ["replay", "demo", "collect", "status"]
 
@@ -26,24 +26,36 @@ def _root(ctx: click.Context, root: str | None) -> str:
 
 
 @click.command("replay")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--root", metavar="DIR", help="Store root folder (created if absent). [default: the group's --root]")
+@click.option("--venue", type=click.Choice([v.value for v in Venue]), default=None,
+              help="Venue of every file. [default: detected per file from its frames]")
 @click.option(
     "--market",
-    type=click.Choice([m.value for m in Market]),
+    type=click.Choice(sorted({m.value for v in Venue for m in feed_class(v).markets})),
     default=None,
-    help="Binance market of every file. [default: inferred per file from its frames]",
+    help="Market of every file: binance spot/usdm/coinm, bybit linear/spot, hyperliquid perp. "
+    "[default: detected per file from its frames]",
 )
 @click.option("--levels", default=5, show_default=True, help="Book depth stored (table book, or book_<N>).")
 @click.option("--interval-ms", default=100, show_default=True, help="Book snapshot grid in exchange time.")
 @click.option("--keep-diffs", is_flag=True, help="Also store every depth diff in book_diffs.")
+@click.option("--skip-bad-lines", is_flag=True, help="Count lines that are no capture line and go on (default: stop there).")
+@click.option("--no-book-state", is_flag=True,
+              help="Neither continue books from the store's saved book state nor save it (each book starts from a snapshot).")
 @click.pass_context
-def replay(ctx, files, root, market, levels, interval_ms, keep_diffs):
-    """Replay recorded Binance captures (hftbacktest, cryptofeed) into the store.
+def replay(ctx, files, root, venue, market, levels, interval_ms, keep_diffs, skip_bad_lines, no_book_state):
+    """Replay recorded captures of Binance, Bybit v5 or Hyperliquid into the store.
 
-    FILES are merged by receive time, so a day's files and their REST snapshot files may
-    be given in any order. Frames go through the live parsers and book builder; the
-    command prints the rows written per table, gaps and latency.
+    FILES are hftbacktest '<recv_ts> <json>' files, cryptofeed raw captures (*.ws.1.0,
+    *.http.0.0), cryptofeed v3 containers (*.jsonl.zst) or a collector journal folder;
+    gzip/zstd/plain. The venue and market of each connection are detected from its
+    frames (or give --venue/--market). Files are merged by receive time, so a day's files
+    and their REST snapshot files may be given in any order. Books continue from where the
+    previous replay into this store left them (<root>/_book_state.json), so consecutive
+    day files may be replayed one run at a time. Replaying a file again writes nothing.
+    Exits 1 with a message when a file yields no rows, its venue or market cannot be told,
+    or the input is damaged (rows before the damage are stored).
     """
     from tickstore import Tickstore
 
@@ -53,10 +65,13 @@ def replay(ctx, files, root, market, levels, interval_ms, keep_diffs):
         report = run(
             list(files),
             store=store,
+            venue=venue,
             market=market,
             book_levels=levels,
             book_interval_ms=interval_ms,
             keep_diffs=keep_diffs,
+            skip_bad_lines=skip_bad_lines,
+            book_state=not no_book_state,
         )
     click.echo(report.summary())
 

@@ -37,9 +37,16 @@ Exactly-once into the store (``kill -9`` at any instant):
   row is bit-identical to the stored one);
 - after the checkpoint: nothing is replayed.
 
-Limits: a book's state is not in the checkpoint, so after a restart the replayed diffs
-cannot be applied until a snapshot: a ``resync`` gap covers that span, and the downtime
-itself is a ``disconnect`` gap (``stream="*"``). Gap times of connection gaps are local
+Books survive a restart: just before each commit the books as of that journal position
+are written to ``<journal>/books.json`` (``collectors.bookstate``; atomically, before the
+checkpoint moves, so the file is never older than the checkpoint). A restart restores them
+and skips the replayed records they already hold, so a book continues exactly where the
+last run left it (the next diff must still chain: a book that missed updates while the
+collector was down breaks and resyncs, with its gap). Without a usable file (first run, a
+different book depth or grid) the replayed diffs cannot be applied until a snapshot: a
+``resync`` gap covers that span. The downtime itself is a ``disconnect`` gap
+(``stream="*"``). At a stop, a book that is not valid gets an ``unsynced`` gap up to its
+last update. Gap times of connection gaps are local
 receive times (no exchange time exists for data that never came).
 
 Bad frames are counted (``CollectorStats``) and logged, never fatal. A malformed or
@@ -71,10 +78,12 @@ from tickstore import Tickstore
 from tickstore.errors import DuplicateKeyError, LockedError, TickstoreError
 
 from .book import GAP_STREAM, BookBuilder, book_table
+from .bookstate import BookStates, book_key
 from .events import DepthDiff, DepthSnapshot, EventBatcher, Gap
 from .exchanges import BadFrame, OversizedFrame, UnknownStream, VenueErrorFrame
 from .exchanges.binance import MAX_FRAME_BYTES, Channel, Endpoints, Market, depth_snapshot_url, from_tickstore
 from .journal import Journal, JournalConfig, Position, Record, RecordKind
+from .reconcile import unstored
 from .session import MAX_DETAIL, BackoffPolicy, Session, SessionConfig
 from .venues import Venue, feed_class
 
@@ -299,10 +308,12 @@ class Collector:
         for conn in self._connections:
             for s in conn.symbols:
                 if depth and s not in self.books:
-                    b = BookBuilder(s, self.feed.book_rule(s), levels=config.book_levels, interval_ms=config.book_interval_ms)
+                    b = BookBuilder(s, self.feed.book_rule(s), levels=config.book_levels, interval_ms=config.book_interval_ms,
+                                    quotes=self.feed.book_quotes and Channel.QUOTES in config.channels)
                     self.books[s] = b
                     self.book_market[conn.group].append(b)
         self._tags: dict[str, tuple] = {}  # tag -> (parser, market), filled on first use
+        self._book_states = BookStates(config.journal_dir / "books.json")  # books as of the checkpoint
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.journal: Journal | None = None
         self.fetcher = _SnapshotFetcher(self)
@@ -417,8 +428,35 @@ class Collector:
             self.journal.append(RecordKind.GAP, body, recv_ns=g.recv_ns, tag=tag)
 
     # -- processing (processor thread, or the caller during replay) -----------------------
+    def _restore_books(self) -> set[str]:
+        """Continue the books from ``<journal>/books.json`` when it is not older than the
+        checkpoint (it is written just before each commit); returns the symbols restored."""
+        books, meta = self._book_states.load()
+        pos = meta.get("position")
+        if pos is None or Position(*pos) < self.journal.committed:
+            return set()
+        done = set()
+        for sym, b in self.books.items():
+            state = books.get(book_key(sym, b.levels, b.interval_ns // 1_000_000))
+            if state is not None:
+                try:
+                    b.restore_state(state, older="skip")  # records the state already holds are skipped
+                    done.add(sym)
+                except ValueError:
+                    log.warning("book state of %s does not fit this collector's book; it starts from a snapshot", sym)
+        return done
+
+    def _save_books(self, pos: Position) -> None:
+        """The books as of ``pos`` (all processed records stored), written before the commit."""
+        cfg = self.config
+        self._book_states.save(
+            {book_key(s, cfg.book_levels, cfg.book_interval_ms): b.save_state() for s, b in self.books.items()},
+            meta={"position": list(pos)},
+        )
+
     def _replay(self) -> None:
         """Feed the records after the checkpoint through the pipeline, then flush them."""
+        restored = self._restore_books()
         last = None
         for rec in self.journal.pending():
             self._process(rec)
@@ -432,7 +470,7 @@ class Collector:
         log.warning("replayed %d journaled records not yet in the store", self.stats.replayed)
         committed_recv = self.journal.checkpoint_meta.get("last_recv_ns")
         for sym, b in self.books.items():
-            if not b.synced and committed_recv is not None:
+            if not b.synced and committed_recv is not None and sym not in restored:
                 # The book's state at the checkpoint died with the process: the replayed
                 # diffs could not be applied until a snapshot. Say so in the ledger.
                 self.batcher.add(
@@ -634,6 +672,9 @@ class Collector:
 
     # -- flushing ----------------------------------------------------------------------------
     def _flush_safely(self, *, final: bool = False) -> None:
+        if final:  # books not valid at the stop: their span so far goes to the gap ledger
+            for b in self.books.values():
+                self.batcher.extend(b.close_outage())
         try:
             self._flush()
         except Exception:  # noqa: BLE001 - keep collecting; the journal still has everything
@@ -697,6 +738,8 @@ class Collector:
                 log.error("store refused %d rows of %s %s: %s", len(df), table, symbol, exc)
         self.stats.flushes += 1
         if not self._retry and pos is not None and (self.journal.committed < pos):
+            if self.books:
+                self._save_books(pos)
             self.journal.commit(pos, meta={"last_recv_ns": self._last_recv})
 
     def _append(self, table: str, symbol: str, df: pd.DataFrame, source: str) -> None:
@@ -721,22 +764,9 @@ class Collector:
 
     def _unstored(self, t, symbol: str, df: pd.DataFrame) -> pd.DataFrame:
         """Rows of ``df`` not already stored: multiset difference on every column."""
-        start, end = df.index.min(), df.index.max() + pd.Timedelta(1, "ns")
-        try:
-            stored = t.select(symbol, start, end)
-        except TickstoreError:
-            return df
-        if stored.empty:
-            return df
-        cols = ["ts"] + list(df.columns)
-        new = df.reset_index()[cols]
-        old = stored.reset_index()[cols]
-        new["_n"] = new.groupby(cols, sort=False, dropna=False).cumcount()
-        old["_n"] = old.groupby(cols, sort=False, dropna=False).cumcount()
-        merged = new.merge(old, on=cols + ["_n"], how="left", indicator=True)
-        keep = (merged["_merge"] == "left_only").to_numpy()
-        self.stats.rows_reconciled += int((~keep).sum())
-        return df[keep]
+        fresh = unstored(t, symbol, df)
+        self.stats.rows_reconciled += len(df) - len(fresh)
+        return fresh
 
 
 # -- config files ------------------------------------------------------------------------------

@@ -1,33 +1,54 @@
-"""Replay recorded Binance captures through the live parsers, book builder and batcher.
+"""Replay recorded captures of any venue through the live parsers, book builder and batcher.
 
 ::
 
-    capture files ──CaptureReader──> Frame(recv_ns, raw, kind, url)
+    capture files ──CaptureReader──> Frame(recv_ns, raw, kind, url, conn)
         │   merged by receive time across files (each file keeps its own order), so a
         │   day's files and their REST companions (cryptofeed ``.http.0.0``) may be given
-        │   in any order
+        │   in any order; one file may hold several connections (cryptofeed v3 ``conn``,
+        │   journal tags), each a source with its own venue, market and parser
         ├─ (journal=: Journal.append_many, 256 frames per write, before they are processed)
-        ├─ WS    ──BinanceParser.parse──> Trade, Quote, Mark, Liquidation ───────────┐
-        │             (book.route_events)└──> DepthDiff ──BookBuilder──> BookTop, Gap ┤
-        └─ REST  ──parse_snapshot──> DepthSnapshot ──BookBuilder.on_snapshot          │
-                                                                   EventBatcher <─────┘
+        ├─ WS    ──<venue parser>.parse──> Trade, Quote, Mark, OpenInterest, Liquidation ──┐
+        │          (book.route_events) └──> DepthDiff, DepthSnapshot ──BookBuilder──> BookTop, Gap
+        ├─ REST  ──parse_snapshot──> DepthSnapshot ──BookBuilder.on_snapshot  (Binance only)   │
+        └─ GAP   (collector journals) ──> Gap; a connection gap resets the symbol's book     │
+                                                                   EventBatcher <────────────┘
                                                                         │ every flush_events
                                                   store[table].append(symbol, frame, source="replay")
 
-The market of each file comes from ``market=`` or is inferred from its first decisive
-frame or URL (``binance.infer_market``/``market_of_url``); all files are checked before
-anything is written, so a file that cannot be placed raises ``ReplayError`` and changes
-nothing. REST snapshots that do not name their symbol (hftbacktest spot/USD-M) belong to
-the depth stream of their own file: the last depth symbol seen in it, or, when the
-snapshot comes first, the next one.
+Venue and market: from ``venue=``/``market=`` or, per source, from its first decisive
+URL (a cryptofeed ``connect`` record, a REST URL), journal tag or frame. The venues'
+frame shapes are disjoint (Binance: ``stream``/``e``/``lastUpdateId``; Bybit v5:
+``topic``/``op``; Hyperliquid: ``channel``; ``VenueFeed.claims``), so a frame is never
+taken for another venue's; the market then comes from the venue's own rules
+(``VenueFeed.infer_market``: Binance futures fields, Bybit UUID trade ids or mark fields
+of linear tickers). Every file is checked before anything is written: a source whose
+venue or market cannot be told, or that contradicts ``venue=``/``market=``, raises
+``ReplayError`` naming the file and what to pass, and changes nothing. A file that yields
+no rows at all raises ``ReplayError`` after the other files are stored.
+
+Books: one ``BookBuilder`` per symbol, whatever file its frames come from. Their state is
+kept in ``<store root>/_book_state.json`` (``collectors.bookstate``) when a replay ends, so
+the next replay into the same store continues each book exactly (a day's file after the
+previous day's, one run each, stores the same rows as one run over both); a book that is
+not valid at the end gets an ``unsynced`` gap up to its last update, and the next run's
+``resync`` gap continues it. Replaying an earlier span again builds its own book (the
+saved state is newer than its frames). REST snapshots that do not name their symbol
+(hftbacktest spot/USD-M) belong to the depth stream of their own source: the last depth
+symbol seen in it, or, when the snapshot comes first, the next one.
 
 Book rows for a quiet book (no diff for a while) are flushed from the exchange clock of
-the other frames of its file, every second and 1 s behind it (a diff more than 1 s out of
-order on one connection would make such a row stale).
+the other frames of its source, every second and 1 s behind it (a diff more than 1 s out
+of order on one connection would make such a row stale).
 
-Bad frames (malformed JSON, unknown streams, oversized) are counted per error class in the
-report, never fatal. Books still unsynced at the end (no snapshot in the capture, or a
-break with no later snapshot) are listed in the report; their diffs produced no rows.
+Idempotent: a second replay of the same capture writes nothing. Keyed tables
+(``tickstore.schemas``: trades by trade id, quotes, books, mark by time, the gap ledger
+and book diffs by their whole row) skip stored keys in ``Table.append``; the keyless
+``liquidations`` append only the rows not stored yet (``collectors.reconcile``). Bad frames (malformed JSON, unknown streams, oversized)
+are counted per error class in the report, never fatal. Damaged input (a cut or corrupt
+gzip/zstd stream, a line that is no capture line unless ``skip_bad_lines``) stops the
+replay with a one-line ``CaptureError`` naming the file and line, after storing every row
+read before it.
 """
 
 from __future__ import annotations
@@ -36,59 +57,64 @@ import gc
 import heapq
 import os
 import time
-from itertools import islice, repeat
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from tickstore.errors import TickstoreError
 
 from .book import BookBuilder, book_table, route_events
-from .capture import CaptureReader, Frame, FrameKind
-from .events import DepthDiff, EventBatcher
+from .bookstate import BookStates, book_key
+from .capture import CaptureError, CaptureReader, Frame, FrameKind
+from .events import DepthDiff, EventBatcher, Gap
 from .exchanges import BadFrame
+from .exchanges.binance import MAX_FRAME_BYTES, from_tickstore, native_symbol_of_url
 from .journal import Journal, RecordKind
-from .exchanges.binance import (
-    MAX_FRAME_BYTES,
-    BinanceParser,
-    Market,
-    from_tickstore,
-    infer_market,
-    market_of_url,
-    native_symbol_of_url,
-)
+from .reconcile import unstored
+from .venues import BinanceFeed, BybitFeed, HyperliquidFeed, Venue, VenueFeed, feed_class, feed_of_tag
 
-__all__ = ["replay", "ReplayReport", "ReplayError"]
+__all__ = ["replay", "replay_frames", "detect", "ReplayReport", "ReplayError", "SOURCE", "BOOK_STATE_FILE"]
 
 SOURCE = "replay"
+BOOK_STATE_FILE = "_book_state.json"  # in the store root (see collectors.bookstate)
 FLUSH_EVERY_NS = 1_000_000_000  # how often (exchange time) quiet books are flushed
 FLUSH_LAG_NS = 1_000_000_000  # how far behind the newest exchange time they are flushed to
 # Frames read, journaled (one write) and then processed at a time. Frames above
 # max_frame_bytes are still read (and journaled: they were received), so a chunk holds at
 # most 256 of whatever the capture's lines are; Binance frames are < 100 kB.
 _CHUNK = 256
+_FEEDS: tuple[type[VenueFeed], ...] = (BinanceFeed, BybitFeed, HyperliquidFeed)
+_NAMES = {Venue.BINANCE: "Binance", Venue.BYBIT: "Bybit", Venue.HYPERLIQUID: "Hyperliquid"}
 
 
 class ReplayError(TickstoreError, ValueError):
-    """A replay that cannot start: no files, unknown market, contradicting ``market=``."""
+    """A replay that cannot start (no files, unknown venue or market, contradicting
+    ``venue=``/``market=``) or a file that yielded no rows (``report`` then holds what the
+    other files stored)."""
+
+    report: "ReplayReport | None" = None
 
 
 @dataclass(frozen=True)
 class ReplayReport:
     """What a replay read and wrote.
 
-    ``rows`` counts the rows the store wrote per table; ``duplicates`` the rows it
-    skipped because their key was already stored (a replay run twice writes nothing the
-    second time); ``latency_ms`` are percentiles of receive time
+    ``markets``/``venues`` name each source: a file, or ``<file>#<connection>`` for files
+    holding several connections. ``rows`` counts the rows the store wrote per table;
+    ``duplicates`` the rows it skipped because their key was already stored (a replay run
+    twice writes nothing the second time); ``latency_ms`` are percentiles of receive time
     minus exchange time over every frame that carries an exchange time (negative when the
-    recorder's clock lagged the exchange).
+    recorder's clock lagged the exchange); ``restored_books`` the symbols whose book
+    continued from a state saved by an earlier run.
     """
 
     files: tuple[str, ...]
-    markets: dict[str, str]  # file -> market
+    markets: dict[str, str]  # source -> market
     frames: int  # websocket frames read (all kinds of payload, bad ones included)
     rest_frames: int  # REST bodies read
     snapshots: int  # REST depth snapshots handed to a book
@@ -96,16 +122,18 @@ class ReplayReport:
     rows: dict[str, int]  # table -> rows appended
     rows_by_symbol: dict[tuple[str, str], int]  # (table, symbol) -> rows appended
     duplicates: dict[tuple[str, str], int]  # (table, symbol) -> rows the store already held
-    gaps: int  # Gap rows written (sequence breaks, resyncs, stale)
+    gaps: int  # Gap rows written (sequence breaks, resyncs, stale, unsynced)
     sequence_breaks: int
     resyncs: int
     crossed: int  # crossed books detected (each also a sequence break)
     bad_frames: dict[str, int]  # error class -> count
-    bad_lines: int  # capture lines that were no frame at all
+    bad_lines: int  # capture lines that were no frame at all (skip_bad_lines)
     unsynced_books: tuple[str, ...]  # symbols whose book was not valid at the end
     latency_ms: dict[str, float]  # p50, p90, p99, min, max (empty if no timed frame)
     elapsed_s: float
     book_stats: dict[str, dict] = field(default_factory=dict)  # symbol -> BookStats fields
+    venues: dict[str, str] = field(default_factory=dict)  # source -> venue
+    restored_books: tuple[str, ...] = ()
 
     @property
     def frames_per_s(self) -> float:
@@ -117,12 +145,17 @@ class ReplayReport:
             f"replayed {self.frames} frames + {self.rest_frames} REST bodies from {len(self.files)} file(s) "
             f"in {self.elapsed_s:.2f}s ({self.frames_per_s:,.0f} frames/s)",
         ]
+        for src in self.markets:
+            lines.append(f"  {src}: {self.venues.get(src, '?')} {self.markets[src]}")
         for (table, symbol), n in sorted(self.rows_by_symbol.items()):
-            lines.append(f"  {table:<14} {symbol:<28} {n:>9} rows")
+            dup = self.duplicates.get((table, symbol), 0)
+            lines.append(f"  {table:<14} {symbol:<28} {n:>9} rows" + (f" ({dup} already stored)" if dup else ""))
         lines.append(
             f"gaps {self.gaps} (sequence breaks {self.sequence_breaks}, resyncs {self.resyncs}, "
             f"crossed {self.crossed}); bad frames {dict(self.bad_frames) or 0}; bad lines {self.bad_lines}"
         )
+        if self.restored_books:
+            lines.append(f"books continued from the saved state of an earlier run: {list(self.restored_books)}")
         if self.unsynced_books:
             lines.append(f"books not synced at the end (no snapshot after the last break): {list(self.unsynced_books)}")
         if self.latency_ms:
@@ -134,65 +167,463 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-class _FileState:
-    __slots__ = ("path", "market", "parser", "parse", "tag", "reader", "depth_symbol", "pending", "books", "flushed_ns", "book_of")
+class _Source:
+    """One connection of one capture: its venue, market and parser, and its book clock."""
 
-    def __init__(self, path: Path, market: Market, parser: BinanceParser):
-        self.path = path
+    __slots__ = (
+        "label", "file", "feed", "market", "parser", "parse", "tag", "rest_native", "on_snapshot", "depth_symbol",
+        "pending", "books", "flushed_ns", "book_of",
+    )
+
+    def __init__(self, label: str, file, feed: type[VenueFeed], market, parser, tag: str, rest_native: str | None):
+        self.label = label
+        self.file = file
+        self.feed = feed
         self.market = market
         self.parser = parser
         self.parse = parser.parse
-        self.tag = market.value  # journal tag of its frames
-        self.book_of = None  # route_events' book_of for this file's frames
-        self.reader = CaptureReader(path)
-        self.depth_symbol: str | None = None  # last depth symbol seen in this file
+        self.tag = tag  # journal tag of its frames (one the collector's feed reads back)
+        self.rest_native = rest_native  # native symbol of its REST snapshots, when the tag names it
+        self.on_snapshot = feed.apply_snapshot
+        self.depth_symbol: str | None = None  # last depth symbol seen in this source
         self.pending: list[Frame] = []  # symbol-less REST snapshots seen before any depth frame
-        self.books: set[str] = set()  # symbols whose depth this file carries
-        self.flushed_ns = 0  # exchange time up to which this file's books were flushed
+        self.books: set[str] = set()  # symbols whose depth this source carries
+        self.flushed_ns = 0  # exchange time up to which this source's books were flushed
+        self.book_of = None  # route_events' book_of for this source's frames
 
 
-def _file_market(path: Path, market: Market | None) -> Market:
-    """Market of one file: its first decisive URL or frame; checked against ``market``."""
-    for frame in CaptureReader(path):
-        found = market_of_url(frame.url) if frame.url else None
-        if found is None and frame.raw:
-            found = infer_market(frame.raw)
-        if found is not None:
-            if market is not None and found is not market:
+class _File:
+    __slots__ = ("path", "reader", "sources", "events", "bad", "frames")
+
+    def __init__(self, path: Path, reader):
+        self.path = path
+        self.reader = reader
+        self.sources: dict[str | None, _Source] = {}
+        self.events = 0  # events its frames yielded (rows produced, stored or not)
+        self.bad: Counter = Counter()
+        self.frames = 0
+
+
+def _journal_tag(feed: type[VenueFeed], market) -> str:
+    """A tag the venue's collector reads back (``VenueFeed.group_of_tag``)."""
+    if feed is BinanceFeed:
+        return market.value
+    if feed is BybitFeed:
+        return f"bybit-{market.value}-replay"
+    return "hyperliquid-replay"
+
+
+def _venue_arg(venue) -> type[VenueFeed] | None:
+    if venue is None:
+        return None
+    try:
+        return feed_class(Venue(venue.value if isinstance(venue, Venue) else venue))
+    except ValueError:
+        raise ReplayError(f"venue must be one of {[v.value for v in Venue]}, got {venue!r}") from None
+
+
+def _market_arg(feed: type[VenueFeed] | None, market):
+    """``market`` checked against the venue (or against every venue when it is unknown)."""
+    if market is None:
+        return None
+    value = getattr(market, "value", market)
+    feeds = (feed,) if feed is not None else _FEEDS
+    if not any(value in [m.value for m in f.markets] for f in feeds):
+        known = sorted({m.value for f in feeds for m in f.markets})
+        where = f" of {feed.venue.value}" if feed is not None else ""
+        raise ReplayError(f"market must be one of {known}{where}, got {market!r}")
+    return value
+
+
+# -- which venue and market each source is --------------------------------------------------------
+def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
+    """{conn: (feed, market)} of every source of one capture (see the module docstring)."""
+    reader = CaptureReader(path, skip_bad_lines=skip_bad_lines)
+    found: dict = {}  # conn -> [feed, market, evidence]
+    decided: set = set()
+    for frame in reader:
+        conn = frame.conn
+        if conn in decided:
+            if reader.format.one_connection:
+                break
+            continue
+        entry = found.setdefault(conn, [None, None, None])
+        if frame.kind is FrameKind.GAP:
+            continue
+        feed = mkt = None
+        if conn is not None and reader.format.value == "journal":
+            try:
+                feed, mkt = feed_of_tag(conn)
+            except ValueError as exc:
+                raise ReplayError(f"{str(path)!r}: {exc}") from None
+            evidence = f"journal tag {conn!r}"
+        elif frame.url:
+            for f in _FEEDS:
+                m = f.market_of_url(frame.url)
+                if m is not None:
+                    feed, mkt = f, m
+                    break
+            evidence = f"URL {frame.url}"
+        if feed is None and frame.raw:
+            try:
+                msg = orjson.loads(frame.raw)
+            except orjson.JSONDecodeError:
+                continue
+            claimed = [f for f in _FEEDS if f.claims(msg)]
+            if not claimed:
+                continue
+            feed = claimed[0]
+            mkt = feed.infer_market(frame.raw)
+            evidence = f"frame {frame.raw[:100]!r}"
+        if feed is None:
+            continue
+        if entry[0] is not None and entry[0] is not feed:
+            raise ReplayError(
+                f"{_label(path, conn, True)!r} mixes {_NAMES[entry[0].venue]} and {_NAMES[feed.venue]} frames "
+                f"({entry[2]}; {evidence}); give each venue's frames in their own file"
+            )
+        entry[0] = feed
+        if entry[2] is None:
+            entry[2] = evidence
+        if mkt is not None:
+            entry[1], entry[2] = mkt, evidence
+            decided.add(conn)
+    out = {}
+    for conn, (feed, mkt, evidence) in found.items():
+        where = _label(path, conn, len(found) > 1)
+        if feed is None and feed_arg is None:
+            if evidence is None and conn is not None and not reader.format.one_connection:
+                continue  # a connection that carried no frame at all
+            raise ReplayError(
+                f"cannot tell the venue of {where!r} from its frames (none has a Binance, Bybit or Hyperliquid "
+                f"shape); pass venue= (--venue) {[v.value for v in Venue]}"
+            )
+        if feed is not None and feed_arg is not None and feed is not feed_arg:
+            raise ReplayError(
+                f"{where!r} holds {_NAMES[feed.venue]} frames, not {_NAMES[feed_arg.venue]} ones "
+                f"(first decisive: {evidence}); leave venue= out or pass venue={feed.venue.value!r}"
+            )
+        feed = feed or feed_arg
+        if mkt is not None and market_arg is not None and mkt.value != market_arg:
+            raise ReplayError(
+                f"{where!r} holds {mkt.value} frames but market={market_arg!r} was given (first decisive: {evidence})"
+            )
+        if mkt is None and market_arg is not None:
+            try:
+                mkt = feed.markets(market_arg)
+            except ValueError:
                 raise ReplayError(
-                    f"{str(path)!r} holds {found.value} frames but market={market.value!r} was given "
-                    f"(first decisive frame: {frame.raw[:100]!r} {frame.url or ''})"
+                    f"{where!r} holds {_NAMES[feed.venue]} frames; market={market_arg!r} is not one of its markets "
+                    f"{[m.value for m in feed.markets]}"
+                ) from None
+        if mkt is None and len(feed.markets) == 1:
+            mkt = next(iter(feed.markets))
+        if mkt is None:
+            raise ReplayError(
+                f"cannot tell the {_NAMES[feed.venue]} market of {where!r} from its frames; pass market= (--market) "
+                f"{', '.join(m.value for m in feed.markets)}"
+            )
+        out[conn] = (feed, mkt)
+    return out
+
+
+def detect(path, *, venue: Venue | str | None = None, market=None, skip_bad_lines: bool = False) -> dict:
+    """``{connection: (Venue, market)}`` of a capture file (``None`` for the one connection
+    of a single-connection format), as ``replay`` places it.
+
+    Raises ``ReplayError`` as ``replay`` does (venue or market cannot be told, contradicts
+    ``venue=``/``market=``), ``CaptureError`` for a file that cannot be read.
+    """
+    feed = _venue_arg(venue)
+    found = _detect(Path(path), feed, _market_arg(feed, market), skip_bad_lines)
+    return {conn: (f.venue, m) for conn, (f, m) in found.items()}
+
+
+def _label(path: Path, conn, several: bool) -> str:
+    return f"{path}#{conn}" if several and conn is not None else str(path)
+
+
+# -- the replay ------------------------------------------------------------------------------------
+class _Replay:
+    """The pipeline shared by ``replay`` (capture files) and ``replay_frames`` (an iterable)."""
+
+    def __init__(self, store, *, book_levels, book_interval_ms, keep_diffs, flush_events, journal, book_state, source):
+        self.store = store
+        self.levels, self.interval_ms = int(book_levels), int(book_interval_ms)
+        self.batcher = EventBatcher(book_table(book_levels))
+        self.keep_diffs = keep_diffs
+        self.flush_events = flush_events
+        self.journal = journal
+        self.source = source
+        self.books: dict[str, BookBuilder] = {}
+        self.rows: Counter = Counter()
+        self.skipped: Counter = Counter()  # rows the store already held (same key)
+        self.bad: Counter = Counter()
+        self.latency = array("q")
+        self.n_ws = self.n_rest = self.n_events = self.n_snapshots = 0
+        self.journaled = None  # journal position up to which every frame was processed
+        self.states = BookStates(Path(store.root) / BOOK_STATE_FILE) if store is not None and book_state else None
+        self.saved = self.states.load()[0] if self.states is not None else {}
+        self.restored: list[str] = []
+
+    # -- books ------------------------------------------------------------------------------
+    def book(self, symbol: str, src: _Source) -> BookBuilder:
+        b = self.books.get(symbol)
+        if b is None:
+            b = BookBuilder(symbol, src.feed.sequencing(src.market), levels=self.levels, interval_ms=self.interval_ms,
+                            quotes=src.feed.book_quotes)
+            state = self.saved.get(book_key(symbol, self.levels, self.interval_ms))
+            if state is not None:
+                try:
+                    b.restore_state(state, older="discard")
+                    self.restored.append(symbol)
+                except ValueError:  # saved for another market rule: start from a snapshot
+                    pass
+            self.books[symbol] = b
+        return b
+
+    def book_of_source(self, src: _Source):
+        """``route_events``' ``book_of`` for the frames of one source."""
+        file_books, books = src.books, self.books
+
+        def book_of(ev):
+            sym = ev.symbol
+            if type(ev) is DepthDiff and sym != src.depth_symbol:
+                src.depth_symbol = sym
+                for snap_frame in src.pending:  # symbol-less snapshots seen before
+                    self.rest_snapshot(src, snap_frame, from_tickstore(sym)[0])
+                src.pending.clear()
+            if sym not in file_books:
+                file_books.add(sym)
+            return books.get(sym) or self.book(sym, src)
+
+        return book_of
+
+    def rest_snapshot(self, src: _Source, frame: Frame, native: str | None) -> None:
+        try:
+            snap = src.parser.parse_snapshot(frame.raw, frame.recv_ns, native_symbol=native)
+        except BadFrame as exc:
+            self.bad[type(exc).__name__] += 1
+            src.file.bad[type(exc).__name__] += 1
+            return
+        self.n_snapshots += 1
+        src.file.events += 1
+        out = self.book(snap.symbol, src).on_snapshot(snap)
+        if out:
+            self.batcher.extend(out)
+
+    # -- the store ------------------------------------------------------------------------
+    def flush(self) -> None:
+        store, rows, skipped = self.store, self.rows, self.skipped
+        for (table, symbol), frame in self.batcher.drain().items():
+            if store is None:
+                rows[(table, symbol)] += len(frame)
+                continue
+            t = store[table]
+            fresh = frame if t.schema.key is not None else unstored(t, symbol, frame)  # keyless: liquidations
+            commit = t.append(symbol, fresh, source=self.source)
+            rows[(table, symbol)] += commit.rows
+            skipped[(table, symbol)] += commit.skipped + len(frame) - len(fresh)
+        if self.journal is not None and store is not None and self.journaled is not None:
+            self.journal.commit(self.journaled)  # what was processed before this flush is now stored
+
+    # -- the hot loop ---------------------------------------------------------------------
+    def run(self, items) -> None:
+        """Process ``(Frame, _Source)`` items in order (journaled in chunks first)."""
+        WS, REST, CONNECT, GAP = FrameKind.WS, FrameKind.REST, FrameKind.CONNECT, FrameKind.GAP
+        FRAME, SNAPSHOT = RecordKind.FRAME, RecordKind.SNAPSHOT
+        batcher, bad, books, keep_diffs, flush_events = self.batcher, self.bad, self.books, self.keep_diffs, self.flush_events
+        latency_append = self.latency.append
+        journal = self.journal
+        damage = None
+        while damage is None:
+            # Frames go in chunks: each chunk is journaled with one write (when a journal is
+            # given), then processed frame by frame. Damaged input ends the chunk early:
+            # what was read before it is still processed and stored.
+            chunk = []
+            try:
+                for item in items:
+                    chunk.append(item)
+                    if len(chunk) == _CHUNK:
+                        break
+            except CaptureError as exc:
+                damage = exc
+            if not chunk:
+                break
+            if journal is not None:
+                chunk_end = journal.append_many(
+                    [(FRAME if f[2] is WS else SNAPSHOT, f[1], f[0], src.tag) for f, src in chunk if f[2] is WS or f[2] is REST]
                 )
-            return found
-    if market is not None:
-        return market
-    raise ReplayError(
-        f"cannot tell the Binance market of {str(path)!r} from its frames; pass market='spot', 'usdm' or 'coinm'"
-    )
+            for (recv_ns, raw, kind, url, _), src in chunk:
+                if kind is WS:
+                    self.n_ws += 1
+                    try:
+                        events = src.parse(raw, recv_ns)
+                    except BadFrame as exc:
+                        bad[type(exc).__name__] += 1
+                        src.file.bad[type(exc).__name__] += 1
+                        continue
+                    if not events:
+                        continue
+                    self.n_events += len(events)
+                    src.file.events += len(events)
+                    ts = events[0].ts
+                    if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
+                        latency_append(recv_ns - ts)
+                        if ts - src.flushed_ns > FLUSH_EVERY_NS:
+                            # The exchange clock of this source reached ts: quiet books get their
+                            # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
+                            # would be >1 s out of order on one connection).
+                            src.flushed_ns = ts
+                            for sym in src.books:
+                                out = books[sym].flush(ts - FLUSH_LAG_NS)
+                                if out:
+                                    batcher.extend(out)
+                    route_events(events, batcher, src.book_of, keep_diffs=keep_diffs, on_snapshot=src.on_snapshot)
+                    if batcher.count >= flush_events:
+                        self.flush()
+                elif kind is REST:
+                    self.n_rest += 1
+                    if not src.feed.rest_snapshots:
+                        continue  # REST bodies of venues whose books come from the stream: unused
+                    if b"lastUpdateId" not in raw[:64]:
+                        bad["NotADepthSnapshot"] += 1
+                        continue
+                    native = native_symbol_of_url(url) if url else src.rest_native
+                    frame = Frame(recv_ns, raw, kind, url)
+                    if native is None and b'"symbol"' not in raw:
+                        if src.depth_symbol is None:
+                            src.pending.append(frame)  # resolved by the first depth frame
+                            continue
+                        native = from_tickstore(src.depth_symbol)[0]
+                    self.rest_snapshot(src, frame, native)
+                elif kind is GAP:
+                    self.gap_record(raw, recv_ns, src)
+                elif kind is not CONNECT:
+                    bad["UnknownRecord"] += 1
+            if journal is not None:
+                self.journaled = chunk_end  # every frame up to here is processed
+        if damage is not None:
+            raise damage
+
+    def gap_record(self, raw: bytes, recv_ns: int, src: _Source) -> None:
+        """A collector journal's gap record: a ledger row; a connection gap resets the book."""
+        try:
+            d = orjson.loads(raw)
+            gap = Gap(d["symbol"], int(d["ts"]), int(d["recv_ns"]), int(d["end_ts"]), d["stream"], d["cause"], d["detail"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.bad["MalformedGapRecord"] += 1
+            return
+        self.batcher.add(gap)
+        src.file.events += 1
+        book = self.books.get(gap.symbol)
+        if gap.stream == "*" and book is not None:
+            book.reset()
+
+    def finish(self, files: list[_File], t0: float) -> ReplayReport:
+        orphans = sum(len(src.pending) for f in files for src in f.sources.values())
+        if orphans:  # a source with a snapshot but no depth frame
+            self.bad["OrphanSnapshot"] += orphans
+        for b in self.books.values():
+            out = b.close_outage()  # a book not valid at the end: its span goes to the ledger
+            if out:
+                self.batcher.extend(out)
+        self.flush()
+        if self.states is not None and self.books:
+            self.states.save(
+                {book_key(s, self.levels, self.interval_ms): b.save_state() for s, b in self.books.items()}
+            )
+        for f in files:
+            for src in f.sources.values():
+                src.book_of = None  # the closure refers back to the source: no cycle for the GC
+        return self.report(files, t0)
+
+    def report(self, files: list[_File], t0: float) -> ReplayReport:
+        stats = {sym: b.stats for sym, b in self.books.items()}
+        table_rows: Counter = Counter()
+        for (table, _), n in self.rows.items():
+            table_rows[table] += n
+        lat = np.frombuffer(self.latency, dtype="i8") / 1e6 if len(self.latency) else None
+        latency_ms = (
+            {
+                "min": float(lat.min()),
+                "p50": float(np.percentile(lat, 50)),
+                "p90": float(np.percentile(lat, 90)),
+                "p99": float(np.percentile(lat, 99)),
+                "max": float(lat.max()),
+            }
+            if lat is not None
+            else {}
+        )
+        sources = [s for f in files for s in f.sources.values()]
+        return ReplayReport(
+            files=tuple(str(f.path) for f in files),
+            markets={s.label: s.market.value for s in sources},
+            frames=self.n_ws,
+            rest_frames=self.n_rest,
+            snapshots=self.n_snapshots,
+            events=self.n_events,
+            rows=dict(table_rows),
+            rows_by_symbol=dict(self.rows),
+            duplicates={k: v for k, v in self.skipped.items() if v},
+            gaps=table_rows.get("gaps", 0),
+            sequence_breaks=sum(s.breaks for s in stats.values()),
+            resyncs=sum(s.resyncs for s in stats.values()),
+            crossed=sum(s.crossed for s in stats.values()),
+            bad_frames=dict(self.bad),
+            bad_lines=sum(f.reader.bad_lines for f in files if f.reader is not None),
+            unsynced_books=tuple(sorted(sym for sym, b in self.books.items() if not b.synced)),
+            latency_ms=latency_ms,
+            elapsed_s=time.perf_counter() - t0,
+            book_stats={sym: vars(s).copy() for sym, s in stats.items()},
+            venues={s.label: s.feed.venue.value for s in sources},
+            restored_books=tuple(sorted(self.restored)),
+        )
+
+
+def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_frame_bytes: int, parsers: dict) -> _Source:
+    # Binance parsers are stateless per market (one each, sharing their float memo); Bybit
+    # and Hyperliquid parsers keep per-topic state, so each connection has its own.
+    if feed is BinanceFeed:
+        key = (feed, market)
+        parser = parsers.get(key) or parsers.setdefault(key, feed.new_parser(market, max_frame_bytes=max_frame_bytes))
+    else:
+        parser = feed.new_parser(market, max_frame_bytes=max_frame_bytes)
+    rest_native = conn.partition(":")[2] or None if isinstance(conn, str) and feed is BinanceFeed else None
+    src = _Source(_label(f.path, conn, several), f, feed, market, parser, _journal_tag(feed, market), rest_native)
+    src.book_of = rp.book_of_source(src)
+    return src
 
 
 def replay(
     paths,
     *,
     store,
-    market: Market | str | None = None,
+    venue: Venue | str | None = None,
+    market=None,
     book_levels: int = 5,
     book_interval_ms: int = 100,
     keep_diffs: bool = False,
     flush_events: int = 500_000,
     max_frame_bytes: int = MAX_FRAME_BYTES,
     journal: Journal | None = None,
+    skip_bad_lines: bool = False,
+    book_state: bool = True,
+    source: str = SOURCE,
 ) -> ReplayReport:
     """Replay capture files into ``store`` through the live parsing path.
 
     Parameters
     ----------
     paths:
-        Capture files (a list; hftbacktest, cryptofeed v1/v3; gzip, zstd or plain).
+        Capture files (a list; hftbacktest, cryptofeed v1/v3, collector journal
+        directories or segments; gzip, zstd or plain).
     store:
         A ``Tickstore``; ``None`` runs everything but writes nothing (dry run, benchmarks).
-    market:
-        ``spot``/``usdm``/``coinm`` for every file; inferred per file when ``None``.
+    venue, market:
+        ``binance``/``bybit``/``hyperliquid`` and one of its markets (``spot``/``usdm``/
+        ``coinm``, ``linear``/``spot``, ``perp``) for every source; each is detected per
+        source when ``None`` and checked against the frames when given.
     book_levels, book_interval_ms:
         Depth and grid of the book rows (table ``book`` for 5 levels, ``book_<N>`` else).
     keep_diffs:
@@ -202,217 +633,138 @@ def replay(
     journal:
         A ``collectors.journal.Journal`` to write every frame to before it is processed,
         as the live collector does (WS frames as ``FRAME``, REST bodies as ``SNAPSHOT``,
-        tagged with the file's market; cryptofeed connection markers carry no frame and
-        are not journaled). Frames are read and journaled in chunks of 256, one write per
-        chunk, then processed. After each append to the store the journal is committed up
-        to the last frame processed before it (nothing is committed when ``store`` is
+        tagged so the venue's collector reads them back: ``usdm``, ``bybit-linear-replay``,
+        ``hyperliquid-replay``). Frames are read and journaled in chunks of 256, one write
+        per chunk, then processed. After each append to the store the journal is committed
+        up to the last frame processed before it (nothing is committed when ``store`` is
         ``None``); ``None`` (default) journals nothing.
+    skip_bad_lines:
+        Count lines that are no capture line and go on, instead of stopping there.
+    book_state:
+        Continue books from, and leave them in, ``<store root>/_book_state.json``.
+    source:
+        The ``source`` of every version written.
 
     Raises
     ------
     ReplayError
-        No paths, a path given as a bare string, an unknown/contradicting market.
+        No paths, a path given as a bare string, an unknown/contradicting venue or market
+        (nothing written), a file that yielded no rows (the others are stored).
+    CaptureError
+        A missing file or unknown format (nothing written), damaged input (the rows
+        before it are stored).
     """
     # The hot loop allocates ~2 objects per frame and keeps up to flush_events of them
     # alive in the batcher; every gen-2 pass of the cyclic GC walks them all (~10% of the
     # time). Nothing in the loop makes reference cycles, so refcounting frees everything.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flush_events, max_frame_bytes, journal)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _replay(paths, store, market, book_levels, book_interval_ms, keep_diffs, flush_events, max_frame_bytes, journal):
     t0 = time.perf_counter()
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise ReplayError(f"paths must be a list of files, got a single {type(paths).__name__} {paths!r}; wrap it in [ ]")
     paths = [Path(p) for p in paths]
     if not paths:
         raise ReplayError("replay needs at least one capture file")
-    if market is not None:
+    feed_arg = _venue_arg(venue)
+    market_arg = _market_arg(feed_arg, market)
+    placed = [(p, _detect(p, feed_arg, market_arg, skip_bad_lines)) for p in paths]  # all checked first
+    rp = _Replay(store, book_levels=book_levels, book_interval_ms=book_interval_ms, keep_diffs=keep_diffs,
+                 flush_events=flush_events, journal=journal, book_state=book_state, source=source)
+    parsers: dict = {}
+    files = []
+    for p, conns in placed:
+        f = _File(p, CaptureReader(p, skip_bad_lines=skip_bad_lines))
+        for conn, (feed, mkt) in conns.items():
+            f.sources[conn] = _new_source(rp, f, conn, feed, mkt, len(conns) > 1, max_frame_bytes, parsers)
+        files.append(f)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
         try:
-            market = Market(market)
-        except ValueError:
-            raise ReplayError(f"market must be one of {[m.value for m in Market]}, got {market!r}") from None
-    table_of_book = book_table(book_levels)
-    parsers = {m: BinanceParser(m, max_frame_bytes=max_frame_bytes) for m in Market}
-    states = []
-    for p in paths:
-        m = _file_market(p, market)
-        states.append(_FileState(p, m, parsers[m]))
-
-    batcher = EventBatcher(table_of_book)
-    books: dict[str, BookBuilder] = {}
-    rows: Counter = Counter()
-    skipped: Counter = Counter()  # rows the store already held (same key)
-    bad: Counter = Counter()
-    latency = array("q")
-    n_ws = n_rest = n_events = n_snapshots = 0
-
-    def book_for(symbol: str, m: Market) -> BookBuilder:
-        b = books.get(symbol)
-        if b is None:
-            b = books[symbol] = BookBuilder(symbol, m, levels=book_levels, interval_ms=book_interval_ms)
-        return b
-
-    journaled = None  # journal position up to which every frame was processed
-
-    def flush() -> None:
-        for (table, symbol), frame in batcher.drain().items():
-            if store is None:
-                rows[(table, symbol)] += len(frame)
-                continue
-            commit = store[table].append(symbol, frame, source=SOURCE)
-            rows[(table, symbol)] += commit.rows
-            skipped[(table, symbol)] += commit.skipped
-        if journal is not None and store is not None and journaled is not None:
-            journal.commit(journaled)  # what was processed before this flush is now stored
-
-    def snapshot(fs: _FileState, frame: Frame, native: str | None) -> None:
-        nonlocal n_snapshots
-        try:
-            snap = fs.parser.parse_snapshot(frame.raw, frame.recv_ns, native_symbol=native)
-        except BadFrame as exc:
-            bad[type(exc).__name__] += 1
-            return
-        n_snapshots += 1
-        out = book_for(snap.symbol, fs.market).on_snapshot(snap)
-        if out:
-            batcher.extend(out)
-
-    def book_of_file(fs: _FileState):
-        """``route_events``' ``book_of`` for the frames of one file."""
-        market, file_books = fs.market, fs.books
-
-        def book_of(ev):
-            sym = ev.symbol
-            if type(ev) is DepthDiff and sym != fs.depth_symbol:
-                fs.depth_symbol = sym
-                for snap_frame in fs.pending:  # symbol-less snapshots seen before
-                    snapshot(fs, snap_frame, from_tickstore(sym)[0])
-                fs.pending.clear()
-            if sym not in file_books:
-                file_books.add(sym)
-            return books.get(sym) or book_for(sym, market)
-
-        return book_of
-
-    WS, REST, CONNECT = FrameKind.WS, FrameKind.REST, FrameKind.CONNECT
-    FRAME, SNAPSHOT = RecordKind.FRAME, RecordKind.SNAPSHOT
-    for fs in states:
-        fs.book_of = book_of_file(fs)
-    latency_append = latency.append
-    frames = _merged(states)
-    while True:
-        # Frames go in chunks: each chunk is journaled with one write (when a journal is
-        # given), then processed frame by frame exactly as before.
-        chunk = list(islice(frames, _CHUNK))
-        if not chunk:
-            break
-        if journal is not None:
-            chunk_end = journal.append_many(
-                [(FRAME if f[2] is WS else SNAPSHOT, f[1], f[0], fs.tag) for f, fs in chunk if f[2] is not CONNECT]
-            )
-        for (recv_ns, raw, kind, url, _), fs in chunk:
-            if kind is WS:
-                n_ws += 1
-                try:
-                    events = fs.parse(raw, recv_ns)
-                except BadFrame as exc:
-                    bad[type(exc).__name__] += 1
-                    continue
-                if not events:
-                    continue
-                n_events += len(events)
-                ts = events[0].ts
-                if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
-                    latency_append(recv_ns - ts)
-                    if ts - fs.flushed_ns > FLUSH_EVERY_NS:
-                        # The exchange clock of this file reached ts: quiet books get their
-                        # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
-                        # would be >1 s out of order on one connection).
-                        fs.flushed_ns = ts
-                        for sym in fs.books:
-                            out = books[sym].flush(ts - FLUSH_LAG_NS)
-                            if out:
-                                batcher.extend(out)
-                route_events(events, batcher, fs.book_of, keep_diffs=keep_diffs)
-                if batcher.count >= flush_events:
-                    flush()
-            elif kind is REST:
-                n_rest += 1
-                if b"lastUpdateId" not in raw[:64]:
-                    bad["NotADepthSnapshot"] += 1
-                    continue
-                native = native_symbol_of_url(url) if url else None
-                if native is None and b'"symbol"' not in raw:
-                    if fs.depth_symbol is None:
-                        fs.pending.append(Frame(recv_ns, raw, kind, url))  # resolved by the first depth frame
-                        continue
-                    native = from_tickstore(fs.depth_symbol)[0]
-                snapshot(fs, Frame(recv_ns, raw, kind, url), native)
-        if journal is not None:
-            journaled = chunk_end  # every frame up to here is processed
-    orphans = sum(len(fs.pending) for fs in states)  # a file with a snapshot but no depth frame
-    if orphans:
-        bad["OrphanSnapshot"] += orphans
-    flush()
-    for fs in states:
-        fs.book_of = None  # the closure refers back to fs: no cycle left for the GC
-
-    stats = {sym: b.stats for sym, b in books.items()}
-    table_rows: Counter = Counter()
-    for (table, _), n in rows.items():
-        table_rows[table] += n
-    lat = np.frombuffer(latency, dtype="i8") / 1e6 if len(latency) else None
-    latency_ms = (
-        {
-            "min": float(lat.min()),
-            "p50": float(np.percentile(lat, 50)),
-            "p90": float(np.percentile(lat, 90)),
-            "p99": float(np.percentile(lat, 99)),
-            "max": float(lat.max()),
-        }
-        if lat is not None
-        else {}
-    )
-    return ReplayReport(
-        files=tuple(str(p) for p in paths),
-        markets={str(fs.path): fs.market.value for fs in states},
-        frames=n_ws,
-        rest_frames=n_rest,
-        snapshots=n_snapshots,
-        events=n_events,
-        rows=dict(table_rows),
-        rows_by_symbol=dict(rows),
-        duplicates={k: v for k, v in skipped.items() if v},
-        gaps=table_rows.get("gaps", 0),
-        sequence_breaks=sum(s.breaks for s in stats.values()),
-        resyncs=sum(s.resyncs for s in stats.values()),
-        crossed=sum(s.crossed for s in stats.values()),
-        bad_frames=dict(bad),
-        bad_lines=sum(fs.reader.bad_lines for fs in states),
-        unsynced_books=tuple(sorted(sym for sym, b in books.items() if not b.synced)),
-        latency_ms=latency_ms,
-        elapsed_s=time.perf_counter() - t0,
-        book_stats={sym: vars(s).copy() for sym, s in stats.items()},
-    )
+            rp.run(_merged(files))
+        except CaptureError as exc:
+            rp.finish(files, t0)  # what was read before the damage is stored
+            raise CaptureError(f"{exc}; every row before it is stored") from None
+        report = rp.finish(files, t0)
+    finally:
+        if enabled:
+            gc.enable()
+    empty = [f for f in files if f.events == 0]
+    if empty:
+        detail = "; ".join(
+            f"{f.path}: {f.reader.frames} frames, none with rows"
+            + (f" (bad frames {dict(f.bad)})" if f.bad else " (acks, control or unused frames only)")
+            for f in empty
+        )
+        err = ReplayError(f"{len(empty)} of {len(files)} file(s) yielded no rows: {detail}")
+        err.report = report
+        raise err
+    return report
 
 
-def _merged(states: list[_FileState]):
-    """(frame, file state) of every frame, merged by receive time across files."""
-    if len(states) == 1:
-        return zip(states[0].reader, repeat(states[0]))
-    streams = [_tagged(fs) for fs in states]
-    return heapq.merge(*streams, key=_recv_of)
+def replay_frames(
+    frames,
+    *,
+    venue: Venue | str,
+    market,
+    store,
+    book_levels: int = 5,
+    book_interval_ms: int = 100,
+    keep_diffs: bool = False,
+    flush_events: int = 500_000,
+    max_frame_bytes: int = MAX_FRAME_BYTES,
+    book_state: bool = True,
+    source: str = SOURCE,
+    name: str = "<frames>",
+) -> ReplayReport:
+    """Replay frames of one connection of ``venue``/``market`` that are not in a capture
+    file (an importer's archive, a test): the same parsers, books, book state and keys as
+    ``replay``.
+
+    ``frames`` yields ``(recv_ns, raw)`` websocket frames, or ``collectors.capture.Frame``
+    items (then REST depth snapshots and journal gap records are taken too). ``name``
+    labels the source in the report. Unlike ``replay`` an empty result is no error.
+    """
+    t0 = time.perf_counter()
+    feed = _venue_arg(venue)
+    if feed is None:
+        raise ReplayError("replay_frames needs venue=")
+    value = _market_arg(feed, market)
+    if value is None:
+        raise ReplayError(f"replay_frames needs market= (one of {[m.value for m in feed.markets]})")
+    rp = _Replay(store, book_levels=book_levels, book_interval_ms=book_interval_ms, keep_diffs=keep_diffs,
+                 flush_events=flush_events, journal=None, book_state=book_state, source=source)
+    f = _File(Path(name), None)
+    src = f.sources[None] = _new_source(rp, f, None, feed, feed.markets(value), False, max_frame_bytes, {})
+
+    def items():
+        new, WS = tuple.__new__, FrameKind.WS
+        for item in frames:
+            yield (item if type(item) is Frame else new(Frame, (item[0], item[1], WS, None, None))), src
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rp.run(items())
+        return rp.finish([f], t0)
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def _tagged(fs: _FileState):
-    for f in fs.reader:
-        yield f, fs
+def _merged(files: list[_File]):
+    """(frame, source) of every frame, merged by receive time across files."""
+    if len(files) == 1 and len(files[0].sources) == 1:
+        return zip(files[0].reader, repeat(next(iter(files[0].sources.values()))))
+    streams = [_tagged(f) for f in files]
+    return heapq.merge(*streams, key=_recv_of) if len(streams) > 1 else streams[0]
+
+
+def _tagged(f: _File):
+    sources = f.sources
+    only = next(iter(sources.values())) if len(sources) == 1 else None
+    for frame in f.reader:
+        src = only or sources.get(frame.conn)
+        if src is not None:  # frames of a connection that carried nothing usable are skipped
+            yield frame, src
 
 
 def _recv_of(item) -> int:

@@ -39,17 +39,16 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .book import GAP_STREAM
-from .events import DepthSnapshot, Gap, Mark, OpenInterest, Quote
+from .events import DepthSnapshot, Mark, OpenInterest, Quote
 from .exchanges import BadFrame
 from .exchanges import binance as bn
 from .exchanges import bybit as bb
 from .exchanges import hyperliquid as hl
-from .exchanges.binance import Channel, Endpoints, Market
+from .exchanges.binance import MAX_FRAME_BYTES, Channel, Endpoints, Market
 from .symbols import MARKETS, MarketType
 from tickstore.errors import SymbolError
 
-__all__ = ["Venue", "Connection", "VenueFeed", "BinanceFeed", "BybitFeed", "HyperliquidFeed", "feed_class"]
+__all__ = ["Venue", "Connection", "VenueFeed", "BinanceFeed", "BybitFeed", "HyperliquidFeed", "feed_class", "feed_of_tag"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +108,7 @@ class VenueFeed:
     CHANNELS: tuple[Channel, ...] = ()
     rest_snapshots = False
     snapshots_advance_clock = True
+    book_quotes = False  # the venue's quotes are the top of its book (BookBuilder(quotes=True))
 
     def __init__(self, config):
         self.config = config
@@ -151,7 +151,8 @@ class VenueFeed:
     def _new_parser(self, tag: str):
         raise NotImplementedError
 
-    def group_of_tag(self, tag: str) -> enum.Enum:
+    @classmethod
+    def group_of_tag(cls, tag: str) -> enum.Enum:
         """The market of a journal tag; ``ValueError`` for a tag this venue never writes."""
         raise NotImplementedError
 
@@ -163,14 +164,45 @@ class VenueFeed:
 
     def book_rule(self, symbol: str) -> Market:
         """The ``BookBuilder`` sequencing rule of a symbol's diffs (a Binance market)."""
-        return Market.SPOT
+        return self.sequencing(self._market[symbol])
 
     dropped_events: frozenset = frozenset()  # event classes of unsubscribed channels
+
+    # -- the venue's wire, without a collector (the replayer, importers) ----------------
+    @classmethod
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES):
+        """A fresh parser of the frames of one market (``.parse(raw, recv_ns) -> events``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def sequencing(cls, market) -> Market:
+        """The ``BookBuilder`` diff rule of a market's books (a Binance ``Market`` value)."""
+        return Market.SPOT
+
+    @staticmethod
+    def apply_snapshot(book, ev: DepthSnapshot) -> list:
+        """A snapshot frame of the venue into ``book`` -> ``BookTop``/``Gap`` rows."""
+        return book.on_partial(ev)
+
+    @classmethod
+    def claims(cls, msg) -> bool:
+        """Whether a decoded frame has this venue's shape (the shapes are disjoint)."""
+        raise NotImplementedError
+
+    @classmethod
+    def infer_market(cls, raw: bytes):
+        """The market a raw frame comes from, or None when its fields cannot tell."""
+        raise NotImplementedError
+
+    @classmethod
+    def market_of_url(cls, url: str):
+        """The market of a websocket/REST URL of this venue, or None."""
+        raise NotImplementedError
 
     # -- book hooks ---------------------------------------------------------------------
     def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
         """A snapshot frame for a symbol's book -> ``BookTop``/``Gap`` rows."""
-        return book.on_partial(ev)
+        return self.apply_snapshot(book, ev)
 
     def on_connection_gap(self, book) -> None:
         """The symbol's connection was down: diffs were missed, the book must be rebuilt."""
@@ -225,14 +257,35 @@ class BinanceFeed(VenueFeed):
         """The parser of a market (frames and REST snapshots; one per market, stateless)."""
         p = self._parsers.get(market)
         if p is None:
-            p = self._parsers[market] = bn.BinanceParser(market, max_frame_bytes=self.config.max_frame_bytes)
+            p = self._parsers[market] = self.new_parser(market, max_frame_bytes=self.config.max_frame_bytes)
         return p
 
-    def group_of_tag(self, tag: str) -> Market:
-        return Market(tag.split("-")[0].split(":")[0])
+    @classmethod
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> bn.BinanceParser:
+        return bn.BinanceParser(Market(market), max_frame_bytes=max_frame_bytes)
 
-    def book_rule(self, symbol: str) -> Market:
-        return self._market[symbol]
+    @classmethod
+    def sequencing(cls, market) -> Market:
+        return Market(market)
+
+    @classmethod
+    def claims(cls, msg) -> bool:
+        return bn.claims(msg)
+
+    @classmethod
+    def infer_market(cls, raw: bytes) -> Market | None:
+        return bn.infer_market(raw)
+
+    @classmethod
+    def market_of_url(cls, url: str) -> Market | None:
+        return bn.market_of_url(url)
+
+    @classmethod
+    def group_of_tag(cls, tag: str) -> Market:
+        try:
+            return Market(tag.split("-")[0].split(":")[0])
+        except ValueError:
+            raise ValueError(f"{tag!r} is not a binance connection tag") from None
 
 
 # -- Bybit -------------------------------------------------------------------------------------
@@ -243,6 +296,7 @@ class BybitFeed(VenueFeed):
 
     venue = Venue.BYBIT
     markets = bb.Category
+    book_quotes = True  # orderbook.1 is Bybit's BBO stream; deeper books quote their top too
     ENDPOINTS = {
         c: Endpoints(bb.endpoint(c), "https://api.bybit.com", "/v5/market/orderbook") for c in bb.Category
     }
@@ -312,9 +366,30 @@ class BybitFeed(VenueFeed):
         return out
 
     def _new_parser(self, tag: str) -> bb.BybitParser:
-        return bb.BybitParser(self.group_of_tag(tag))
+        return self.new_parser(self.group_of_tag(tag), max_frame_bytes=self.config.max_frame_bytes)
 
-    def group_of_tag(self, tag: str) -> bb.Category:
+    @classmethod
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> bb.BybitParser:
+        return bb.BybitParser(bb.Category(market))
+
+    @staticmethod
+    def apply_snapshot(book, ev: DepthSnapshot) -> list:
+        return bb.apply_to_book(book, ev)
+
+    @classmethod
+    def claims(cls, msg) -> bool:
+        return bb.claims(msg)
+
+    @classmethod
+    def infer_market(cls, raw: bytes) -> bb.Category | None:
+        return bb.infer_category(raw)
+
+    @classmethod
+    def market_of_url(cls, url: str) -> bb.Category | None:
+        return bb.category_of_url(url)
+
+    @classmethod
+    def group_of_tag(cls, tag: str) -> bb.Category:
         parts = tag.split("-")
         if len(parts) != 3 or parts[0] != "bybit":
             raise ValueError(f"{tag!r} is not a bybit connection tag")
@@ -322,7 +397,7 @@ class BybitFeed(VenueFeed):
 
     def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
         self._asked.pop(book.symbol, None)
-        return bb.apply_to_book(book, ev)
+        return self.apply_snapshot(book, ev)
 
     def on_connection_gap(self, book) -> None:
         self._asked.pop(book.symbol, None)  # the new connection's subscription brings a snapshot
@@ -345,19 +420,15 @@ _HL_TYPES = {Channel.TRADES: hl.Channel.TRADES, Channel.QUOTES: hl.Channel.BBO, 
 class HyperliquidFeed(VenueFeed):
     """Hyperliquid perpetuals. Every ``l2Book`` frame is the whole book (no chain to check),
     so a reset book is whole again at the next frame; that moment writes the ``resync``
-    gap (``[last book before the outage, first book after)``), as the other venues' books
-    do. No liquidations: there is no public stream (see the module docstring)."""
+    gap (``[last book before the outage, first book after)``, ``BookBuilder.on_partial``),
+    as the other venues' books do. No liquidations: there is no public stream (see the
+    module docstring)."""
 
     venue = Venue.HYPERLIQUID
     markets = hl.Market
     ENDPOINTS = {hl.Market.PERP: Endpoints(hl.WS_URL, hl.INFO_URL.removesuffix("/info"), "/info")}
     CHANNELS = (Channel.TRADES, Channel.QUOTES, Channel.DEPTH, Channel.MARK, Channel.LIQUIDATIONS)
     MAX_LEVELS = 20
-
-    def __init__(self, config):
-        super().__init__(config)
-        self._last_book_ts: dict[str, int] = {}
-        self._outage: dict[str, int] = {}  # symbol -> exchange time the book was last whole
 
     @classmethod
     def market_of(cls, symbol: str) -> hl.Market:
@@ -394,28 +465,31 @@ class HyperliquidFeed(VenueFeed):
         return out
 
     def _new_parser(self, tag: str) -> hl.HyperliquidParser:
-        self.group_of_tag(tag)
+        return self.new_parser(self.group_of_tag(tag))
+
+    @classmethod
+    def new_parser(cls, market=hl.Market.PERP, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> hl.HyperliquidParser:
+        hl.Market(market)
         return hl.HyperliquidParser()
 
-    def group_of_tag(self, tag: str) -> hl.Market:
+    @classmethod
+    def claims(cls, msg) -> bool:
+        return hl.claims(msg)
+
+    @classmethod
+    def infer_market(cls, raw: bytes) -> hl.Market | None:
+        return hl.infer_market(raw)
+
+    @classmethod
+    def market_of_url(cls, url: str) -> hl.Market | None:
+        return hl.market_of_url(url)
+
+    @classmethod
+    def group_of_tag(cls, tag: str) -> hl.Market:
         if not tag.startswith("hyperliquid-"):
             raise ValueError(f"{tag!r} is not a hyperliquid connection tag")
         return hl.Market.PERP
 
-    def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
-        start = self._outage.pop(book.symbol, None)
-        was_synced = book.synced
-        out = book.on_partial(ev)
-        self._last_book_ts[book.symbol] = ev.ts
-        if start is not None and not was_synced and book.synced:
-            out.append(Gap(book.symbol, start, ev.recv_ns, max(ev.ts, start + 1), GAP_STREAM, "resync",
-                           f"book whole again from l2Book time={ev.update_id}"))
-        return out
-
-    def on_connection_gap(self, book) -> None:
-        if book.synced and book.symbol in self._last_book_ts:
-            self._outage[book.symbol] = self._last_book_ts[book.symbol]
-        book.reset()
 
 
 def _info(exchange: str, symbol: str):
@@ -429,3 +503,14 @@ _FEEDS = {Venue.BINANCE: BinanceFeed, Venue.BYBIT: BybitFeed, Venue.HYPERLIQUID:
 
 def feed_class(venue: Venue) -> type[VenueFeed]:
     return _FEEDS[Venue(venue)]
+
+
+def feed_of_tag(tag: str) -> tuple[type[VenueFeed], enum.Enum]:
+    """The venue and market of a journal tag (``usdm-0``, ``usdm:BTCUSDT``, ``bybit-linear-0``,
+    ``hyperliquid-0``); ``ValueError`` for a tag no collector writes."""
+    for feed in (HyperliquidFeed, BybitFeed, BinanceFeed):
+        try:
+            return feed, feed.group_of_tag(tag)
+        except ValueError:
+            continue
+    raise ValueError(f"{tag!r} is not a connection tag of any venue's collector")

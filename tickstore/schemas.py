@@ -15,7 +15,7 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
     book, book_<N>  recv_ts, update_id, bid_px_1..N, bid_qty_1..N, ask_px_1..N, ask_qty_1..N
                     (``book`` is N=5)                                     key ts  [exchange event time]
     book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty
-                                                                          [exchange event time]
+                                                                          key: the whole row  [exchange event time]
     funding         rate (per interval), interval_h                       key ts  [exchange event time:
                                                                           the settlement time]
     mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts  [event]
@@ -24,6 +24,7 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
     ohlcv_<freq>    open, high, low, close, volume; ts is the bar open    key ts  [exchange event time]
                     (month files for sub-hour bars, year files for >= 1h)
     gaps            recv_ts, end_ts, stream:str, cause:str, detail:str   (the gap ledger)
+                                                                          key: the whole row
                     [exchange event time of the stream; spans seen only by the local clock
                     (disconnects, restarts) are in receive time]
 
@@ -362,6 +363,9 @@ _FIXED = {
             "recv_ts:datetime first_update_id:int64 update_id:int64 prev_update_id:int64 "
             "side:int8 price qty"
         ),
+        # the whole row is the key: replaying a capture again (or a collector replaying its
+        # journal) adds nothing, and no two levels of a diff can ever conflict
+        key=("ts", "recv_ts", "first_update_id", "update_id", "prev_update_id", "side", "price", "qty"),
         description="raw order-book diffs, one row per price level; qty 0 removes the level",
         clock=TsClock.EVENT,
     ),
@@ -395,6 +399,8 @@ _FIXED = {
     "gaps": Schema(
         "gaps",
         _cols("recv_ts:datetime end_ts:datetime stream:str64 cause:str32 detail:str200"),
+        # a gap is its whole row: recording the same one again (a replay run twice) adds nothing
+        key=("ts", "recv_ts", "end_ts", "stream", "cause", "detail"),
         description=(
             "gap ledger: disconnects, sequence breaks and resyncs; ts is the gap start "
             "(receive time where only the local clock saw the span: disconnects, restarts)"

@@ -50,6 +50,7 @@ __all__ = [
     "parse",
     "parse_snapshot",
     "infer_market",
+    "claims",
     "market_of_url",
     "native_symbol_of_url",
     "stream_names",
@@ -314,9 +315,9 @@ def infer_market(raw: bytes) -> Market | None:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(msg, dict):
+    if not claims(msg):
         return None
-    data = msg.get("data", msg)
+    data = msg.get("data", msg) if "stream" in msg else msg
     if isinstance(data, list):
         data = data[0] if data and isinstance(data[0], dict) else {}
     if not isinstance(data, dict):
@@ -338,12 +339,31 @@ def infer_market(raw: bytes) -> Market | None:
         spot = not futures
     else:
         futures = e in ("bookTicker", "markPriceUpdate", "forceOrder")
-        spot = e is None and "u" in data and "b" in data and "s" in data  # spot bookTicker: no "e"
+        # spot bookTicker: no "e", prices as strings (Bybit's books carry "b" lists)
+        spot = e is None and "u" in data and isinstance(data.get("b"), str) and "s" in data
     if futures or (coinm and not spot):
         return Market.COINM if coinm else Market.USDM
     if spot:
         return Market.SPOT
     return None
+
+
+def claims(msg) -> bool:
+    """Whether a decoded frame has a Binance shape at all (combined-stream envelope, an
+    event with ``e``, a REST depth body, a subscription ack, a raw spot bookTicker).
+
+    Bybit frames carry ``topic``/``op`` and Hyperliquid frames ``channel``: never Binance.
+    """
+    if not isinstance(msg, dict) or "topic" in msg or "channel" in msg or "op" in msg:
+        return False
+    if "stream" in msg:
+        return "data" in msg
+    return (
+        "e" in msg
+        or "lastUpdateId" in msg
+        or ("result" in msg and "id" in msg)
+        or ("u" in msg and isinstance(msg.get("b"), str) and "s" in msg)
+    )
 
 
 # -- parsers -------------------------------------------------------------------------------

@@ -5,26 +5,38 @@ Endpoints (one connection per category)::
     wss://stream.bybit.com/v5/public/linear     USDT perpetuals  -> bybit:BTC/USDT:USDT
     wss://stream.bybit.com/v5/public/spot       spot             -> bybit:BTC/USDT
 
-Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/500 on linear)::
+Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/1000, and the older 500)::
 
     publicTrade.BTCUSDT        -> Trade
     orderbook.200.BTCUSDT      -> DepthSnapshot (type=snapshot) / DepthDiff (type=delta)
-    tickers.BTCUSDT            -> Mark, OpenInterest (linear only), Quote (linear bid1/ask1)
+    tickers.BTCUSDT            -> Mark, OpenInterest (linear only), Quote (linear bid1/ask1,
+                                  only for symbols without a book on the connection)
     allLiquidation.BTCUSDT     -> Liquidation (linear only)
     {"op": "subscribe"|"ping"|"pong", ...} acks      -> nothing (failed subscribe raises)
 
 Order book rule (Bybit's, not Binance's): every ``snapshot`` replaces the book and its
 ``u`` restarts the chain (``u == 1``: Bybit restarted its book service); each ``delta``
-must carry ``u == previous u + 1``. A delta becomes
+must carry ``u == previous u + 1``. ``orderbook.1`` (every category) sends snapshots only,
+re-sent with the same ``u`` after 3 s without a change; depths 50/200/1000 (and the older
+500) send one snapshot per subscription, then deltas. A delta becomes
 ``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which is Binance's spot
 chain rule (``U == last u + 1``; the first diff spans ``snapshot u + 1``), so the generic
 ``collectors/book.BookBuilder`` built with ``Market.SPOT`` syncs Bybit books and writes
-every ``sequence_break``/``resync`` gap. One thing does not fit: the builder ignores a
-snapshot while it is synced (Binance snapshots are REST answers we asked for), whereas a
-Bybit snapshot in mid-stream *is* the new book, and diffs buffered before it are older.
-``apply_to_book`` adds that rule: it resets the builder before every snapshot. The parser
-only counts chain breaks per topic (``breaks``), so every gap comes from one place.
+every ``sequence_break``/``resync`` gap. One thing differs from Binance's REST snapshots
+(which a synced builder ignores): a Bybit snapshot frame *is* the book, whenever it comes,
+and diffs buffered before it are older. ``apply_to_book`` feeds it to the builder as such
+(``BookBuilder.load_snapshot``). The parser only counts chain breaks per topic
+(``breaks``), so every gap comes from one place.
 ``seq`` (cross sequence, shared with trades) is not part of the book rule.
+
+Quotes: the best bid/offer of a symbol comes from its order book when the connection
+carries one (any depth; ``orderbook.1`` is Bybit's BBO stream): the book builder emits a
+``Quote`` at every change of the top (``BookBuilder(quotes=True)``, ``VenueFeed.book_quotes``),
+stamped with the update's ``cts`` and ``u``. Linear ``tickers`` bid1/ask1 (a 100 ms sample
+of the same top, with the ticker's ``cs``) give quotes only for symbols without a book
+topic seen on the connection, so one symbol's quotes never mix the two. One book per
+symbol and connection: frames of a shallower ``orderbook`` topic of a symbol whose deeper
+topic was seen are ignored.
 
 Tickers: a ``snapshot`` carries every field, a ``delta`` only the changed ones, so deltas
 merge into the last full ticker of the symbol (deltas before the first snapshot are
@@ -70,6 +82,9 @@ __all__ = [
     "ping_message",
     "trade_id",
     "apply_to_book",
+    "claims",
+    "category_of_url",
+    "infer_category",
 ]
 
 EXCHANGE = "bybit"
@@ -125,6 +140,54 @@ def ping_message() -> dict:
     return {"op": "ping"}
 
 
+def claims(msg) -> bool:
+    """Whether a decoded frame has Bybit v5's public shape: ``{"topic": ..., "data": ...}``
+    or a control answer ``{"op": ..., "success"/"ret_msg": ...}``."""
+    if not isinstance(msg, dict):
+        return False
+    if isinstance(msg.get("topic"), str):
+        return "data" in msg
+    return "op" in msg and ("success" in msg or "ret_msg" in msg or "conn_id" in msg)
+
+
+def category_of_url(url: str) -> Category | None:
+    """``wss://stream.bybit.com/v5/public/linear`` -> LINEAR (REST: ``category=spot``)."""
+    if not url or "bybit" not in url:
+        return None
+    for c in Category:
+        if url.rstrip("/").endswith(f"/public/{c.value}") or f"category={c.value}" in url:
+            return c
+    return None
+
+
+def infer_category(raw) -> Category | None:
+    """The category of a frame from its fields alone; None when they cannot tell.
+
+    Order books look the same on both; what differs: linear trade ids are UUIDs (spot:
+    decimal), linear tickers carry ``markPrice``/``fundingRate`` (spot: ``usdIndexPrice``),
+    and liquidations exist on linear only.
+    """
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not claims(msg) or "topic" not in msg:
+        return None
+    kind = msg["topic"].split(".", 1)[0]
+    data = msg.get("data")
+    if kind == "publicTrade" and isinstance(data, list) and data and isinstance(data[0], dict):
+        i = str(data[0].get("i", ""))
+        return Category.SPOT if i.isdigit() else Category.LINEAR if i else None
+    if kind == "tickers" and isinstance(data, dict):
+        if any(k in data for k in ("markPrice", "fundingRate", "openInterest", "nextFundingTime")):
+            return Category.LINEAR
+        if "usdIndexPrice" in data:
+            return Category.SPOT
+    if kind in ("allLiquidation", "liquidation"):
+        return Category.LINEAR
+    return None
+
+
 def trade_id(i: str) -> int:
     """The int64 trade id of Bybit's ``i``.
 
@@ -165,6 +228,7 @@ class BybitParser:
     _books: dict = field(default_factory=dict, repr=False)
     _tickers: dict = field(default_factory=dict, repr=False)
     _symbols: dict = field(default_factory=dict, repr=False)
+    _depth: dict = field(default_factory=dict, repr=False)  # native id -> deepest orderbook topic seen
 
     def symbol(self, native: str) -> str:
         try:
@@ -252,7 +316,14 @@ class BybitParser:
         #   "seq":753843913870},"cts":1786310818129}
         # (snapshot: same shape, type "snapshot", up to 200 levels a side, best first)
         d = msg["data"]
-        sym = self.symbol(d["s"])
+        native = d["s"]
+        depth = int(msg["topic"].split(".", 2)[1])
+        deepest = self._depth.get(native, 0)
+        if depth < deepest:
+            return []  # the symbol's deeper book on this connection says all this one does
+        if depth > deepest:
+            self._depth[native] = depth
+        sym = self.symbol(native)
         u = int64(d["u"], "u")
         ts = ms_to_ns(msg.get("cts") or msg["ts"], recv_ns, "cts")
         bids = [(nonneg(p, "price"), nonneg(q, "size")) for p, q in d["b"]]
@@ -309,7 +380,11 @@ class BybitParser:
         if any(k in d for k in self._OI_FIELDS):
             out.append(OpenInterest(sym, ts, nonneg(state["openInterest"], "openInterest"),
                                     nonneg(state["openInterestValue"], "openInterestValue")))
-        if any(k in d for k in ("bid1Price", "bid1Size", "ask1Price", "ask1Size")) and "bid1Price" in state:
+        if (
+            native not in self._depth  # with a book on the connection, quotes come from the book
+            and any(k in d for k in ("bid1Price", "bid1Size", "ask1Price", "ask1Size"))
+            and "bid1Price" in state
+        ):
             out.append(
                 Quote(
                     sym,
@@ -367,15 +442,27 @@ def parse(raw: bytes | str, recv_ns: int, category: Category) -> list:
 def apply_to_book(book, event) -> list:
     """Feed one Bybit depth event to a ``collectors.book.BookBuilder`` (``Market.SPOT`` rule).
 
-    A snapshot replaces the book (Bybit's rule), so the builder is reset first: a synced
-    builder records the span as a ``resync`` gap, and diffs it buffered while waiting
-    (older than the snapshot, possibly of a chain Bybit restarted at ``u == 1``) are
-    dropped. A snapshot of the very state a synced builder holds (same ``u``) changes
-    nothing. Returns the builder's ``BookTop``/``Gap`` rows.
+    A snapshot *is* the book (Bybit: "on a snapshot, reset your local book"), so it is
+    loaded whole (``BookBuilder.load_snapshot``): the book is valid from the snapshot's
+    time on, its grid point is emitted, and diffs buffered before it are dropped. Against
+    a synced book::
+
+        same u              the venue re-sending an unchanged book (orderbook.1 does every
+                            3 s): nothing changes
+        u == book u + 1     the next state (orderbook.1 streams are snapshots only): seamless
+        any other u         updates between are unknown (u == 1: Bybit restarted its book
+                            service; a jump: updates skipped) -> ``resync`` gap, no rows for
+                            the span; except on a snapshot-only stream (the book never saw
+                            a delta), where each snapshot is the whole story and u may jump
+
+    Returns the builder's ``BookTop``/``Gap`` rows.
     """
     if isinstance(event, DepthSnapshot):
-        if book.synced and event.update_id == book.update_id:
-            return []
-        book.reset()
-        return book.on_snapshot(event)
+        if book.synced:
+            u, last = event.update_id, book.update_id
+            if u == last:
+                return []
+            continuous = u == last + 1 or (book.stats.diffs == 0 and u > last)
+            return book.load_snapshot(event, broken=not continuous)
+        return book.load_snapshot(event)
     return book.on_diff(event)

@@ -9,6 +9,8 @@ id, ``BTC`` -> ``hyperliquid:BTC/USDC:USDC``)::
     {"method":"subscribe","subscription":{"type":"bbo","coin":"BTC"}}            -> Quote
     {"method":"subscribe","subscription":{"type":"activeAssetCtx","coin":"BTC"}} -> Mark,
                                                                                  OpenInterest
+    {"method":"subscribe","subscription":{"type":"allDexsAssetCtxs"}}            -> Mark,
+                                                                 OpenInterest per known perp
     {"method":"ping"} -> {"channel":"pong"};  acks are {"channel":"subscriptionResponse",...}
 
 Books: every ``l2Book`` frame is the whole visible book (20 levels a side), so there is no
@@ -17,7 +19,16 @@ diff chain to check; ``update_id`` is the book's ``time`` (ms), which only grows
 pushes a book at most every ~0.5 s, so no grid sampling is needed to bound volume).
 
 ``activeAssetCtx`` has no exchange timestamp: its events carry ``ts = recv_ns`` (a
-documented loss, not a guess). Its ``funding`` is the predicted rate of the current hour
+documented loss, not a guess). ``allDexsAssetCtxs`` carries the same contexts for every
+perp of every dex at once, as ``{"ctxs": [[dex, [ctx, ...]], ...]}`` where a context's
+position is the asset's index in that dex's ``meta`` universe and names no coin: contexts
+of the main dex (``""``) are mapped through the registry's asset indexes (ccxt's market
+id, ``collectors.symbols``), indexes it does not know are skipped (counted in
+``unmapped_ctxs``), and so are the builder-deployed dexes (their assets are not in the
+registry); so are contexts without a price (``markPx`` 0 or null: an asset that does not
+trade). Fields, in both: ``markPx`` -> ``mark.mark_px``, ``oraclePx`` ->
+``mark.index_px``, ``funding`` -> ``mark.funding_rate``, ``openInterest`` (in coins) ->
+``open_interest.oi`` with ``oi_value = oi * markPx``. Its ``funding`` is the predicted rate of the current hour
 (Hyperliquid settles funding hourly, on the hour), so ``next_funding_ts`` is the next
 whole hour after the receive time. ``premium`` has no column in ``mark`` and is dropped;
 settled rates with their premium come from the REST ``fundingHistory`` (see backfill).
@@ -37,6 +48,7 @@ collector (``collectors.venues.HyperliquidFeed``) does not poll: it skips the
 from __future__ import annotations
 
 import enum
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,6 +74,9 @@ __all__ = [
     "fills_request",
     "book_top",
     "parse_l2_snapshot",
+    "claims",
+    "infer_market",
+    "market_of_url",
 ]
 
 EXCHANGE = "hyperliquid"
@@ -88,6 +103,7 @@ class Channel(enum.Enum):
     BOOK = "l2Book"
     BBO = "bbo"
     ASSET_CTX = "activeAssetCtx"  # mark, oracle, predicted funding, premium, open interest
+    ALL_ASSET_CTXS = "allDexsAssetCtxs"  # the same for every perp of every dex, one frame
 
 
 def subscribe_messages(channels, coins, *, method: str = "subscribe") -> list[dict]:
@@ -96,7 +112,33 @@ def subscribe_messages(channels, coins, *, method: str = "subscribe") -> list[di
         raise ValueError(f"method must be 'subscribe' or 'unsubscribe', got {method!r}")
     if isinstance(coins, str):
         raise ValueError(f"coins must be a list of Hyperliquid coin names, got the string {coins!r}")
-    return [{"method": method, "subscription": {"type": Channel(c).value, "coin": coin}} for c in channels for coin in coins]
+    out = []
+    for c in channels:
+        c = Channel(c)
+        if c is Channel.ALL_ASSET_CTXS:  # one subscription for every coin
+            out.append({"method": method, "subscription": {"type": c.value}})
+        else:
+            out += [{"method": method, "subscription": {"type": c.value, "coin": coin}} for coin in coins]
+    return out
+
+
+def claims(msg) -> bool:
+    """Whether a decoded frame has Hyperliquid's websocket shape ``{"channel": ..., ...}``."""
+    return isinstance(msg, dict) and isinstance(msg.get("channel"), str)
+
+
+def infer_market(raw) -> Market | None:
+    """``Market.PERP`` for a Hyperliquid frame (its one market here), else None."""
+    try:
+        return Market.PERP if claims(orjson.loads(raw)) else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def market_of_url(url: str) -> Market | None:
+    """``Market.PERP`` for a Hyperliquid websocket or ``/info`` URL, else None."""
+    host = urlsplit(url).hostname or "" if url else ""
+    return Market.PERP if host.endswith(("hyperliquid.xyz", "hyperliquid-testnet.xyz")) else None
 
 
 def ping_message() -> dict:
@@ -119,7 +161,10 @@ class HyperliquidParser:
 
     book_depth: int | None = None
     markets: object = field(default=MARKETS, repr=False)
+    unmapped_ctxs: int = 0  # allDexsAssetCtxs contexts of assets the registry does not know
     _symbols: dict = field(default_factory=dict, repr=False)
+    _by_index: dict = field(default_factory=dict, repr=False)  # main-dex asset index -> symbol
+    _known: int = field(default=-1, repr=False)  # registry size _by_index was built from
 
     def __post_init__(self):
         if self.book_depth is not None and not 1 <= self.book_depth <= 20:
@@ -152,6 +197,8 @@ class HyperliquidParser:
                 return self._bbo(msg["data"], recv_ns)
             if ch == "activeAssetCtx":
                 return self._ctx(msg["data"], recv_ns)
+            if ch == "allDexsAssetCtxs":
+                return self._all_ctxs(msg["data"], recv_ns)
             if ch in ("subscriptionResponse", "pong"):
                 return []
             if ch == "error":
@@ -205,17 +252,50 @@ class HyperliquidParser:
         # {"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"funding":"0.0000125",
         #   "openInterest":"12345.678","oraclePx":"105050.0","markPx":"105055.0","midPx":"105055.5",
         #   "premium":"0.00004","impactPxs":["105055.0","105056.0"],"dayNtlVlm":"...","prevDayPx":"..."}}}
-        sym = self.symbol(d["coin"])
         c = d["ctx"]
         if "funding" not in c:
             return []  # a spot asset context (activeSpotAssetCtx shape): nothing we store
-        mark = finite(c["markPx"], "markPx")
-        next_funding = (recv_ns // _HOUR_NS + 1) * _HOUR_NS
-        oi = nonneg(c["openInterest"], "openInterest")
-        return [
-            Mark(sym, recv_ns, recv_ns, mark, finite(c["oraclePx"], "oraclePx"), finite(c["funding"], "funding"), next_funding),
-            OpenInterest(sym, recv_ns, oi, oi * mark),
-        ]
+        return _ctx_events(self.symbol(d["coin"]), c, recv_ns)
+
+    def _all_ctxs(self, d, recv_ns: int) -> list:
+        # {"channel":"allDexsAssetCtxs","data":{"ctxs":[["",[{"funding":"0.0000125","openInterest":"12345.6",
+        #   "oraclePx":"105050.0","markPx":"105055.0","midPx":"105055.5","premium":"0.00004",
+        #   "impactPxs":["105055.0","105056.0"],"dayNtlVlm":"...","prevDayPx":"...","dayBaseVlm":"..."},...]],
+        #   ["xyz",[...]]]}}     position in the list = asset index in that dex's meta universe
+        out: list = []
+        for dex, ctxs in d["ctxs"]:
+            if dex != "":
+                self.unmapped_ctxs += len(ctxs)  # builder-deployed dex: not in the registry
+                continue
+            by_index = self._index()
+            for i, c in enumerate(ctxs):
+                sym = by_index.get(i)
+                if sym is None:
+                    self.unmapped_ctxs += 1
+                    continue
+                if not c.get("markPx") or finite(c["markPx"], "markPx") == 0.0:
+                    continue  # an asset that does not trade (delisted): no price to store
+                out += _ctx_events(sym, c, recv_ns)
+        return out
+
+    def _index(self) -> dict:
+        """Main-dex asset index -> tickstore symbol, from the registry (rebuilt when it grows)."""
+        known = self.markets.markets(EXCHANGE)
+        if len(known) != self._known:
+            self._by_index = {int(m.ccxt_id): m.tickstore for m in known if m.ccxt_id is not None and m.ccxt_id.isdigit()}
+            self._known = len(known)
+        return self._by_index
+
+
+def _ctx_events(sym: str, c: dict, recv_ns: int) -> list:
+    """Mark and OpenInterest of one perp asset context (no exchange time: ``ts = recv_ns``)."""
+    mark = finite(c["markPx"], "markPx")
+    next_funding = (recv_ns // _HOUR_NS + 1) * _HOUR_NS
+    oi = nonneg(c["openInterest"], "openInterest")
+    return [
+        Mark(sym, recv_ns, recv_ns, mark, finite(c["oraclePx"], "oraclePx"), finite(c["funding"], "funding"), next_funding),
+        OpenInterest(sym, recv_ns, oi, oi * mark),
+    ]
 
 
 def book_top(snap: DepthSnapshot, depth: int) -> BookTop:

@@ -30,7 +30,7 @@ import orjson
 
 from collectors.capture import CaptureReader, FrameKind
 from collectors.exchanges.binance import Endpoints, Market, from_tickstore, native_symbol_of_url, to_tickstore
-from collectors.replay import _file_market
+from collectors.replay import ReplayError, detect
 
 from .market import START, Dialect, Frame, SymbolMarket, Tick
 
@@ -235,7 +235,10 @@ class ReplayMarket:
 
     @staticmethod
     def market_of_file(path, market: Market | None) -> Market:
-        return _file_market(Path(path), market)
+        found = {m for _, m in detect(Path(path), venue="binance", market=market).values()}
+        if len(found) != 1:
+            raise ReplayError(f"{str(path)!r} holds frames of several Binance markets {sorted(m.value for m in found)}")
+        return found.pop()
 
     def _load(self, path: str) -> None:
         depth_native, pending = None, []

@@ -2,7 +2,7 @@
 
     ws  /ws
         -> {"method":"subscribe","subscription":{"type":"trades","coin":"BTC"}}
-           types: trades, l2Book, bbo, activeAssetCtx
+           types: trades, l2Book, bbo, activeAssetCtx; allDexsAssetCtxs (no coin)
         <- {"channel":"subscriptionResponse","data":{"method":"subscribe","subscription":{...}}}
            then what the venue sends at once: the book, the bbo, the asset context and the
            most recent trades (a backlog a reconnecting client receives again)
@@ -21,7 +21,14 @@ capture and the Python SDK's cassettes):
   venue pushes one per block); ``time`` only grows;
 - ``bbo``: best bid/offer each step it changed;
 - ``activeAssetCtx``: every 1000 ms ``{"coin","ctx":{"funding","openInterest","oraclePx",
-  "markPx","midPx","premium","impactPxs",...}}`` (no timestamp, as the real one).
+  "markPx","midPx","premium","impactPxs",...}}`` (no timestamp, as the real one);
+- ``allDexsAssetCtxs`` (subscribed without a coin): every 1000 ms one frame
+  ``{"ctxs":[["",[ctx, ...]],["<builder dex>",[...]]]}``, the contexts of the main dex
+  in the order of its ``meta`` universe: a simulated coin's context at its asset index in
+  the registry (``collectors.symbols``, ccxt's market id: BTC 0, ETH 1, SOL 5, ...), the
+  assets it does not simulate as not trading (prices ``"0.0"``, ``midPx``/``premium``/
+  ``impactPxs`` null, as the venue shows delisted ones), and one builder-deployed dex
+  (``"sim"``, one asset) after it, as the venue lists HIP-3 dexes.
 
 There is **no liquidation channel** (Hyperliquid has no public liquidation stream), so
 ``liquidation_prob`` generates nothing here. Keep-alive is the client's ``ping``: the
@@ -40,11 +47,14 @@ import orjson
 from collectors.exchanges.binance import Endpoints
 from collectors.exchanges.hyperliquid import Market
 
+from collectors.symbols import MARKETS
+
 from .market import START, Dialect, Frame, SymbolMarket, Tick, market_info
 
 __all__ = ["HyperliquidDialect"]
 
 _TYPES = ("trades", "l2Book", "bbo", "activeAssetCtx")
+_GLOBAL = ("allDexsAssetCtxs",)  # subscribed without a coin
 _LEVELS = 20
 _BOOK_MS = 500  # one l2Book push per ~block
 _RECENT = 10  # trades sent on subscribe
@@ -109,9 +119,9 @@ class HyperliquidDialect(Dialect):
             return [self._error(f"Error parsing JSON into valid websocket request: {data[:80].decode('utf-8', 'replace')}")]
         kind, coin = sub.get("type"), sub.get("coin")
         m = source.by_native.get(coin) if isinstance(coin, str) else None
-        if kind not in _TYPES or m is None:
+        if not (kind in _TYPES and m is not None or kind in _GLOBAL and coin is None):
             return [self._error(f"Invalid subscription {orjson.dumps(sub).decode()}")]
-        key = f"{kind}:{coin}"
+        key = kind if kind in _GLOBAL else f"{kind}:{coin}"
         if method == "unsubscribe":
             if key not in conn.streams:
                 return [self._error(f"Already unsubscribed: {orjson.dumps(sub).decode()}")]
@@ -127,6 +137,8 @@ class HyperliquidDialect(Dialect):
             out.append(Frame("", m.symbol, self._bbo(m, m.best())))
         elif kind == "activeAssetCtx" and m.ctx is not None:
             out.append(Frame("", m.symbol, self._ctx(m)))
+        elif kind == "allDexsAssetCtxs" and any(x.ctx is not None for x in source.by_native.values()):
+            out.append(Frame("", "", self._all_ctxs(source)))
         elif kind == "trades":
             recent = list(self._coin(m).recent)
             if recent:
@@ -180,6 +192,28 @@ class HyperliquidDialect(Dialect):
         return orjson.dumps({"channel": "bbo", "data": {"coin": m.native, "time": m.now_ms, "bbo": bbo}})
 
     def _ctx(self, m: SymbolMarket) -> bytes:
+        return orjson.dumps({"channel": "activeAssetCtx", "data": {"coin": m.native, "ctx": self._ctx_fields(m)}})
+
+    @staticmethod
+    def _idle_ctx() -> dict:
+        """The context of an asset that does not trade (the venue's delisted ones look so)."""
+        return {"funding": "0.0", "openInterest": "0.0", "prevDayPx": "0.0", "dayNtlVlm": "0.0", "premium": None,
+                "oraclePx": "0.0", "markPx": "0.0", "midPx": None, "impactPxs": None, "dayBaseVlm": "0.0"}
+
+    def _all_ctxs(self, source) -> bytes:
+        index = {int(mk.ccxt_id): mk.native for mk in MARKETS.markets("hyperliquid") if (mk.ccxt_id or "").isdigit()}
+        live = {coin: self._ctx_fields(m) for coin, m in source.by_native.items() if m.ctx is not None}
+        top = max([i for i, coin in index.items() if coin in live], default=-1)
+        main = [live.get(index.get(i), None) or self._idle_ctx() for i in range(top + 1)]
+        builder = [self._idle_ctx()]
+        return orjson.dumps({"channel": "allDexsAssetCtxs", "data": {"ctxs": [["", main], ["sim", builder]]}})
+
+    def after_step(self, source, now_ms: int) -> list[Frame]:
+        if now_ms % 1000 < self.config.tick_ms and any(m.ctx is not None for m in source.by_native.values()):
+            return [Frame("allDexsAssetCtxs", "", self._all_ctxs(source))]
+        return []
+
+    def _ctx_fields(self, m: SymbolMarket) -> dict:
         c = m.ctx
         bt, _, at, _ = m.best()
         d = m.decimals + 1
@@ -189,7 +223,7 @@ class HyperliquidDialect(Dialect):
             "oraclePx": f"{c.index:.{d}f}", "markPx": f"{c.mark:.{d}f}", "midPx": f"{(bt + at) / 2 * m.tick:.{d}f}",
             "impactPxs": [m.px(bt), m.px(at)], "dayBaseVlm": f"{c.oi * 3:.3f}",
         }
-        return orjson.dumps({"channel": "activeAssetCtx", "data": {"coin": m.native, "ctx": ctx}})
+        return ctx
 
     def encode(self, m: SymbolMarket, tick: Tick) -> list[Frame]:
         coin, sym, now = m.native, m.symbol, tick.now_ms

@@ -241,6 +241,10 @@ class Dialect:
         """The body of the venue's REST order-book snapshot of ``m``."""
         raise NotImplementedError
 
+    def after_step(self, source, now_ms: int) -> list[Frame]:
+        """Frames about every symbol at once, after each symbol's step (market-wide channels)."""
+        return []
+
 
 def market_info(venue: str, symbol: str):
     """The symbol registry's entry for a ``<venue>:<unified>`` symbol this dialect serves."""
@@ -312,7 +316,7 @@ class GeneratedMarket:
                 self.skip.discard(sym)
                 frames = [Frame("", sym, b"", depth=True)] + [f for f in frames if not f.depth]
             out += frames
-        return out
+        return out + self.dialect.after_step(self, now)
 
     def snapshot(self, native: str, limit: int, now_ms: int) -> dict | None:
         """The REST book body of ``native`` (Binance's ``/depth``), None for an unknown symbol."""

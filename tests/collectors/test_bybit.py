@@ -212,8 +212,7 @@ def test_ticker_deltas_merge_into_last_snapshot_mark_and_oi_equal_the_frames(dat
             continue
         m = json.loads(raw)
         if not m.get("topic", "").startswith("tickers."):
-            p.parse(raw, recv)
-            continue
+            continue  # tickers alone: a connection without books quotes from its tickers
         d = m["data"]
         state[d["symbol"]] = dict(d) if m["type"] == "snapshot" else {**state[d["symbol"]], **d}
         full = state[d["symbol"]]
@@ -240,6 +239,26 @@ def test_ticker_deltas_merge_into_last_snapshot_mark_and_oi_equal_the_frames(dat
             quotes += 1
     # deltas that carry only some fields were merged (most deltas carry no markPrice)
     assert marks > 50 and ois > 50 and quotes > 100
+
+
+def test_tickers_quote_only_symbols_without_a_book_on_the_connection(data_dir):
+    """With orderbook frames on the connection, a symbol's quotes come from its book, so
+    ticker bid1/ask1 stop at the symbol's first book frame (they never interleave)."""
+    p = BybitParser(Category.LINEAR)
+    booked, ticker_quotes, late = set(), 0, 0
+    for cat, recv, raw in _frames(data_dir):
+        if cat is not Category.LINEAR:
+            continue
+        m = json.loads(raw)
+        t = m.get("topic", "")
+        events = p.parse(raw, recv)
+        if t.startswith("orderbook."):
+            booked.add(t.rsplit(".", 1)[1])
+        for e in events:
+            if isinstance(e, Quote):
+                ticker_quotes += 1
+                late += m["data"]["symbol"] in booked
+    assert late == 0 and ticker_quotes < 20 and booked == {"BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"}
 
 
 def test_spot_tickers_give_no_mark_and_early_delta_is_dropped(data_dir):

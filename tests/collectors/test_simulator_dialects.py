@@ -93,13 +93,13 @@ def test_bybit_frames_have_the_real_shapes_and_parse(sim, data_dir):
     us = [m["data"]["u"] for m in msgs if m.get("topic", "").startswith("orderbook")]
     assert us == list(range(us[0], us[0] + len(us))) and len(us) > 15
     # and everything goes through the real parser into a synced book
-    parser, book = bb.BybitParser(LINEAR), BookBuilder(BPERP, Market.SPOT, levels=5)
+    parser, book = bb.BybitParser(LINEAR), BookBuilder(BPERP, Market.SPOT, levels=5, quotes=True)
     events = [e for f in frames for e in parser.parse(f, time.time_ns())]
     out = [r for e in events if isinstance(e, (DepthSnapshot, DepthDiff)) for r in bb.apply_to_book(book, e)]
     assert book.synced and not [r for r in out if isinstance(r, Gap)]
     bids, _, asks, _ = book.top(5)
     assert bids[0] < asks[0] and book.depth() == (50, 50)
-    kinds = {type(e) for e in events}
+    kinds = {type(e) for e in events} | {type(r) for r in out}  # quotes: the book's top (with a book on the connection)
     assert {Trade, Quote, Mark, OpenInterest, Liquidation} <= kinds
     trades = [e for e in events if isinstance(e, Trade)]
     assert set(sim.sent.trade_ids[BPERP]) >= {t.trade_id for t in trades}

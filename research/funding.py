@@ -39,7 +39,9 @@ __all__ = [
     "apr",
     "carry",
     "hourly_grid",
+    "PairChoice",
     "cross_venue_spread",
+    "average_apr",
     "predicted_vs_settled",
     "FundingStats",
     "funding_stats",
@@ -145,7 +147,8 @@ def apr(funding: pd.DataFrame, *, compounding: Compounding = Compounding.SIMPLE)
 
     Returns
     -------
-    Series named ``apr`` (a fraction: 0.1095 = 10.95 %/year), same index.
+    Series named ``apr`` (a fraction: 0.1095 = 10.95 %/year), same index. Its mean weights
+    settlements, not time: average across intervals with ``average_apr``.
     """
     _check(funding, what="apr")
     periods = HOURS_PER_YEAR / funding["interval_h"].to_numpy(np.float64)
@@ -206,49 +209,139 @@ def hourly_grid(funding: pd.DataFrame) -> pd.Series:
     return out
 
 
-def cross_venue_spread(funding: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Hour-by-hour funding of several venues and the best carry pair at each hour.
+class PairChoice(enum.Enum):
+    """How ``cross_venue_spread`` picks the pair at each hour.
+
+    CAUSAL:    from the last settled per-hour rates known when the hour starts (what a
+               trader could act on); the spread is what that pair then paid in the hour.
+    HINDSIGHT: from the hour's own rates, settled after it: the best pair with hindsight,
+               an upper bound no strategy earns (its mean is several times the causal one
+               on the shared BTC histories).
+    """
+
+    CAUSAL = "causal"
+    HINDSIGHT = "hindsight"
+
+
+def _known_before(funding: pd.DataFrame, hours_ns: np.ndarray) -> np.ndarray:
+    """Per-hour rate of the last settlement at or before each time (NaN: none yet)."""
+    ts = funding.index.as_unit("ns").asi8
+    per_hour = (funding["rate"] / funding["interval_h"]).to_numpy(np.float64)
+    k = np.searchsorted(ts, hours_ns, side="right") - 1
+    return np.where(k >= 0, per_hour[np.maximum(k, 0)], np.nan)
+
+
+def _pick_pairs(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(short, long) column positions per row: highest and lowest signal, never the same
+    venue (on a tie the long leg is the lowest of the *other* venues)."""
+    hi = np.nanargmax(signal, axis=1)
+    others = signal.copy()
+    others[np.arange(len(signal)), hi] = np.nan
+    lo = np.nanargmin(others, axis=1)
+    return hi, lo
+
+
+def cross_venue_spread(funding: dict[str, pd.DataFrame], *, choose: PairChoice = PairChoice.CAUSAL) -> pd.DataFrame:
+    """Hour-by-hour funding of several venues and the carry pair chosen at each hour.
 
     Each venue's settlements are spread over their hours (``hourly_grid``), so an 8-hourly
-    venue and an hourly one compare on the same per-hour footing. At each hour where at
-    least two venues have a rate: short the perp on the venue paying the most, long the
-    one paying the least.
+    venue and an hourly one compare on the same per-hour footing. At each hour: short the
+    perp on the venue expected to pay the most, long the one expected to pay the least
+    (two distinct venues, also when rates tie). By default the expectation is the last
+    settled rate per hour known when the hour starts (``PairChoice.CAUSAL``); the spread is
+    what that pair then paid over the hour, and can be negative.
 
     Parameters
     ----------
     funding : dict
         ``{name: funding frame}``, e.g. ``{"binance": ..., "bybit": ..., "hyperliquid": ...}``.
+    choose : PairChoice
+        CAUSAL (default) or HINDSIGHT (the hour's own rates: an upper bound, named so).
 
     Returns
     -------
     DataFrame
-        Index = hour end (UTC); one column of hourly rate per venue, then ``short``
-        (venue name with the highest rate), ``long`` (lowest), ``spread`` (highest minus
-        lowest, per hour) and ``spread_apr`` (spread * 8760). Hours with fewer than two
-        venues are dropped.
+        Index = hour end (UTC); one column of hourly rate per venue, then ``short``,
+        ``long`` (venue names), ``expected`` (the per-hour spread the choice was made on:
+        known at the hour's start for CAUSAL), ``spread`` (paid in the hour: short's rate
+        minus long's) and ``spread_apr`` (``spread * 8760``). Hours where fewer than two
+        venues have both a known and a paid rate are dropped.
 
     Raises
     ------
     ResearchError
-        Fewer than two venues or no hour in common.
+        Fewer than two venues, no hour in common, or ``choose`` not a ``PairChoice``.
     """
     if len(funding) < 2:
         raise ResearchError(f"cross_venue_spread needs at least two venues, got {list(funding)}")
+    if not isinstance(choose, PairChoice):
+        raise ResearchError(f"choose must be a PairChoice (CAUSAL or HINDSIGHT), got {choose!r}")
     wide = pd.concat({name: hourly_grid(f) for name, f in funding.items()}, axis=1)
-    wide = wide[wide.notna().sum(axis=1) >= 2]
-    if wide.empty:
-        raise ResearchError(f"venues {list(funding)} share no funding hour")
+    paid = wide.to_numpy(np.float64)
+    if choose is PairChoice.HINDSIGHT:
+        signal = paid
+    else:
+        start_ns = wide.index.as_unit("ns").asi8 - _HOUR.value  # the hour (h - 1 h, h] starts at h - 1 h
+        signal = np.column_stack([_known_before(f, start_ns) for f in funding.values()])
+        signal = np.where(np.isnan(paid), np.nan, signal)  # only venues quoted in the hour
+    keep = (~np.isnan(signal)).sum(axis=1) >= 2
+    if not keep.any():
+        raise ResearchError(f"venues {list(funding)} share no funding hour" + ("" if choose is PairChoice.HINDSIGHT else " with a rate known before it"))
+    wide, paid, signal = wide[keep], paid[keep], signal[keep]
     names = np.array(list(funding), dtype=object)
-    values = wide.to_numpy(np.float64)
-    hi = np.nanargmax(values, axis=1)
-    lo = np.nanargmin(values, axis=1)
+    hi, lo = _pick_pairs(signal)
     rows = np.arange(len(wide))
     out = wide.copy()
     out["short"] = names[hi]
     out["long"] = names[lo]
-    out["spread"] = values[rows, hi] - values[rows, lo]
+    out["expected"] = signal[rows, hi] - signal[rows, lo]
+    out["spread"] = paid[rows, hi] - paid[rows, lo]
     out["spread_apr"] = out["spread"] * HOURS_PER_YEAR
     return out
+
+
+def average_apr(funding: pd.DataFrame, freq=None, *, compounding: Compounding = Compounding.SIMPLE):
+    """Time-weighted funding APR: every hour funded counts once, whatever the interval.
+
+    Averaging ``apr`` per settlement weights an hourly settlement like an 8-hourly one,
+    so a venue that moved from 8-hourly to hourly payments (Hyperliquid, 2023-06-08)
+    gets its hourly regime counted 8 times over. Here::
+
+        SIMPLE:      sum(rate) / sum(interval_h) * 8760
+        COMPOUNDED:  prod(1 + rate) ** (8760 / sum(interval_h)) - 1
+
+    Parameters
+    ----------
+    funding : DataFrame
+        A ``funding`` frame (one venue).
+    freq : str, optional
+        Calendar buckets ("D", "W-MON", "MS", ...): each settlement's rate is spread over
+        the hours it accrued in (``hourly_grid``) and each bucket averages the hours in it.
+        Default: one figure over the whole frame.
+    compounding : Compounding
+
+    Returns
+    -------
+    float, or Series named ``apr`` indexed by bucket start (buckets with no funded hour are
+    NaN).
+    """
+    _check(funding, what="average_apr")
+    if freq is None:
+        if funding.empty:
+            raise ResearchError("average_apr of an empty funding frame")
+        r = funding["rate"].to_numpy(np.float64)
+        hours = funding["interval_h"].to_numpy(np.float64).sum()
+        if compounding is Compounding.SIMPLE:
+            return float(r.sum() / hours * HOURS_PER_YEAR)
+        return float(np.expm1(np.log1p(r).sum() * HOURS_PER_YEAR / hours))
+    g = hourly_grid(funding)
+    # an hour labelled by its end h accrued over (h - 1 h, h]: bucket it by its start
+    g.index = g.index - _HOUR
+    if compounding is Compounding.SIMPLE:
+        out = g.resample(freq).mean() * HOURS_PER_YEAR
+    else:
+        out = np.expm1(np.log1p(g).resample(freq).mean() * HOURS_PER_YEAR)
+    return out.rename("apr")
 
 
 def predicted_vs_settled(mark: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:

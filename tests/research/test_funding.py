@@ -15,8 +15,10 @@ from research.errors import ResearchError
 from research.funding import (
     SCHEDULES,
     FundingSchedule,
+    PairChoice,
     Venue,
     apr,
+    average_apr,
     carry,
     cross_venue_spread,
     funding_stats,
@@ -91,7 +93,7 @@ def test_cross_venue_spread_picks_the_best_pair_per_hour():
         "bybit": _funding([("2024-01-01 08:00", 0.0004, 8)]),  # 0.00005 per hour
         "hyperliquid": _funding([("2024-01-01 01:00", 0.0002, 1), ("2024-01-01 02:00", 0.00001, 1)]),
     }
-    s = cross_venue_spread(funding)
+    s = cross_venue_spread(funding, choose=PairChoice.HINDSIGHT)  # each hour's own rates
     assert len(s) == 8  # hours 01..08 all have at least binance and bybit
     h1, h2, h3 = s.iloc[0], s.iloc[1], s.iloc[2]
     # 01:00: HL 0.0002 > binance 0.0001 > bybit 0.00005 -> short HL, long bybit, 0.00015
@@ -102,8 +104,50 @@ def test_cross_venue_spread_picks_the_best_pair_per_hour():
     # 03:00: HL has no rate; binance vs bybit: 0.0001 - 0.00005 = 0.00005
     assert np.isnan(h3["hyperliquid"]) and (h3["short"], h3["long"]) == ("binance", "bybit")
     assert h3["spread"] == pytest.approx(0.00005, rel=1e-12)
+    assert (s["expected"] == s["spread"]).all()
     with pytest.raises(ResearchError, match="at least two venues"):
         cross_venue_spread({"binance": funding["binance"]})
+    # causal (the default): nothing had settled before 01:00, so no hour has a known rate
+    with pytest.raises(ResearchError, match="share no funding hour with a rate known before it"):
+        cross_venue_spread(funding)
+    with pytest.raises(ResearchError, match="choose must be a PairChoice"):
+        cross_venue_spread(funding, choose="causal")
+
+
+def test_causal_spread_chooses_from_settlements_known_before_the_hour():
+    funding = {
+        "a": _funding([("2024-01-01 00:00", 0.0008, 8), ("2024-01-01 08:00", 0.0000, 8)]),
+        "b": _funding([("2024-01-01 00:00", 0.0004, 8), ("2024-01-01 08:00", 0.0016, 8)]),
+    }
+    s = cross_venue_spread(funding)
+    # hours 01..08: a's 00:00 settlement (0.0001/h) beat b's (0.00005/h), so short a, long b;
+    # over those hours a then paid 0 and b 0.0002/h (their 08:00 settlements): -0.0002/h
+    assert len(s) == 8 and (s["short"] == "a").all() and (s["long"] == "b").all()
+    assert s["expected"].tolist() == pytest.approx([0.00005] * 8, rel=1e-12)
+    assert s["spread"].tolist() == pytest.approx([-0.0002] * 8, rel=1e-12)
+    # with hindsight the pair flips and the spread is +0.0002/h: the bound no one earns
+    h = cross_venue_spread(funding, choose=PairChoice.HINDSIGHT).loc["2024-01-01 01:00":]
+    assert (h["short"] == "b").all() and h["spread"].tolist() == pytest.approx([0.0002] * 8, rel=1e-12)
+
+
+def test_ties_never_pair_a_venue_with_itself():
+    tie = {k: _funding([("2024-01-01 00:00", 0.0001, 8), ("2024-01-01 08:00", 0.0001, 8)]) for k in ("a", "b", "c")}
+    for choose in PairChoice:
+        s = cross_venue_spread(tie, choose=choose)
+        assert (s["short"] != s["long"]).all() and (s["short"] == "a").all() and (s["long"] == "b").all()
+        assert (s["spread"] == 0).all()
+
+
+def test_average_apr_weights_time_not_settlements():
+    # 8 h at 0.0008 (0.0001/h) then 8 hourly settlements of 0.00001 (0.00001/h)
+    f = _funding([("2024-01-01 08:00", 0.0008, 8)] + [(f"2024-01-01 {h:02d}:00", 0.00001, 1) for h in range(9, 17)])
+    # per settlement: (0.8760 + 8 * 0.0876) / 9 = 0.1752; per hour: (0.0008 + 0.00008) / 16 h * 8760 = 0.4818
+    assert apr(f).mean() == pytest.approx(0.1752, rel=1e-12)
+    assert average_apr(f) == pytest.approx(0.4818, rel=1e-12)
+    assert average_apr(f, compounding=Compounding.COMPOUNDED) == pytest.approx((1.0008 * 1.00001**8) ** (8760 / 16) - 1, rel=1e-9)
+    # daily buckets of hours: the day's hours 00..16 (the 8-hourly one spread over 00..08)
+    daily = average_apr(f, "D")
+    assert daily.index.tolist() == [pd.Timestamp("2024-01-01", tz=UTC)] and daily.iloc[0] == pytest.approx(0.4818, rel=1e-12)
 
 
 def test_funding_stats_by_hand():
@@ -162,13 +206,46 @@ def test_hyperliquid_cassette_switches_from_8h_to_hourly(real_file):
 def test_binance_bybit_spread_on_real_history(real_file):
     b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
     y = datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
-    s = cross_venue_spread({"binance": b, "bybit": y})
+    s = cross_venue_spread({"binance": b, "bybit": y}, choose=PairChoice.HINDSIGHT)
     assert len(s) == 3285 * 8  # every Bybit hour (2021-2023) also has a Binance rate
     # the settlement of 2021-01-01 00:00 covers 2020-12-31 17:00..2021-01-01 00:00; the files
     # say binance 0.00022753, bybit 0.00034729: per hour (0.00034729 - 0.00022753) / 8 = 0.00001497
     row = s.loc[pd.Timestamp("2021-01-01 00:00", tz=UTC)]
     assert (row["short"], row["long"]) == ("bybit", "binance")
     assert row["spread"] == pytest.approx((0.00034729 - 0.00022753) / 8, rel=1e-12)
+
+
+def test_causal_spread_on_real_history_by_hand(real_file):
+    b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    y = datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
+    hl = datasets.load_hyperliquid_funding(real_file(HL_FUNDING))
+    three = {"binance": b.loc["2023-05-11":"2023-07-18"], "bybit": y.loc["2023-05-11":"2023-07-18"], "hyperliquid": hl}
+    s = cross_venue_spread(three)
+    # the hour 2023-06-20 16:00 .. 17:00, chosen at 16:00 from the settlements of 16:00:
+    #   binance -0.00002597/8 = -3.24625e-6/h, bybit 0.00004621/8 = 5.77625e-6/h, HL 0.00002035/h
+    #   -> short HL, long binance, expected 0.00002035 + 3.24625e-6 = 2.359625e-5/h
+    # paid in that hour: HL's 17:00 settlement 0.00003537, binance's 2023-06-21 00:00
+    #   0.00006295 / 8 = 7.86875e-6/h -> 2.750125e-5/h
+    row = s.loc[pd.Timestamp("2023-06-20 17:00", tz=UTC)]
+    assert (row["short"], row["long"]) == ("hyperliquid", "binance")
+    assert row["expected"] == pytest.approx(2.359625e-5, rel=1e-9) and row["spread"] == pytest.approx(2.750125e-5, rel=1e-9)
+    # with hindsight that hour is short HL, long bybit (-0.0000864/8 = -1.08e-5/h): 4.617e-5/h
+    hrow = cross_venue_spread(three, choose=PairChoice.HINDSIGHT).loc[pd.Timestamp("2023-06-20 17:00", tz=UTC)]
+    assert (hrow["short"], hrow["long"], hrow["spread"]) == ("hyperliquid", "bybit", pytest.approx(4.617e-5, rel=1e-9))
+    # ties: at 2023-06-07 08:00 all three settled 0.0001 (0.0000125/h): the hour after is
+    # short binance, long bybit, expected 0 (never a venue against itself)
+    tie = s.loc[pd.Timestamp("2023-06-07 09:00", tz=UTC)]
+    assert (tie["short"], tie["long"], tie["expected"]) == ("binance", "bybit", 0.0)
+    # over 2021-2023 Binance and Bybit tie in 6,816 hours: never a self-pair, and the causal
+    # mean is about a third of the hindsight bound (4.7 % vs 12.9 %/year)
+    causal = cross_venue_spread({"binance": b, "bybit": y})
+    bound = cross_venue_spread({"binance": b, "bybit": y}, choose=PairChoice.HINDSIGHT)
+    assert (causal["short"] != causal["long"]).all() and (bound["short"] != bound["long"]).all()
+    assert (bound["binance"] == bound["bybit"]).sum() == 6_816
+    assert round(causal["spread_apr"].mean(), 3) == 0.047 and round(bound["spread_apr"].mean(), 3) == 0.129
+    # APR across Hyperliquid's 8-hourly and hourly regimes: per hour, not per settlement
+    assert round(apr(hl).mean(), 3) == 0.242 and round(average_apr(hl), 3) == 0.125
+    assert average_apr(hl) == pytest.approx(funding_stats(hl).realised_apr, rel=1e-12)
 
 
 def test_funding_stats_streak_matches_a_loop_on_binance(real_file):

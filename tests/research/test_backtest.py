@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research import datasets
+from tests.research import real
 from research.backtest import CarryConfig, Reader, run_funding_carry
 from research.datasets import BINANCE_FUNDING, BYBIT_FUNDING, HL_FUNDING
 from research.errors import GapError, ResearchError
@@ -75,9 +75,9 @@ def test_bad_config_is_refused(store):
 @pytest.fixture
 def real_funding_store(store, real_file):
     window = slice("2023-05-11", "2023-07-17")
-    store["funding"].append(BIN, datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE).loc[window])
-    store["funding"].append(BYB, datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT).loc[window])
-    store["funding"].append(HL, datasets.load_hyperliquid_funding(real_file(HL_FUNDING)))
+    store["funding"].append(BIN, real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE).loc[window])
+    store["funding"].append(BYB, real.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT).loc[window])
+    store["funding"].append(HL, real.load_hyperliquid_funding(real_file(HL_FUNDING)))
     return store
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from research import datasets
+from tests.research import real
 from research.bars import (
     BAR_COLUMNS,
     BOOK_FEATURES,
@@ -179,7 +179,7 @@ def test_four_years_of_minute_bars_resample_to_every_hour():
 # -- real prints against the loop ---------------------------------------------------------
 @pytest.mark.parametrize("freq, step_ns", [("1s", 10**9), ("5s", 5 * 10**9), ("1min", 60 * 10**9), ("7min", 420 * 10**9), ("h", 3600 * 10**9)])
 def test_tardis_trades_match_a_plain_loop(real_file, freq, step_ns):
-    trades = datasets.load_tardis_trades(real_file(TARDIS_TRADES))
+    trades = real.load_tardis_trades(real_file(TARDIS_TRADES))
     assert len(trades) == 9_999
     bars = trade_bars(trades, freq)
     assert_matches_loop(bars, loop_bars(trades, step_ns))
@@ -188,14 +188,14 @@ def test_tardis_trades_match_a_plain_loop(real_file, freq, step_ns):
 
 @pytest.mark.parametrize("freq, step_ns", [("100ms", 10**8), ("1s", 10**9), ("1min", 60 * 10**9)])
 def test_binance_usdm_trades_match_a_plain_loop(real_file, freq, step_ns):
-    trades = datasets.load_binance_trades(real_file(USDM_2024))
+    trades = real.load_binance_trades(real_file(USDM_2024))
     assert len(trades) == 21_313
     assert_matches_loop(trade_bars(trades, freq), loop_bars(trades, step_ns))
 
 
 @pytest.mark.parametrize("fine, coarse", [("1min", "5min"), ("1min", "h"), ("1s", "1min"), ("10s", "30s"), ("1min", "D")])
 def test_coarse_bars_from_fine_bars_equal_bars_from_prints(real_file, fine, coarse):
-    trades = datasets.load_tardis_trades(real_file(TARDIS_TRADES))
+    trades = real.load_tardis_trades(real_file(TARDIS_TRADES))
     direct = trade_bars(trades, coarse)
     merged = resample_bars(trade_bars(trades, fine), coarse)
     assert merged.index.equals(direct.index)
@@ -204,13 +204,13 @@ def test_coarse_bars_from_fine_bars_equal_bars_from_prints(real_file, fine, coar
 
 
 def test_binance_klines_to_hourly_match_pandas_resample(real_file):
-    kl = datasets.load_binance_klines(real_file(ADA_KLINES))
+    kl = real.load_binance_klines(real_file(ADA_KLINES))
     hourly = resample_bars(kl, "h")
     assert len(hourly) == 24
-    ref = kl.resample("h").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum", "count": "sum"})
+    ref = kl.resample("h").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
     pd.testing.assert_frame_equal(hourly[ref.columns.tolist()], ref, check_freq=False, rtol=1e-12)
-    # a day of ADABTC: 1,440 klines; kline trade counts add up across the resample
-    assert hourly["count"].sum() == kl["count"].sum()
+    # a day of ADABTC: 1,440 klines (ohlcv_1m keeps OHLCV; the kline trade count is dropped)
+    assert len(kl) == 1440 and hourly["volume"].sum() == pytest.approx(kl["volume"].sum(), rel=1e-12)
 
 
 @settings(max_examples=60, deadline=None)
@@ -301,7 +301,7 @@ def test_book_bars_take_the_last_snapshot_of_each_bin_on_non_nesting_grids():
 
 
 def test_hyperliquid_book_on_a_1s_grid_matches_a_loop(real_file):
-    book = datasets.load_hyperliquid_book(real_file(HL_BOOK))
+    book = real.load_hyperliquid_book(real_file(HL_BOOK))
     assert book_depth(book) == 20
     grid = book_bars(book, "1s", depth=5)
     feats = book_features(book, depth=5)
@@ -319,7 +319,7 @@ def test_hyperliquid_book_on_a_1s_grid_matches_a_loop(real_file):
 
 
 def test_quotes_100ms_grid_then_250ms_equals_last_quote_per_250ms(real_file):
-    quotes = datasets.load_binance_quotes(real_file(USDM_2024))
+    quotes = real.load_binance_quotes(real_file(USDM_2024))
     assert book_depth(quotes) == 1  # bid_px/bid_qty/ask_px/ask_qty read as one level
     g100 = book_bars(quotes, "100ms")
     # re-gridding the 100 ms grid to 250 ms is not allowed to differ from gridding the quotes

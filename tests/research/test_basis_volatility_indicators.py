@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import talib
 
-from research import datasets
+from tests.research import real
 from research.bars import book_features, trade_bars
 from research.basis import align, basis, premium
 from research.conventions import Compounding
@@ -61,8 +61,8 @@ def test_perp_basis_tolerance_and_errors():
 
 def test_spot_vs_usdm_perp_basis_on_real_quotes(real_file):
     # spot bookTicker has no exchange time: compare both venues on the receive clock
-    spot_q = datasets.load_binance_quotes(real_file(SPOT_2024))
-    perp_q = datasets.load_binance_quotes(real_file(USDM_2024))
+    spot_q = real.load_binance_quotes(real_file(SPOT_2024))
+    perp_q = real.load_binance_quotes(real_file(USDM_2024))
     spot = book_features(spot_q.set_index("recv_ts").rename_axis("ts"))["mid"]
     perp = book_features(perp_q.set_index("recv_ts").sort_index(kind="stable").rename_axis("ts"))["mid"]
     b = basis(spot, perp, tolerance="1s", funding_interval_h=8)
@@ -76,7 +76,7 @@ def test_spot_vs_usdm_perp_basis_on_real_quotes(real_file):
 
 
 def test_premium_of_mark_over_index_on_real_mark(real_file):
-    p = premium(datasets.load_binance_mark(real_file(USDM_2023)), funding_interval_h=8)
+    p = premium(real.load_binance_mark(real_file(USDM_2023)), funding_interval_h=8)
     first = p.iloc[0]
     # first markPrice@1s frame: p = 28147.27373413, i = 28159.75642857
     assert first["premium"] == pytest.approx(28147.27373413 - 28159.75642857, abs=1e-8)  # -12.48269444
@@ -102,7 +102,7 @@ def test_returns_and_rolling_volatility_by_hand():
 
 
 def test_hourly_table_on_real_klines_matches_a_loop(real_file):
-    kl = datasets.load_binance_klines(real_file(ADA_KLINES))
+    kl = real.load_binance_klines(real_file(ADA_KLINES))
     h = hourly_table(kl)
     assert len(h) == 24 and h["hour"].tolist() == list(range(24)) and set(h["month"]) == {"2021-11"}
     closes = kl["close"].tolist()
@@ -127,7 +127,7 @@ def test_hourly_table_on_real_klines_matches_a_loop(real_file):
 
 
 def test_hourly_table_from_trades(real_file):
-    trades = datasets.load_tardis_trades(real_file(TARDIS_TRADES))
+    trades = real.load_tardis_trades(real_file(TARDIS_TRADES))
     h = hourly_table(trade_bars(trades, "1min"))
     assert h.index.tolist() == [pd.Timestamp(f"2020-02-22 0{i}:00", tz=UTC) for i in range(3)]
     assert h["count"].sum() == 9_999
@@ -138,7 +138,7 @@ def test_hourly_table_from_trades(real_file):
 
 # -- indicators ---------------------------------------------------------------------------
 def test_indicator_by_name_matches_talib_and_keeps_the_index(real_file):
-    kl = datasets.load_binance_klines(real_file(ADA_KLINES))
+    kl = real.load_binance_klines(real_file(ADA_KLINES))
     rsi = indicator(kl, "RSI", timeperiod=14)
     assert rsi.name == "rsi" and rsi.index.equals(kl.index)
     np.testing.assert_array_equal(rsi.to_numpy(), talib.RSI(kl["close"].to_numpy(), timeperiod=14))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research import datasets
+from tests.research import real
 from research.bars import resample_bars, select_book_bars, select_trade_bars, trade_bars
 from research.coverage import (
     SPAN_COLUMNS,
@@ -96,7 +96,7 @@ def test_streams_per_table():
 def spot_store(store, real_file):
     """Real spot prints 2024-08-08 23:54 .. 2024-08-09 00:05 (two day files); the ledger holds
     a 45 s disconnect and a book resync; 2024-08-07 has no file."""
-    trades = pd.concat([datasets.load_binance_trades(real_file(SPOT_2024)), datasets.load_binance_trades(real_file(SPOT_0809))])
+    trades = pd.concat([real.load_binance_trades(real_file(SPOT_2024)), real.load_binance_trades(real_file(SPOT_0809))])
     store["trades"].append(SPOT, trades)
     return store, trades
 
@@ -143,7 +143,7 @@ def test_a_gap_that_began_before_the_range_is_found(spot_store):
 
 def test_book_bars_lose_coverage_to_resyncs(store, real_file):
     hl = "hyperliquid:BTC/USDC:USDC"
-    store["book_20"].append(hl, datasets.load_hyperliquid_book(real_file(HL_BOOK)))  # 19:14:03 .. 19:14:29
+    store["book_20"].append(hl, real.load_hyperliquid_book(real_file(HL_BOOK)))  # 19:14:03 .. 19:14:29
     store["gaps"].append(hl, gap_rows(("2025-01-26 19:14:10", "2025-01-26 19:14:15", "depth", "resync")))
     start, end = T("2025-01-26 19:14:00"), T("2025-01-26 19:14:30")
     got = select_book_bars(store["book_20"], hl, "10s", start=start, end=end)

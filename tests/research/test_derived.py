@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import talib
 
-from research import datasets
+from tests.research import real
 from research.bars import OHLCV_COLUMNS, resample_bars
 from research.datasets import ADA_KLINES
 from research.derived import Derived, Source, data_hash, lineage, materialise, read, staleness
@@ -36,7 +36,7 @@ SMA_3M = Derived(
 
 @pytest.fixture
 def klines(real_file):
-    return datasets.load_binance_klines(real_file(ADA_KLINES))[list(OHLCV_COLUMNS)]
+    return real.load_binance_klines(real_file(ADA_KLINES))[list(OHLCV_COLUMNS)]
 
 
 def test_derived_chain_lineage_staleness_and_as_of(store, clock, klines):

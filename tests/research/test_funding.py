@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research import datasets
+from collectors.importers import MalformedInput
+from tests.research import real
 from research.conventions import Compounding, periods_per_year
 from research.datasets import BINANCE_FUNDING, BYBIT_FUNDING, HL_FUNDING, USDM_2023
 from research.errors import ResearchError
@@ -172,8 +173,8 @@ def test_funding_stats_by_hand():
 
 # -- the real histories -------------------------------------------------------------------
 def test_csv_settlements_land_on_00_08_16_utc(real_file):
-    b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
-    y = datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
+    b = real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    y = real.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
     for f, n, first in ((b, 4383, "2020-01-01"), (y, 3285, "2021-01-01")):
         assert len(f) == n
         assert set(f.index.hour) == {0, 8, 16}  # the file's 03/11/19 local (UTC+3) minus 3 h
@@ -183,12 +184,12 @@ def test_csv_settlements_land_on_00_08_16_utc(real_file):
         assert (np.diff(f.index.asi8) == 8 * 3600 * 10**9).all()  # 8 h cadence, no gaps
     # first rows of the files: "2020-01-01 03:00:00.000,-0.00012359", "2021-01-01 03:00:00,0.00034729"
     assert b["rate"].iloc[0] == -0.00012359 and y["rate"].iloc[0] == 0.00034729
-    with pytest.raises(ResearchError, match="is not on the binance 8 h grid"):
-        datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE, utc_offset="0h")
+    with pytest.raises(MalformedInput, match="is not on the 8 h grid"):
+        real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE, utc_offset="0h")
 
 
 def test_hyperliquid_cassette_switches_from_8h_to_hourly(real_file):
-    h = datasets.load_hyperliquid_funding(real_file(HL_FUNDING))
+    h = real.load_hyperliquid_funding(real_file(HL_FUNDING))
     assert len(h) == 1038
     assert (h["interval_h"] == 8.0).sum() == 82 and (h["interval_h"] == 1.0).sum() == 956
     # the 2023-05-23 08:00 settlement was stamped 08:23:53.040 by the venue: snapped to 08:00
@@ -204,8 +205,8 @@ def test_hyperliquid_cassette_switches_from_8h_to_hourly(real_file):
 
 
 def test_binance_bybit_spread_on_real_history(real_file):
-    b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
-    y = datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
+    b = real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    y = real.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
     s = cross_venue_spread({"binance": b, "bybit": y}, choose=PairChoice.HINDSIGHT)
     assert len(s) == 3285 * 8  # every Bybit hour (2021-2023) also has a Binance rate
     # the settlement of 2021-01-01 00:00 covers 2020-12-31 17:00..2021-01-01 00:00; the files
@@ -216,9 +217,9 @@ def test_binance_bybit_spread_on_real_history(real_file):
 
 
 def test_causal_spread_on_real_history_by_hand(real_file):
-    b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
-    y = datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
-    hl = datasets.load_hyperliquid_funding(real_file(HL_FUNDING))
+    b = real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    y = real.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
+    hl = real.load_hyperliquid_funding(real_file(HL_FUNDING))
     three = {"binance": b.loc["2023-05-11":"2023-07-18"], "bybit": y.loc["2023-05-11":"2023-07-18"], "hyperliquid": hl}
     s = cross_venue_spread(three)
     # the hour 2023-06-20 16:00 .. 17:00, chosen at 16:00 from the settlements of 16:00:
@@ -249,7 +250,7 @@ def test_causal_spread_on_real_history_by_hand(real_file):
 
 
 def test_funding_stats_streak_matches_a_loop_on_binance(real_file):
-    b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    b = real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
     s = funding_stats(b)
     best = run = 0
     best_start = start = None
@@ -267,8 +268,8 @@ def test_funding_stats_streak_matches_a_loop_on_binance(real_file):
 
 
 def test_predicted_vs_settled_on_real_binance(real_file):
-    mark = datasets.load_binance_mark(real_file(USDM_2023))
-    settled = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    mark = real.load_binance_mark(real_file(USDM_2023))
+    settled = real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
     cmp = predicted_vs_settled(mark, settled)
     assert cmp.index.tolist() == [pd.Timestamp("2023-04-05 00:00", tz=UTC)]
     row = cmp.iloc[0]

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.research import real
 from research import _cufflinks_compat as compat
-from research import datasets, plots
+from research import plots
 from research.bars import trade_bars
 from research.datasets import ADA_KLINES, BINANCE_FUNDING, BYBIT_FUNDING, TARDIS_TRADES
 from research.errors import ResearchError
@@ -76,7 +77,7 @@ def test_unpatched_cufflinks_really_fails_on_this_stack():
 
 
 def test_candles_with_volume_from_real_trades(real_file):
-    bars = trade_bars(datasets.load_tardis_trades(real_file(TARDIS_TRADES)), "5min")
+    bars = trade_bars(real.load_tardis_trades(real_file(TARDIS_TRADES)), "5min")
     fig = plots.candles(bars, title="BTCUSDT 5 min")
     by_type = {t.type: t for t in fig.data}
     assert sorted(by_type) == ["bar", "candlestick"]  # cufflinks puts the volume trace first
@@ -89,8 +90,8 @@ def test_candles_with_volume_from_real_trades(real_file):
 
 
 def test_funding_apr_lines_from_real_history(real_file):
-    b = datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
-    y = datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
+    b = real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE)
+    y = real.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT)
     frame = pd.concat({"binance": apr(b), "bybit": apr(y)}, axis=1).loc["2023"]
     fig = plots.lines(frame, title="funding APR", y_title="APR")
     assert [t.name for t in fig.data] == ["binance", "bybit"] and all(t.type == "scatter" for t in fig.data)
@@ -102,7 +103,7 @@ def test_funding_apr_lines_from_real_history(real_file):
 
 
 def test_volatility_bubble_from_real_klines(real_file):
-    prof = hour_of_day_profile(hourly_table(datasets.load_binance_klines(real_file(ADA_KLINES)), min_coverage=59 / 60))
+    prof = hour_of_day_profile(hourly_table(real.load_binance_klines(real_file(ADA_KLINES)), min_coverage=59 / 60))
     fig = plots.volatility_bubble(prof)
     assert len(fig.data) == 1 and fig.data[0].mode == "markers"
     assert list(fig.data[0].x) == list(range(24))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from research import datasets
+from tests.research import real
 from research.bars import book_bars, select_book_bars, select_trade_bars, trade_bars
 from research.datasets import SPOT_2024, USDM_2024
 from research.scale import partition_windows, select_dask
@@ -18,7 +18,7 @@ SPOT_0809 = "hftbacktest/spot/btcusdt_20240809.gz"
 @pytest.fixture
 def spot_store(store, real_file):
     # the two spot captures: 2024-08-08 23:54 .. 2024-08-09 00:05 -> two day files
-    trades = pd.concat([datasets.load_binance_trades(real_file(SPOT_2024)), datasets.load_binance_trades(real_file(SPOT_0809))])
+    trades = pd.concat([real.load_binance_trades(real_file(SPOT_2024)), real.load_binance_trades(real_file(SPOT_0809))])
     store["trades"].append(SPOT, trades)
     return store, trades
 
@@ -44,7 +44,7 @@ def test_select_trade_bars_equals_bars_of_the_frame_and_respects_as_of(spot_stor
 
 
 def test_select_book_bars_from_a_quotes_table(store, real_file):
-    quotes = datasets.load_binance_quotes(real_file(USDM_2024))
+    quotes = real.load_binance_quotes(real_file(USDM_2024))
     store["quotes"].append(PERP, quotes)
     start, end = pd.Timestamp("2024-08-08 23:55", tz="UTC"), pd.Timestamp("2024-08-09 00:00", tz="UTC")
     got = select_book_bars(store["quotes"], PERP, "500ms", start=start, end=end)

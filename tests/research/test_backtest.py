@@ -152,8 +152,8 @@ def test_real_ledger_by_hand_causal_and_paid_at_end(real_funding_store):
 def test_fee_aware_default_on_three_years_of_real_funding(store, real_file):
     # years of settlements in year files (day files: 2,500 of them, a minute to write)
     yearly = store.create_table("funding_yearly", Schema("funding_yearly", store["funding"].schema.columns, key=("ts",), partition=Partition.YEAR))
-    yearly.append(BIN, datasets.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE))
-    yearly.append(BYB, datasets.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT))
+    yearly.append(BIN, real.load_funding_history_csv(real_file(BINANCE_FUNDING), venue=Venue.BINANCE))
+    yearly.append(BYB, real.load_funding_history_csv(real_file(BYBIT_FUNDING), venue=Venue.BYBIT))
     span = dict(perps=(BIN, BYB), start="2021-01-01", end="2024-01-01", table="funding_yearly")
     # switching on any positive edge churns: fees eat more than the funding earned
     churn = run_funding_carry(store, CarryConfig(**span, min_edge_apr=-1.095))

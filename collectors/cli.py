@@ -95,7 +95,7 @@ def demo(seconds, root, seed, faults, venue):
     import logging
     import tempfile
 
-    from .collector import run_demo
+    from .demo import run_demo
 
     logging.basicConfig(level=logging.ERROR)
     root = root or tempfile.mkdtemp(prefix="tickstore-demo-")

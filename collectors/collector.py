@@ -53,6 +53,27 @@ Bad frames are counted (``CollectorStats``) and logged, never fatal. A malformed
 oversized frame writes a ``malformed`` gap for every symbol of its connection (the frame
 cannot say whose it was); the book is not reset for it: if it was a depth diff, the next
 diff's sequence check breaks and resyncs the book, and if it was not, the book is fine.
+Poison (fields that parse but cannot be right, see ``collectors.fields``) is refused by the
+parser the same way. Every refused frame (but a venue's error answer) is kept in the
+quarantine (``collectors.quarantine``, ``<journal>/quarantine/``) with its reason before
+the checkpoint passes it; a journal replay meets it again and treats it the same way.
+
+Store failures. ``collectors.writer.StoreWriter`` holds processed rows until the store
+takes them; any exception of an append (corruption, a full disk, a lock timeout, a bug)
+keeps them, and the checkpoint never passes a row the store has not committed (only rows
+the store refuses as invalid are quarantined)::
+
+    flush fails ──> backlog kept, retried with backoff (flush_interval_s doubling to 30 s);
+        │           status file: health degraded, the error, backlog rows, journal bytes
+        ├── store works again ──> backlog stored (reconciled, so once), checkpoint moves
+        └── backlog > max_backlog_rows ──> "spill": memory dropped, the queue stops, the
+                journal alone keeps the records; retried with a probe of the kept rows,
+                then a catch-up replays the journal from the checkpoint through a fresh
+                pipeline (as a restart does) and hands over to the live queue
+
+Start-up is the same catch-up: if the store fails during it, the collector goes live all
+the same (sessions journal) and retries. A damaged journal stops ``start()`` with
+``JournalCorruptionError`` (``tickstore journal salvage DIR`` repairs it).
 """
 
 from __future__ import annotations
@@ -70,24 +91,23 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import orjson
-import pandas as pd
 
 from tickstore import Tickstore
-from tickstore.errors import DuplicateKeyError, LockedError, TickstoreError
+from tickstore.errors import TickstoreError
 
 from .book import GAP_STREAM, BookBuilder, book_table
-from .bookstate import BookStates, book_key
+from .bookstate import BookStateError, BookStates, book_key
 from .events import DepthDiff, DepthSnapshot, EventBatcher, Gap
-from .exchanges import BadFrame, OversizedFrame, UnknownStream, VenueErrorFrame
+from .exchanges import BadFrame, InvalidValue, OversizedFrame, UnknownStream, VenueErrorFrame
 from .exchanges.binance import MAX_FRAME_BYTES, Channel, Endpoints, Market, depth_snapshot_url, from_tickstore
-from .journal import Journal, JournalConfig, Position, Record, RecordKind
-from .reconcile import unstored
-from .session import MAX_DETAIL, BackoffPolicy, Session, SessionConfig
+from .journal import Journal, JournalConfig, Position, Record, RecordKind, read_records
+from .quarantine import Quarantine
+from .session import MAX_DETAIL, Backoff, BackoffPolicy, Session, SessionConfig
 from .venues import Venue, feed_class
+from .writer import StoreWriter
 
-__all__ = ["Venue", "CollectorConfig", "CollectorStats", "Collector", "CollectorError", "load_config", "run_demo", "DemoReport"]
+__all__ = ["Venue", "CollectorConfig", "CollectorStats", "Collector", "CollectorError", "load_config", "run_until_stopped"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +153,8 @@ class CollectorConfig:
     snapshot_min_interval_s: float = 1.0
     max_frame_bytes: int = MAX_FRAME_BYTES
     journal_options: JournalConfig = field(default_factory=JournalConfig)
+    max_backlog_rows: int = 1_000_000  # rows held in memory while the store fails; beyond: journal only
+    stop_retry_s: float = 5.0  # how long stop() retries a failing store before leaving it to the journal
     name: str = ""  # feed name of a multi-feed daemon; "" = the only feed
 
     def __post_init__(self):
@@ -159,7 +181,7 @@ class CollectorConfig:
             bad("channels", f"must be a non-empty list of {[c.name.lower() for c in Channel]}")
         if not 1 <= self.book_levels <= 500:
             bad("book_levels", "must be in 1..500")
-        for name in ("book_interval_ms", "snapshot_limit", "streams_per_connection", "max_frame_bytes"):
+        for name in ("book_interval_ms", "snapshot_limit", "streams_per_connection", "max_frame_bytes", "max_backlog_rows"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")
         if self.streams_per_connection > 1024:
@@ -169,6 +191,8 @@ class CollectorConfig:
                 bad(name, "must be > 0")
         if self.snapshot_min_interval_s < 0:
             bad("snapshot_min_interval_s", "must be >= 0")
+        if self.stop_retry_s < 0:
+            bad("stop_retry_s", "must be >= 0")
         try:
             feed.check(self)  # channels offered, endpoint keys, depth limits of the venue
         except ValueError as exc:
@@ -186,6 +210,11 @@ class CollectorConfig:
         """Where a market of the venue is (``endpoints`` or the venue's default)."""
         ep = self.endpoints.get(market)
         return ep if ep is not None else feed_class(self.venue).ENDPOINTS[market]
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where refused frames and rows are kept with their reasons (``collectors.quarantine``)."""
+        return self.journal_dir / "quarantine"
 
     @property
     def status_path(self) -> Path:
@@ -210,6 +239,8 @@ class CollectorStats:
     unknown_streams: int = 0
     venue_errors: int = 0
     bad_frames: int = 0
+    invalid_values: int = 0  # poison: fields that parse but cannot be right (collectors.fields)
+    quarantined_frames: int = 0
     snapshots_requested: int = 0
     snapshots_fetched: int = 0
     resubscribes: int = 0  # books resynced by resubscribing their topic (Bybit)
@@ -217,8 +248,11 @@ class CollectorStats:
     gaps: int = 0
     flushes: int = 0
     store_errors: int = 0
-    rows_rejected: int = 0
+    rows_rejected: int = 0  # rows repeating a key of an earlier row of their batch
     rows_reconciled: int = 0
+    rows_quarantined: int = 0  # rows the store refused as invalid
+    spills: int = 0  # times the backlog outgrew max_backlog_rows and was left to the journal
+    catch_ups_abandoned: int = 0  # journal replays the store failed during (retried)
     rows: Counter = field(default_factory=Counter)  # per table
 
     def as_dict(self) -> dict:
@@ -285,6 +319,9 @@ class Collector:
     ``start()`` replays what the journal holds beyond its checkpoint, then connects;
     ``stop()`` disconnects, processes every journaled record, flushes and commits.
     ``run()`` does both around a wait for SIGINT/SIGTERM (or ``request_stop()``).
+
+    Whatever the store does, the journal keeps every row it has not committed (see
+    "Store failures" in the module doc): ``start()`` and the feeds never wait for the store.
     """
 
     def __init__(self, config: CollectorConfig, *, store: Tickstore | None = None):
@@ -293,64 +330,85 @@ class Collector:
         self._own_store = store is None
         self.store = store if store is not None else Tickstore(config.store)
         self.book_table = book_table(config.book_levels)
-        self.batcher = EventBatcher(self.book_table)
-        self.feed = feed_class(config.venue)(config)
-        self.books: dict[str, BookBuilder] = {}
-        self.book_market: dict[object, list[BookBuilder]] = defaultdict(list)  # per market (Connection.group)
-        depth = any(c in _BOOK_CHANNELS for c in config.channels)
         self.sessions: list[Session] = []
         self._session_of: dict[str, Session] = {}  # symbol -> its session (resubscriptions)
-        self._connections = self.feed.plan()
+        self._connections = feed_class(config.venue)(config).plan()
         # (tag, market, symbols) and the stream names per connection, for the curious and the tests
         self._session_specs = [(c.tag, c.group, c.symbols) for c in self._connections]
         self._streams = {c.tag: list(c.streams) for c in self._connections}
         self.session_symbols: dict[str, tuple[str, ...]] = {c.tag: c.symbols for c in self._connections}
-        for conn in self._connections:
-            for s in conn.symbols:
-                if depth and s not in self.books:
-                    b = BookBuilder(s, self.feed.book_rule(s), levels=config.book_levels, interval_ms=config.book_interval_ms,
-                                    quotes=self.feed.book_quotes and Channel.QUOTES in config.channels)
-                    self.books[s] = b
-                    self.book_market[conn.group].append(b)
-        self._tags: dict[str, tuple] = {}  # tag -> (parser, market), filled on first use
-        self._book_states = BookStates(config.journal_dir / "books.json")  # books as of the checkpoint
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.journal: Journal | None = None
+        self.quarantine: Quarantine | None = None
+        self.writer: StoreWriter | None = None
         self.fetcher = _SnapshotFetcher(self)
-        self._pending_snapshots: set[str] = set()
-        self._live = False
+        self._live = False  # True: records come from the queue; False: catching up from the journal
         self._last_pos: Position | None = None
         self._last_recv: int | None = None
-        self._committed_recv: int | None = None
-        self._last_frame_ns: dict[str, int] = {}
-        self._max_depth_ts: dict[object, int] = {}  # per market: latest book exchange time
-        self._retry: dict = {}
-        self._reconcile = False
         self._stop = threading.Event()
         self._processor: threading.Thread | None = None
         self._started = False
         self._started_ns = time.time_ns()
+        self._store_backoff = Backoff(BackoffPolicy(initial_s=config.flush_interval_s, max_s=max(30.0, config.flush_interval_s), jitter=0.0))
+        self._next_flush = 0.0
+        self._failing_since: int | None = None  # first failed store attempt of the current outage
+        self._health_error: str | None = None  # why the last store attempt failed
+        self._probe: tuple | None = None  # rows kept when the backlog was dropped (see _store_works)
+        self._open_position: Position | None = None  # the journal's end when it was opened
         # per (symbol, event kind): [events, last exchange ts, last recv_ns]; per connection: [frames, last recv_ns]
         self._stream_status: dict[tuple[str, str], list] = {}
         self._conn_status: dict[str, list] = {}
+        self._book_states = BookStates(config.journal_dir / "books.json")  # books as of the checkpoint
+        self._new_pipeline()
+
+    def _new_pipeline(self) -> None:
+        """Fresh parsers, books and batcher: the state processing starts from at the checkpoint."""
+        cfg = self.config
+        self.feed = feed_class(cfg.venue)(cfg)
+        self.batcher = EventBatcher(self.book_table)
+        self.books: dict[str, BookBuilder] = {}
+        self.book_market: dict[object, list[BookBuilder]] = defaultdict(list)  # per market (Connection.group)
+        if any(c in _BOOK_CHANNELS for c in cfg.channels):
+            for conn in self._connections:
+                for s in conn.symbols:
+                    if s not in self.books:
+                        b = BookBuilder(s, self.feed.book_rule(s), levels=cfg.book_levels, interval_ms=cfg.book_interval_ms,
+                                        quotes=self.feed.book_quotes and Channel.QUOTES in cfg.channels)
+                        self.books[s] = b
+                        self.book_market[conn.group].append(b)
+        self._tags: dict[str, tuple] = {}  # tag -> (parser, market), filled on first use
+        self._pending_snapshots: set[str] = set()
+        self._last_frame_ns: dict[str, int] = {}
+        self._max_depth_ts: dict[object, int] = {}  # per market: latest book exchange time
+        self._bad_frames: list[tuple] = []  # (reason, record) to quarantine at the next flush
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Collector":
-        """Replay the journal beyond its checkpoint into the store, then go live."""
+        """Replay the journal beyond its checkpoint into the store, then go live.
+
+        If the store fails during the replay, the collector goes live anyway: the sessions
+        journal as usual and the processor retries the replay (with backoff) until the
+        store takes it. A damaged journal raises ``JournalCorruptionError`` (see
+        ``collectors.journal.salvage``).
+        """
         cfg = self.config
-        self.journal = Journal(cfg.journal_dir, config=cfg.journal_options)
-        self._replay()
-        self.journal.on_append = self.queue.put
-        now = time.time_ns()
-        if self._last_recv is not None:
-            # The collector was down (crash or stop) since the last journaled record.
-            for tag, market, syms in self._session_specs:
-                gaps = [
-                    Gap(s, self._last_recv, now, max(now, self._last_recv + 1), "*", "disconnect", "collector was not running (restart)")
-                    for s in syms
-                ]
-                self._journal_gaps(tag, gaps)
-        self._live = True
+        self._open()
+        try:
+            last = self.journal.last_recv_ns
+            if last is None:
+                last = self.journal.checkpoint_meta.get("last_recv_ns")
+            now = time.time_ns()
+            if last is not None:
+                # The collector was down (crash or stop) since the last journaled record.
+                for tag, market, syms in self._session_specs:
+                    gaps = [Gap(s, last, now, max(now, last + 1), "*", "disconnect", "collector was not running (restart)") for s in syms]
+                    self._journal_gaps(tag, gaps)
+            if not self._catch_up():
+                log.error("the store failed while the journal was replayed (%s); collecting on, the replay is retried", self._health_error)
+        except BaseException:
+            self._close()
+            raise
+        self._next_flush = time.monotonic() + cfg.flush_interval_s if self._live else self._next_flush
         self._processor = threading.Thread(target=self._process_loop, name="collector-processor", daemon=True)
         self._processor.start()
         self.fetcher.thread.start()
@@ -362,6 +420,7 @@ class Collector:
                 symbols=conn.symbols,
                 subscribe=conn.subscribe,
                 ping_payload=conn.ping_payload,
+                is_control=conn.is_control,
                 ping_interval_s=cfg.ping_interval_s,
                 stale_after_s=cfg.stale_after_s,
                 max_age_s=cfg.max_connection_age_s,
@@ -372,6 +431,7 @@ class Collector:
                 scfg,
                 on_frame=self._frame_sink(tag),
                 on_gap=lambda gaps, tag=tag: self._journal_gaps(tag, gaps),
+                on_oversized=self._on_oversized,
             )
             self._session_of.update((s, sess) for s in conn.symbols)
             self.sessions.append(sess.start())
@@ -379,12 +439,32 @@ class Collector:
         log.info("collector started: %d sessions, journal %s, store %s", len(self.sessions), cfg.journal_dir, self.store.root)
         return self
 
+    def _open(self) -> None:
+        """Open the journal (recovering a torn tail), the quarantine and the store writer."""
+        cfg = self.config
+        self.journal = Journal(cfg.journal_dir, config=cfg.journal_options)
+        try:
+            self.quarantine = Quarantine(cfg.quarantine_dir)
+        except BaseException:
+            self.journal.close()
+            raise
+        self.writer = StoreWriter(self.store, self.quarantine, self.stats)
+        self._open_position = self.journal.position
+
+    def _close(self) -> None:
+        self.journal.close()
+        self.quarantine.close()
+
     def request_stop(self) -> None:
         """Ask ``run()`` to stop (signal-handler safe)."""
         self._stop.set()
 
     def stop(self) -> None:
-        """Disconnect, process and flush everything journaled, commit, close (idempotent)."""
+        """Disconnect, process and flush everything journaled, commit, close (idempotent).
+
+        If the store still fails, what it did not take stays in the journal (not
+        checkpointed) and the next start replays it.
+        """
         if not self._started:
             return
         self._started = False
@@ -394,8 +474,8 @@ class Collector:
         self.fetcher.stop.set()
         self.fetcher.thread.join(5)
         if self._processor is not None:
-            self._processor.join(60)
-        self.journal.close()
+            self._processor.join(120)
+        self._close()
         if self._own_store:
             self.store.close()
         log.info("collector stopped: %s", self.stats.as_dict())
@@ -413,25 +493,138 @@ class Collector:
 
     # -- journaling (session and fetcher threads) ------------------------------------------
     def _frame_sink(self, tag: str):
-        append, frame = self.journal.append, RecordKind.FRAME
+        journal, frame = self.journal, RecordKind.FRAME
 
         def sink(payload: bytes, recv_ns: int) -> None:
-            append(frame, payload, recv_ns=recv_ns, tag=tag)
+            journal.append(frame, payload, recv_ns=recv_ns, tag=tag)
 
         return sink
 
     def _journal_gaps(self, tag: str, gaps: list[Gap]) -> None:
-        for g in gaps:
-            body = orjson.dumps(
-                {"symbol": g.symbol, "ts": g.ts, "recv_ns": g.recv_ns, "end_ts": g.end_ts, "stream": g.stream, "cause": g.cause, "detail": g.detail}
-            )
-            self.journal.append(RecordKind.GAP, body, recv_ns=g.recv_ns, tag=tag)
+        self.journal.append_many([
+            (RecordKind.GAP, orjson.dumps({"symbol": g.symbol, "ts": g.ts, "recv_ns": g.recv_ns, "end_ts": g.end_ts,
+                                           "stream": g.stream, "cause": g.cause, "detail": g.detail}), g.recv_ns, tag)
+            for g in gaps
+        ])
 
-    # -- processing (processor thread, or the caller during replay) -----------------------
+    def _on_oversized(self, size: int) -> None:
+        self.stats.oversized += 1
+        self.stats.bad_frames += 1
+
+    # -- catching up from the journal ------------------------------------------------------
+    def _catch_up(self) -> bool:
+        """Process the journal from the checkpoint to its end through a fresh pipeline, then
+        follow it live (records reach the queue from then on).
+
+        Rows are stored in chunks of at most ``max_backlog_rows // 4``, reconciled (rows
+        stored before a crash or a failed attempt are not stored twice). Returns False if
+        the store failed: everything processed is then dropped from memory (the journal
+        keeps it) and the caller retries later.
+        """
+        journal = self.journal
+        journal.follow(None)
+        self._live = False
+        self._drain_queue()
+        self._new_pipeline()
+        restored = self._restore_books()
+        self.writer.discard()
+        self._last_pos = journal.committed if journal.committed.segment >= 0 else None
+        self._last_recv = journal.checkpoint_meta.get("last_recv_ns")
+        chunk = max(1, self.config.max_backlog_rows // 4)
+        replayed, last = 0, None
+        after, final = journal.committed, None
+        while True:
+            until = final if final is not None else journal.position
+            n = 0
+            for rec in read_records(journal.directory, after=after, until=until):
+                self._process_safely(rec)
+                n += 1
+                if self._open_position is not None and rec.end <= self._open_position:
+                    replayed += 1
+                last = rec
+                if len(self.batcher) + len(self.writer) >= chunk and not self._flush(reconcile=True):
+                    return self._abandon(replayed)
+            after = until
+            if final is not None:
+                break
+            if n < 1000:  # close to the end: hand over to the queue atomically, read the rest
+                final = journal.follow(self.queue.put)
+        self.stats.replayed += replayed
+        if replayed:
+            log.warning("replayed %d journaled records not yet in the store", replayed)
+        committed_recv = journal.checkpoint_meta.get("last_recv_ns")
+        if last is not None and committed_recv is not None:
+            for sym, b in self.books.items():
+                if not b.synced and sym not in restored:
+                    # The book's state at the checkpoint is gone (restart or a store outage):
+                    # the replayed diffs could not be applied until a snapshot. Say so.
+                    self.batcher.add(
+                        Gap(sym, committed_recv, last.recv_ns, max(last.recv_ns, committed_recv + 1), GAP_STREAM, "resync",
+                            "book state lost at restart; replayed diffs without a snapshot")
+                    )
+        self._live = True
+        ok = self._flush(reconcile=True)
+        if not ok:
+            self._store_failed()
+        return True
+
+    def _abandon(self, replayed: int) -> bool:
+        """The store failed while catching up: forget it all, the journal has it."""
+        self.stats.replayed += replayed
+        self.stats.catch_ups_abandoned += 1
+        self._keep_probe()
+        self.writer.discard()
+        self._new_pipeline()
+        self._store_failed()
+        return False
+
+    def _spill(self) -> None:
+        """The backlog outgrew ``max_backlog_rows`` while the store fails: drop it from memory
+        and stop queueing records; they are read back from the journal once the store works."""
+        log.error("store backlog of %d rows exceeds max_backlog_rows=%d: keeping it in the journal only until the store recovers",
+                  len(self.writer), self.config.max_backlog_rows)
+        self.stats.spills += 1
+        self.journal.follow(None)
+        self._live = False
+        self._drain_queue()
+        self._keep_probe()
+        self.writer.discard()
+        self._new_pipeline()
+
+    def _keep_probe(self) -> None:
+        if self._probe is None:
+            self._probe = self.writer.sample()
+
+    def _drain_queue(self) -> None:
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _store_works(self) -> bool:
+        """Offer the kept probe rows to the store: cheap proof it works before a replay."""
+        if self._probe is None:
+            return True
+        key, df = self._probe
+        try:
+            self.writer.append(key, df, source="live probe", position=None, reconcile=True)
+        except Exception as exc:  # noqa: BLE001 - any failure: the store is still down
+            self._health_error = f"{key[0]} {key[1]}: {type(exc).__name__}: {exc}"
+            self.stats.store_errors += 1
+            self._store_failed()
+            return False
+        self._probe = None
+        return True
+
     def _restore_books(self) -> set[str]:
         """Continue the books from ``<journal>/books.json`` when it is not older than the
         checkpoint (it is written just before each commit); returns the symbols restored."""
-        books, meta = self._book_states.load()
+        try:
+            books, meta = self._book_states.load()
+        except BookStateError as exc:  # a restart must work: the books start from snapshots
+            log.error("%s; the books start from snapshots", exc)
+            return set()
         pos = meta.get("position")
         if pos is None or Position(*pos) < self.journal.committed:
             return set()
@@ -454,56 +647,58 @@ class Collector:
             meta={"position": list(pos)},
         )
 
-    def _replay(self) -> None:
-        """Feed the records after the checkpoint through the pipeline, then flush them."""
-        restored = self._restore_books()
-        last = None
-        for rec in self.journal.pending():
-            self._process(rec)
-            self.stats.replayed += 1
-            last = rec
-        if last is None:
-            meta = self.journal.committed
-            if meta.segment >= 0:
-                self._last_recv = self.journal.checkpoint_meta.get("last_recv_ns")
-            return
-        log.warning("replayed %d journaled records not yet in the store", self.stats.replayed)
-        committed_recv = self.journal.checkpoint_meta.get("last_recv_ns")
-        for sym, b in self.books.items():
-            if not b.synced and committed_recv is not None and sym not in restored:
-                # The book's state at the checkpoint died with the process: the replayed
-                # diffs could not be applied until a snapshot. Say so in the ledger.
-                self.batcher.add(
-                    Gap(sym, committed_recv, last.recv_ns, max(last.recv_ns, committed_recv + 1), GAP_STREAM, "resync",
-                        "book state lost at restart; replayed diffs without a snapshot")
-                )
-        self._reconcile = True
-        self._flush()
-        self._reconcile = False
-
+    # -- processing (processor thread, or the caller of start()) ----------------------------
     def _process_loop(self) -> None:
-        cfg = self.config
-        next_flush = time.monotonic() + cfg.flush_interval_s
         sessions_done = False
         while True:
+            if self._stop.is_set() and not sessions_done:
+                # sessions and fetcher stop first; whatever they journaled is then processed
+                sessions_done = all(not (s._thread and s._thread.is_alive()) for s in self.sessions) and not self.fetcher.thread.is_alive()
+            if not self._live:
+                if time.monotonic() >= self._next_flush or sessions_done:
+                    if not (self._store_works() and self._catch_up()):
+                        self._write_status_safely(running=not sessions_done)
+                        if sessions_done:
+                            break  # the journal keeps it all for the next start
+                    continue
+                self._stop.wait(0.05)
+                continue
             try:
                 rec = self.queue.get(timeout=0.05)
             except queue.Empty:
                 rec = None
-                if self._stop.is_set() and sessions_done:
+                if sessions_done:
                     break
             if rec is not None:
-                try:
-                    self._process(rec)
-                except Exception:  # noqa: BLE001 - one record must not end the collection
-                    log.exception("processing journal record %s failed", rec.end)
-            if self._stop.is_set() and not sessions_done:
-                # sessions and fetcher stop first; whatever they journaled is then drained
-                sessions_done = all(not (s._thread and s._thread.is_alive()) for s in self.sessions) and not self.fetcher.thread.is_alive()
-            if time.monotonic() >= next_flush:
-                next_flush = time.monotonic() + cfg.flush_interval_s
+                self._process_safely(rec)
+            if time.monotonic() >= self._next_flush:
                 self._flush_safely()
-        self._flush_safely(final=True)
+        if self._live:
+            for b in self.books.values():  # books not valid at the stop: their span so far goes to the gap ledger
+                self.batcher.extend(b.close_outage())
+            self._final_flush()
+        left = len(self.writer) + len(self.batcher)
+        if left or not self._live:
+            log.error("stopping with the store failing (%s): %s not stored stay in the journal; the next start replays them",
+                      self._health_error, f"{left} processed rows" if self._live else "the records after the checkpoint")
+        self._write_status_safely(running=False)
+
+    def _final_flush(self) -> None:
+        """The last flush at stop, retried for a few seconds if the store fails."""
+        deadline = time.monotonic() + self.config.stop_retry_s
+        while not self._flush(reconcile=False) and time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _process_safely(self, rec: Record) -> None:
+        """``_process``; a record it fails on is quarantined instead of stopping the pipeline."""
+        try:
+            self._process(rec)
+        except Exception as exc:  # noqa: BLE001 - one record must not end the collection (or a restart)
+            log.exception("processing journal record %s failed; quarantined", rec.end)
+            self.stats.bad_frames += 1
+            self._bad_frames.append((f"processing failed: {type(exc).__name__}: {exc}", rec))
+            self._last_pos = rec.end
+            self._last_recv = rec.recv_ns
 
     def _process(self, rec: Record) -> None:
         self.stats.records += 1
@@ -516,7 +711,6 @@ class Collector:
             self._on_gap(rec)
         self._last_pos = rec.end
         self._last_recv = rec.recv_ns
-
     def _tag(self, tag: str) -> tuple | None:
         """(parser, market) of a connection tag; None for a tag this venue never writes."""
         hit = self._tags.get(tag)
@@ -534,7 +728,8 @@ class Collector:
         if hit is None:
             self.stats.bad_frames += 1
             self.stats.unknown_streams += 1
-            log.warning("journal record tagged %r: not a %s connection; skipped", tag, self.config.venue.value)
+            self._bad_frames.append((f"journal record tagged {tag!r}: not a {self.config.venue.value} connection", rec))
+            log.warning("journal record tagged %r: not a %s connection; quarantined", tag, self.config.venue.value)
             return
         parser, market = hit
         prev = self._last_frame_ns.get(tag, rec.recv_ns)
@@ -587,19 +782,23 @@ class Collector:
             self._want_snapshot(touched)
 
     def _bad_frame(self, tag: str, market, prev_ns: int, rec: Record, exc: BadFrame) -> None:
+        """Count a frame the parser refused; keep it in the quarantine (not venue errors)."""
         self.stats.bad_frames += 1
-        if isinstance(exc, UnknownStream):
-            self.stats.unknown_streams += 1
-            log.warning("%s: unknown stream: %s", tag, exc)
-            return
         if isinstance(exc, VenueErrorFrame):
             self.stats.venue_errors += 1
             log.warning("%s: venue error frame: %s", tag, exc)
+            return
+        self._bad_frames.append((f"{type(exc).__name__}: {exc}", rec))
+        if isinstance(exc, UnknownStream):
+            self.stats.unknown_streams += 1
+            log.warning("%s: unknown stream: %s", tag, exc)
             return
         if isinstance(exc, OversizedFrame):
             self.stats.oversized += 1
         else:
             self.stats.malformed += 1
+            if isinstance(exc, InvalidValue):
+                self.stats.invalid_values += 1
         log.warning("%s: %s: %s", tag, type(exc).__name__, exc)
         syms = self.session_symbols.get(tag) or self.feed.symbols_of_group(market)
         detail = f"{tag}: {type(exc).__name__}: {exc}"[:MAX_DETAIL]
@@ -671,19 +870,93 @@ class Collector:
         self.fetcher.request(book.symbol)
 
     # -- flushing ----------------------------------------------------------------------------
-    def _flush_safely(self, *, final: bool = False) -> None:
-        if final:  # books not valid at the stop: their span so far goes to the gap ledger
-            for b in self.books.values():
-                self.batcher.extend(b.close_outage())
+    def _flush(self, *, reconcile: bool) -> bool:
+        """Store everything processed and quarantine the bad frames, then move the checkpoint
+        there. True if it all went; else what did not stays (the checkpoint does not move)."""
+        for market, books in self.book_market.items():
+            until = self._max_depth_ts.get(market)
+            if until is not None:
+                for b in books:
+                    out = b.flush(until)
+                    if out:
+                        self.batcher.extend(out)
+        self.writer.add(self.batcher.drain())
+        pos = self._last_pos
+        source = f"live journal {pos.segment}:{pos.offset}" if pos is not None else "live"
+        ok = self.writer.write(source=source, position=pos, reconcile=reconcile)
+        error = self.writer.error
         try:
-            self._flush()
-        except Exception:  # noqa: BLE001 - keep collecting; the journal still has everything
-            self.stats.store_errors += 1
-            log.exception("flush failed; the journal keeps the records for the next attempt")
-        try:
-            self.write_status(running=not final)
+            while self._bad_frames:
+                reason, rec = self._bad_frames[0]
+                if self.quarantine.frame(reason=reason, tag=rec.tag, recv_ns=rec.recv_ns, body=rec.body, position=rec.end):
+                    self.stats.quarantined_frames += 1
+                self._bad_frames.pop(0)
+            self.quarantine.sync()
         except OSError as exc:
-            log.warning("cannot write %s: %s", self.config.status_path, exc)
+            ok, error = False, error or f"quarantine {self.quarantine.directory}: {exc}"
+        if ok and pos is not None and self.journal.committed < pos:
+            try:
+                if self.books:
+                    self._save_books(pos)
+                self.journal.commit(pos, meta={"last_recv_ns": self._last_recv})
+            except (OSError, TickstoreError) as exc:
+                ok, error = False, f"journal checkpoint: {type(exc).__name__}: {exc}"
+        self.stats.flushes += 1
+        if ok:
+            self._store_ok()
+        else:
+            self._health_error = error
+            self._store_failed()
+        return ok
+
+    def _flush_safely(self) -> None:
+        """A live flush: never raises; spills the backlog to the journal when it grows too big."""
+        try:
+            ok = self._flush(reconcile=False)
+        except Exception as exc:  # noqa: BLE001 - a bug in a flush must not end the collection
+            log.exception("flush failed")
+            self._health_error = f"flush: {type(exc).__name__}: {exc}"
+            self._store_failed()
+            ok = False
+        if not ok and len(self.writer) + len(self._bad_frames) > self.config.max_backlog_rows:
+            self._spill()
+        self._write_status_safely(running=True)
+
+    def _store_ok(self) -> None:
+        if self._failing_since is not None:
+            log.warning("the store works again after %.1f s", (time.time_ns() - self._failing_since) / 1e9)
+        self._failing_since = None
+        self._health_error = None
+        self._store_backoff.attempt = 0
+        self._next_flush = time.monotonic() + self.config.flush_interval_s
+
+    def _store_failed(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.time_ns()
+        delay = self._store_backoff.next_delay()
+        self._next_flush = time.monotonic() + delay
+        log.warning("store attempt failed (%s); %d rows kept, next attempt in %.1f s", self._health_error, len(self.writer), delay)
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self) -> dict:
+        """``state`` ok or degraded, why (``error``), since when, and what waits to be stored."""
+        errors = []
+        if self._failing_since is not None:
+            errors.append(f"store: {self._health_error}")
+        for s in self.sessions:
+            if s.last_error is not None and not s.connected.is_set() and not s.stopped:
+                errors.append(f"connection {s.config.name}: {s.last_error}")
+        j = self.journal
+        return {
+            "state": "degraded" if errors else "ok",
+            "error": "; ".join(errors) or None,
+            "store_failing_since_ns": self._failing_since,
+            "catching_up": not self._live,
+            "backlog_rows": len(self.writer) + len(self.batcher) if self.writer is not None else 0,
+            "journal_backlog_bytes": j.bytes_after(j.committed) if j is not None else 0,
+            "quarantined_frames": self.stats.quarantined_frames,
+            "quarantined_rows": self.stats.rows_quarantined,
+        }
 
     def status(self, *, running: bool = True) -> dict:
         """The health record written to ``config.status_path`` (see ``collectors.status``)."""
@@ -693,80 +966,36 @@ class Collector:
              "lag_ms": (recv - ts) / 1e6}
             for (sym, kind), (n, ts, recv) in sorted(self._stream_status.items())
         ]
-        conns = [{"connection": tag, "frames": n, "last_recv_ns": recv} for tag, (n, recv) in sorted(self._conn_status.items())]
+        sess = {s.config.name: s for s in self.sessions}
+        conns = []
+        for tag, (n, recv) in sorted(self._conn_status.items()):
+            s = sess.get(tag)
+            conns.append({"connection": tag, "frames": n, "last_recv_ns": recv,
+                          "connected": bool(s and s.connected.is_set()), "error": s.last_error if s else None})
         return {
             "version": 1, "name": self.config.name, "pid": os.getpid(), "running": running,
             "started_ns": self._started_ns, "updated_ns": now, "symbols": list(self.config.symbols),
             "journal": str(self.config.journal_dir), "streams": streams, "connections": conns,
-            "stats": self.stats.as_dict(),
+            "health": self.health(), "stats": self.stats.as_dict(),
         }
 
     def write_status(self, *, running: bool = True) -> Path:
         """Atomically replace the status file (temp file in the same folder, then rename)."""
         path = self.config.status_path
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        tmp.write_bytes(orjson.dumps(self.status(running=running), option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(orjson.dumps(self.status(running=running), option=orjson.OPT_INDENT_2))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
-    def _flush(self) -> None:
-        """Append everything processed to the store, then checkpoint the journal."""
-        for market, books in self.book_market.items():
-            until = self._max_depth_ts.get(market)
-            if until is not None:
-                for b in books:
-                    out = b.flush(until)
-                    if out:
-                        self.batcher.extend(out)
-        frames = self._retry
-        self._retry = {}
-        for key, df in self.batcher.drain().items():
-            frames[key] = pd.concat([frames[key], df]).sort_index(kind="stable") if key in frames else df
-        pos = self._last_pos
-        source = f"live journal {pos.segment}:{pos.offset}" if pos is not None else "live"
-        for (table, symbol), df in frames.items():
-            try:
-                self._append(table, symbol, df, source)
-            except (LockedError, OSError) as exc:
-                # transient: keep the rows, do not move the checkpoint past them
-                self.stats.store_errors += 1
-                self._retry[(table, symbol)] = df
-                log.warning("append %s %s deferred: %s", table, symbol, exc)
-            except (TickstoreError, ValueError) as exc:
-                # the store refused the data itself: retrying cannot help; count and move on
-                self.stats.rows_rejected += len(df)
-                log.error("store refused %d rows of %s %s: %s", len(df), table, symbol, exc)
-        self.stats.flushes += 1
-        if not self._retry and pos is not None and (self.journal.committed < pos):
-            if self.books:
-                self._save_books(pos)
-            self.journal.commit(pos, meta={"last_recv_ns": self._last_recv})
-
-    def _append(self, table: str, symbol: str, df: pd.DataFrame, source: str) -> None:
-        t = self.store[table]
-        if self._reconcile and t.schema.key is None:
-            df = self._unstored(t, symbol, df)
-            if df.empty:
-                return
+    def _write_status_safely(self, *, running: bool) -> None:
         try:
-            t.append(symbol, df, source=source)
-        except DuplicateKeyError:
-            # Two rows with one key and different values inside a batch (e.g. a venue
-            # re-sent a trade with another receive time): the first one received wins.
-            keys = [k for k in t.schema.key if k != "ts"]
-            frame = df.reset_index()
-            dup = frame.duplicated(subset=["ts"] * ("ts" in t.schema.key) + keys, keep="first").to_numpy()
-            self.stats.rows_rejected += int(dup.sum())
-            log.warning("%s %s: dropped %d rows repeating a key", table, symbol, int(dup.sum()))
-            df = df[~dup]
-            t.append(symbol, df, source=source)
-        self.stats.rows[table] += len(df)
-
-    def _unstored(self, t, symbol: str, df: pd.DataFrame) -> pd.DataFrame:
-        """Rows of ``df`` not already stored: multiset difference on every column."""
-        fresh = unstored(t, symbol, df)
-        self.stats.rows_reconciled += len(df) - len(fresh)
-        return fresh
+            self.write_status(running=running)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.config.status_path, exc)
 
 
 # -- config files ------------------------------------------------------------------------------
@@ -779,6 +1008,7 @@ _TOML_KEYS = {
         "flush_interval_s": ("flush_interval_s", (int, float)),
         "streams_per_connection": ("streams_per_connection", int),
         "max_frame_bytes": ("max_frame_bytes", int),
+        "max_backlog_rows": ("max_backlog_rows", int), "stop_retry_s": ("stop_retry_s", (int, float)),
     },
     "book": {
         "levels": ("book_levels", int), "interval_ms": ("book_interval_ms", int),
@@ -924,115 +1154,6 @@ def _config_from_doc(doc: dict, path, prefix: str = "") -> CollectorConfig:
         raise CollectorError(f"{path}: {prefix}{msg}") from None
     except (TickstoreError, ValueError) as exc:
         raise CollectorError(f"{path}: {prefix}{exc}") from None
-
-
-# -- the offline demo --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DemoReport:
-    """What ``run_demo`` collected: rows per table, the gap ledger, latency, counters."""
-
-    root: str
-    seconds: float
-    rows: dict
-    gaps: pd.DataFrame
-    latency_ms: dict
-    stats: dict
-    venue: str = "binance"
-    notes: tuple = ()
-
-    def summary(self) -> str:
-        lines = [f"store: {self.root}  ({self.seconds:g} s against the simulated {self.venue} on 127.0.0.1)", "rows:"]
-        for table, n in sorted(self.rows.items()):
-            lines.append(f"  {table:<14}{n:>9,}")
-        lines.append(f"gaps: {len(self.gaps)}")
-        if len(self.gaps):
-            for (cause, stream), n in self.gaps.groupby(["cause", "stream"]).size().items():
-                lines.append(f"  {cause:<15} stream={stream:<6}{n:>4}")
-        lat = self.latency_ms
-        if lat:
-            lines.append(
-                "latency exchange time -> receive (ms, trades): "
-                + "  ".join(f"{k}={v:.2f}" for k, v in lat.items())
-            )
-        s = self.stats
-        lines.append(
-            f"frames={s['frames']:,} malformed={s['malformed']} unknown_streams={s['unknown_streams']} "
-            f"oversized={s['oversized']} snapshots={s['snapshots_fetched']} resubscribes={s['resubscribes']} "
-            f"flushes={s['flushes']}"
-        )
-        lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-DEMO_SYMBOLS = ("binance:BTC/USDT", "binance:ETH/USDT", "binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
-_DEMOS = {
-    # venue -> symbols, then the faults: (market to drop, symbol to skip a book update of, market of a cut frame)
-    Venue.BINANCE: (DEMO_SYMBOLS, "spot", "binance:ETH/USDT:USDT", "usdm"),
-    Venue.BYBIT: (("bybit:BTC/USDT", "bybit:ETH/USDT", "bybit:BTC/USDT:USDT", "bybit:ETH/USDT:USDT"),
-                  "spot", "bybit:ETH/USDT:USDT", "linear"),
-    Venue.HYPERLIQUID: (("hyperliquid:BTC/USDC:USDC", "hyperliquid:ETH/USDC:USDC"), "perp", "hyperliquid:ETH/USDC:USDC", "perp"),
-}
-_DEMO_NOTES = {  # venue -> (always, with faults)
-    Venue.BYBIT: ((), ("the skipped orderbook delta breaks the u chain: the book resubscribes its topic for a fresh snapshot",)),
-    Venue.HYPERLIQUID: (
-        ("hyperliquid has no public liquidation stream: no liquidations are collected",),
-        ("the withheld l2Book leaves no trace: every l2Book frame is the whole book, without a sequence number",),
-    ),
-}
-
-
-def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True, venue: Venue | str = Venue.BINANCE) -> DemoReport:
-    """Start the simulated ``venue`` on 127.0.0.1, collect from it for ``seconds``, report.
-
-    With ``faults`` the exchange misbehaves once each, spread over the run: a dropped
-    connection, a skipped book update and a malformed frame, so the gap ledger shows how
-    each is recorded.
-    """
-    from .simulator import Simulator, SimulatorConfig
-
-    if seconds <= 0:
-        raise CollectorError(f"demo seconds must be > 0, got {seconds}")
-    try:
-        venue = Venue(venue)
-    except ValueError:
-        raise CollectorError(f"demo venue must be one of {[v.value for v in Venue]}, got {venue!r}") from None
-    symbols, drop, skip, cut = _DEMOS[venue]
-    feed = feed_class(venue)
-    root = Path(root).expanduser()
-    sim = Simulator(SimulatorConfig(symbols=symbols, seed=seed, liquidation_prob=0.05)).start()
-    try:
-        endpoints = {m: sim.endpoints(m) for m in sim.markets}
-        config = CollectorConfig(store=str(root), venue=venue, symbols=symbols, endpoints=endpoints, flush_interval_s=1.0)
-        collector = Collector(config).start()
-        try:
-            plan = [(0.3, lambda: sim.drop(feed.markets(drop))), (0.5, lambda: sim.skip_sequence(skip)),
-                    (0.7, lambda: sim.malformed(1, feed.markets(cut)))] if faults else []
-            t0 = time.monotonic()
-            for at, action in plan:
-                time.sleep(max(0.0, t0 + at * seconds - time.monotonic()))
-                action()
-            time.sleep(max(0.0, t0 + seconds - time.monotonic()))
-        finally:
-            collector.stop()
-    finally:
-        sim.stop()
-    tables = ["trades", "quotes", collector.book_table, "mark", "open_interest", "liquidations", "gaps"]
-    if venue is Venue.BINANCE:
-        tables.remove("open_interest")  # no open-interest stream on Binance (REST backfill has it)
-    if venue is Venue.HYPERLIQUID:
-        tables.remove("liquidations")
-    with Tickstore(root) as store:
-        rows = {table: len(store[table].select(list(symbols))) for table in tables}
-        gaps = store["gaps"].select(list(symbols))
-        trades = store["trades"].select(list(symbols), columns=["recv_ts"])
-    lat = {}
-    if len(trades):
-        ms = (trades["recv_ts"] - trades.index.to_series()).dt.total_seconds().to_numpy() * 1e3
-        lat = {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)}
-        lat["max"] = float(ms.max())
-    always, with_faults = _DEMO_NOTES.get(venue, ((), ()))
-    notes = always + (with_faults if faults else ())
-    return DemoReport(str(root), seconds, rows, gaps, lat, collector.stats.as_dict(), venue.value, notes)
 
 
 def run_until_stopped(runner, *, seconds: float | None, install_signals: bool) -> None:

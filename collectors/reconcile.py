@@ -19,14 +19,20 @@ from tickstore.errors import TickstoreError
 __all__ = ["unstored"]
 
 
-def unstored(table, symbol: str, df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``df`` that ``table`` does not hold yet for ``symbol`` (see the module)."""
+def unstored(table, symbol: str, df: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
+    """The rows of ``df`` that ``table`` does not hold yet for ``symbol`` (see the module).
+
+    A read that fails returns ``df`` whole, or raises with ``strict`` (the live collector
+    then retries later rather than risk storing a row twice).
+    """
     if df.empty:
         return df
     start, end = df.index.min(), df.index.max() + pd.Timedelta(1, "ns")
     try:
         stored = table.select(symbol, start, end)
     except TickstoreError:
+        if strict:
+            raise
         return df
     if stored.empty:
         return df

@@ -20,6 +20,17 @@ after it may be lost) and ends when the new connection is subscribed. Causes:
   24 h; doing it ourselves earlier picks the moment, not the exchange);
 - ``malformed``: a frame larger than ``max_message_bytes`` was dropped (never fatal).
 
+Frames over ``max_message_bytes`` are refused from their header: the payload (or the rest
+of a fragmented message) is read and discarded in 64 KiB pieces, never held whole, and
+``on_oversized(size)`` is told (websocket-client's frame reader is replaced by
+``_BoundedFrames`` on each connection).
+
+A failing callback never ends the session: if ``on_frame`` raises (the journal cannot
+keep the frame: a full disk), the connection is dropped and re-made after the backoff,
+and the gap starts at the last frame that was kept; if ``on_gap`` raises, the gap stays
+open, the new connection is closed before it delivers anything, and both are retried
+after the backoff. ``last_error`` says what went wrong last (for the status file).
+
 Reconnects wait an exponential backoff with jitter (``BackoffPolicy``); the attempt
 counter resets once a connection has stayed up ``reset_after_s``, so one flap after a
 day of good service does not inherit the penalty of an outage long ago. Proactive
@@ -28,7 +39,10 @@ day of good service does not inherit the penalty of an outage long ago. Proactiv
 Keep-alive: websocket-client answers server pings inside ``recv`` (Binance pings every
 few minutes and drops clients that do not pong); we send our own ping every
 ``ping_interval_s`` so idle NATs keep the flow. Pongs do not feed the watchdog: only data
-proves the feed is alive.
+proves the feed is alive. Venues whose pongs and acks are text frames (Bybit
+``{"op":"pong"}``, Hyperliquid ``{"channel":"pong"}``) say which frames are control
+frames (``SessionConfig.is_control``): those are handed on (journaled) but do not count
+as data for the watchdog either.
 
 Threading: ``run()`` blocks in the calling thread; ``start()`` runs it in a daemon thread.
 ``stop()`` may be called from any thread (or a signal handler) and returns once the loop
@@ -47,6 +61,7 @@ from typing import Callable
 
 import orjson
 import websocket
+from websocket._abnf import ABNF, frame_buffer
 
 from .events import Gap
 
@@ -118,6 +133,7 @@ class SessionConfig:
     symbols: tuple[str, ...]
     subscribe: tuple[dict, ...] = ()
     ping_payload: dict | None = None
+    is_control: Callable[[bytes], bool] | None = None  # pong/ack frames: not data for the watchdog
     ping_interval_s: float = 20.0
     stale_after_s: float = 15.0
     max_age_s: float = 23.5 * 3600
@@ -151,9 +167,68 @@ class SessionStats:
     bytes: int = 0
     oversized: int = 0
     gaps: int = 0
+    control_frames: int = 0
+    handler_errors: int = 0  # on_frame/on_gap raised (e.g. the journal's disk is full)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+class _Oversized(Exception):
+    """A message over the limit was read past and dropped; ``size`` is what it claimed."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+class _BoundedFrames(frame_buffer):
+    """websocket-client's frame reader with a size limit checked on each frame header.
+
+    A data frame, or a fragmented message, whose length passes ``limit`` is not buffered:
+    its payload is read in 64 KiB pieces and dropped, then ``_Oversized`` is raised. The
+    reads resume after a socket timeout (the remaining count is kept), like the parent's.
+    Relies on websocket-client 1.9's ``frame_buffer`` (``recv_header``, ``recv_length``,
+    ``recv_mask``, ``recv_strict``, ``header``, ``length``), pinned in setup.cfg.
+    """
+
+    _DATA = (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT)
+
+    def __init__(self, recv_fn, limit: int):
+        super().__init__(recv_fn, skip_utf8_validation=True)
+        self.limit = limit
+        self._message = 0  # bytes of the current (possibly fragmented) message so far
+        self._dropping = False  # the current message is over the limit
+        self._discard = 0  # payload bytes of the current frame still to drop
+
+    def recv_frame(self) -> ABNF:
+        while True:
+            if self._dropping and self.header is not None and self.length is not None:
+                while self._discard:
+                    n = min(self._discard, 1 << 16)
+                    self.recv_strict(n)
+                    self._discard -= n
+                fin = self.header[0]
+                self.clear()
+                if fin:
+                    size, self._message, self._dropping = self._message, 0, False
+                    raise _Oversized(size)
+                continue  # the message goes on in continuation frames: drop them too
+            if self.needs_header():
+                self.recv_header()
+            if self.needs_length():
+                self.recv_length()
+            opcode = self.header[4]
+            if opcode in self._DATA:
+                if opcode != ABNF.OPCODE_CONT:
+                    self._message, self._dropping = 0, False
+                self._message += self.length
+                if self._dropping or self._message > self.limit:
+                    if self.needs_mask():
+                        self.recv_mask()
+                    self._dropping, self._discard = True, self.length
+                    continue
+            return super().recv_frame()
 
 
 class _Interrupted(Exception):
@@ -175,12 +250,15 @@ class Session:
     on_frame:
         ``on_frame(payload: bytes, recv_ns: int)``, called in the session thread for every
         data frame. It should be quick (journal and return); an exception in it is logged
-        and drops the connection (a frame we could not keep is a gap).
+        and drops the connection (a frame we could not keep is a gap), reconnecting after
+        the backoff.
     on_gap:
         ``on_gap(gaps: list[Gap])`` once per interruption, after the reconnect (or at stop).
     on_connect:
         ``on_connect(connection_number)`` after each connect + subscribe; the collector
         resyncs order books here (a new connection means diffs were missed).
+    on_oversized:
+        ``on_oversized(size)`` for each message dropped unread for its size.
     clock, rng:
         Injectable ``time.time_ns`` and jitter source for tests.
     """
@@ -192,6 +270,7 @@ class Session:
         on_frame: Callable[[bytes, int], None],
         on_gap: Callable[[list[Gap]], None] | None = None,
         on_connect: Callable[[int], None] | None = None,
+        on_oversized: Callable[[int], None] | None = None,
         clock: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
     ):
@@ -199,6 +278,9 @@ class Session:
         self.on_frame = on_frame
         self.on_gap = on_gap or (lambda gaps: None)
         self.on_connect = on_connect or (lambda n: None)
+        self.on_oversized = on_oversized or (lambda size: None)
+        self.last_error: str | None = None  # what went wrong last; None once connected again
+        self._last_ns = 0
         self.clock = clock
         self.backoff = Backoff(config.backoff, rng=rng)
         self.stats = SessionStats()
@@ -251,17 +333,17 @@ class Session:
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> None:
-        """Connect and receive until ``stop()``; never raises on network trouble."""
+        """Connect and receive until ``stop()``; never raises on network or callback trouble."""
         cfg = self.config
         down_since: int | None = None  # start of the open gap, None when nothing is missing
         cause, detail = "disconnect", ""
-        first = True
+        first, wait = True, False
         while not self._stop.is_set():
             if not first:
-                delay = 0.0 if cause == "reconnect" else self.backoff.next_delay()
+                delay = self.backoff.next_delay() if wait else 0.0
                 if delay and self._stop.wait(delay):
                     break
-            first = False
+            first, wait = False, True
             try:
                 ws = self._connect()
             except Exception as exc:  # noqa: BLE001 - any connect failure is retried
@@ -270,20 +352,28 @@ class Session:
                     down_since = self.clock()
                     cause = "disconnect"
                 detail = f"connect failed: {type(exc).__name__}: {exc}"
+                self.last_error = detail
                 log.warning("%s: %s (attempt %d)", cfg.name, detail, self.backoff.attempt)
                 continue
             connected_ns = self.clock()
-            if down_since is not None:
-                self._emit_gap(down_since, connected_ns, cause, detail)
-                down_since = None
+            if down_since is not None and not self._emit_gap(down_since, connected_ns, cause, detail):
+                # The gap cannot be recorded, so nothing of this connection may count as
+                # received: close it before it delivers anything; the gap stays open.
+                self._close(ws)
+                self._ws = None
+                continue
+            down_since = None
+            self.last_error = None
             self.stats.connects += 1
             self.connected.set()
+            self._last_ns = connected_ns
             try:
                 self.on_connect(self.stats.connects)
                 cause, detail, last_ns = self._receive(ws, connected_ns)
             except Exception as exc:  # noqa: BLE001 - a failing callback costs a reconnect, not the process
                 log.exception("%s: connection handler failed", cfg.name)
-                cause, detail, last_ns = "disconnect", f"handler error: {type(exc).__name__}: {exc}", self.clock()
+                cause, detail, last_ns = "disconnect", f"handler error: {type(exc).__name__}: {exc}", self._last_ns
+                self.last_error = detail
             self.connected.clear()
             self._close(ws)
             self._ws = None
@@ -293,6 +383,7 @@ class Session:
                 break
             self.stats.disconnects += 1
             down_since = last_ns
+            wait = cause != "reconnect"  # a proactive reconnect does not wait
             log.warning("%s: %s (%s) after %.1f s", cfg.name, cause, detail, lived_s)
         if down_since is not None:
             self._emit_gap(down_since, self.clock(), cause, f"{detail}; stopped while disconnected")
@@ -305,6 +396,8 @@ class Session:
             skip_utf8_validation=True,  # orjson validates when it parses; doing it twice costs ~30% CPU
             enable_multithread=True,
         )
+        # nothing was read from the frame stream yet (the handshake reads the socket directly)
+        ws.frame_buffer = _BoundedFrames(ws._recv, cfg.max_message_bytes)
         self._ws = ws
         for message in cfg.subscribe:
             ws.send(orjson.dumps(message).decode())
@@ -312,29 +405,48 @@ class Session:
         return ws
 
     def _receive(self, ws: websocket.WebSocket, connected_ns: int) -> tuple[str, str, int]:
-        """Receive until the connection has to go; returns (cause, detail, last frame ns)."""
+        """Receive until the connection has to go; returns (cause, detail, last data frame ns)."""
         cfg = self.config
-        last_ns = connected_ns
+        last_ns = connected_ns  # the last data frame kept: the watchdog's clock and a gap's start
         next_ping = time.monotonic() + cfg.ping_interval_s
         stale_ns = int(cfg.stale_after_s * 1e9)
         max_age_ns = int(cfg.max_age_s * 1e9)
+        is_control = cfg.is_control
         try:
             while not self._stop.is_set():
+                big = None
                 try:
                     opcode, payload = ws.recv_data()
                 except websocket.WebSocketTimeoutException:
                     opcode = None
+                except _Oversized as exc:
+                    opcode, big = None, exc.size
+                    ws.cont_frame.cont_data = ws.cont_frame.recving_frames = None  # fragments kept before the limit
                 now = self.clock()
                 if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                    last_ns = now
                     self.stats.frames += 1
                     self.stats.bytes += len(payload)
-                    if len(payload) > cfg.max_message_bytes:
-                        self.stats.oversized += 1
-                        log.warning("%s: dropped a %d-byte frame (max_message_bytes=%d)", cfg.name, len(payload), cfg.max_message_bytes)
-                        self._emit_gap(now, now + 1, "malformed", f"oversized frame of {len(payload)} bytes > {cfg.max_message_bytes}")
-                    else:
+                    control = is_control is not None and is_control(payload)
+                    try:
                         self.on_frame(payload, now)
+                    except Exception as exc:  # noqa: BLE001 - the frame was not kept: a gap, not the end
+                        self.stats.handler_errors += 1
+                        self.last_error = f"frame not kept: {type(exc).__name__}: {exc}"
+                        log.error("%s: %s; reconnecting after the backoff", cfg.name, self.last_error)
+                        return "disconnect", self.last_error, last_ns
+                    if control:
+                        self.stats.control_frames += 1
+                    else:
+                        last_ns = self._last_ns = now
+                elif big is not None:
+                    self.stats.oversized += 1
+                    log.warning("%s: dropped a %d-byte frame unread (max_message_bytes=%d)", cfg.name, big, cfg.max_message_bytes)
+                    try:
+                        self.on_oversized(big)
+                    except Exception:  # noqa: BLE001 - a counter must not cost the connection
+                        log.exception("%s: on_oversized failed", cfg.name)
+                    if not self._emit_gap(now, now + 1, "malformed", f"oversized frame of {big} bytes > {cfg.max_message_bytes}"):
+                        return "disconnect", "the gap of an oversized frame could not be recorded", last_ns
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
                     code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
                     reason = payload[2:].decode("utf-8", "replace")
@@ -367,10 +479,18 @@ class Session:
         except Exception:  # noqa: BLE001 - the peer may be gone already; closing is best effort
             ws.shutdown()
 
-    def _emit_gap(self, start_ns: int, end_ns: int, cause: str, detail: str) -> None:
+    def _emit_gap(self, start_ns: int, end_ns: int, cause: str, detail: str) -> bool:
+        """Hand one gap per symbol to ``on_gap``; False (logged) if it raised."""
         cfg = self.config
         now = self.clock()
         text = f"{cfg.name}: {detail}"[:MAX_DETAIL]
         gaps = [Gap(symbol=s, ts=start_ns, recv_ns=now, end_ts=max(end_ns, start_ns + 1), stream="*", cause=cause, detail=text) for s in cfg.symbols]
+        try:
+            self.on_gap(gaps)
+        except Exception as exc:  # noqa: BLE001 - the gap stays open and is retried
+            self.stats.handler_errors += 1
+            self.last_error = f"gap not recorded: {type(exc).__name__}: {exc}"
+            log.error("%s: %s; retried after the backoff", cfg.name, self.last_error)
+            return False
         self.stats.gaps += 1
-        self.on_gap(gaps)
+        return True

@@ -74,6 +74,7 @@ class Connection:
     url: str
     subscribe: tuple[dict, ...] = ()
     ping_payload: dict | None = None
+    is_control: object = None  # frame -> bool: pongs/acks, not data for the watchdog
 
 
 def _chunks(items: list[tuple[str, list[str]]], limit: int) -> list[list[tuple[str, list[str]]]]:
@@ -247,7 +248,7 @@ class BinanceFeed(VenueFeed):
             for i, g in enumerate(_chunks(items, cfg.streams_per_connection)):
                 streams = tuple(st for _, sts in g for st in sts)
                 url = bn.ws_url(market, list(streams), endpoints=cfg.endpoints_of(market))
-                out.append(Connection(f"{market.value}-{i}", market, tuple(s for s, _ in g), streams, url))
+                out.append(Connection(f"{market.value}-{i}", market, tuple(s for s, _ in g), streams, url, is_control=bn.is_control_frame))
         return out
 
     def parser(self, tag: str):
@@ -361,7 +362,7 @@ class BybitFeed(VenueFeed):
                 topics = [t for _, ts in g for t in ts]
                 out.append(Connection(
                     f"bybit-{cat.value}-{i}", cat, tuple(s for s, _ in g), tuple(topics), cfg.endpoints_of(cat).ws,
-                    tuple(bb.subscribe_messages(topics)), bb.ping_message(),
+                    tuple(bb.subscribe_messages(topics)), bb.ping_message(), bb.is_control_frame,
                 ))
         return out
 
@@ -460,7 +461,7 @@ class HyperliquidFeed(VenueFeed):
                 subs += hl.subscribe_messages(types, [coin])
             out.append(Connection(
                 f"hyperliquid-{i}", hl.Market.PERP, tuple(s for s, _ in g), tuple(st for _, sts in g for st in sts),
-                cfg.endpoints_of(hl.Market.PERP).ws, tuple(subs), hl.ping_message(),
+                cfg.endpoints_of(hl.Market.PERP).ws, tuple(subs), hl.ping_message(), hl.is_control_frame,
             ))
         return out
 

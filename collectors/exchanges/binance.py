@@ -56,6 +56,7 @@ __all__ = [
     "stream_names",
     "ws_url",
     "subscribe_message",
+    "is_control_frame",
     "depth_snapshot_url",
     "to_native",
     "to_unified",
@@ -265,6 +266,13 @@ def ws_url(market: Market, streams: list[str], *, endpoints: Endpoints | None = 
         raise ValueError(f"Binance allows 1024 streams per connection, got {len(streams)}")
     base = (endpoints or ENDPOINTS[market]).ws
     return f"{base}/stream?streams={'/'.join(streams)}"
+
+
+def is_control_frame(raw: bytes) -> bool:
+    """Answers to (un)subscribe requests (``{"result":null,"id":1}``) and error objects: not
+    market data for the session's stale-feed watchdog (``SessionConfig.is_control``)."""
+    head = raw[:32]
+    return b'"result"' in head or head.startswith(b'{"code"')
 
 
 def subscribe_message(streams: list[str], *, request_id: int = 1, unsubscribe: bool = False) -> bytes:

@@ -80,6 +80,7 @@ __all__ = [
     "topic",
     "subscribe_messages",
     "ping_message",
+    "is_control_frame",
     "trade_id",
     "apply_to_book",
     "claims",
@@ -186,6 +187,12 @@ def infer_category(raw) -> Category | None:
     if kind in ("allLiquidation", "liquidation"):
         return Category.LINEAR
     return None
+
+
+def is_control_frame(raw: bytes) -> bool:
+    """Pongs and subscription acks (``{"op":...}``, no ``topic``): not market data for the
+    session's stale-feed watchdog (``SessionConfig.is_control``)."""
+    return b'"topic"' not in raw
 
 
 def trade_id(i: str) -> int:

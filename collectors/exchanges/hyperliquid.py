@@ -71,6 +71,7 @@ __all__ = [
     "parse",
     "subscribe_messages",
     "ping_message",
+    "is_control_frame",
     "fills_request",
     "book_top",
     "parse_l2_snapshot",
@@ -144,6 +145,16 @@ def market_of_url(url: str) -> Market | None:
 def ping_message() -> dict:
     """Application ping; Hyperliquid closes a connection silent for 60 s."""
     return {"method": "ping"}
+
+
+_CONTROL_CHANNELS = (b'"channel":"pong"', b'"channel":"subscriptionResponse"', b'"channel":"error"')
+
+
+def is_control_frame(raw: bytes) -> bool:
+    """Pongs, subscription acks and errors: not market data for the session's stale-feed
+    watchdog (``SessionConfig.is_control``)."""
+    head = raw[:48]
+    return any(c in head for c in _CONTROL_CHANNELS)
 
 
 def _excerpt(raw) -> str:

@@ -198,12 +198,9 @@ def test_crash_between_append_and_checkpoint_replays_without_duplicates(sim, tmp
     shutil.copy(tmp_path / "old-checkpoint.json", ckpt)
     before = _stored(tmp_path / "store")
     c2 = Collector(cfg)
-    c2.journal = None
-    from collectors.journal import Journal
-
-    c2.journal = Journal(cfg.journal_dir, config=cfg.journal_options)
-    c2._replay()  # the restart's replay + reconciling flush, without going live
-    c2.journal.close()
+    c2._open()
+    assert c2._catch_up()  # the restart's replay + reconciling flushes, without connecting
+    c2._close()
     after = _stored(tmp_path / "store")
     assert c2.stats.replayed > 0 and c2.stats.rows_reconciled > 0
     assert sorted(after[0]) == sorted(before[0]) and len(set(after[0])) == len(after[0])

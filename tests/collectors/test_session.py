@@ -234,4 +234,6 @@ def test_a_failing_frame_handler_costs_a_reconnect_not_the_session(sim):
         wait_until(lambda: s.stats.connects >= 2 and rec.count() > 10, 10, "recovery")
     finally:
         s.stop()
-    assert any("handler error: RuntimeError: disk full" in g.detail for g in rec.gaps)
+    (gap,) = [g for g in rec.gaps if "frame not kept: RuntimeError: disk full" in g.detail]
+    assert gap.ts == rec.frames[3][1]  # the gap starts at the last frame that was kept
+    assert s.stats.handler_errors == 1

@@ -148,7 +148,7 @@ class Gap:
     recv_ns: int
     end_ts: int
     stream: str
-    cause: str  # disconnect | sequence_break | resync | stale | malformed | reconnect
+    cause: str  # disconnect | sequence_break | resync | stale | malformed | reconnect | unsynced
     detail: str = ""
 
 

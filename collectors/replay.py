@@ -239,15 +239,20 @@ def _market_arg(feed: type[VenueFeed] | None, market):
 def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
     """{conn: (feed, market)} of every source of one capture (see the module docstring)."""
     reader = CaptureReader(path, skip_bad_lines=skip_bad_lines)
-    found: dict = {}  # conn -> [feed, market, evidence]
+    found: dict = {}  # conn -> [feed, market, evidence, native ids with a book topic]
     decided: set = set()
     for frame in reader:
         conn = frame.conn
         if conn in decided:
-            if reader.format.one_connection:
+            feed = found[conn][0]
+            if feed.book_quotes:  # quotes from books: which symbols have one (the whole capture)
+                native = feed.book_native(frame.raw)
+                if native is not None:
+                    found[conn][3].add(native)
+            elif reader.format.one_connection:
                 break
             continue
-        entry = found.setdefault(conn, [None, None, None])
+        entry = found.setdefault(conn, [None, None, None, set()])
         if frame.kind is FrameKind.GAP:
             continue
         feed = mkt = None
@@ -285,11 +290,15 @@ def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
         entry[0] = feed
         if entry[2] is None:
             entry[2] = evidence
+        if feed.book_quotes and frame.raw:
+            native = feed.book_native(frame.raw)
+            if native is not None:
+                entry[3].add(native)
         if mkt is not None:
             entry[1], entry[2] = mkt, evidence
             decided.add(conn)
     out = {}
-    for conn, (feed, mkt, evidence) in found.items():
+    for conn, (feed, mkt, evidence, booked) in found.items():
         where = _label(path, conn, len(found) > 1)
         if feed is None and feed_arg is None:
             if evidence is None and conn is not None and not reader.format.one_connection:
@@ -323,7 +332,7 @@ def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
                 f"cannot tell the {_NAMES[feed.venue]} market of {where!r} from its frames; pass market= (--market) "
                 f"{', '.join(m.value for m in feed.markets)}"
             )
-        out[conn] = (feed, mkt)
+        out[conn] = (feed, mkt, frozenset(booked))
     return out
 
 
@@ -336,7 +345,7 @@ def detect(path, *, venue: Venue | str | None = None, market=None, skip_bad_line
     """
     feed = _venue_arg(venue)
     found = _detect(Path(path), feed, _market_arg(feed, market), skip_bad_lines)
-    return {conn: (f.venue, m) for conn, (f, m) in found.items()}
+    return {conn: (f.venue, m) for conn, (f, m, _) in found.items()}
 
 
 def _label(path: Path, conn, several: bool) -> str:
@@ -581,14 +590,15 @@ class _Replay:
         )
 
 
-def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_frame_bytes: int, parsers: dict) -> _Source:
+def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_frame_bytes: int, parsers: dict,
+                booked=frozenset()) -> _Source:
     # Binance parsers are stateless per market (one each, sharing their float memo); Bybit
     # and Hyperliquid parsers keep per-topic state, so each connection has its own.
     if feed is BinanceFeed:
         key = (feed, market)
         parser = parsers.get(key) or parsers.setdefault(key, feed.new_parser(market, max_frame_bytes=max_frame_bytes))
     else:
-        parser = feed.new_parser(market, max_frame_bytes=max_frame_bytes)
+        parser = feed.new_parser(market, max_frame_bytes=max_frame_bytes, book_natives=booked)
     rest_native = conn.partition(":")[2] or None if isinstance(conn, str) and feed is BinanceFeed else None
     src = _Source(_label(f.path, conn, several), f, feed, market, parser, _journal_tag(feed, market), rest_native)
     src.book_of = rp.book_of_source(src)
@@ -672,8 +682,8 @@ def replay(
     files = []
     for p, conns in placed:
         f = _File(p, CaptureReader(p, skip_bad_lines=skip_bad_lines))
-        for conn, (feed, mkt) in conns.items():
-            f.sources[conn] = _new_source(rp, f, conn, feed, mkt, len(conns) > 1, max_frame_bytes, parsers)
+        for conn, (feed, mkt, booked) in conns.items():
+            f.sources[conn] = _new_source(rp, f, conn, feed, mkt, len(conns) > 1, max_frame_bytes, parsers, booked)
         files.append(f)
     enabled = gc.isenabled()
     gc.disable()

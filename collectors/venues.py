@@ -171,9 +171,18 @@ class VenueFeed:
 
     # -- the venue's wire, without a collector (the replayer, importers) ----------------
     @classmethod
-    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES):
-        """A fresh parser of the frames of one market (``.parse(raw, recv_ns) -> events``)."""
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset()):
+        """A fresh parser of the frames of one market (``.parse(raw, recv_ns) -> events``).
+
+        ``book_natives``: native ids whose book the connection carries (``book_quotes``
+        venues quote those from the book, never from another stream).
+        """
         raise NotImplementedError
+
+    @classmethod
+    def book_native(cls, raw: bytes) -> str | None:
+        """The native id of a book frame of a ``book_quotes`` venue, else None (cheap scan)."""
+        return None
 
     @classmethod
     def sequencing(cls, market) -> Market:
@@ -262,7 +271,7 @@ class BinanceFeed(VenueFeed):
         return p
 
     @classmethod
-    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> bn.BinanceParser:
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset()) -> bn.BinanceParser:
         return bn.BinanceParser(Market(market), max_frame_bytes=max_frame_bytes)
 
     @classmethod
@@ -367,11 +376,19 @@ class BybitFeed(VenueFeed):
         return out
 
     def _new_parser(self, tag: str) -> bb.BybitParser:
-        return self.new_parser(self.group_of_tag(tag), max_frame_bytes=self.config.max_frame_bytes)
+        cat = self.group_of_tag(tag)
+        booked = frozenset()
+        if Channel.DEPTH in self.config.channels:
+            booked = frozenset(MARKETS.from_tickstore(s).native for s in self.symbols_of_group(cat))
+        return self.new_parser(cat, max_frame_bytes=self.config.max_frame_bytes, book_natives=booked)
 
     @classmethod
-    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> bb.BybitParser:
-        return bb.BybitParser(bb.Category(market))
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset()) -> bb.BybitParser:
+        return bb.BybitParser(bb.Category(market), book_natives=frozenset(book_natives))
+
+    @classmethod
+    def book_native(cls, raw: bytes) -> str | None:
+        return bb.book_native(raw)
 
     @staticmethod
     def apply_snapshot(book, ev: DepthSnapshot) -> list:
@@ -469,7 +486,8 @@ class HyperliquidFeed(VenueFeed):
         return self.new_parser(self.group_of_tag(tag))
 
     @classmethod
-    def new_parser(cls, market=hl.Market.PERP, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> hl.HyperliquidParser:
+    def new_parser(cls, market=hl.Market.PERP, *, max_frame_bytes: int = MAX_FRAME_BYTES,
+                   book_natives=frozenset()) -> hl.HyperliquidParser:
         hl.Market(market)
         return hl.HyperliquidParser()
 

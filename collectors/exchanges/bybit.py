@@ -34,7 +34,10 @@ carries one (any depth; ``orderbook.1`` is Bybit's BBO stream): the book builder
 ``Quote`` at every change of the top (``BookBuilder(quotes=True)``, ``VenueFeed.book_quotes``),
 stamped with the update's ``cts`` and ``u``. Linear ``tickers`` bid1/ask1 (a 100 ms sample
 of the same top, with the ticker's ``cs``) give quotes only for symbols without a book
-topic seen on the connection, so one symbol's quotes never mix the two. One book per
+topic on the connection, so one symbol's quotes never mix the two: ``book_natives`` names
+the symbols whose book the connection carries (the collector knows its topics, the
+replayer scans the capture first); a book topic not named there stops the ticker quotes
+of its symbol when its first frame arrives. One book per
 symbol and connection: frames of a shallower ``orderbook`` topic of a symbol whose deeper
 topic was seen are ignored.
 
@@ -84,6 +87,7 @@ __all__ = [
     "trade_id",
     "apply_to_book",
     "claims",
+    "book_native",
     "category_of_url",
     "infer_category",
 ]
@@ -149,6 +153,16 @@ def claims(msg) -> bool:
     if isinstance(msg.get("topic"), str):
         return "data" in msg
     return "op" in msg and ("success" in msg or "ret_msg" in msg or "conn_id" in msg)
+
+
+def book_native(raw) -> str | None:
+    """The native id of an ``orderbook.<depth>.<id>`` frame (a byte scan, no JSON), else None."""
+    at = raw.find(b'"topic":"orderbook.')
+    if at < 0:
+        return None
+    end = raw.find(b'"', at + 19)
+    topic = raw[at + 19 : end].decode("ascii", "replace")  # "<depth>.<id>"
+    return topic.partition(".")[2] or None
 
 
 def category_of_url(url: str) -> Category | None:
@@ -230,6 +244,7 @@ class BybitParser:
 
     category: Category
     markets: object = field(default=MARKETS, repr=False)
+    book_natives: frozenset = frozenset()  # native ids whose book this connection carries (known upfront)
     dropped: int = 0  # ticker deltas that arrived before their snapshot
     breaks: dict = field(default_factory=dict)  # topic -> deltas whose u did not follow the last u
     _books: dict = field(default_factory=dict, repr=False)
@@ -389,6 +404,7 @@ class BybitParser:
                                     nonneg(state["openInterestValue"], "openInterestValue")))
         if (
             native not in self._depth  # with a book on the connection, quotes come from the book
+            and native not in self.book_natives
             and any(k in d for k in ("bid1Price", "bid1Size", "ask1Price", "ask1Size"))
             and "bid1Price" in state
         ):

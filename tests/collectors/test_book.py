@@ -345,3 +345,80 @@ def test_builder_equals_reference_for_any_sequence(updates, market):
         assert book.top(40) == ref.top(40)
         for row in out:
             assert row.bid_px[0] < row.ask_px[0] or math.isnan(row.bid_px[0]) or math.isnan(row.ask_px[0])
+
+
+# -- book state across runs (save_state / restore_state) ----------------------------------------------
+def _roundtrip(state: dict) -> dict:
+    import orjson
+
+    return orjson.loads(orjson.dumps(state))  # as the state file stores it
+
+
+@pytest.mark.parametrize("split", [1, 777, 3000])
+def test_saved_state_continues_the_book_exactly(usdm, split):
+    snap, before, after = usdm
+    whole = synced(snap, before, quotes=True)
+    want = [e for d in after for e in whole.on_diff(d)]
+    first = synced(snap, before, quotes=True)
+    got = [e for d in after[:split] for e in first.on_diff(d)]
+    second = BookBuilder(snap.symbol, Market.USDM, quotes=True)
+    second.restore_state(_roundtrip(first.save_state()))
+    got += [e for d in after[split:] for e in second.on_diff(d)]
+    assert got == want and len([e for e in got if type(e) is BookTop]) > 3000
+    assert second.top(50) == whole.top(50) and second.depth() == whole.depth() and second.update_id == whole.update_id
+    with pytest.raises(ValueError, match="does not fit"):
+        BookBuilder(snap.symbol, Market.USDM, interval_ms=250).restore_state(first.save_state())
+
+
+def test_restored_book_and_older_data(usdm):
+    snap, before, after = usdm
+    book = synced(snap, before)
+    for d in after[:500]:
+        book.on_diff(d)
+    state = _roundtrip(book.save_state())
+    # the collector replaying journal records the state already holds: skipped, then it goes on
+    skip = BookBuilder(snap.symbol, Market.USDM)
+    skip.restore_state(state, older="skip")
+    assert [e for d in after[400:500] for e in skip.on_diff(d)] == [] and skip.stats.duplicates == 100
+    assert not [e for d in after[500:600] for e in skip.on_diff(d) if type(e) is Gap] and skip.synced
+    # a replay of an earlier span: the state is forgotten, the span builds its own book
+    discard = BookBuilder(snap.symbol, Market.USDM)
+    discard.restore_state(state, older="discard")
+    assert discard.on_diff(before[0]) == [] and discard.needs_snapshot and discard.buffered == 1
+    for d in before[1:]:
+        discard.on_diff(d)
+    discard.on_snapshot(snap)
+    fresh = synced(snap, before)
+    assert [e for d in after[:200] for e in discard.on_diff(d)] == [e for d in after[:200] for e in fresh.on_diff(d)]
+
+
+def test_unsynced_book_closes_its_outage_and_the_next_run_continues_it(usdm):
+    snap, before, after = usdm
+    head = [d for d in before if d.update_id < snap.update_id][:3]  # the run ends before the snapshot came
+    book = BookBuilder(snap.symbol, Market.USDM)
+    for d in head:  # diffs, no snapshot: the book never becomes valid
+        book.on_diff(d)
+    (gap,) = book.close_outage()
+    assert gap.cause == "unsynced" and (gap.ts, gap.end_ts) == (head[0].ts, head[-1].ts)
+    assert book.close_outage()[0].ts == head[-1].ts  # a second stop continues from there
+    nxt = BookBuilder(snap.symbol, Market.USDM)  # the next run: the rest of the capture
+    nxt.restore_state(_roundtrip(book.save_state()))
+    out = [e for d in before[len(head):] for e in nxt.on_diff(d)] + nxt.on_snapshot(snap)
+    out += [e for d in after[:50] for e in nxt.on_diff(d)]
+    (resync,) = [e for e in out if type(e) is Gap]
+    assert nxt.synced and resync.cause == "resync" and resync.ts == head[-1].ts  # no overlap, no hole
+    assert BookBuilder(snap.symbol, Market.USDM).close_outage() == [] and nxt.close_outage() == []
+
+
+def test_snapshot_frames_resume_the_grid_at_their_time_and_quote_the_top():
+    sym = "bybit:BTC/USDT:USDT"
+    book = BookBuilder(sym, Market.SPOT, quotes=True)
+    t0 = 1_700_000_000_000_000_000
+    snap = DepthSnapshot(sym, t0 + 200_000_000, 1, 10, [(100.0, 1.0)], [(101.0, 2.0)])  # on a grid point
+    out = book.load_snapshot(snap)
+    assert out == [Quote(sym, snap.ts, 1, 10, 100.0, 1.0, 101.0, 2.0)]
+    out = book.on_diff(DepthDiff(sym, t0 + 450_000_000, 2, 11, 11, 10, [(100.0, 3.0)], []))
+    rows = [e for e in out if type(e) is BookTop]
+    assert [r.ts for r in rows] == [t0 + 200_000_000, t0 + 300_000_000, t0 + 400_000_000]  # from the snapshot's point
+    assert [e for e in out if type(e) is Quote] == [Quote(sym, t0 + 450_000_000, 2, 11, 100.0, 3.0, 101.0, 2.0)]
+    assert book.on_diff(DepthDiff(sym, t0 + 460_000_000, 3, 12, 12, 11, [(99.0, 1.0)], [])) == []  # top unchanged

@@ -215,6 +215,40 @@ def test_hyperliquid_frames_have_the_real_shapes_and_parse(sim, data_dir):
     assert {e.trade_id for e in events if isinstance(e, Trade)} <= set(sim.sent.trade_ids[HBTC])
 
 
+def test_hyperliquid_all_dexs_asset_ctxs_equal_the_active_asset_ctx_of_each_coin(sim):
+    """One subscription for every perp: the main dex's contexts at their registry asset index
+    (BTC 0, ETH 1), equal to the per-coin ``activeAssetCtx`` of the same second."""
+    subs = hl.subscribe_messages([hl.Channel.ALL_ASSET_CTXS, hl.Channel.ASSET_CTX], ["BTC", "ETH"])
+    assert subs[0] == {"method": "subscribe", "subscription": {"type": "allDexsAssetCtxs"}} and len(subs) == 3
+    ws = connect(sim, PERP, subs)
+    try:
+        msgs = [orjson.loads(f) for f in receive(ws, 2.5)]
+    finally:
+        ws.close()
+    alls = [m for m in msgs if m["channel"] == "allDexsAssetCtxs"]
+    singles = {(m["data"]["coin"], m["data"]["ctx"]["oraclePx"], m["data"]["ctx"]["openInterest"]): m["data"]["ctx"]
+               for m in msgs if m["channel"] == "activeAssetCtx"}
+    assert len(alls) >= 2
+    for m in alls:
+        (dex, main), (builder, _) = m["data"]["ctxs"]
+        assert dex == "" and builder == "sim"
+        for i, coin in ((0, "BTC"), (1, "ETH")):  # the meta universe order (the SDK cassette: BTC, ETH, ...)
+            assert (coin, main[i]["oraclePx"], main[i]["openInterest"]) in singles
+            assert main[i] == singles[(coin, main[i]["oraclePx"], main[i]["openInterest"])]
+    parser = hl.HyperliquidParser()
+    events = parser.parse(orjson.dumps(alls[-1]), 7)
+    (dex, main), _ = alls[-1]["data"]["ctxs"]
+    marks = {e.symbol: e for e in events if isinstance(e, Mark)}
+    ois = {e.symbol: e for e in events if isinstance(e, OpenInterest)}
+    assert set(marks) == set(ois) == {HBTC, HETH}  # the idle assets of the universe (no price) are not stored
+    for sym, c in ((HBTC, main[0]), (HETH, main[1])):
+        assert (marks[sym].mark_px, marks[sym].index_px, marks[sym].funding_rate) == (
+            float(c["markPx"]), float(c["oraclePx"]), float(c["funding"]))
+        assert (ois[sym].oi, ois[sym].oi_value) == (float(c["openInterest"]), float(c["openInterest"]) * float(c["markPx"]))
+        assert marks[sym].ts == 7
+    assert parser.unmapped_ctxs == sum(1 for i in range(len(main)) if i not in (0, 1, 4, 5)) + 1  # + the builder dex's
+
+
 def test_hyperliquid_errors_backlog_and_info(sim):
     sub = {"method": "subscribe", "subscription": {"type": "trades", "coin": "ETH"}}
     ws = connect(sim, PERP, [sub])

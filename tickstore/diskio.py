@@ -25,6 +25,7 @@ the n-th write step: every step of every write is covered deterministically.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 from typing import Iterable
@@ -33,6 +34,7 @@ from .errors import CorruptionError, StorageError
 
 __all__ = ["create_new", "replace", "write_scratch", "makedirs", "fsync_dir", "tmp_name", "TMP_MARK"]
 
+log = logging.getLogger("tickstore")
 TMP_MARK = ".tmp-"  # ".<name>.tmp-<pid>": a file being written; never a committed name
 # hard links unsupported by the file system (some FUSE/SMB mounts): fall back to a rename
 # after checking the name is free (the caller holds the table lock: no one else writes it)
@@ -137,19 +139,28 @@ def create_new(path: Path, parts: Iterable[bytes]) -> None:
 
 
 def replace(path: Path, parts: Iterable[bytes]) -> None:
-    """Replace ``path`` whole and atomically (readers see the old or the new file)."""
+    """Replace ``path`` whole and atomically (readers see the old or the new file).
+
+    The rename is the commit point of whatever the file records (an index: a write; the
+    snapshots: a snapshot). Once it is done every reader sees the new file, so a failing
+    fsync of the folder after it is logged, not raised: raising would report a visible
+    commit as failed, and a caller retrying it would write it twice.
+    """
     path = Path(path)
     tmp = tmp_name(path)
     try:
         _write(tmp, parts, sync=True)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
     except OSError as exc:
         _discard(tmp)
         raise StorageError.from_os(exc, path, "writing") from None
     except BaseException:
         _discard(tmp)
         raise
+    try:
+        fsync_dir(path.parent)
+    except StorageError as exc:
+        log.error("%s is committed, but syncing its folder failed (%s): a power cut may undo it", path, exc)
 
 
 def write_scratch(path: Path, data: bytes) -> None:

@@ -241,9 +241,16 @@ def _verify_table(store, table, checksums: bool, report: VerifyReport) -> None:
     if strays:
         _verify_strays(store, table, strays, report)
     alive = _writer_alive(table.dir)
-    for intent in _intents(table.dir):
+    intents = _intents(table.dir)
+    for intent in intents:
         what = "a write in progress" if alive else "a write did not finish (the next writer rolls it back)"
         report.pending.append(f"{intent.relative_to(store.root)}: {what}")
+    for tmp in sorted((table.dir / "_index").glob(f".*{TMP_MARK}*")):
+        rel = tmp.relative_to(store.root)
+        if alive or tmp.with_name(tmp.name[1:].split(TMP_MARK)[0]).with_suffix(".intent") in intents:
+            report.pending.append(f"{rel}: an index being written")
+        elif tmp.exists():
+            report.problems.append(f"{rel}: leftover temporary of an index write (`tickstore reindex` removes it)")
 
 
 def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: VerifyReport) -> set[str]:

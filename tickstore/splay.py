@@ -32,7 +32,7 @@ built from::
     user block   (the first 512 * 2**i bytes, which HDF5 readers skip) the layout:
                  b"TICKSTORE-LAYOUT-3\n", the JSON's length (10 digits), a space, the
                  xxh3-64 of the JSON (16 hex digits), a newline, then the JSON
-                 {tickstore_format, rows, chunk_rows, chunk_first_ts,
+                 {tickstore_format, rows, chunk_rows, chunk_first_ts, file_bytes,
                   meta: {the attributes above},
                   columns: {name: [codec, scale, dtype, [[file offset, bytes, chunk
                   offset in the frame (-1: none), chunk bytes, xxh3-64 of the bytes a
@@ -300,6 +300,7 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         a.schema = meta.schema
         block = h.get_userblock_size()
         image = h.get_file_image()  # the file after its user block
+    layout["file_bytes"] = block + len(image)  # a truncated or extended file is refused
     head = layout_header(json.dumps(layout, separators=(",", ":")).encode())
     if len(head) > block:
         raise AssertionError(f"layout of {len(head)} bytes does not fit the {block}-byte user block")
@@ -606,6 +607,8 @@ class _Layout:
         except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise CorruptionError(f"{path}: malformed tickstore layout ({exc}); run `tickstore verify`") from None
         if self.checked:
+            if d.get("file_bytes") != size:
+                raise CorruptionError(f"{path}: {size} bytes, its layout says {d.get('file_bytes')}: truncated or extended; run `tickstore verify`")
             self.meta = _meta_of(path, d)
             _check_identity(path, self.meta, self.n)
 

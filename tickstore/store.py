@@ -759,10 +759,8 @@ def _read_schema(path: Path) -> Schema:
         return Schema.from_json(json.loads(path.read_bytes()))
     except OSError as exc:
         raise StorageError.from_os(exc, path, "reading the schema") from None
-    except SchemaError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SchemaError(f"{path}: malformed table schema ({type(exc).__name__}: {exc}); restore the file") from None
+    except (SchemaError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SchemaError(f"{path}: malformed table schema ({exc}); restore the file") from None
 
 
 class Tickstore:

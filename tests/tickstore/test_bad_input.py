@@ -80,7 +80,10 @@ def test_bad_frames_are_refused_and_change_nothing(seeded, case):
 @pytest.mark.parametrize(
     "symbol",
     ["../etc/passwd", "/abs:BTC", "binance:BTC/../../x", "binance:BTC\x00", "BINANCE:BTC/USDT", "binance:" + "A" * 200,
-     "binance", "binance:", "binance:BTC USDT", "binance:BTC/USDT/", 42],
+     "binance", "binance:", "binance:BTC USDT", "binance:BTC/USDT/", 42,
+     # control characters: matched whole, "$" would have let the trailing newline through
+     "binance:BTC/USDT\n", "binance:BTC/USDT:USDT\n", "binance\n:BTC/USDT", "binance:BTC/\tUSDT", "binance:BTC/USDT\r",
+     "binance:BTC/USDT\x1b", "binance:BTC/USDT\u2028", "binance:BTC/USDT\x85", "binance:BTC/\u0661"],
 )
 def test_malformed_symbols_are_refused(seeded, symbol):
     before = snapshot_tree(seeded.root)
@@ -116,6 +119,66 @@ def test_unknown_table_and_bad_times(seeded):
         t.delete(SYM, "2024-08-08", reason="")
     with pytest.raises(FrameError, match="at most 256"):
         t.insert(SYM, "2024-08-08", trades("2024-08-08", 1), reason="x" * 300)
+
+
+@pytest.mark.parametrize("name", ["trades\n", "ohlcv_1m\n", "book_5\n", "trades\x00", "\ntrades", "ohlcv_\u0661m"])
+def test_table_names_with_control_characters_are_refused(seeded, name):
+    before = snapshot_tree(seeded.root)
+    with pytest.raises(UnknownTableError):
+        seeded[name]
+    from tickstore import Column, Schema
+
+    with pytest.raises(SchemaError):
+        seeded.create_table(name, Schema(name, (Column("x", "float64"),)))
+    with pytest.raises(SchemaError):
+        Schema("mine", (Column("x\n", "float64"),))
+    with pytest.raises(SchemaError):
+        Schema("mine", (Column("x", "float64\n"),))
+    assert snapshot_tree(seeded.root) == before
+
+
+@pytest.mark.parametrize("name", ["snap\n", "snap\r\n", "snap\x00", "\nsnap", "snap\t1"])
+def test_snapshot_names_with_control_characters_are_refused(seeded, name):
+    from tickstore import SnapshotError
+
+    before = snapshot_tree(seeded.root)
+    with pytest.raises(SnapshotError):
+        seeded.snapshot(name)
+    with pytest.raises(FrameError):  # not a snapshot name, and not a time either
+        seeded["trades"].select(SYM, as_of=name)
+    assert snapshot_tree(seeded.root) == before
+
+
+def test_times_past_2262_are_refused_clearly(seeded):
+    t = seeded["trades"]
+    for when in ("2300-01-01", pd.Timestamp("2300-01-01", tz="UTC"), np.datetime64("2300-01-01"), "1500-01-01"):
+        with pytest.raises(FrameError, match="outside the times the store holds"):
+            t.select(SYM, when)
+        with pytest.raises(FrameError, match="outside the times"):
+            t.select(SYM, as_of=when)
+        with pytest.raises(FrameError, match="outside the times"):
+            t.delete(SYM, when, reason="x")
+    before = snapshot_tree(seeded.root)
+    late = trades("2024-08-08", 3)
+    late.index = pd.DatetimeIndex(np.array(["2300-01-01", "2300-01-02", "2300-01-03"], "M8[s]"), name="ts").tz_localize("UTC")
+    with pytest.raises(FrameError, match="outside"):
+        t.append(SYM, late)
+    late = trades("2024-08-08", 3)
+    late["recv_ts"] = pd.Series(np.array(["2300-01-01"] * 3, "M8[s]"), index=late.index).dt.tz_localize("UTC")
+    with pytest.raises(FrameError, match="outside"):
+        t.append(SYM, late)
+    assert snapshot_tree(seeded.root) == before
+
+
+def test_a_malformed_table_schema_file_is_a_schema_error(seeded):
+    from tickstore import Column, Schema
+
+    seeded.create_table("mine", Schema("mine", (Column("x", "float64"),)))
+    (seeded.root / "mine" / "_schema.json").write_text('{"name": "mine", "columns": 5}')
+    seeded._tables.clear()
+    with pytest.raises(SchemaError, match="malformed table schema"):
+        seeded["mine"]
+    assert any("mine" in p for p in seeded.verify().problems)
 
 
 def test_corrupted_file_is_detected_by_verify_and_on_read(seeded):

@@ -225,6 +225,58 @@ def test_reindex_rebuilds_a_lost_index(root):
     assert ok(run(root, "reindex", "trades")).splitlines() == ["trades: 4 files indexed"]
 
 
+def test_damage_is_one_clean_error_line_never_a_traceback(root):
+    victim = root / "trades/2025/01/02/binance@BTC+USDT@USDT_0001.h5"
+    data = bytearray(victim.read_bytes())
+    n = int(data[19:29])  # the layout JSON's length (see tickstore.splay)
+    offset, size, inner, inner_size, _ = json.loads(data[47 : 47 + n])["columns"]["price"][3][0]
+    data[offset + inner + inner_size - 3] ^= 4  # inside the compressed prices
+    victim.write_bytes(bytes(data))
+    result = run(root, "select", "trades", SYM)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and "binance@BTC+USDT@USDT_0001.h5" in line and "damaged" in line
+    index = root / "trades/_index/binance@BTC+USDT@USDT.h5"
+    index.write_bytes(index.read_bytes()[:-10])
+    for args in (["select", "trades", SYM], ["versions", "trades", SYM, "2025-01-01"]):
+        result = run(root, *args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        (line,) = result.stderr.splitlines()
+        assert "truncated" in line and "tickstore reindex trades" in line, line
+    (root / "_snapshots.json").write_text('{"paper-1": 5}')
+    result = run(root, "snapshot", "--list")
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and "malformed" in result.stderr
+
+
+def test_reindex_lists_what_it_skipped_and_removed(root):
+    (root / "trades/2025/01/01/notes.h5").write_bytes(b"mine")
+    (root / "trades/2025/01/01/.binance@BTC+USDT@USDT_0003.h5.tmp-4242").write_bytes(b"half")
+    (root / "trades/_index/binance@BTC+USDT@USDT.h5").write_bytes(b"garbage")
+    result = run(root, "reindex")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "trades: 4 files indexed"
+    assert any(x.startswith("  skipped: trades/2025/01/01/notes.h5") for x in lines), lines
+    assert any(x.startswith("  removed: trades/2025/01/01/.binance@BTC+USDT@USDT_0003.h5.tmp-4242") for x in lines), lines
+    assert result.stderr.strip() == "error: reindex left 1 file(s) out of the index (listed above); the rest is indexed"
+    assert (root / "trades/2025/01/01/notes.h5").exists()
+
+
+def test_a_full_disk_is_one_clean_error_line(root, monkeypatch):
+    import errno
+
+    from tickstore import diskio
+    from tests.tickstore.test_faults import FaultyOS
+
+    before = tree(root)
+    monkeypatch.setattr(diskio, "os", FaultyOS(fail_at=0, code=errno.ENOSPC, sticky=True))
+    result = run(root, "snapshot", "paper-2")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and "_snapshots.json" in line and "No space left on device" in line, line
+    assert tree(root) == before
+
+
 # -- bad input ------------------------------------------------------------------------------
 BAD = {
     "unknown table": (["select", "nosuch", SYM], "error: unknown table 'nosuch'"),
@@ -244,6 +296,12 @@ BAD = {
     "bad snapshot name": (["snapshot", "1 bad name"], "error: snapshot name '1 bad name'"),
     "reindex unknown table": (["reindex", "nosuch"], "error: unknown table 'nosuch'"),
     "reindex empty table": (["reindex", "funding"], "error: table 'funding' holds no data"),
+    "time past 2262": (["select", "trades", SYM, "--start", "2300-01-01"], "error: start='2300-01-01' is outside the times"),
+    "as-of past 2262": (["select", "trades", SYM, "--as-of", "2262-04-12"], "error: as_of='2262-04-12' is outside the times"),
+    "table with a newline": (["select", "trades\n", SYM], "error: unknown table 'trades\\n'"),
+    "symbol with a newline": (["select", "trades", SYM + "\n"], "error: malformed symbol"),
+    "symbol with a tab": (["select", "trades", "binance:BTC/\tUSDT"], "error: malformed symbol"),
+    "snapshot with a newline": (["snapshot", "snap\n"], "error: snapshot name 'snap\\n'"),
 }
 
 

@@ -25,6 +25,7 @@ store = Tickstore(sys.argv[1], lock_timeout=30)
 t, b = store["trades"], store["ohlcv_1m"]
 day = pd.Timestamp("2024-08-01", tz="UTC") + pd.Timedelta(days=r)
 nxt = day + pd.Timedelta(days=1)
+print("ready", flush=True)
 t.insert({sym!r}, day, trades(str(day), 150_000, step="500ms", first_id=r * 10_000_000, seed=r))
 print("insert", flush=True)
 for i in range(24):
@@ -32,7 +33,7 @@ for i in range(24):
     b.append({sym!r}, bars(str(day + pd.Timedelta(minutes=60 * i)), 60, seed=i))
 print("appends", flush=True)
 t.insert({sym!r}, day, trades(str(day), 150_000, step="500ms", first_id=r * 10_000_000, seed=r + 1000), reason="correction")
-if r:
+if r and len(t.select({sym!r}, day - pd.Timedelta(days=1), day)):  # the previous writer may have died before its insert
     t.delete({sym!r}, day - pd.Timedelta(days=1), reason="crash test")
 t.compact()
 b.compact()
@@ -64,7 +65,10 @@ def test_sigkill_during_writes_never_breaks_the_store(tmp_path):
             out, _ = proc.communicate(timeout=300)  # the last writer finishes: recovery worked
             assert proc.returncode == 0 and out.split()[-1] == "done"
         else:
-            time.sleep(rng.uniform(0.3, 4.0))  # import + first insert take ~1 s; the rest is writes
+            # kill at a random instant of the writes (not of the imports, which take
+            # from 1 s to several on a loaded machine)
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.02, 3.0))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1

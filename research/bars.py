@@ -35,7 +35,7 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Tick
 
 from ._frames import require_columns, to_utc, utc_index_ns
-from .coverage import bin_coverage, streams_of, uncovered as uncovered_spans
+from .coverage import bin_coverage, span_coverage, streams_of, uncovered as uncovered_spans
 from .errors import ResearchError
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "book_bars",
     "select_trade_bars",
     "select_book_bars",
+    "select_bars",
     "table_coverage",
 ]
 
@@ -595,3 +596,42 @@ def select_book_bars(
     book = table.select(symbol, start, end, as_of=as_of)
     spans = table_coverage(table, symbol, start, end, as_of=as_of) if coverage else None
     return book_bars(book, freq, depth=depth, start=start, end=end, uncovered=spans)
+
+
+_TABLE_BAR = re.compile(r"^ohlcv_(\d+)(s|m|h|d)$")
+
+
+def select_bars(table, symbol: str, *, start, end, as_of=None, bar_freq=None, coverage: bool = True) -> pd.DataFrame:
+    """Stored bars (an ``ohlcv_<freq>`` table, or a derived one) of [start, end), with coverage.
+
+    Parameters
+    ----------
+    table : tickstore Table
+        e.g. ``store["ohlcv_1m"]``.
+    symbol, start, end, as_of :
+        As for ``select_trade_bars``.
+    bar_freq : str, optional
+        Bar length; default from the table name (``ohlcv_1m`` -> 1 minute), else the
+        index spacing.
+    coverage : bool
+        Add ``coverage``: the share of each bar's span [ts, ts + bar) the gap ledger and the
+        table's partitions say was covered. Bars absent from the table are absent here too
+        (``volatility.on_grid`` counts them as uncovered).
+
+    Returns
+    -------
+    DataFrame
+        The stored rows of [start, end) [+ ``coverage``].
+    """
+    bars = table.select(symbol, start, end, as_of=as_of)
+    if not coverage:
+        return bars
+    if bar_freq is None:
+        m = _TABLE_BAR.match(table.name)
+        if m:
+            bar_freq = pd.Timedelta(int(m.group(1)), {"s": "s", "m": "min", "h": "h", "d": "D"}[m.group(2)])
+    step = _bar_step_ns(bars, utc_index_ns(bars, what="bars"), bar_freq) if len(bars) else 1
+    spans = table_coverage(table, symbol, start, end, as_of=as_of)
+    ts = bars.index.as_unit("ns").asi8
+    bars["coverage"] = span_coverage(ts, ts + step, spans)
+    return bars

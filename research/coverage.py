@@ -55,6 +55,7 @@ __all__ = [
     "settlement_spans",
     "uncovered",
     "merge_spans",
+    "span_coverage",
     "bin_coverage",
 ]
 
@@ -298,28 +299,28 @@ def merge_spans(spans: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return s[first], reach[last]
 
 
-def bin_coverage(edges, spans: pd.DataFrame) -> np.ndarray:
-    """Share of each bin [edges[i], edges[i+1]) not inside any span (1.0 = fully covered).
+def span_coverage(starts, ends, spans: pd.DataFrame) -> np.ndarray:
+    """Share of each interval [starts[i], ends[i]) not inside any span (1.0 = fully covered).
 
     Computed in integer nanoseconds: ``U(t)``, the uncovered time before ``t``, is a prefix
-    sum over the merged spans, and a bin's uncovered time is ``U(right) - U(left)``; so a
-    bin touched by no span is exactly 1.0.
+    sum over the merged spans, and an interval's uncovered time is ``U(end) - U(start)``; so
+    an interval touched by no span is exactly 1.0.
 
     Parameters
     ----------
-    edges : DatetimeIndex | int64 array
-        ``n + 1`` increasing bin edges.
+    starts, ends : DatetimeIndex | int64 array
+        Interval bounds, ``ends > starts``.
     spans : DataFrame
         ``SPAN_COLUMNS`` (``uncovered`` output).
 
     Returns
     -------
-    numpy.ndarray of float64, length n, in [0, 1].
+    numpy.ndarray of float64, in [0, 1].
     """
-    edges = np.asarray(edges.as_unit("ns").asi8 if isinstance(edges, pd.DatetimeIndex) else edges, dtype=np.int64)
+    a, b = (np.asarray(x.as_unit("ns").asi8 if isinstance(x, pd.DatetimeIndex) else x, dtype=np.int64) for x in (starts, ends))
     s, e = merge_spans(spans)
     if not len(s):
-        return np.ones(len(edges) - 1)
+        return np.ones(len(a))
     cum = np.concatenate([[0], np.cumsum(e - s)])
 
     def before(t: np.ndarray) -> np.ndarray:
@@ -327,5 +328,10 @@ def bin_coverage(edges, spans: pd.DataFrame) -> np.ndarray:
         tail = np.where(k > 0, np.maximum(e[np.maximum(k - 1, 0)] - t, 0), 0)  # the last may run past t
         return cum[k] - tail
 
-    u = before(edges)
-    return 1.0 - np.diff(u) / np.diff(edges)
+    return 1.0 - (before(b) - before(a)) / (b - a)
+
+
+def bin_coverage(edges, spans: pd.DataFrame) -> np.ndarray:
+    """``span_coverage`` of the bins [edges[i], edges[i+1]) of a grid (``n + 1`` edges, ``n`` shares)."""
+    edges = np.asarray(edges.as_unit("ns").asi8 if isinstance(edges, pd.DatetimeIndex) else edges, dtype=np.int64)
+    return span_coverage(edges[:-1], edges[1:], spans)

@@ -2,8 +2,15 @@
 hour x volatility x volume bubble chart.
 
 Every function returns a ``plotly.graph_objects.Figure`` (cufflinks ``asFigure=True``), so
-it can be shown (``fig.show()``), saved or serialised (``fig.to_json()``). Importing this
-module patches cufflinks for numpy 2 / plotly >= 6 / pandas 2 (``_cufflinks_compat``).
+it can be shown (``fig.show()``), saved or serialised (``fig.to_json()``). cufflinks is
+patched for numpy 2 / plotly >= 6 / pandas 2 (``_cufflinks_compat``; ``import research``
+already arranges it, so plain ``df.iplot(...)`` works too).
+
+In a notebook, ``notebook_mode()`` makes every figure output carry an HTML rendering next
+to plotly's JSON: JupyterLab draws the JSON, and ``jupyter nbconvert --to html`` (or any
+viewer without the plotly extension) keeps the chart from the HTML. By default plotly.js
+is embedded once per notebook (~4.6 MB, works offline); ``connected=True`` loads it from
+plotly's CDN instead (small files, needs the internet to view).
 
 Time axes are drawn in UTC with the offset dropped: plotly.js does not parse "+00:00"
 suffixes, and every frame in the store is UTC anyway.
@@ -22,9 +29,32 @@ from . import _cufflinks_compat
 from ._frames import require_columns
 from .errors import ResearchError
 
-__all__ = ["candles", "lines", "volatility_bubble"]
+__all__ = ["notebook_mode", "candles", "lines", "volatility_bubble", "hour_colours"]
 
 _cufflinks_compat.patch()
+
+
+def notebook_mode(*, connected: bool = False) -> str:
+    """Render figures as plotly JSON **and** HTML in this notebook; returns the renderer set.
+
+    Parameters
+    ----------
+    connected : bool
+        Load plotly.js from the CDN (True) instead of embedding it (default).
+    """
+    import plotly.io as pio
+
+    name = "plotly_mimetype+notebook_connected" if connected else "plotly_mimetype+notebook"
+    pio.renderers.default = name
+    return name
+
+
+def hour_colours(hours) -> list[str]:
+    """One colour per hour of day (0-23) on a cyclic scale: 23:00 sits next to 00:00, and an
+    hour keeps its colour whichever hours a chart shows."""
+    from plotly.colors import cyclical, sample_colorscale
+
+    return sample_colorscale(cyclical.Twilight, [int(h) % 24 / 24 for h in hours])
 
 
 @contextlib.contextmanager
@@ -116,14 +146,17 @@ def volatility_bubble(profile: pd.DataFrame, *, title: str = "Volatility by hour
     Returns
     -------
     plotly Figure
+        One bubble per hour, each in its hour's colour (``hour_colours``).
     """
     require_columns(profile, ("volatility", "volume"), what="volatility_bubble")
     df = profile.reset_index()
     require_columns(df, ("hour",), what="volatility_bubble")
     df = df[["hour", "volatility", "volume"]].astype(float)
+    if df.empty:
+        raise ResearchError("volatility_bubble: the profile has no hour (no covered hour in the data?)")
     df["label"] = [f"{int(h):02d}:00 UTC" for h in df["hour"]]
     with _quiet_cufflinks():
         return df.iplot(
-            kind="bubble", x="hour", y="volatility", size="volume", text="label",
+            kind="bubble", x="hour", y="volatility", size="volume", text="label", colors=hour_colours(df["hour"]),
             title=title, xTitle="hour of day (UTC)", yTitle="annualised volatility", asFigure=True,
         )

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.research import real
-from research.bars import resample_bars, select_book_bars, select_trade_bars, trade_bars
+from research.bars import resample_bars, select_bars, select_book_bars, select_trade_bars, trade_bars
 from research.coverage import (
     SPAN_COLUMNS,
     bin_coverage,
@@ -231,3 +231,20 @@ def test_a_ledger_gap_excludes_the_returns_it_spans():
     assert vol95[T("2024-01-01 12:30")] == pytest.approx(
         math.sqrt(r.loc["2024-01-01 11:31":"2024-01-01 12:30"].pow(2).mean() * 525_600), rel=1e-12
     )
+
+
+def test_stored_bars_read_their_coverage_and_the_profile_skips_the_gap(store, clock):
+    sym = "binance:BTC/USDT"
+    bars = minute_bars(10)
+    store["ohlcv_1m"].append(sym, bars[["open", "high", "low", "close", "volume"]].loc[lambda b: b.index.normalize() != T("2024-01-05")])
+    store["gaps"].append(sym, gap_rows(("2024-01-08 13:20", "2024-01-08 13:50", "*", "disconnect")))
+    got = select_bars(store["ohlcv_1m"], sym, start="2024-01-01", end="2024-01-11")
+    assert len(got) == 9 * 1440 and "2024-01-05" not in set(got.index.strftime("%Y-%m-%d"))
+    assert (got.loc["2024-01-08 13:20":"2024-01-08 13:49", "coverage"] == 0).all() and got["coverage"].sum() == 9 * 1440 - 30
+    h = hourly_table(got)
+    assert not h.loc[T("2024-01-08 13:00"), "covered"] and h.loc[T("2024-01-08 14:00"), "covered"]
+    assert (~h["covered"]).sum() == 1 + 24 + 1 + 1  # first hour, the missing day, its next 00:00, the disconnect
+    prof = hour_of_day_profile(h)
+    ref = profile_by_loop(bars.loc[(bars.index.normalize() != T("2024-01-05")) & ~((bars.index >= T("2024-01-08 13:20")) & (bars.index < T("2024-01-08 13:50")))])
+    assert prof["n_hours"].tolist() == [len(ref[k]) for k in range(24)]
+    assert prof["volatility"].tolist() == pytest.approx([math.sqrt(np.mean(ref[k]) * 8760) for k in range(24)], rel=1e-10)

@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from research.datasets import ADA_KLINES, BINANCE_FUNDING, BYBIT_FUNDING, TARDIS
 from research.errors import ResearchError
 from research.funding import Venue, apr
 from research.volatility import hour_of_day_profile, hourly_table
+
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _values(x) -> np.ndarray:
@@ -110,4 +114,48 @@ def test_volatility_bubble_from_real_klines(real_file):
     np.testing.assert_allclose(_values(fig.data[0].y), prof["volatility"].to_numpy())
     sizes = _values(fig.data[0].marker.size)
     assert sizes.argmax() == prof["volume"].to_numpy().argmax()  # the biggest bubble is the busiest hour
+    # every hour has its own colour (cufflinks coloured 10 and left 14 black)
+    colours = list(fig.data[0].marker.color)
+    assert len(colours) == 24 and len(set(colours)) == 24 and not any(c in (None, "black", "rgb(0, 0, 0)") for c in colours)
+    assert colours == plots.hour_colours(range(24))
+    # an hour keeps its colour when others are missing (uncovered hours left out)
+    part = plots.volatility_bubble(prof.drop(index=[0, 5]))
+    assert list(part.data[0].marker.color) == plots.hour_colours([h for h in range(24) if h not in (0, 5)])
     _no_numpy_repr(fig)
+
+
+def test_plain_cufflinks_bubbles_get_a_colour_per_point():
+    df = pd.DataFrame({"x": np.arange(30.0), "y": np.arange(30.0) ** 0.5, "s": np.arange(30.0) + 1})
+    fig = df.iplot(kind="bubble", x="x", y="y", size="s", asFigure=True)
+    colours = list(fig.data[0].marker.color)
+    assert len(colours) == 30 and len(set(colours)) == 30
+    one = df.iplot(kind="bubble", x="x", y="y", size="s", colors="red", asFigure=True)
+    assert set(one.data[0].marker.color) == {"red"}
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import research",  # cufflinks never imported by the user: df.iplot imports it
+        "import research\nimport cufflinks as cf\ncf.go_offline()",  # cufflinks' docs, after research
+        "import cufflinks as cf\nimport research",  # cufflinks first
+    ],
+)
+def test_import_research_makes_df_iplot_work_as_in_cufflinks_docs(imports):
+    code = (
+        f"{imports}\nimport pandas as pd, sys\n"
+        "df = pd.DataFrame({'a': [1.0, 2.0, 4.0], 'b': [3.0, 1.0, 2.0]})\n"
+        "fig = df.iplot(kind='scatter', title='t', xTitle='x', yTitle='y', asFigure=True)\n"
+        "s = df['a'].iplot(asFigure=True)\n"
+        "print(type(fig).__name__, [t.name for t in fig.data], fig.layout.xaxis.title.text, type(s).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert out.stdout.strip() == "Figure ['a', 'b'] x Figure", out.stdout + out.stderr
+
+
+def test_import_research_stays_cheap_and_tickstore_does_not_import_it():
+    def run(code: str) -> str:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+        return out.stdout.strip() + out.stderr
+    assert run("import sys, research; print('cufflinks' in sys.modules, 'plotly' in sys.modules)") == "False False"
+    assert run("import sys, tickstore; print(sorted(m for m in sys.modules if m.split('.')[0] in ('research', 'cufflinks')))") == "[]"

@@ -301,15 +301,17 @@ def export_(ctx, table, symbols, start, end, as_of, columns, fmt, output, layout
 
 
 @main.command()
-@click.option("--no-checksums", is_flag=True, help="Skip the sha256 of every file (faster).")
+@click.option("--no-checksums", is_flag=True, help="Skip the sha256 and key range of every file (faster).")
 @click.pass_context
 def verify(ctx, no_checksums):
-    """Check every index against its files.
+    """Check every index against its files, and the snapshots file.
 
-    Each indexed file must exist and match its size, sha256 and attributes.
+    Each indexed file must exist and match its size and sha256, and every index field
+    the files determine (rows, first/last ts, key range, commit and supersede times,
+    operation, reason, source) must agree; no data file may lie outside every index.
 
-    Exits 1 when a problem is found; pending (uncommitted) writes are reported but are not
-    problems.
+    Exits 1 when a problem is found; writes in progress (or that died and await rollback)
+    are reported as pending, not as problems.
     """
     report = _store(ctx).verify(checksums=not no_checksums)
     click.echo(str(report))

@@ -381,6 +381,8 @@ class IndexCache:
             st = os.stat(path)
         except FileNotFoundError:
             return SymbolIndex.empty(table, symbol, partition)
+        except OSError as exc:
+            raise StorageError.from_os(exc, path, "reading the index") from None
         sig = (st.st_ino, st.st_mtime_ns, st.st_size)
         key = (table, symbol)
         hit = self._cache.get(key)

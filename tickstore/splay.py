@@ -758,8 +758,11 @@ class FileCache:
         found by bisection and only that slice is ever decompressed."""
         with self._lock:
             f = self._open(path)
-            start = 0 if lo is None else f.first_at_or_after(lo)
-            stop = f.n if hi is None else f.first_at_or_after(hi)
+            try:
+                start = 0 if lo is None else f.first_at_or_after(lo)
+                stop = f.n if hi is None else f.first_at_or_after(hi)
+            except (tables.HDF5ExtError, ValueError) as exc:  # format 1, read through HDF5
+                raise CorruptionError(f"{path}: cannot read ts ({exc}); run `tickstore verify`") from None
             return start, max(start, stop)
 
     def read_into(self, path: str, start: int, stop: int, out: dict[str, np.ndarray], *, fill: dict | None = None) -> None:
@@ -785,7 +788,7 @@ class FileCache:
                             out[n][...] = fill[n]
                         out = {n: o for n, o in out.items() if n not in missing}
                 f.read_into(start, stop, out)
-            except tables.HDF5ExtError as exc:
+            except (tables.HDF5ExtError, ValueError) as exc:  # format 1, read through HDF5
                 raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None
 
     def close(self) -> None:

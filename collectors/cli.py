@@ -12,7 +12,7 @@ import click
 
 from .venues import Venue, feed_class
 
-__all__ = ["replay", "demo", "collect", "status"]
+__all__ = ["replay", "demo", "collect", "status", "journal"]
 
 
 def _root(ctx: click.Context, root: str | None) -> str:
@@ -138,7 +138,9 @@ def collect(config_path, root, seconds, log_level, save_path):
 @click.pass_context
 def status(ctx, root, fmt):
     """Health of the collector(s) writing into a store: per stream the last receive time,
-    its age, the exchange-to-receive lag, events, and today's (UTC) rows in the gap ledger.
+    its age, the exchange-to-receive lag, events, and today's (UTC) rows in the gap ledger;
+    per feed its health (ok, or degraded with the error: a failing store, a connection
+    whose frames cannot be journaled) and the backlog waiting for the store.
 
     Read from the status file each collector rewrites at every flush, so it works for a
     running collector and for one that has stopped (column running).
@@ -148,6 +150,41 @@ def status(ctx, root, fmt):
     from .status import status_frame
 
     emit(status_frame(_root(ctx, root)), fmt)
+
+
+@click.group("journal")
+def journal():
+    """Inspect or repair a collector journal (the folder of seg-*.jnl files)."""
+
+
+@journal.command("check")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def journal_check(directory):
+    """Read every record of the journal at DIRECTORY; report damage (changes nothing)."""
+    from .journal import JournalCorruptionError, read_records
+
+    n = 0
+    try:
+        for _ in read_records(directory):
+            n += 1
+    except JournalCorruptionError as exc:
+        raise click.ClickException(f"{n} records read, then: {exc}") from None
+    click.echo(f"journal {directory}: {n} records, no damage")
+
+
+@journal.command("salvage")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def journal_salvage(directory):
+    """Keep every intact record of a damaged journal so the collector can start again.
+
+    Each damaged byte range is copied to DIRECTORY/damaged/ and overwritten in place by a
+    padding record that readers skip, so every other record keeps its place and the
+    checkpoint stays valid; the records inside a damaged range are lost. Stop the
+    collector first.
+    """
+    from .journal import salvage
+
+    click.echo(salvage(directory).summary())
 
 
 # -- REST history and queries (collectors.backfill) -------------------------------------------

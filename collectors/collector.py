@@ -63,7 +63,8 @@ takes them; any exception of an append (corruption, a full disk, a lock timeout,
 keeps them, and the checkpoint never passes a row the store has not committed (only rows
 the store refuses as invalid are quarantined)::
 
-    flush fails ──> backlog kept, retried with backoff (flush_interval_s doubling to 30 s);
+    flush fails ──> backlog kept, retried with backoff (flush_interval_s doubling up to
+        │           store_retry_max_s, 30 s);
         │           status file: health degraded, the error, backlog rows, journal bytes
         ├── store works again ──> backlog stored (reconciled, so once), checkpoint moves
         └── backlog > max_backlog_rows ──> "spill": memory dropped, the queue stops, the
@@ -155,6 +156,7 @@ class CollectorConfig:
     journal_options: JournalConfig = field(default_factory=JournalConfig)
     max_backlog_rows: int = 1_000_000  # rows held in memory while the store fails; beyond: journal only
     stop_retry_s: float = 5.0  # how long stop() retries a failing store before leaving it to the journal
+    store_retry_max_s: float = 30.0  # the longest wait between two attempts at a failing store
     name: str = ""  # feed name of a multi-feed daemon; "" = the only feed
 
     def __post_init__(self):
@@ -193,6 +195,8 @@ class CollectorConfig:
             bad("snapshot_min_interval_s", "must be >= 0")
         if self.stop_retry_s < 0:
             bad("stop_retry_s", "must be >= 0")
+        if self.store_retry_max_s < self.flush_interval_s:
+            bad("store_retry_max_s", f"must be >= flush_interval_s ({self.flush_interval_s})")
         try:
             feed.check(self)  # channels offered, endpoint keys, depth limits of the venue
         except ValueError as exc:
@@ -349,7 +353,7 @@ class Collector:
         self._processor: threading.Thread | None = None
         self._started = False
         self._started_ns = time.time_ns()
-        self._store_backoff = Backoff(BackoffPolicy(initial_s=config.flush_interval_s, max_s=max(30.0, config.flush_interval_s), jitter=0.0))
+        self._store_backoff = Backoff(BackoffPolicy(initial_s=config.flush_interval_s, max_s=config.store_retry_max_s, jitter=0.0))
         self._next_flush = 0.0
         self._failing_since: int | None = None  # first failed store attempt of the current outage
         self._health_error: str | None = None  # why the last store attempt failed
@@ -1009,6 +1013,7 @@ _TOML_KEYS = {
         "streams_per_connection": ("streams_per_connection", int),
         "max_frame_bytes": ("max_frame_bytes", int),
         "max_backlog_rows": ("max_backlog_rows", int), "stop_retry_s": ("stop_retry_s", (int, float)),
+        "store_retry_max_s": ("store_retry_max_s", (int, float)),
     },
     "book": {
         "levels": ("book_levels", int), "interval_ms": ("book_interval_ms", int),

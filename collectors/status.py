@@ -3,8 +3,12 @@
 Each collector feed rewrites ``<root>/_collector_status[.<feed>].json`` atomically at
 every flush (``Collector.write_status``): per stream (symbol x event kind) the events
 parsed, the last exchange time and receive time and the lag between them, per
-connection the frames and the last receive time, and the counters. ``status_frame``
-joins that with the gap ledger: rows of the ``gaps`` table for today's UTC date.
+connection the frames and the last receive time, the counters, and the feed's health:
+``ok`` or ``degraded`` with the error (the store failing, a connection that cannot get
+its frames journaled or cannot connect) and the backlog waiting for the store (rows in
+memory, bytes of journal after the checkpoint). ``status_frame`` joins that with the gap
+ledger: rows of the ``gaps`` table for today's UTC date (-1 when the store cannot be read,
+which is when the status matters most).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from .collector import STATUS_PREFIX
 
 __all__ = ["read_status", "status_frame", "gaps_today"]
 
-_COLUMNS = ["feed", "running", "symbol", "kind", "events", "last_recv", "age_s", "lag_ms", "gaps_today"]
+_COLUMNS = ["feed", "running", "health", "symbol", "kind", "events", "last_recv", "age_s", "lag_ms", "gaps_today",
+            "backlog_rows", "backlog_bytes", "error"]
 
 
 def read_status(root) -> list[dict]:
@@ -60,9 +65,16 @@ def status_frame(root, *, now_ns: int | None = None, today: pd.Timestamp | None 
     """One row per (feed, symbol, kind): events, last receive time, its age, lag, gaps today."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     docs = read_status(root)
-    gaps = gaps_today(root, [s for d in docs for s in d.get("symbols", [])], today=today)
+    symbols = [s for d in docs for s in d.get("symbols", [])]
+    try:
+        gaps = gaps_today(root, symbols, today=today)
+    except TickstoreError:  # a damaged or unreadable store: the status must still show
+        gaps = dict.fromkeys(symbols, -1)
     rows = []
     for d in docs:
+        h = d.get("health") or {}
+        feed = {"health": h.get("state", "ok"), "backlog_rows": int(h.get("backlog_rows", 0)),
+                "backlog_bytes": int(h.get("journal_backlog_bytes", 0)), "error": h.get("error") or ""}
         seen = set()
         for st in d.get("streams", []):
             seen.add(st["symbol"])
@@ -71,11 +83,11 @@ def status_frame(root, *, now_ns: int | None = None, today: pd.Timestamp | None 
                 "kind": st["kind"].lower(), "events": int(st["events"]),
                 "last_recv": pd.Timestamp(st["last_recv_ns"], unit="ns", tz="UTC"),
                 "age_s": round((now_ns - st["last_recv_ns"]) / 1e9, 3), "lag_ms": round(st["lag_ms"], 3),
-                "gaps_today": gaps.get(st["symbol"], 0),
+                "gaps_today": gaps.get(st["symbol"], 0), **feed,
             })
         for sym in d.get("symbols", []):
             if sym not in seen:  # subscribed, nothing received yet
                 rows.append({"feed": d.get("name") or "-", "running": bool(d.get("running")), "symbol": sym,
                              "kind": "-", "events": 0, "last_recv": pd.NaT, "age_s": float("nan"),
-                             "lag_ms": float("nan"), "gaps_today": gaps.get(sym, 0)})
+                             "lag_ms": float("nan"), "gaps_today": gaps.get(sym, 0), **feed})
     return pd.DataFrame(rows, columns=_COLUMNS)

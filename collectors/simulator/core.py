@@ -16,8 +16,11 @@ Misbehaviour on request (thread-safe; each applies to the given market or all):
 ``drop()`` aborts the TCP connections, ``skip_sequence(symbol)`` withholds the symbol's
 next book update (the book and its sequence move on, its clients never hear it),
 ``malformed(n)`` sends the next ``n`` data frames cut in half, ``stall(seconds)`` sends no
-data frames (pings and acks still flow). ``sent`` records what each symbol's clients were
-actually sent intact (tests check the store against it).
+data frames (pings and acks still flow), ``poison(symbol, mutate)`` sends the symbol's next
+trade frame through ``mutate(payload) -> payload`` (a field that parses but cannot be right:
+``T`` in the year 5138, ``t`` past int64, ``p`` NaN...). ``sent`` records what each symbol's
+clients were actually sent intact (tests check the store against it), and the poisoned
+frames with the trade ids they carried (``sent.poisoned``).
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class SentLog:
     drops: int = 0
     connections: int = 0
     snapshots: int = 0
+    poisoned: list = field(default_factory=list)  # (symbol, trade ids, payload sent)
 
 
 def _key(market):
@@ -135,6 +139,7 @@ class _MarketServer:
         self.port = 0
         self.malformed = 0
         self.stall_until = 0.0
+        self.poison: list = []  # [symbol, mutate, frames left]
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self.handle, self.sim.config.host, 0, limit=1 << 20)
@@ -150,10 +155,14 @@ class _MarketServer:
             if stalled:
                 continue
             intact = False
+            if self.poison and f.trade_ids:
+                f = self._poisoned(f)
             for c in self.conns:
                 if f.stream not in c.streams:
                     continue
-                if self.malformed > 0:
+                if f.poisoned:
+                    c.send(OP_TEXT, f.payload, cfg.max_backlog_bytes)
+                elif self.malformed > 0:
                     self.malformed -= 1
                     log_.malformed += 1
                     c.send(OP_TEXT, f.payload[: len(f.payload) // 2], cfg.max_backlog_bytes)
@@ -163,6 +172,18 @@ class _MarketServer:
             if intact and f.trade_ids:
                 log_.trade_ids[f.symbol].extend(f.trade_ids)
         self.conns = [c for c in self.conns if not c.closed]
+
+    def _poisoned(self, f: Frame) -> Frame:
+        """``f`` mutated by the first pending poison of its symbol (once it has a client)."""
+        for p in self.poison:
+            if p[0] == f.symbol and any(f.stream in c.streams for c in self.conns):
+                payload = p[1](f.payload)
+                p[2] -= 1
+                if p[2] <= 0:
+                    self.poison.remove(p)
+                self.sim.sent.poisoned.append((f.symbol, tuple(f.trade_ids), payload))
+                return Frame(f.stream, f.symbol, payload, depth=f.depth, poisoned=True)
+        return f
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -353,6 +374,11 @@ class Simulator:
             for srv in self._pick(market):
                 srv.malformed += count
         self._call(go)
+
+    def poison(self, symbol: str, mutate, count: int = 1) -> None:
+        """Send ``symbol``'s next ``count`` trade frames as ``mutate(payload)`` (bytes -> bytes)."""
+        srv = self._server(dialect_of_symbol(symbol).market_of(symbol))
+        self._call(lambda: srv.poison.append([symbol, mutate, count]))
 
     def stall(self, seconds: float, market=None) -> None:
         """Send no data frames for ``seconds`` (connections stay open, pings flow)."""

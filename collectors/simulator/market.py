@@ -39,13 +39,15 @@ START = {"BTC": (60_000.0, 0.1), "ETH": (3_000.0, 0.01), "SOL": (150.0, 0.01), "
 class Frame:
     """One data frame: ``stream`` is the dialect's routing key (a client gets the frame when
     it subscribed to that key; "" = withheld by ``skip_sequence``), ``trade_ids`` the
-    store's trade ids it carries (the ``SentLog`` records them when sent intact)."""
+    store's trade ids it carries (the ``SentLog`` records them when sent intact),
+    ``poisoned`` a frame ``Simulator.poison`` mutated."""
 
     stream: str
     symbol: str
     payload: bytes
     trade_ids: tuple = ()
     depth: bool = False
+    poisoned: bool = False
 
 
 @dataclass(slots=True)

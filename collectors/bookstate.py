@@ -13,8 +13,8 @@ fsync), so a crash leaves the old or the new file, never a torn one::
                 open outage}}}
 
 Bounded: one entry per (symbol, depth, grid) ever replayed or collected into the owner,
-each the size of that venue's book (Binance spot: the REST snapshot's 5,000 levels a
-side at most, plus levels diffs added near the top). Entries never go back in time: a
+each the size of that venue's book: every level the snapshot and the diffs brought (the
+USD-M BTCUSDT book after the 2024-08-08 capture: 9,596 levels, 153 kB of JSON). Entries never go back in time: a
 book is only replaced by a state at least as recent (``last_ts``), so replaying an older
 file again does not undo what a newer one left. Writers of one file take an ``flock`` on
 ``<file>.lock`` around read-merge-write, so concurrent replays into one store keep each
@@ -81,15 +81,18 @@ class BookStates:
             ) from None
         return books, meta
 
-    def save(self, books: dict[str, dict], *, meta: dict | None = None) -> int:
+    def save(self, books: dict[str, dict], *, meta: dict | None = None, merge: bool = True) -> int:
         """Merge ``books`` into the file and replace it atomically; returns entries written.
 
         An entry older than the one stored (``last_ts``) is left out: the file keeps the
         newest state of every book. ``meta`` replaces the file's meta when given.
+        ``merge=False``: the file becomes exactly ``books`` (its only writer, a collector
+        saving all its books at every commit, skips reading it back: 44 USD-M books of
+        ~10,000 levels are 6.7 MB, written in ~60 ms).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            stored, old_meta = self.load()
+            stored, old_meta = self.load() if merge else ({}, {})
             written = 0
             for key, state in books.items():
                 old = stored.get(key)

@@ -649,6 +649,7 @@ class Collector:
         self._book_states.save(
             {book_key(s, cfg.book_levels, cfg.book_interval_ms): b.save_state() for s, b in self.books.items()},
             meta={"position": list(pos)},
+            merge=False,  # this collector is the file's only writer, and saves every book
         )
 
     # -- processing (processor thread, or the caller of start()) ----------------------------

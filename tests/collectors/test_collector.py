@@ -218,9 +218,9 @@ def test_crash_between_append_and_checkpoint_replays_without_duplicates(sim, tmp
     (tmp_path / "journal" / "books.json").unlink()
     shutil.copy(tmp_path / "old-checkpoint.json", ckpt)
     c3 = Collector(cfg)
-    c3.journal = Journal(cfg.journal_dir, config=cfg.journal_options)
-    c3._replay()
-    c3.journal.close()
+    c3._open()
+    assert c3._catch_up()
+    c3._close()
     with Tickstore(tmp_path / "store") as store:
         lost = gaps_of(store)
     lost = lost[lost["detail"].str.contains("book state lost at restart")]

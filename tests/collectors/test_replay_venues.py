@@ -22,6 +22,7 @@ import zstandard
 from click.testing import CliRunner
 
 from collectors.capture import CaptureError
+from collectors.exchanges import binance as bn
 from collectors.cli import replay as replay_command
 from collectors.journal import Journal
 from collectors.replay import BOOK_STATE_FILE, ReplayError, detect, replay, replay_frames
@@ -198,6 +199,8 @@ def _orderbook1_capture(data_dir, tmp_path, *, fmt: str = "hftbacktest"):
 
 def test_bybit_orderbook_1_stores_book_and_quote_rows_and_is_never_taken_for_binance(data_dir, store, tmp_path):
     path, frames = _orderbook1_capture(data_dir, tmp_path)
+    first = gzip.open(path).readline().partition(b" ")[2]
+    assert bn.infer_market(first) is None and not bn.claims(orjson.loads(first))
     # Bybit orderbook frames carry s/u/b like a Binance spot bookTicker: never taken for one
     with pytest.raises(ReplayError, match=r"holds Bybit frames, not Binance ones"):
         replay([path], store=store, venue="binance")
@@ -332,6 +335,11 @@ def test_a_book_without_snapshot_gets_a_gap_and_the_next_run_resyncs_it(data_dir
     diffs = [json.loads(ln.partition(b" ")[2])["data"]["E"] for ln in gzip.open(day2) if b"@depth" in ln[:60]]
     assert gaps["cause"].tolist() == ["unsynced"]
     assert gaps.index[0].value == diffs[0] * MS and gaps["end_ts"].iloc[0].value == diffs[-1] * MS
+    # research reads of the book over that span say so
+    from research.coverage import uncovered
+
+    spans = uncovered(store, "book", sym, pd.Timestamp(diffs[0] * MS, tz="UTC"), pd.Timestamp(diffs[-1] * MS, tz="UTC"))
+    assert "unsynced" in set(spans["cause"]) and spans["start"].min().value == diffs[0] * MS
     r1 = replay([day1], store=store)
     assert r1.unsynced_books == () and r1.rows["book"] > 3000  # an earlier span builds its own book
 

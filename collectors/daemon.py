@@ -45,7 +45,8 @@ from pathlib import Path
 
 from tickstore import Tickstore
 
-from .collector import Collector, CollectorConfig, CollectorError, CollectorStats, _config_from_doc, read_toml, run_until_stopped
+from .collector import Collector, CollectorStats, run_until_stopped
+from .config import CollectorConfig, CollectorError, _config_from_doc, read_toml
 from .venues import feed_class
 
 __all__ = ["load_feeds", "save_config", "dump_config", "Daemon"]

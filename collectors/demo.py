@@ -16,7 +16,8 @@ import pandas as pd
 
 from tickstore import Tickstore
 
-from .collector import Collector, CollectorConfig, CollectorError
+from .collector import Collector
+from .config import CollectorConfig, CollectorError
 from .venues import Venue, feed_class
 
 __all__ = ["DemoReport", "run_demo", "DEMO_SYMBOLS", "DEMO_MARKER"]

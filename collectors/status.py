@@ -21,7 +21,7 @@ import pandas as pd
 
 from tickstore import NotFoundError, Tickstore, TickstoreError
 
-from .collector import STATUS_PREFIX
+from .config import STATUS_PREFIX
 
 __all__ = ["read_status", "status_frame", "gaps_today"]
 

@@ -346,3 +346,22 @@ def test_streams_are_split_across_connections(tmp_path):
     tags = {tag: syms for tag, _, syms in c._session_specs}
     assert tags == {"spot-0": (SPOT,), "usdm-0": (PERP,), "usdm-1": ("binance:BTC/USDT:USDT",)}
     assert all(len(c._streams[t]) <= 5 for t in tags)
+
+
+def test_demo_refuses_a_store_it_did_not_make(tmp_path):
+    from collectors.demo import DEMO_MARKER, run_demo
+
+    real = tmp_path / "ticks"
+    with Tickstore(real) as store:
+        idx = pd.DatetimeIndex([pd.Timestamp("2024-03-01 00:00:01", tz="UTC")], name="ts")
+        store["trades"].append(PERP, pd.DataFrame({"recv_ts": idx, "trade_id": [1], "price": [1.0], "qty": [1.0], "side": [1]},
+                                                  index=idx).astype({"side": "int8"}))
+    before = sorted(str(p) for p in real.rglob("*"))
+    with pytest.raises(CollectorError, match="not empty and was not made by tickstore demo"):
+        run_demo(real, seconds=1)
+    assert sorted(str(p) for p in real.rglob("*")) == before  # nothing written
+    assert not (tmp_path / "ticks-journal").exists()
+    report = run_demo(tmp_path / "demo", seconds=1.5, faults=False)  # a new folder: made, marked
+    assert (tmp_path / "demo" / DEMO_MARKER).exists() and report.rows["trades"] > 0
+    again = run_demo(tmp_path / "demo", seconds=1.5, faults=False)  # its own store: allowed
+    assert again.rows["trades"] > report.rows["trades"]

@@ -237,3 +237,106 @@ def test_a_failing_frame_handler_costs_a_reconnect_not_the_session(sim):
     (gap,) = [g for g in rec.gaps if "frame not kept: RuntimeError: disk full" in g.detail]
     assert gap.ts == rec.frames[3][1]  # the gap starts at the last frame that was kept
     assert s.stats.handler_errors == 1
+
+
+def _header(opcode: int, length: int, *, fin: bool = True) -> bytes:
+    b1 = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return bytes([b1, length])
+    if length < 1 << 16:
+        return bytes([b1, 126]) + length.to_bytes(2, "big")
+    return bytes([b1, 127]) + length.to_bytes(8, "big")
+
+
+class _HugeFrameServer:
+    """A bare websocket server on 127.0.0.1: after the handshake it sends a 400 MB text
+    frame (streamed in 1 MB pieces, never built whole), a small frame, a 12 MB message in
+    1 MB fragments, and another small frame."""
+
+    BIG = 400 << 20
+
+    def __init__(self):
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"ws://127.0.0.1:{self.sock.getsockname()[1]}/ws"
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        from collectors.simulator.wire import accept_key
+
+        conn, _ = self.sock.accept()
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = [ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")][0]
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n")
+            piece = b"x" * (1 << 20)
+            conn.sendall(_header(0x1, self.BIG))
+            for _ in range(self.BIG // len(piece)):
+                conn.sendall(piece)
+            conn.sendall(_header(0x1, 8) + b'{"ok":1}')
+            conn.sendall(_header(0x1, len(piece), fin=False) + piece)
+            for i in range(11):
+                conn.sendall(_header(0x0, len(piece), fin=(i == 10)) + piece)
+            conn.sendall(_header(0x1, 8) + b'{"ok":2}')
+            self.done.wait(30)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.sock.close()
+
+
+def test_a_huge_frame_is_refused_from_its_header_never_buffered():
+    import tracemalloc
+
+    srv = _HugeFrameServer()
+    rec, sizes = Recorder(), []
+    cfg = SessionConfig(name="t", url=srv.url, symbols=(SYM,), max_message_bytes=4 << 20, stale_after_s=60)
+    s = Session(cfg, on_frame=rec.frame, on_gap=rec.gap, on_oversized=sizes.append)
+    tracemalloc.start()
+    try:
+        s.start()
+        wait_until(lambda: rec.count() >= 2, 120, "the small frames after the huge ones")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        srv.done.set()
+        s.stop()
+    assert [p for p, _ in rec.frames] == [b'{"ok":1}', b'{"ok":2}']
+    assert sizes == [_HugeFrameServer.BIG, 12 << 20] and s.stats.oversized == 2
+    assert peak < 32 << 20, f"{peak / 2**20:.0f} MB held while refusing a 400 MB frame"
+    assert s.stats.connects == 1  # the connection survived both
+    assert [g.cause for g in rec.gaps] == ["malformed", "malformed"] and "bytes > 4194304" in rec.gaps[0].detail
+
+
+def test_pongs_and_acks_do_not_keep_a_stalled_feed_alive():
+    """Bybit answers the application ping with a text frame; only data counts for the watchdog."""
+    from collectors.exchanges import bybit as bb
+
+    sym = "bybit:BTC/USDT:USDT"
+    sim = Simulator(SimulatorConfig(symbols=(sym,), seed=2)).start()
+    rec = Recorder()
+    cfg = SessionConfig(name="t", url=sim.endpoints(bb.Category.LINEAR).ws, symbols=(sym,),
+                        subscribe=tuple(bb.subscribe_messages(["publicTrade.BTCUSDT"])), ping_payload=bb.ping_message(),
+                        is_control=bb.is_control_frame, ping_interval_s=0.1, stale_after_s=1.0,
+                        backoff=BackoffPolicy(initial_s=0.05, max_s=0.1))
+    s = Session(cfg, on_frame=rec.frame, on_gap=rec.gap)
+    try:
+        s.start()
+        wait_until(lambda: rec.count() > 5, 10, "trades")
+        pongs = s.stats.control_frames
+        sim.stall(4.0)
+        wait_until(lambda: s.stats.stale >= 1, 10, "the watchdog")
+    finally:
+        s.stop()
+        sim.stop()
+    assert s.stats.control_frames > pongs  # pongs kept coming and were journaled ...
+    assert any(p.startswith(b'{"success":true,"ret_msg":"pong"') or b'"op":"pong"' in p or b'"pong"' in p for p, _ in rec.frames)
+    stale = [g for g in rec.gaps if g.cause == "stale"]  # ... yet the feed was declared stale
+    assert stale and "no data for" in stale[0].detail

@@ -34,6 +34,8 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Tick
 
+from tickstore import TradeKind
+
 from ._frames import require_columns, to_utc, utc_index_ns
 from .coverage import bin_coverage, span_coverage, streams_of, uncovered as uncovered_spans
 from .errors import ResearchError
@@ -42,6 +44,7 @@ __all__ = [
     "BAR_COLUMNS",
     "OHLCV_COLUMNS",
     "BOOK_FEATURES",
+    "MARKET_ONLY",
     "bin_edges",
     "reduce_bins",
     "trade_bars",
@@ -58,6 +61,12 @@ __all__ = [
 #: Columns of ``trade_bars``; the first five are the ``ohlcv_<freq>`` table schema.
 BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "count", "buy_volume", "sell_volume", "notional")
 OHLCV_COLUMNS = BAR_COLUMNS[:5]
+#: The prints bars are made of unless asked otherwise: order-book trades. Liquidation
+#: (insurance fund), ADL, block and other prints are real, but not prices two parties chose
+#: on the book; pass ``kinds=None`` for every print, or a tuple of ``TradeKind``.
+MARKET_ONLY = (TradeKind.MARKET,)
+#: Columns read from a ``trades`` table for bars.
+TRADE_COLUMNS = ["price", "qty", "side", "kind"]
 #: Columns of ``book_features``/``book_bars``.
 BOOK_FEATURES = ("mid", "spread", "spread_bps", "microprice", "imbalance")
 
@@ -250,7 +259,22 @@ def reduce_bins(frame: pd.DataFrame, freq, *, how: dict[str, str], start=None, e
 
 
 # -- trades -> bars ------------------------------------------------------------------------
-def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None, uncovered: pd.DataFrame | None = None) -> pd.DataFrame:
+def _of_kinds(trades: pd.DataFrame, kinds) -> pd.DataFrame:
+    """The prints whose ``kind`` is in ``kinds`` (all with ``kinds=None``; a frame without a
+    ``kind`` column holds market prints, the store's default)."""
+    if kinds is None or "kind" not in trades.columns:
+        return trades
+    try:
+        wanted = [int(TradeKind(k)) for k in kinds]
+    except (TypeError, ValueError):
+        raise ResearchError(f"kinds must be TradeKind values (e.g. (TradeKind.MARKET,)) or None, got {kinds!r}") from None
+    keep = np.isin(trades["kind"].to_numpy(), wanted)
+    return trades if keep.all() else trades.loc[keep]
+
+
+def trade_bars(
+    trades: pd.DataFrame, freq, *, start=None, end=None, uncovered: pd.DataFrame | None = None, kinds=MARKET_ONLY
+) -> pd.DataFrame:
     """OHLCV + VWAP + trade count + buy/sell volume from every print, at any frequency.
 
     Parameters
@@ -264,6 +288,10 @@ def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None, uncovered: p
         Bin range [start, end); default: the first to the last print.
     uncovered : DataFrame, optional
         Spans the feed did not cover (``research.coverage.uncovered``); adds ``coverage``.
+    kinds : tuple of TradeKind, or None
+        Prints to use, by the ``kind`` column (``tickstore.TradeKind``): market prints by
+        default (``MARKET_ONLY``); ``None`` for every print. A frame without ``kind``
+        holds market prints.
 
     Returns
     -------
@@ -281,6 +309,8 @@ def trade_bars(trades: pd.DataFrame, freq, *, start=None, end=None, uncovered: p
         Missing columns, unsorted/naive index, non-finite price or qty, bad frequency.
     """
     require_columns(trades, ("price", "qty", "side"), what="trade_bars")
+    utc_index_ns(trades, what="trades")
+    trades = _of_kinds(trades, kinds)
     ts = utc_index_ns(trades, what="trades")
     off = _offset(freq)
     price = _float_column(trades, "price", what="trade_bars")
@@ -546,7 +576,7 @@ def table_coverage(table, symbol: str, start, end, *, as_of=None) -> pd.DataFram
     return uncovered_spans(table.store, table.name, symbol, start, end, as_of=as_of, streams=streams_of(table.name))
 
 
-def select_trade_bars(table, symbol: str, freq, *, start, end, as_of=None, coverage: bool = True) -> pd.DataFrame:
+def select_trade_bars(table, symbol: str, freq, *, start, end, as_of=None, coverage: bool = True, kinds=MARKET_ONLY) -> pd.DataFrame:
     """``trade_bars`` of one symbol's trades read from a store table, bins over [start, end).
 
     Parameters
@@ -563,15 +593,18 @@ def select_trade_bars(table, symbol: str, freq, *, start, end, as_of=None, cover
     coverage : bool
         Read the gap ledger and the table's partitions as of ``as_of`` and give each bar
         its ``coverage`` (default True).
+    kinds : tuple of TradeKind, or None
+        As for ``trade_bars``: market prints by default.
 
     Returns
     -------
     DataFrame
         As ``trade_bars``, with every bin of [start, end) present [and ``coverage``].
     """
-    trades = table.select(symbol, start, end, as_of=as_of, columns=["price", "qty", "side"])
+    columns = TRADE_COLUMNS if "kind" in table.schema.names else TRADE_COLUMNS[:3]
+    trades = table.select(symbol, start, end, as_of=as_of, columns=columns)
     spans = table_coverage(table, symbol, start, end, as_of=as_of) if coverage else None
-    return trade_bars(trades, freq, start=start, end=end, uncovered=spans)
+    return trade_bars(trades, freq, start=start, end=end, uncovered=spans, kinds=kinds)
 
 
 def select_book_bars(

@@ -50,7 +50,7 @@ import pandas as pd
 from tickstore.pin import Pin, PinnedFile
 
 from ._frames import to_utc
-from .bars import trade_bars
+from .bars import MARKET_ONLY, TRADE_COLUMNS, trade_bars
 from .coverage import streams_of, uncovered
 from .errors import ResearchError
 
@@ -392,8 +392,8 @@ def scan_dask(
     return _from_plan(store, table, cols, plan, meta, fn, verify, clear_divisions, "tickstore-scan")
 
 
-def _bars_of_window(trades: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp, *, freq, spans=None) -> pd.DataFrame:
-    return trade_bars(trades, freq, start=lo, end=hi, uncovered=spans)
+def _bars_of_window(trades: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp, *, freq, spans=None, kinds=MARKET_ONLY) -> pd.DataFrame:
+    return trade_bars(trades, freq, start=lo, end=hi, uncovered=spans, kinds=kinds)
 
 
 def trade_bars_dask(
@@ -408,6 +408,7 @@ def trade_bars_dask(
     files_per_partition: int = 1,
     verify: bool = False,
     coverage: bool = True,
+    kinds=MARKET_ONLY,
 ) -> dd.DataFrame:
     """``select_trade_bars`` on dask: each task reads its files and bins them, only bars travel.
 
@@ -426,6 +427,8 @@ def trade_bars_dask(
         Event-time range; every bin of [start, end) is present, as in ``trade_bars``.
     store, symbol, as_of, table, files_per_partition, verify :
         As ``scan_dask``.
+    coverage, kinds :
+        As ``select_trade_bars`` (market prints only by default).
 
     Raises
     ------
@@ -446,8 +449,8 @@ def trade_bars_dask(
         )
     # read here, when the graph is built, like the pins: the tasks see one store state
     spans = uncovered(store, table, symbol, start, end, as_of=as_of, streams=streams_of(table)) if coverage else None
-    fn = functools.partial(_bars_of_window, freq=freq, spans=spans)
-    cols = ["price", "qty", "side"]
+    fn = functools.partial(_bars_of_window, freq=freq, spans=spans, kinds=kinds)
+    cols = TRADE_COLUMNS if "kind" in store[table].schema.names else TRADE_COLUMNS[:3]
     meta = trade_bars(
         store[table].schema.empty_frame(cols), off, start=pd.Timestamp(0, tz="UTC"), end=pd.Timestamp(off.nanos, tz="UTC"),
         uncovered=spans.iloc[:0] if spans is not None else None,

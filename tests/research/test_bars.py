@@ -331,3 +331,43 @@ def test_quotes_100ms_grid_then_250ms_equals_last_quote_per_250ms(real_file):
     last = quotes.groupby(quotes.index.floor("250ms")).tail(1)
     g250 = book_bars(quotes, "250ms")
     np.testing.assert_array_equal(g250.loc[g250["count"] > 0, "mid"].to_numpy(), ((last["bid_px"] + last["ask_px"]) / 2).to_numpy())
+
+
+# -- trade kinds: market prints unless asked otherwise -------------------------------------
+def test_bars_use_market_prints_only_unless_asked(store, real_file):
+    from research.bars import MARKET_ONLY, select_trade_bars
+    from research.scale import trade_bars_dask
+    from tickstore import TradeKind
+
+    trades = real.load_binance_trades(real_file(USDM_2024))
+    assert (trades["kind"] == TradeKind.MARKET).all()
+    # One real print becomes an insurance-fund print, as Binance's trade stream marks it
+    # ("X": "INSURANCE_FUND" instead of "MARKET", USD-M futures websocket docs): the first
+    # minute's highest print where it is the only one at that price, which then is not a
+    # price the book traded at.
+    for t, minute in trades.groupby(trades.index.floor("min")):
+        if (minute["price"] == minute["price"].max()).sum() == 1:
+            break
+    pos = int(np.flatnonzero((trades.index.floor("min") == t) & (trades["price"] == minute["price"].max()))[0])
+    trades.iloc[pos, trades.columns.get_loc("kind")] = np.int8(TradeKind.LIQUIDATION)
+    market = trades[trades["kind"] == TradeKind.MARKET]
+    bars = trade_bars(trades, "1min")
+    every = trade_bars(trades, "1min", kinds=None)
+    pd.testing.assert_frame_equal(bars, trade_bars(market.drop(columns="kind"), "1min"))
+    assert every.loc[t, "high"] == minute["price"].max() > bars.loc[t, "high"] == market.loc[t : t + pd.Timedelta("59.999s"), "price"].max()
+    assert every["count"].sum() == len(trades) == bars["count"].sum() + 1
+    assert bars.loc[t, "volume"] == pytest.approx(every.loc[t, "volume"] - trades["qty"].iloc[pos], rel=1e-12)
+    both = trade_bars(trades, "1min", kinds=(TradeKind.MARKET, TradeKind.LIQUIDATION))
+    pd.testing.assert_frame_equal(both, every)
+    assert MARKET_ONLY == (TradeKind.MARKET,)
+    with pytest.raises(ResearchError, match="kinds must be TradeKind values"):
+        trade_bars(trades, "1min", kinds=("market",))
+    # from the store, in process and on Dask: the same choice
+    store["trades"].insert("binance:BTC/USDT:USDT", "2024-08-08", trades.loc["2024-08-08"], reason="test")
+    lo, hi = pd.Timestamp("2024-08-08 23:54", tz=UTC), pd.Timestamp("2024-08-09", tz=UTC)
+    got = select_trade_bars(store["trades"], "binance:BTC/USDT:USDT", "1min", start=lo, end=hi, coverage=False)
+    pd.testing.assert_frame_equal(got, trade_bars(trades.loc["2024-08-08"], "1min", start=lo, end=hi))
+    all_kinds = select_trade_bars(store["trades"], "binance:BTC/USDT:USDT", "1min", start=lo, end=hi, coverage=False, kinds=None)
+    assert all_kinds.loc[t, "high"] == every.loc[t, "high"]
+    dask_bars = trade_bars_dask(store, "binance:BTC/USDT:USDT", "1min", start=lo, end=hi, coverage=False).compute(scheduler="sync")
+    pd.testing.assert_frame_equal(dask_bars, got)

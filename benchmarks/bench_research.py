@@ -19,6 +19,10 @@ Workloads (``--only``, comma-separated; default all):
 
 - ``bars``: select + ``trade_bars`` of ``--days`` x ``--per-day`` trades vs the select alone.
 - ``book``: ``book_bars`` of one day of 100 ms snapshots.
+- ``coverage``: ``select_trade_bars`` of ``--days`` x ``--per-day`` trades with coverage
+  (gap ledger of 50 rows a day + partitions) against without it; and the coverage-aware
+  hour-of-day profile (``hourly_table`` + ``hour_of_day_profile``) of 4 years of 1-minute
+  bars with a missing day, against its plain ``resample_bars`` to hours.
 - ``dask``: a ``--dask-days``-day scan (``--dask-rows`` trades a day) to 1-minute bars,
   (a) in-process: ``select_trade_bars`` (one ``Table.select`` of all days + ``trade_bars``),
   versus (b) ``trade_bars_dask(...).compute()`` on ``research.scale.local_cluster(2)``: 2
@@ -42,8 +46,10 @@ import time
 import numpy as np
 import pandas as pd
 
+from collectors.replay import replay
 from research import datasets
-from research.bars import book_bars, trade_bars
+from research.bars import book_bars, resample_bars, select_trade_bars, trade_bars
+from research.volatility import hour_of_day_profile, hourly_table
 from tickstore import Tickstore
 
 SYMBOL = "binance:BTC/USDT:USDT"
@@ -182,7 +188,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=10)
     ap.add_argument("--per-day", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default="bars,book,dask", help="comma-separated workloads: bars, book, dask (default all)")
+    ap.add_argument("--only", default="bars,book,coverage,dask", help="comma-separated workloads: bars, book, coverage, dask (default all)")
     ap.add_argument("--dask-days", type=int, default=30, help="days of the dask scan (default 30)")
     ap.add_argument("--dask-rows", type=int, default=300_000, help="trades per day of the dask scan (default 300,000)")
     ap.add_argument("--dask-repeat", type=int, default=9, help="alternating runs of the dask comparison (default 9)")
@@ -190,18 +196,57 @@ def main() -> None:
     ap.add_argument("--dask-defaults", action="store_true", help="also run the scan on distributed's default LocalCluster")
     args = ap.parse_args()
     only = {w.strip() for w in args.only.split(",") if w.strip()}
-    unknown = only - {"bars", "book", "dask"}
+    unknown = only - {"bars", "book", "coverage", "dask"}
     if unknown:
-        ap.error(f"unknown workload(s) {sorted(unknown)}; choose from bars, book, dask")
+        ap.error(f"unknown workload(s) {sorted(unknown)}; choose from bars, book, coverage, dask")
 
-    base = datasets.load_binance_trades(datasets.data_dir() / datasets.USDM_2024)
+    with tempfile.TemporaryDirectory() as tmp, Tickstore(tmp) as capture:
+        # the capture through the live parsers, as a researcher's store holds it
+        replay([datasets.data_dir() / datasets.USDM_2024], store=capture)
+        base = capture["trades"].select(SYMBOL)
+        quotes = capture["quotes"].select(SYMBOL)
     if only & {"bars", "book"}:
-        bench_store_bars(base, args, only)
+        bench_store_bars(base, quotes, args, only)
+    if "coverage" in only:
+        bench_coverage(base, args)
     if "dask" in only:
         bench_dask(base, args)
 
 
-def bench_store_bars(base: pd.DataFrame, args, only: set[str]) -> None:
+def bench_coverage(base: pd.DataFrame, args) -> None:
+    days = pd.date_range("2024-08-01", periods=args.days, freq="D", tz="UTC")
+    start, end = days[0], days[-1] + pd.Timedelta(days=1)
+    with tempfile.TemporaryDirectory() as tmp, Tickstore(tmp) as store:
+        for i, d in enumerate(days):
+            if i != 3:  # one missing day
+                store["trades"].insert(SYMBOL, d, tiled_day(base, d, args.per_day, i * args.per_day), reason="bench")
+        gs = np.sort(np.random.default_rng(1).integers(start.value, end.value, 50 * args.days))
+        store["gaps"].append(SYMBOL, pd.DataFrame(
+            {"recv_ts": pd.to_datetime(gs + 30 * 10**9, utc=True), "end_ts": pd.to_datetime(gs + 30 * 10**9, utc=True),
+             "stream": "*", "cause": "disconnect", "detail": "bench"},
+            index=pd.DatetimeIndex(pd.to_datetime(gs, utc=True), name="ts")))
+        runs = interleaved({
+            "without": lambda: select_trade_bars(store["trades"], SYMBOL, "1min", start=start, end=end, coverage=False),
+            "with": lambda: select_trade_bars(store["trades"], SYMBOL, "1min", start=start, end=end),
+        }, args.repeat)
+        w, wo = runs["with"], runs["without"]
+        print(f"select_trade_bars 1min, {args.days} days, {50 * args.days} ledger gaps: with coverage best {min(w):.3f} s "
+              f"median {np.median(w):.3f} s; without best {min(wo):.3f} s median {np.median(wo):.3f} s; "
+              f"ratio best {min(w) / min(wo):.2f}, median {np.median(w) / np.median(wo):.2f}")
+    idx = pd.date_range("2020-01-01", "2024-01-01", freq="1min", inclusive="left", tz="UTC", name="ts")
+    close = 30_000 * np.exp(np.cumsum(np.random.default_rng(2).normal(0, 1e-3, len(idx))))
+    m1 = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, index=idx)
+    m1 = m1[m1.index.normalize() != pd.Timestamp("2022-06-15", tz="UTC")]
+    runs = interleaved({
+        "profile": lambda: hour_of_day_profile(hourly_table(m1, bar_freq="1min")),
+        "resample": lambda: resample_bars(m1, "h", bar_freq="1min"),
+    }, args.repeat)
+    p, r = runs["profile"], runs["resample"]
+    print(f"4 years of 1-minute bars ({len(m1):,}), one day missing: coverage-aware hour profile best {min(p):.2f} s "
+          f"median {np.median(p):.2f} s; resample to hours best {min(r):.2f} s median {np.median(r):.2f} s")
+
+
+def bench_store_bars(base: pd.DataFrame, quotes: pd.DataFrame, args, only: set[str]) -> None:
     days = pd.date_range("2024-08-01", periods=args.days, freq="D", tz="UTC")
     if "bars" in only:
         with tempfile.TemporaryDirectory() as tmp, Tickstore(tmp) as store:
@@ -221,8 +266,7 @@ def bench_store_bars(base: pd.DataFrame, args, only: set[str]) -> None:
                 )
     if "book" in only:
         # book side: 100 ms snapshots of one day (864,000 rows) to 250 ms / 1 s
-        q = datasets.load_binance_quotes(datasets.data_dir() / datasets.USDM_2024)
-        grid = book_bars(q, "100ms").ffill().dropna()
+        grid = book_bars(quotes, "100ms").ffill().dropna()
         reps = -(-864_000 // len(grid))
         book = pd.concat([grid] * reps).iloc[:864_000]
         book.index = pd.date_range(days[0], periods=len(book), freq="100ms", name="ts")

@@ -5,7 +5,9 @@ Parsers in ``collectors/exchanges/<venue>.py`` turn one raw frame into a list of
 ``EventBatcher`` turns lists of events into one DataFrame per (table, symbol), ready for
 ``Table.append``. All times are int64 nanoseconds since the epoch, UTC:
 
-- ``ts``: exchange event time (trade time for trades, settlement time for funding);
+- ``ts``: the clock the event's table declares (``tickstore.schemas``: exchange transaction
+  time for trades, agg trades and liquidations, exchange event time for the rest,
+  settlement time for funding, bar open for bars);
 - ``recv_ns``: local clock when the frame arrived.
 
 Symbols are tickstore symbols, ``<ccxt exchange id>:<ccxt unified symbol>``, e.g.
@@ -23,6 +25,8 @@ import pandas as pd
 
 __all__ = [
     "Trade",
+    "AggTrade",
+    "Bar",
     "Quote",
     "DepthDiff",
     "DepthSnapshot",
@@ -34,6 +38,8 @@ __all__ = [
     "Gap",
     "EventBatcher",
     "TABLE_OF",
+    "table_of",
+    "source_of",
 ]
 
 
@@ -46,6 +52,38 @@ class Trade:
     price: float
     qty: float
     side: int  # +1 buyer aggressor, -1 seller aggressor
+    kind: int = 0  # tickstore.TradeKind: 0 market, 1 liquidation, 2 ADL, 3 block, 4 other
+
+
+@dataclass(slots=True)
+class AggTrade:
+    """An aggregated trade (Binance ``aggTrade``): the fills of trade ids
+    ``first_trade_id..last_trade_id`` at one price and taker side (table ``agg_trades``)."""
+
+    symbol: str
+    ts: int
+    recv_ns: int
+    agg_id: int
+    first_trade_id: int
+    last_trade_id: int
+    price: float
+    qty: float
+    side: int
+
+
+@dataclass(slots=True)
+class Bar:
+    """A closed OHLCV bar (e.g. a Binance kline with ``x`` true); ``ts`` is the bar open and
+    ``freq`` the table suffix (``1m`` -> table ``ohlcv_1m``)."""
+
+    symbol: str
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    freq: str
 
 
 @dataclass(slots=True)
@@ -154,6 +192,7 @@ class Gap:
 
 TABLE_OF = {
     Trade: "trades",
+    AggTrade: "agg_trades",
     Quote: "quotes",
     DepthDiff: "book_diffs",
     Mark: "mark",
@@ -162,6 +201,29 @@ TABLE_OF = {
     Liquidation: "liquidations",
     Gap: "gaps",
 }
+
+
+# Where a table's live rows come from, when that is not what the table usually holds: the
+# ``source`` of their appends says so (``Table.versions`` shows it).
+_SOURCE_NOTES = {"funding": "settlement seen in the mark stream"}
+
+
+def table_of(event, book_table: str = "book") -> str:
+    """The table an event's row goes to."""
+    cls = type(event)
+    if cls is BookTop:
+        return book_table
+    if cls is Bar:
+        return f"ohlcv_{event.freq}"
+    return TABLE_OF[cls]
+
+
+def source_of(table: str, source: str) -> str:
+    """The ``source`` of an append of live rows of ``table``: ``source`` plus what the
+    rows are where that needs saying (funding rows of a collector are settlements it saw in
+    the mark stream, not the venue's settled-rate history)."""
+    note = _SOURCE_NOTES.get(table)
+    return f"{note}; {source}" if note else source
 
 
 def _field_names(cls) -> list[str]:
@@ -183,11 +245,9 @@ class EventBatcher:
         self.count = 0
 
     def add(self, event) -> None:
-        cls = type(event)
-        if cls is DepthSnapshot:
+        if type(event) is DepthSnapshot:
             return
-        table = self.book_table if cls is BookTop else TABLE_OF[cls]
-        self._rows[(table, event.symbol)].append(event)
+        self._rows[(table_of(event, self.book_table), event.symbol)].append(event)
         self.count += 1
 
     def extend(self, events) -> None:
@@ -243,16 +303,16 @@ def events_to_frame(events: list) -> pd.DataFrame:
         names = _field_names(cls)
         cols = {}
         for name in names:
-            if name in ("symbol", "ts"):
+            if name in ("symbol", "ts", "freq"):
                 continue
             values = list(map(attrgetter(name), events))  # 3x faster than a getattr per event
             if name == "recv_ns":
                 cols["recv_ts"] = _utc(values)
             elif name in ("next_funding_ts", "end_ts"):
                 cols[name] = _utc(values)
-            elif name in ("side",):
+            elif name in ("side", "kind"):
                 cols[name] = np.array(values, dtype="i1")
-            elif name in ("trade_id", "update_id"):
+            elif name in ("trade_id", "update_id", "agg_id", "first_trade_id", "last_trade_id"):
                 cols[name] = np.array(values, dtype="i8")
             elif name in ("stream", "cause", "detail"):
                 cols[name] = np.array(values, dtype=object)

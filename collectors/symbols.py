@@ -6,8 +6,18 @@ Three spellings of one market, and the only place that converts between them::
     BTCUSDT  (binance)  BTC/USDT:USDT       binance:BTC/USDT:USDT     USD-M perpetual
     BTCUSDT  (binance)  BTC/USDT            binance:BTC/USDT          spot
     BTCUSD_PERP         BTC/USD:BTC         binance:BTC/USD:BTC       COIN-M perpetual
+    BTCUSDT  (us)       BTC/USDT            binanceus:BTC/USDT        Binance.US spot
     BTCUSDT  (bybit)    BTC/USDT:USDT       bybit:BTC/USDT:USDT       v5 linear (or spot)
     BTC      (hl)       BTC/USDC:USDC       hyperliquid:BTC/USDC:USDC perpetual
+
+Venues are ccxt exchange ids: ``binance`` and ``binanceus`` (Binance.US) speak one wire
+protocol but are different venues (their own books, their trade ids collide), so a
+symbol always names which one; ``venue_of_url`` tells them apart by host and
+``binance_venues(market)`` says which venues a Binance market can come from (futures only
+exist on ``binance``). Binance ids follow fixed rules (``binance_unified``,
+``binance_native``: quote-asset suffixes, ``_PERP``/``_YYMMDD``), which every Binance id
+conversion of the collectors uses (this module is the one mapping); ``register_binance``
+declares a pair the rules cannot split.
 
 A bare native id is ambiguous on Binance and Bybit (``BTCUSDT`` is both the spot pair and
 the perpetual), so ``resolve`` takes ``market_type`` (the websocket endpoint or REST
@@ -29,10 +39,20 @@ import difflib
 import enum
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from tickstore.errors import SymbolError
 
 __all__ = [
+    "BinanceMarket",
+    "BINANCE_FAMILY",
+    "binance_unified",
+    "binance_native",
+    "binance_market",
+    "binance_venues",
+    "is_coinm_id",
+    "register_binance",
+    "venue_of_url",
     "MarketType",
     "MarketInfo",
     "SymbolNotFound",
@@ -46,8 +66,15 @@ __all__ = [
 ]
 
 #: ccxt exchange ids the collectors speak; tickstore symbols start with one of them.
-EXCHANGES = ("binance", "bybit", "hyperliquid")
-EXAMPLES = {"binance": "binance:BTC/USDT:USDT", "bybit": "bybit:BTC/USDT:USDT", "hyperliquid": "hyperliquid:BTC/USDC:USDC"}
+EXCHANGES = ("binance", "binanceus", "bybit", "hyperliquid")
+#: the venues that speak Binance's wire protocol (``collectors.exchanges.binance``)
+BINANCE_FAMILY = ("binance", "binanceus")
+EXAMPLES = {
+    "binance": "binance:BTC/USDT:USDT",
+    "binanceus": "binanceus:BTC/USDT",
+    "bybit": "bybit:BTC/USDT:USDT",
+    "hyperliquid": "hyperliquid:BTC/USDC:USDC",
+}
 
 
 class MarketType(enum.Enum):
@@ -60,6 +87,158 @@ class MarketType(enum.Enum):
 
 class SymbolNotFound(SymbolError):
     """A name matches no known market; the message lists close matches."""
+
+
+# -- the Binance family: one set of id rules ---------------------------------------------------
+class BinanceMarket(enum.Enum):
+    """The three Binance markets (``collectors.exchanges.binance.Market`` is this class);
+    they differ in hosts, ids and depth sequencing. Binance.US has ``SPOT`` only."""
+
+    SPOT = "spot"
+    USDM = "usdm"
+    COINM = "coinm"
+
+    @property
+    def is_futures(self) -> bool:
+        return self is not BinanceMarket.SPOT
+
+
+# Longest first so that e.g. FDUSD wins over USD-like tails and USDT over DT.
+_SPOT_QUOTES = tuple(
+    sorted(
+        "USDT FDUSD USDC BUSD TUSD USDP DAI BTC ETH BNB XRP TRX DOGE DOT EUR TRY GBP BRL AUD "
+        "JPY RUB UAH ZAR NGN PLN RON ARS MXN COP CZK IDRT BIDR BKRW BVND PAX VAI UST AEUR EURI USD".split(),
+        key=len,
+        reverse=True,
+    )
+)
+_DELIVERY = re.compile(r"^(?P<pair>[A-Z0-9]+)_(?P<expiry>\d{6})$")
+_COINM_NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)USD_(?P<expiry>PERP|\d{6})$")
+_UNIFIED = re.compile(r"^(?P<base>[A-Z0-9]+)/(?P<quote>[A-Z0-9]+)(?::(?P<settle>[A-Z0-9]+)(?:-(?P<expiry>\d{6}))?)?$")
+
+# Explicit (market, native) <-> unified pairs, consulted before the rules.
+_REGISTERED: dict[tuple[BinanceMarket, str], str] = {}
+_REGISTERED_BACK: dict[tuple[BinanceMarket, str], str] = {}
+
+
+def register_binance(native: str, unified: str, market: BinanceMarket) -> None:
+    """Declare a Binance id the suffix rules cannot split (e.g. a new spot quote asset)."""
+    if not _UNIFIED.match(unified):
+        raise SymbolNotFound(f"{unified!r} is not a ccxt unified symbol like 'BTC/USDT' or 'BTC/USDT:USDT'")
+    market = BinanceMarket(market)
+    _REGISTERED[(market, native.upper())] = unified
+    _REGISTERED_BACK[(market, unified)] = native.upper()
+
+
+def binance_market(unified: str) -> BinanceMarket:
+    """``BTC/USDT`` -> SPOT, ``BTC/USDT:USDT`` -> USDM (settle = quote), ``BTC/USD:BTC`` -> COINM."""
+    m = _UNIFIED.match(unified)
+    if not m:
+        raise SymbolNotFound(f"{unified!r} is not a ccxt unified symbol like 'BTC/USDT' or 'BTC/USDT:USDT'")
+    settle = m["settle"]
+    if settle is None:
+        return BinanceMarket.SPOT
+    if settle == m["quote"]:
+        return BinanceMarket.USDM
+    if settle == m["base"]:
+        return BinanceMarket.COINM
+    raise SymbolNotFound(f"{unified!r}: settle {settle!r} is neither the quote nor the base asset")
+
+
+def binance_native(unified: str, market: BinanceMarket | None = None) -> str:
+    """ccxt unified symbol -> Binance id, e.g. ``BTC/USD:BTC`` -> ``BTCUSD_PERP``."""
+    market = BinanceMarket(market) if market is not None else binance_market(unified)
+    hit = _REGISTERED_BACK.get((market, unified))
+    if hit:
+        return hit
+    m = _UNIFIED.match(unified)
+    if not m:
+        raise SymbolNotFound(f"{unified!r} is not a ccxt unified symbol like 'BTC/USDT' or 'BTC/USDT:USDT'")
+    base, quote, settle, expiry = m["base"], m["quote"], m["settle"], m["expiry"]
+    if market is BinanceMarket.SPOT:
+        if settle:
+            raise SymbolNotFound(f"{unified!r} is a derivative symbol, not a {market.value} one")
+        return base + quote
+    actual = binance_market(unified)
+    if actual is not market:
+        raise SymbolNotFound(f"{unified!r} is not a {market.value} symbol (it is {actual.value})")
+    if market is BinanceMarket.USDM:
+        return base + quote + (f"_{expiry}" if expiry else "")
+    return f"{base}{quote}_{expiry or 'PERP'}"
+
+
+def binance_unified(native: str, market: BinanceMarket) -> str:
+    """Binance id -> ccxt unified symbol, e.g. (``BTCUSD_PERP``, COINM) -> ``BTC/USD:BTC``."""
+    market = BinanceMarket(market)
+    native = native.upper()
+    hit = _REGISTERED.get((market, native))
+    if hit:
+        return hit
+    if market is BinanceMarket.COINM:
+        m = _COINM_NATIVE.match(native)
+        if not m:
+            raise SymbolNotFound(f"{native!r} is not a COIN-M id like 'BTCUSD_PERP' or 'BTCUSD_240927'")
+        base, expiry = m["base"], m["expiry"]
+        return f"{base}/USD:{base}" + ("" if expiry == "PERP" else f"-{expiry}")
+    expiry = None
+    if market is BinanceMarket.USDM:
+        m = _DELIVERY.match(native)
+        if m:
+            native, expiry = m["pair"], m["expiry"]
+    for quote in _SPOT_QUOTES:
+        if native.endswith(quote) and len(native) > len(quote):
+            base = native[: -len(quote)]
+            if market is BinanceMarket.SPOT:
+                return f"{base}/{quote}"
+            return f"{base}/{quote}:{quote}" + (f"-{expiry}" if expiry else "")
+    raise SymbolNotFound(
+        f"cannot split {market.value} id {native!r} into base/quote (known quotes: {', '.join(_SPOT_QUOTES)}); "
+        f"declare it with register_symbol({native!r}, 'BASE/QUOTE...', Market.{market.name})"
+    )
+
+
+def is_coinm_id(native: str) -> bool:
+    """Whether a Binance id is a COIN-M contract's (``BTCUSD_PERP``, ``BTCUSD_240927``)."""
+    return bool(_COINM_NATIVE.match(native.upper()))
+
+
+def binance_venues(market: BinanceMarket) -> tuple[str, ...]:
+    """The venues a Binance-protocol market can be on: futures exist on ``binance`` only,
+    spot on both ``binance`` and ``binanceus`` (frames alone cannot tell those apart)."""
+    return ("binance", "binanceus") if BinanceMarket(market) is BinanceMarket.SPOT else ("binance",)
+
+
+_VENUE_HOSTS = (
+    ("binance.us", "binanceus"),
+    ("binance.com", "binance"),
+    ("binance.vision", "binance"),  # the public data archive
+    ("binancefuture.com", "binance"),  # the futures testnet
+    ("bybit.com", "bybit"),
+    ("bytick.com", "bybit"),
+    ("hyperliquid.xyz", "hyperliquid"),
+    ("hyperliquid-testnet.xyz", "hyperliquid"),
+)
+
+
+def venue_of_url(url: str) -> str | None:
+    """The ccxt venue id a websocket/REST URL belongs to (``wss://stream.binance.us:9443``
+    -> ``binanceus``), None when the host does not say (e.g. a local simulator)."""
+    host = (urlsplit(str(url)).hostname or "").lower()
+    for suffix, venue in _VENUE_HOSTS:
+        if host == suffix or host.endswith("." + suffix):
+            return venue
+    return None
+
+
+def _binance_info(exchange: str, native: str, market: BinanceMarket) -> "MarketInfo":
+    """A ``MarketInfo`` derived by the Binance id rules (markets not in the registry)."""
+    unified = binance_unified(native, market)
+    m = _UNIFIED.match(unified)
+    kind = MarketType.SPOT if market is BinanceMarket.SPOT else (MarketType.FUTURE if m["expiry"] else MarketType.SWAP)
+    return MarketInfo(
+        exchange, unified, native.upper(), kind, m["base"], m["quote"], m["settle"],
+        funding_interval_h=8.0 if kind is MarketType.SWAP else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -136,6 +315,9 @@ def _builtin() -> list[MarketInfo]:
         rows.append(MarketInfo("bybit", f"{base}/USDT", f"{base}USDT", S, base, "USDT"))
         rows.append(MarketInfo("bybit", f"{base}/USDT:USDT", f"{base}USDT", P, base, "USDT", "USDT", funding_interval_h=8.0))
     rows.append(MarketInfo("binance", "ADA/BTC", "ADABTC", S, "ADA", "BTC"))  # the recorded 1m klines
+    for base in ("BTC", "ETH"):  # Binance.US: spot only, also quoted in USD
+        rows.append(MarketInfo("binanceus", f"{base}/USDT", f"{base}USDT", S, base, "USDT"))
+        rows.append(MarketInfo("binanceus", f"{base}/USD", f"{base}USD", S, base, "USD"))
     for base in ("BTC", "ETH"):
         # COIN-M: quoted in USD, margined and settled in the coin (contract = 100 USD for BTC).
         rows.append(MarketInfo("binance", f"{base}/USD:{base}", f"{base}USD_PERP", P, base, "USD", base, funding_interval_h=8.0))
@@ -244,6 +426,10 @@ class Markets:
             hits = [c for c in typed if _squash(c.native) == key]
         if not hits:  # ... then the pair spelled any way ("BTC-USDT")
             hits = [c for c in typed if c.type is not MarketType.FUTURE and _squash(c.symbol.split(":")[0]) == key]
+        if not hits and exchange in BINANCE_FAMILY:  # ... then Binance's id rules
+            derived = self._binance_rules(exchange, text, market_type)
+            if derived is not None:
+                return derived
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
@@ -262,6 +448,28 @@ class Markets:
             f"{exchange}: unknown market {symbol!r}{kind}; close matches: {close or 'none'}; "
             f"load the venue's markets with Markets.set_markets(exchange, ccxt_exchange.markets)"
         )
+
+    def _binance_rules(self, exchange: str, text: str, market_type: MarketType | None) -> MarketInfo | None:
+        """A Binance-family market the registry does not hold, derived by the id rules:
+        any unified symbol, or a native id with the ``market_type`` that makes it unambiguous."""
+        try:
+            if _UNIFIED.match(text):
+                market = binance_market(text)
+                native = binance_native(text, market)
+            elif market_type is not None:
+                native = text.upper()
+                coinm = bool(_COINM_NATIVE.match(native))
+                market = BinanceMarket.SPOT if market_type is MarketType.SPOT else BinanceMarket.COINM if coinm else BinanceMarket.USDM
+            else:
+                return None
+            info = _binance_info(exchange, native, market)
+        except SymbolNotFound:
+            return None
+        if market_type is not None and info.type is not market_type:
+            return None
+        if exchange == "binanceus" and market is not BinanceMarket.SPOT:
+            raise SymbolNotFound(f"binanceus: {text!r} is a {market.value} market; Binance.US lists spot markets only")
+        return info
 
     def resolve(self, exchange: str, symbol: str, *, market_type: MarketType | None = None) -> str:
         """ccxt unified symbol of ``symbol`` on ``exchange`` (see ``info``)."""

@@ -14,28 +14,69 @@ API used by the live session and the replayer::
 ``[]`` for control frames (subscription acks). One frame never yields events of two
 symbols, except the market-wide ``!markPrice@arr`` streams.
 
-Times: ``ts`` is the frame's exchange event time ``E``, except trades, whose ``ts`` is the
-trade time ``T``. Spot ``bookTicker`` and spot partial-book frames carry no exchange time
-at all, so their ``ts`` is the receive time (documented loss, not a guess).
+Times (each table's declared clock, ``tickstore.TsClock``): ``ts`` is the frame's exchange
+event time ``E`` (quotes, books, diffs, mark), except trades, agg trades and
+liquidations, whose ``ts`` is the trade time ``T``, and klines (the bar open ``t``). Spot
+``bookTicker`` and spot partial-book frames carry no exchange time at all: a parser that
+also sees the symbol's diff-depth stream stamps them with the ``E`` of the first depth
+frame whose last update id ``u`` reaches their update id (the book change they show is
+part of that depth event; the time is never earlier than the change, so nothing looks
+ahead). It holds them until that frame arrives, at most ``hold_ms`` of receive time;
+without a depth stream (or past ``hold_ms``) their ``ts`` is the receive time and
+``recv_ts`` equals it (documented loss, not a guess). ``drain()`` releases what is held at
+the end of the input; ``save_state``/``restore_state`` carry it across a restart.
+
+Trade kinds: futures trades carry ``X`` (``MARKET``, ``INSURANCE_FUND``, ``ADL``, ``NA``),
+stored as ``kind`` (``tickstore.TradeKind``: MARKET, LIQUIDATION, ADL, OTHER; an unknown
+value is OTHER); spot trades are market trades. ``aggTrade`` frames become ``AggTrade``
+events (table ``agg_trades``, with the first/last trade ids), never trades. Closed klines
+(``x`` true) become ``Bar`` events (table ``ohlcv_<interval>``, ``1w`` as ``7d``; ``1M``
+and open klines are skipped), or nothing at all with ``klines=False``.
+
+Settlements: a ``markPrice`` frame whose next funding time ``T`` moved past the previous
+one (with ``E`` at or after it) means the previous funding time settled: a ``Funding``
+event at that time with the last predicted rate ``r`` streamed before it and the interval
+since the settlement before (else the one to the next). The venue's settled history
+(REST) can differ in the last digits (2023-04-05 00:00 BTCUSDT: 2.754e-5 streamed, 2.760e-5
+settled); a REST backfill of the day replaces it (``collectors.backfill`` writes only
+differences, as a new version).
 
 Symbols: ``binance:<ccxt unified symbol>`` whatever the market; the unified symbol tells
 the markets apart (``BTC/USDT`` spot, ``BTC/USDT:USDT`` USD-M perpetual,
 ``BTC/USDT:USDT-240927`` USD-M delivery, ``BTC/USD:BTC`` COIN-M perpetual,
 ``BTC/USD:BTC-240927`` COIN-M delivery). Spot ids are split on a list of known quote
-assets; ``register_symbol`` adds any pair the list gets wrong.
+assets; ``register_symbol`` adds any pair the list gets wrong. Binance.US speaks the same
+protocol (spot only) but is another venue: ``BinanceParser(Market.SPOT, exchange="binanceus")``
+makes ``binanceus:BTC/USDT`` symbols, ``ENDPOINTS_US`` are its hosts. The id rules are
+``collectors.symbols``' (the one mapping); the functions here are their wire-side names.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
+import functools
 import re
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from collectors.events import DepthDiff, DepthSnapshot, Liquidation, Mark, Quote, Trade
+from collectors.events import AggTrade, Bar, DepthDiff, DepthSnapshot, Funding, Liquidation, Mark, Quote, Trade
+from collectors.symbols import (
+    BINANCE_FAMILY,
+    BinanceMarket,
+    binance_market,
+    binance_native,
+    binance_unified,
+    SymbolNotFound,
+    is_coinm_id,
+    register_binance,
+)
 from collectors.fields import finite, future_ms_to_ns, int64, ms_to_ns, nonneg, positive
+
+from tickstore import TradeKind
 
 from . import BadFrame, InvalidValue, MalformedFrame, OversizedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
 
@@ -45,6 +86,8 @@ __all__ = [
     "Channel",
     "Endpoints",
     "ENDPOINTS",
+    "ENDPOINTS_US",
+    "TRADE_KINDS",
     "MAX_FRAME_BYTES",
     "BinanceParser",
     "parse",
@@ -73,16 +116,7 @@ EXCHANGE = "binance"
 MAX_FRAME_BYTES = 4 << 20
 
 
-class Market(enum.Enum):
-    """The three Binance markets; they differ in hosts, ids and depth sequencing."""
-
-    SPOT = "spot"
-    USDM = "usdm"
-    COINM = "coinm"
-
-    @property
-    def is_futures(self) -> bool:
-        return self is not Market.SPOT
+Market = BinanceMarket  # SPOT, USDM, COINM: they differ in hosts, ids and depth sequencing
 
 
 class Channel(enum.Enum):
@@ -119,6 +153,11 @@ ENDPOINTS = {
     Market.COINM: Endpoints("wss://dstream.binance.com", "https://dapi.binance.com", "/dapi/v1/depth"),
 }
 
+#: Binance.US (``binanceus``): spot only, the same protocol as Binance spot.
+ENDPOINTS_US = {
+    Market.SPOT: Endpoints("wss://stream.binance.us:9443", "https://api.binance.us", "/api/v3/depth"),
+}
+
 _SNAPSHOT_LIMITS = {
     Market.SPOT: range(1, 5001),
     Market.USDM: (5, 10, 20, 50, 100, 500, 1000),
@@ -127,111 +166,70 @@ _SNAPSHOT_LIMITS = {
 
 
 # -- symbols -------------------------------------------------------------------------------
-# Longest first so that e.g. FDUSD wins over USD-like tails and USDT over DT.
-_SPOT_QUOTES = tuple(
-    sorted(
-        "USDT FDUSD USDC BUSD TUSD USDP DAI BTC ETH BNB XRP TRX DOGE DOT EUR TRY GBP BRL AUD "
-        "JPY RUB UAH ZAR NGN PLN RON ARS MXN COP CZK IDRT BIDR BKRW BVND PAX VAI UST AEUR EURI".split(),
-        key=len,
-        reverse=True,
-    )
-)
-_DELIVERY = re.compile(r"^(?P<pair>[A-Z0-9]+)_(?P<expiry>\d{6})$")
-_COINM_NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)USD_(?P<expiry>PERP|\d{6})$")
-_UNIFIED = re.compile(r"^(?P<base>[A-Z0-9]+)/(?P<quote>[A-Z0-9]+)(?::(?P<settle>[A-Z0-9]+)(?:-(?P<expiry>\d{6}))?)?$")
+# One mapping: the id rules live in collectors.symbols; these are the wire-side spellings.
+# Their errors are ``UnknownSymbol`` (a ``BadFrame``: a frame naming an id the rules cannot
+# map is counted as a bad frame, never stops a feed).
+def _wire(fn):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SymbolNotFound as exc:
+            raise UnknownSymbol(str(exc)) from None
 
-# Explicit (market, native) <-> unified pairs, consulted before the rules above.
-_REGISTERED: dict[tuple[Market, str], str] = {}
-_REGISTERED_BACK: dict[tuple[Market, str], str] = {}
+    return call
 
 
+@_wire
 def register_symbol(native: str, unified: str, market: Market) -> None:
     """Declare a mapping the suffix rules cannot derive (e.g. a new spot quote asset)."""
-    if not _UNIFIED.match(unified):
-        raise ValueError(f"{unified!r} is not a ccxt unified symbol like 'BTC/USDT' or 'BTC/USDT:USDT'")
-    _REGISTERED[(market, native.upper())] = unified
-    _REGISTERED_BACK[(market, unified)] = native.upper()
+    register_binance(native, unified, market)
 
 
+def _unprefixed(unified: str) -> str:
+    venue, sep, rest = unified.partition(":")
+    return rest if sep and venue in BINANCE_FAMILY else unified
+
+
+@_wire
 def market_of_symbol(unified: str) -> Market:
     """``BTC/USDT`` -> SPOT, ``BTC/USDT:USDT`` -> USDM (settle = quote), ``BTC/USD:BTC`` -> COINM."""
-    unified = unified.removeprefix(f"{EXCHANGE}:")
-    m = _UNIFIED.match(unified)
-    if not m:
-        raise UnknownSymbol(f"{unified!r} is not a ccxt unified symbol like 'BTC/USDT' or 'BTC/USDT:USDT'")
-    settle = m["settle"]
-    if settle is None:
-        return Market.SPOT
-    if settle == m["quote"]:
-        return Market.USDM
-    if settle == m["base"]:
-        return Market.COINM
-    raise UnknownSymbol(f"{unified!r}: settle {settle!r} is neither the quote nor the base asset")
+    return binance_market(_unprefixed(unified))
 
 
+@_wire
 def to_native(unified: str, market: Market | None = None) -> str:
-    """ccxt unified (or ``binance:``-prefixed tickstore) symbol -> Binance id, e.g. ``BTCUSD_PERP``."""
-    unified = unified.removeprefix(f"{EXCHANGE}:")
-    market = market or market_of_symbol(unified)
-    hit = _REGISTERED_BACK.get((market, unified))
-    if hit:
-        return hit
-    m = _UNIFIED.match(unified)
-    if not m:
-        raise UnknownSymbol(f"{unified!r} is not a ccxt unified symbol like 'BTC/USDT' or 'BTC/USDT:USDT'")
-    base, quote, settle, expiry = m["base"], m["quote"], m["settle"], m["expiry"]
-    if market is Market.SPOT:
-        if settle:
-            raise UnknownSymbol(f"{unified!r} is a derivative symbol, not a {market.value} one")
-        return base + quote
-    if market_of_symbol(unified) is not market:
-        raise UnknownSymbol(f"{unified!r} is not a {market.value} symbol (it is {market_of_symbol(unified).value})")
-    if market is Market.USDM:
-        return base + quote + (f"_{expiry}" if expiry else "")
-    return f"{base}{quote}_{expiry or 'PERP'}"
+    """ccxt unified (or ``binance:``/``binanceus:``-prefixed tickstore) symbol -> Binance id."""
+    return binance_native(_unprefixed(unified), market)
 
 
+@_wire
 def to_unified(native: str, market: Market) -> str:
     """Binance id -> ccxt unified symbol, e.g. (``BTCUSD_PERP``, COINM) -> ``BTC/USD:BTC``."""
-    native = native.upper()
-    hit = _REGISTERED.get((market, native))
-    if hit:
-        return hit
-    if market is Market.COINM:
-        m = _COINM_NATIVE.match(native)
-        if not m:
-            raise UnknownSymbol(f"{native!r} is not a COIN-M id like 'BTCUSD_PERP' or 'BTCUSD_240927'")
-        base, expiry = m["base"], m["expiry"]
-        return f"{base}/USD:{base}" + ("" if expiry == "PERP" else f"-{expiry}")
-    expiry = None
-    if market is Market.USDM:
-        m = _DELIVERY.match(native)
-        if m:
-            native, expiry = m["pair"], m["expiry"]
-    for quote in _SPOT_QUOTES:
-        if native.endswith(quote) and len(native) > len(quote):
-            base = native[: -len(quote)]
-            if market is Market.SPOT:
-                return f"{base}/{quote}"
-            return f"{base}/{quote}:{quote}" + (f"-{expiry}" if expiry else "")
-    raise UnknownSymbol(
-        f"cannot split {market.value} id {native!r} into base/quote (known quotes: {', '.join(_SPOT_QUOTES)}); "
-        f"declare it with register_symbol({native!r}, 'BASE/QUOTE...', Market.{market.name})"
-    )
+    return binance_unified(native, market)
 
 
-def to_tickstore(native: str, market: Market) -> str:
-    """Binance id -> tickstore symbol, e.g. ``binance:BTC/USDT:USDT``."""
-    return f"{EXCHANGE}:{to_unified(native, market)}"
+@_wire
+def to_tickstore(native: str, market: Market, exchange: str = EXCHANGE) -> str:
+    """Binance id -> tickstore symbol, e.g. ``binance:BTC/USDT:USDT`` (``exchange="binanceus"``
+    for Binance.US, spot only)."""
+    if exchange not in BINANCE_FAMILY:
+        raise UnknownSymbol(f"{exchange!r} does not speak Binance's protocol; one of {list(BINANCE_FAMILY)}")
+    if exchange != EXCHANGE and Market(market) is not Market.SPOT:
+        raise UnknownSymbol(f"{exchange}: {native!r} would be a {Market(market).value} market; {exchange} lists spot markets only")
+    return f"{exchange}:{binance_unified(native, market)}"
 
 
+@_wire
 def from_tickstore(symbol: str) -> tuple[str, Market]:
-    """Tickstore symbol ``binance:...`` -> (Binance id, market)."""
+    """Tickstore symbol ``binance:...`` / ``binanceus:...`` -> (Binance id, market)."""
     venue, _, unified = symbol.partition(":")
-    if venue != EXCHANGE or not unified:
+    if venue not in BINANCE_FAMILY or not unified:
         raise UnknownSymbol(f"{symbol!r} is not a binance tickstore symbol like 'binance:BTC/USDT:USDT'")
-    market = market_of_symbol(unified)
-    return to_native(unified, market), market
+    market = binance_market(unified)
+    if venue != EXCHANGE and market is not Market.SPOT:
+        raise UnknownSymbol(f"{symbol!r}: {venue} lists spot markets only")
+    return binance_native(unified, market), market
 
 
 # -- subscriptions ---------------------------------------------------------------------------
@@ -333,7 +331,7 @@ def infer_market(raw: bytes) -> Market | None:
     if "o" in data and isinstance(data["o"], dict):  # forceOrder nests the order
         data = {**data["o"], "e": data.get("e")}
     sym = data.get("s") or data.get("symbol") or ""
-    coinm = "ps" in data or "pair" in data or bool(_COINM_NATIVE.match(str(sym)))
+    coinm = "ps" in data or "pair" in data or is_coinm_id(str(sym))
     e = data.get("e")
     if "lastUpdateId" in data and "stream" not in msg:
         if "E" in data or "T" in data:
@@ -383,16 +381,45 @@ def _excerpt(raw) -> str:
     return repr(text) + ("..." if len(raw) > 160 else "")
 
 
+#: Binance's trade type ``X`` (futures ``trade`` frames) -> ``kind``; other values -> OTHER
+TRADE_KINDS = {
+    "MARKET": TradeKind.MARKET,
+    "INSURANCE_FUND": TradeKind.LIQUIDATION,
+    "ADL": TradeKind.ADL,
+    "NA": TradeKind.OTHER,
+}
+_KIND_OF = {k: int(v) for k, v in TRADE_KINDS.items()}
+_OTHER = int(TradeKind.OTHER)
+# kline interval -> ohlcv table suffix (tickstore tables are ohlcv_<n><s|m|h|d>); months: none
+_KLINE_FREQ = {i: i for i in "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d".split()} | {"1w": "7d"}
+_NS_PER_HOUR = 3_600_000_000_000
+_STATE_FORMAT = 1
+
+
 class BinanceParser:
-    """Raw frame -> events for one market; keeps a native-id -> symbol cache.
+    """Raw frame -> events for one market, in receive order (see the module docstring).
 
     Accepts combined-stream envelopes (``{"stream","data"}``) and raw ``/ws`` frames. Raw
     frames cannot tell a futures partial book from a diff (same shape); use combined
-    streams for partial books.
+    streams for partial books. Feed it every frame of a connection in order: spot quote
+    times and settlements come from the frames before. ``exchange``: ``binance`` or
+    ``binanceus`` (spot only); ``klines``: store closed klines (True) or ignore kline
+    frames (False; never bad frames either way); ``hold_ms``: longest a spot quote waits
+    for the depth frame that dates it.
     """
 
-    def __init__(self, market: Market, *, max_frame_bytes: int = MAX_FRAME_BYTES):
+    def __init__(self, market: Market, *, max_frame_bytes: int = MAX_FRAME_BYTES, exchange: str = EXCHANGE,
+                 klines: bool = True, hold_ms: int = 2000):
         self.market = Market(market)
+        if exchange not in BINANCE_FAMILY:
+            raise ValueError(f"exchange must be one of {list(BINANCE_FAMILY)}, got {exchange!r}")
+        if exchange != EXCHANGE and self.market is not Market.SPOT:
+            raise ValueError(f"{exchange} lists spot markets only, not {self.market.value}")
+        if hold_ms < 0:
+            raise ValueError(f"hold_ms must be >= 0, got {hold_ms}")
+        self.exchange = exchange
+        self.klines = bool(klines)
+        self.hold_ns = int(hold_ms) * 1_000_000
         self.max_frame_bytes = int(max_frame_bytes)
         self._symbols: dict[str, str] = {}
         self._by_event = {
@@ -402,9 +429,16 @@ class BinanceParser:
             "bookTicker": self._quote,
             "markPriceUpdate": self._mark,
             "forceOrder": self._liquidation,
+            "kline": self._kline,
         }
         self._by_stream: dict[str, tuple] = {}  # stream name -> (handler, native id)
         self._floats: dict = {}  # price/qty string -> float(string), see _levels
+        # spot exchange time (``_dated``): per symbol the (U, u, E) of recent depth frames and
+        # the quotes / partial books waiting for theirs; settlements: per symbol the next
+        # funding time, its last predicted rate and the last settlement seen
+        self._ranges: dict[str, deque] = {}
+        self._held: dict[str, deque] = {}
+        self._funding: dict[str, list] = {}
 
     # The dispatch is two dict lookups; handlers build the events directly so a frame
     # costs one orjson.loads plus one dataclass per event.
@@ -521,7 +555,7 @@ class BinanceParser:
     def _symbol(self, native: str) -> str:
         sym = self._symbols.get(native)
         if sym is None:
-            sym = self._symbols[native] = to_tickstore(native, self.market)
+            sym = self._symbols[native] = to_tickstore(native, self.market, self.exchange)
         return sym
 
     def _route(self, stream: str, raw) -> tuple:
@@ -543,6 +577,8 @@ class BinanceParser:
             handler = self._partial
         elif kind == "markPrice" or kind.startswith("markPrice@"):
             handler = self._mark
+        elif kind.startswith("kline_"):
+            handler = self._kline
         else:
             raise UnknownStream(f"unknown Binance stream kind {kind!r}: {_excerpt(raw)}")
         return handler
@@ -552,39 +588,43 @@ class BinanceParser:
         #         "q":"0.02000000","T":1723161255342,"m":true,"M":true}
         # futures: {"e":"trade","E":1723161256322,"T":1723161256322,"s":"BTCUSDT","t":5266583935,
         #         "p":"61800.30","q":"0.006","X":"MARKET","m":false}
-        # m = buyer is the maker, i.e. the seller was the aggressor.
+        # m = buyer is the maker, i.e. the seller was the aggressor. X: the trade type (futures).
+        x = d.get("X")
         return [
             Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns, int64(d["t"], "t"),
-                  positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1)
+                  positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1,
+                  0 if x is None or x == "MARKET" else _KIND_OF.get(x, _OTHER))
         ]
 
     def _agg_trade(self, d, recv_ns, _):
         # {"e":"aggTrade","E":1626992741575,"a":16599292,"s":"CTKUSDT","p":"1.01100","q":"10",
         #  "f":23961322,"l":23961322,"T":1626992741421,"m":false}
+        first, last = int64(d["f"], "f"), int64(d["l"], "l")
+        if last < first:
+            raise InvalidValue(f"aggTrade last trade id l={last} is before the first f={first}")
         return [
-            Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns, int64(d["a"], "a"),
-                  positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1)
+            AggTrade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns,
+                     int64(d["a"], "a"), first, last, positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1)
         ]
 
     def _quote(self, d, recv_ns, _):
         # futures: {"e":"bookTicker","u":5123107839020,"s":"BTCUSDT","b":"61800.20","B":"2.507",
         #           "a":"61800.30","A":"2.510","T":1723161256316,"E":1723161256317}
-        # spot (no event time at all, so ts = receive time):
+        # spot (no exchange time at all: dated by the depth stream, see _dated):
         #           {"u":50093421613,"s":"BTCUSDT","b":"61685.99000000","B":"1.25869000",
         #            "a":"61686.00000000","A":"2.44816000"}
         e = d.get("E")
-        return [
-            Quote(
-                (self._symbols.get(d["s"]) or self._symbol(d["s"])),
-                ms_to_ns(e, recv_ns, "E") if e is not None else recv_ns,
-                recv_ns,
-                int64(d["u"], "u"),
-                nonneg(d["b"], "b"),
-                nonneg(d["B"], "B"),
-                nonneg(d["a"], "a"),
-                nonneg(d["A"], "A"),
-            )
-        ]
+        q = Quote(
+            (self._symbols.get(d["s"]) or self._symbol(d["s"])),
+            ms_to_ns(e, recv_ns, "E") if e is not None else recv_ns,
+            recv_ns,
+            int64(d["u"], "u"),
+            nonneg(d["b"], "b"),
+            nonneg(d["B"], "B"),
+            nonneg(d["a"], "a"),
+            nonneg(d["A"], "A"),
+        )
+        return [q] if e is not None else self._dated(q)
 
     def _diff(self, d, recv_ns, _):
         # spot:    {"e":"depthUpdate","E":1723161255208,"s":"BTCUSDT","U":50093239189,"u":50093239202,
@@ -592,53 +632,70 @@ class BinanceParser:
         # futures: {"e":"depthUpdate","E":1723161256299,"T":1723161256298,"s":"BTCUSDT",
         #           "U":5123107832006,"u":5123107837557,"pu":5123107831937,"b":[["58710.20","0.014"],...],"a":[...]}
         # coinm adds "ps":"BTCUSD". Spot has no "pu": prev_update_id is -1.
-        return [
-            DepthDiff(
-                (self._symbols.get(d["s"]) or self._symbol(d["s"])),
-                ms_to_ns(d["E"], recv_ns, "E"),
-                recv_ns,
-                int64(d["U"], "U"),
-                int64(d["u"], "u"),
-                int64(d.get("pu", -1), "pu"),
-                self._levels(d["b"]),
-                self._levels(d["a"]),
-            )
-        ]
+        diff = DepthDiff(
+            (self._symbols.get(d["s"]) or self._symbol(d["s"])),
+            ms_to_ns(d["E"], recv_ns, "E"),
+            recv_ns,
+            int64(d["U"], "U"),
+            int64(d["u"], "u"),
+            int64(d.get("pu", -1), "pu"),
+            self._levels(d["b"]),
+            self._levels(d["a"]),
+        )
+        if self.market is Market.SPOT:
+            return self._depth_time(diff)
+        return [diff]
 
     def _partial(self, d, recv_ns, stream_symbol):
-        # spot (no symbol, no time: both come from the stream name / receive clock):
+        # spot (no symbol, no time: the symbol comes from the stream name, the time as for
+        # spot quotes):
         #   {"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}
-        # futures (same shape as a diff, but a whole top-N book):
+        # futures (same shape as a diff, but a whole top-N book; ts = E):
         #   {"e":"depthUpdate","E":1571889248277,"T":1571889248276,"s":"BTCUSDT","U":390497796,
         #    "u":390497878,"pu":390497794,"b":[["7403.89","0.002"],...],"a":[["7405.96","3.340"],...]}
         if "lastUpdateId" in d:
             if stream_symbol is None:
                 raise MalformedFrame(f"spot partial book without a stream name: {_excerpt(orjson.dumps(d))}")
-            return [
+            return self._dated(
                 DepthSnapshot(
                     self._symbol(stream_symbol.upper()), recv_ns, recv_ns, int64(d["lastUpdateId"], "lastUpdateId"),
                     self._levels(d["bids"]), self._levels(d["asks"]),
                 )
-            ]
+            )
         return [DepthSnapshot((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["E"], recv_ns, "E"), recv_ns,
                               int64(d["u"], "u"), self._levels(d["b"]), self._levels(d["a"]))]
 
     def _mark(self, d, recv_ns, _):
         # {"e":"markPriceUpdate","E":1680652701000,"s":"BTCUSDT","p":"28146.50000000",
         #  "i":"28159.04955556","P":"28155.67869839","r":"0.00010000","T":1680681600000}
-        # Delivery contracts send "r":"" (no funding): stored as NaN.
+        # Delivery contracts send "r":"" (no funding): stored as NaN, no settlements.
         r = d["r"]
-        return [
-            Mark(
-                (self._symbols.get(d["s"]) or self._symbol(d["s"])),
-                ms_to_ns(d["E"], recv_ns, "E"),
-                recv_ns,
-                finite(d["p"], "p"),
-                finite(d["i"], "i"),
-                finite(r, "r") if r != "" else float("nan"),
-                future_ms_to_ns(d["T"], recv_ns, "T"),
-            )
-        ]
+        sym = self._symbols.get(d["s"]) or self._symbol(d["s"])
+        mark = Mark(
+            sym,
+            ms_to_ns(d["E"], recv_ns, "E"),
+            recv_ns,
+            finite(d["p"], "p"),
+            finite(d["i"], "i"),
+            finite(r, "r") if r != "" else float("nan"),
+            future_ms_to_ns(d["T"], recv_ns, "T"),
+        )
+        if r == "" or not d["T"]:
+            return [mark]
+        state = self._funding.get(sym)
+        if state is None:
+            self._funding[sym] = [mark.next_funding_ts, mark.funding_rate, None]
+            return [mark]
+        due, rate, settled = state
+        if mark.next_funding_ts > due and mark.ts >= due:
+            # the funding time ``due`` passed: it settled at the last rate predicted for it
+            interval = (due - settled) if settled is not None else (mark.next_funding_ts - due)
+            state[2] = due
+            state[0], state[1] = mark.next_funding_ts, mark.funding_rate
+            return [mark, Funding(sym, due, rate, interval / _NS_PER_HOUR)]
+        if mark.next_funding_ts >= due:
+            state[0], state[1] = mark.next_funding_ts, mark.funding_rate
+        return [mark]
 
     def _liquidation(self, d, recv_ns, _):
         # {"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT","f":"IOC",
@@ -651,19 +708,117 @@ class BinanceParser:
                         positive(o["p"], "p"), nonneg(o["q"], "q"))
         ]
 
+    def _kline(self, d, recv_ns, _):
+        # {"e":"kline","E":1638747660000,"s":"BTCUSDT","k":{"t":1638747600000,"T":1638747659999,
+        #  "s":"BTCUSDT","i":"1m","f":100,"L":200,"o":"0.0010","c":"0.0020","h":"0.0025",
+        #  "l":"0.0015","v":"1000","n":100,"x":false,"q":"1.0000","V":"500","Q":"0.500","B":"123456"}}
+        # Only a closed kline ("x": true) is a bar; the others are its running updates.
+        if not self.klines:
+            return []
+        k = d["k"]
+        freq = _KLINE_FREQ.get(k["i"])
+        if not k["x"] or freq is None:
+            return []
+        return [
+            Bar(self._symbols.get(d["s"]) or self._symbol(d["s"]), ms_to_ns(k["t"], recv_ns, "t"),
+                positive(k["o"], "o"), positive(k["h"], "h"), positive(k["l"], "l"), positive(k["c"], "c"),
+                nonneg(k["v"], "v"), freq)
+        ]
 
-_DEFAULT_PARSERS: dict[Market, BinanceParser] = {}
+    # -- spot exchange time --------------------------------------------------------------------
+    def _depth_time(self, diff: DepthDiff) -> list:
+        """Note a spot depth frame's ids and time; release what it dates."""
+        sym = diff.symbol
+        ranges = self._ranges.get(sym)
+        if ranges is None:
+            ranges = self._ranges[sym] = deque(maxlen=256)
+        if ranges and diff.update_id <= ranges[-1][1]:
+            return [diff]  # a duplicate or older frame dates nothing new
+        ranges.append((diff.first_update_id, diff.update_id, diff.ts))
+        held = self._held.get(sym)
+        out = [diff]
+        while held and held[0].update_id <= diff.update_id:
+            ev = held.popleft()
+            ev.ts = diff.ts
+            out.append(ev)
+        return out + (self._expired(held, diff.recv_ns) if held else [])
+
+    def _dated(self, ev) -> list:
+        """A spot quote or partial book (no exchange time): dated now if a depth frame seen
+        already covers its update id, held for the next one if the depth stream runs, else
+        receive time."""
+        ranges = self._ranges.get(ev.symbol)
+        if not ranges:
+            return [ev]  # no depth stream for this symbol: receive time (ev.ts == ev.recv_ns)
+        uid = ev.update_id
+        if uid <= ranges[-1][1]:
+            if uid >= ranges[0][0]:
+                i = bisect.bisect_left(ranges, uid, key=lambda r: r[1])
+                ev.ts = ranges[i][2]
+            return [ev]  # else older than every depth frame remembered: receive time
+        held = self._held.get(ev.symbol)
+        if held is None:
+            held = self._held[ev.symbol] = deque()
+        held.append(ev)
+        return self._expired(held, ev.recv_ns)
+
+    def _expired(self, held: deque, now_ns: int) -> list:
+        """Held events no depth frame dated within ``hold_ms``: receive time."""
+        out = []
+        while held and (now_ns - held[0].recv_ns > self.hold_ns or len(held) > 100_000):
+            out.append(held.popleft())  # its ts is still its receive time
+        return out
+
+    def drain(self) -> list:
+        """The end of the input: every held spot quote / partial book, at receive time."""
+        out = [ev for held in self._held.values() for ev in held]
+        self._held.clear()
+        out.sort(key=lambda ev: ev.recv_ns)
+        return out
+
+    # -- state across runs ---------------------------------------------------------------------
+    def save_state(self) -> dict:
+        """What the next run needs to continue exactly (JSON-able): held spot events, the
+        recent depth ids per symbol, each symbol's pending funding time and rate."""
+        held = []
+        for q in (ev for h in self._held.values() for ev in h):
+            if type(q) is Quote:
+                held.append(["quote", q.symbol, q.recv_ns, q.update_id, q.bid_px, q.bid_qty, q.ask_px, q.ask_qty])
+            else:
+                held.append(["book", q.symbol, q.recv_ns, q.update_id, q.bids, q.asks])
+        return {
+            "format": _STATE_FORMAT, "exchange": self.exchange, "market": self.market.value, "held": held,
+            "ranges": {s: [list(r) for r in list(rs)[-16:]] for s, rs in self._ranges.items()},
+            "funding": {s: list(v) for s, v in self._funding.items()},
+        }
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from ``save_state``'s dict; ``ValueError`` for another market's state."""
+        got = (state.get("format"), state.get("exchange"), state.get("market"))
+        if got != (_STATE_FORMAT, self.exchange, self.market.value):
+            raise ValueError(f"parser state of (format, exchange, market)={got} does not fit "
+                             f"{(_STATE_FORMAT, self.exchange, self.market.value)}")
+        self._held.clear()
+        for item in state["held"]:
+            if item[0] == "quote":
+                _, sym, recv, uid, bp, bq, ap, aq = item
+                ev = Quote(sym, recv, recv, uid, bp, bq, ap, aq)
+            else:
+                _, sym, recv, uid, bids, asks = item
+                ev = DepthSnapshot(sym, recv, recv, uid, [tuple(x) for x in bids], [tuple(x) for x in asks])
+            self._held.setdefault(sym, deque()).append(ev)
+        self._ranges = {s: deque((tuple(r) for r in rs), maxlen=256) for s, rs in state["ranges"].items()}
+        self._funding = {s: list(v) for s, v in state["funding"].items()}
 
 
 def _parser(market: Market) -> BinanceParser:
-    p = _DEFAULT_PARSERS.get(market)
-    if p is None:
-        p = _DEFAULT_PARSERS[market] = BinanceParser(Market(market))
-    return p
+    return BinanceParser(Market(market))
 
 
 def parse(raw: bytes | str, recv_ns: int, market: Market) -> list:
-    """One websocket frame -> events (see ``BinanceParser.parse``)."""
+    """One websocket frame on its own -> events (see ``BinanceParser.parse``). Nothing of
+    earlier frames is known: spot quotes keep their receive time, no settlement is seen;
+    feed a ``BinanceParser`` every frame in order for those."""
     return _parser(market).parse(raw, recv_ns)
 
 

@@ -161,6 +161,12 @@ class BookBuilder:
         Also emit a ``Quote`` (table ``quotes``) whenever an update changes the best bid or
         ask (price or size), stamped with that update's time and id: the quotes of a venue
         whose best bid/offer stream *is* its book (Bybit's ``orderbook.1``).
+    rows:
+        ``"grid"`` (rows on the grid), ``"frames"`` (a row per snapshot frame - a partial
+        book, an l2Book - at the frame's time, and no grid) or ``"both"``. A frame row is
+        the book after every frame of its time: it is emitted when a frame of a later time
+        arrives, at ``flush`` past it, or at ``close_outage``; ``save_state`` keeps it. A
+        grid row at a frame's time is that same row (the store keeps one of identical rows).
     """
 
     def __init__(
@@ -173,8 +179,11 @@ class BookBuilder:
         max_buffer: int = 10_000,
         max_fill_ms: int = 3_600_000,
         quotes: bool = False,
+        rows: str = "grid",
     ):
         book_table(levels)  # validates
+        if rows not in ("grid", "frames", "both"):
+            raise ValueError(f"rows must be 'grid', 'frames' or 'both', got {rows!r}")
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         if max_buffer <= 0:
@@ -209,6 +218,10 @@ class BookBuilder:
         self._restored: str | None = None  # "skip"/"discard" until an event newer than the state
         self._quotes = bool(quotes)
         self._top: tuple | None = None  # best (bid px, bid qty, ask px, ask qty) last quoted
+        self.rows = rows
+        self._grid = rows != "frames"
+        self._frames = rows != "grid"
+        self._pending_row: BookTop | None = None  # frame rows: the newest, until its time is over
 
     # -- public --------------------------------------------------------------------------------
     @property
@@ -246,7 +259,7 @@ class BookBuilder:
             else:
                 ok = diff.first_update_id == self.update_id + 1
             if ok:
-                out = self._sample_until(diff.ts) if diff.ts > self._next_grid else []
+                out = self._sample_until(diff.ts) if self._grid and diff.ts > self._next_grid else []
                 return out + self._apply(diff)
             if diff.update_id <= self.update_id:
                 self.stats.duplicates += 1
@@ -313,7 +326,7 @@ class BookBuilder:
     def _load(self, snap: DepthSnapshot) -> list:
         out = []
         if self.state is BookState.SYNCED:
-            if snap.ts > self._next_grid:
+            if self._grid and snap.ts > self._next_grid:
                 out = self._sample_until(snap.ts)
         else:
             # the grid resumes at the snapshot: the point at its time (if it is on the grid) first
@@ -332,6 +345,12 @@ class BookBuilder:
                 Gap(self.symbol, start, snap.recv_ns, max(snap.ts, start + 1), GAP_STREAM, "resync",
                     f"book whole again from a snapshot frame, update id {snap.update_id}")
             )
+        if self._frames:
+            row = self._row(snap.ts)
+            pending, self._pending_row = self._pending_row, row
+            if pending is not None and pending.ts != row.ts:  # else the newer frame of that time replaces it
+                out.append(pending)
+                self.stats.rows += 1
         if self._quotes:
             out += self._quote()
         return out
@@ -343,9 +362,14 @@ class BookBuilder:
         margin for out-of-order streams) so a quiet book still gets its rows; the replayer
         does so every second, 1 s behind. A capture's last second is therefore not sampled.
         """
-        if self.state is BookState.SYNCED and until_ns > self._next_grid:
-            return self._sample_until(until_ns)
-        return []
+        out = []
+        if self._grid and self.state is BookState.SYNCED and until_ns > self._next_grid:
+            out = self._sample_until(until_ns)
+        if self._pending_row is not None and until_ns > self._pending_row.ts:
+            out.append(self._pending_row)
+            self._pending_row = None
+            self.stats.rows += 1
+        return out
 
     def reset(self) -> None:
         """Forget the book (e.g. after a reconnect); the next snapshot resyncs it."""
@@ -360,10 +384,15 @@ class BookBuilder:
 
         ``[]`` when the book is synced or saw nothing. Afterwards the open outage starts at
         the end of that gap, so a later ``resync`` gap (next run) continues it without
-        overlap.
+        overlap. A frame row still waiting (``rows="frames"``) comes out too: the data ends.
         """
+        out = []
+        if self._pending_row is not None:
+            out.append(self._pending_row)
+            self._pending_row = None
+            self.stats.rows += 1
         if self.state is BookState.SYNCED:
-            return []
+            return out
         if self._outage_start is not None:
             start, why = self._outage_start, f"chain broken after update id {self.update_id}, no snapshot since"
         elif self._first_unsynced is not None:
@@ -372,7 +401,7 @@ class BookBuilder:
             return []
         end = max(self._seen_ts, start)
         self._outage_start, self._first_unsynced = end, None
-        return [Gap(self.symbol, start, max(self._seen_recv, 0), max(end, start + 1), GAP_STREAM, "unsynced",
+        return out + [Gap(self.symbol, start, max(self._seen_recv, 0), max(end, start + 1), GAP_STREAM, "unsynced",
                     f"no valid book until the end of the data: {why}; last update id seen {self._seen_id}")]
 
     # -- persistence ---------------------------------------------------------------------------
@@ -395,6 +424,9 @@ class BookBuilder:
         if synced:
             d["bids"] = [[p, self._bids[p]] for p in self._bid_px]
             d["asks"] = [[-n, self._asks[-n]] for n in self._ask_neg]
+        r = self._pending_row
+        if r is not None:  # a frame row not emitted yet (rows="frames"/"both")
+            d["pending_row"] = [r.ts, r.recv_ns, r.update_id, r.bid_px, r.bid_qty, r.ask_px, r.ask_qty]
         return d
 
     def restore_state(self, d: dict, *, older: str = "discard") -> None:
@@ -426,6 +458,10 @@ class BookBuilder:
             self._seen_id, self._seen_ts, self._seen_recv = int(d["update_id"]), int(d["last_ts"]), int(d["last_recv"])
             if d["outage_start"] is not None:
                 self._outage_start = int(d["outage_start"])
+        r = d.get("pending_row")
+        self._pending_row = None if r is None or not self._frames else BookTop(
+            self.symbol, int(r[0]), int(r[1]), int(r[2]), *([_NAN if x is None else float(x) for x in side] for side in r[3:7])
+        )  # a missing level is NaN, which orjson writes as null
         self._restored = older
 
     def _older_than_state(self, ts: int, update_id: int) -> bool:
@@ -574,6 +610,19 @@ class BookBuilder:
                 Gap(self.symbol, g, self._last_recv, t, GAP_STREAM, "stale",
                     f"no depth update for {(t - g) / 1e9:.1f}s after u={self.update_id}; grid not filled")
             ]
+        first = self._row(g)
+        out = [first]
+        g += step
+        sym, recv, uid, bids, bq, asks, aq = first.symbol, first.recv_ns, first.update_id, first.bid_px, first.bid_qty, first.ask_px, first.ask_qty
+        while g < t:  # rows share the level lists: nothing downstream mutates them
+            out.append(BookTop(sym, g, recv, uid, bids, bq, asks, aq))
+            g += step
+        self._next_grid = g
+        self.stats.rows += len(out)
+        return out
+
+    def _row(self, ts: int) -> BookTop:
+        """The top ``levels`` of the book as a row at ``ts`` (missing levels NaN)."""
         n = self.levels
         bids = self._bid_px[: -n - 1 : -1]
         asks = [-p for p in self._ask_neg[: -n - 1 : -1]]
@@ -585,11 +634,4 @@ class BookBuilder:
         if len(asks) < n:
             pad = [_NAN] * (n - len(asks))
             asks, aq = asks + pad, aq + pad
-        out = []
-        sym, recv, uid = self.symbol, self._last_recv, self.update_id
-        while g < t:  # rows share the level lists: nothing downstream mutates them
-            out.append(BookTop(sym, g, recv, uid, bids, bq, asks, aq))
-            g += step
-        self._next_grid = g
-        self.stats.rows += len(out)
-        return out
+        return BookTop(self.symbol, ts, self._last_recv, self.update_id, bids, bq, asks, aq)

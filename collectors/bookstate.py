@@ -10,7 +10,10 @@ fsync), so a crash leaves the old or the new file, never a torn one::
      "meta": {...},                                   e.g. the journal position it matches
      "books": {"<symbol>|<levels>|<interval_ms>":     one entry per book and grid
                {BookBuilder.save_state() dict: every level, last update id, next grid point,
-                open outage}}}
+                open outage},
+               "parser|<exchange>|<market>":          one entry per stateful parser
+               {BinanceParser.save_state() dict: held spot quotes, recent depth ids,
+                pending funding times}}}
 
 Bounded: one entry per (symbol, depth, grid) ever replayed or collected into the owner,
 each the size of that venue's book: every level the snapshot and the diffs brought (the
@@ -33,7 +36,7 @@ import orjson
 from tickstore.errors import TickstoreError
 from tickstore import diskio
 
-__all__ = ["BookStates", "BookStateError", "book_key", "FORMAT"]
+__all__ = ["BookStates", "BookStateError", "book_key", "parser_key", "FORMAT"]
 
 FORMAT = 1
 
@@ -45,6 +48,12 @@ class BookStateError(TickstoreError):
 def book_key(symbol: str, levels: int, interval_ms: int) -> str:
     """The entry of a book: its symbol and the grid its rows are on."""
     return f"{symbol}|{int(levels)}|{int(interval_ms)}"
+
+
+def parser_key(feed, market) -> str:
+    """The entry of a venue parser's state (Binance: spot quotes waiting for a depth frame,
+    the depth ids seen, pending settlements): ``parser|<exchange>|<market>``."""
+    return f"parser|{getattr(feed, 'exchange', feed.venue.value)}|{getattr(market, 'value', market)}"
 
 
 class BookStates:

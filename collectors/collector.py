@@ -97,7 +97,7 @@ from tickstore import Tickstore
 from tickstore.errors import TickstoreError
 
 from .book import GAP_STREAM, BookBuilder, book_table
-from .bookstate import BookStateError, BookStates, book_key
+from .bookstate import BookStateError, BookStates, book_key, parser_key
 from .events import DepthDiff, DepthSnapshot, EventBatcher, Gap
 from .exchanges import BadFrame, InvalidValue, OversizedFrame, UnknownStream, VenueErrorFrame
 from .exchanges.binance import Channel, Market, depth_snapshot_url, from_tickstore
@@ -112,7 +112,8 @@ __all__ = ["Venue", "CollectorConfig", "CollectorStats", "Collector", "Collector
 
 log = logging.getLogger(__name__)
 
-_BOOK_CHANNELS = (Channel.DEPTH, Channel.DEPTH_RT)
+_DIFF_CHANNELS = (Channel.DEPTH, Channel.DEPTH_RT)
+_BOOK_CHANNELS = _DIFF_CHANNELS + tuple(c for c in Channel if c.partial_levels is not None)
 
 
 @dataclass
@@ -257,12 +258,15 @@ class Collector:
         self.batcher = EventBatcher(self.book_table)
         self.books: dict[str, BookBuilder] = {}
         self.book_market: dict[object, list[BookBuilder]] = defaultdict(list)  # per market (Connection.group)
+        # partial-book channels (Binance depth5/10/20) and no diffs: a row per frame (and/or the grid)
+        partial_only = not any(c in _DIFF_CHANNELS for c in cfg.channels)
+        rows = cfg.partial_book_rows if partial_only else "grid"
         if any(c in _BOOK_CHANNELS for c in cfg.channels):
             for conn in self._connections:
                 for s in conn.symbols:
                     if s not in self.books:
                         b = BookBuilder(s, self.feed.book_rule(s), levels=cfg.book_levels, interval_ms=cfg.book_interval_ms,
-                                        quotes=self.feed.book_quotes and Channel.QUOTES in cfg.channels)
+                                        quotes=self.feed.book_quotes and Channel.QUOTES in cfg.channels, rows=rows)
                         self.books[s] = b
                         self.book_market[conn.group].append(b)
         self._tags: dict[str, tuple] = {}  # tag -> (parser, market), filled on first use
@@ -517,6 +521,13 @@ class Collector:
         pos = meta.get("position")
         if pos is None or Position(*pos) < self.journal.committed:
             return set()
+        for market in self.feed.markets:  # parser state (spot quotes waiting, settlements): same file
+            key = parser_key(type(self.feed), market)
+            if key in books and hasattr(self.feed, "rest_parser"):
+                try:
+                    self.feed.rest_parser(market).restore_state(books[key])
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("parser state %s does not fit (%s); starting without it", key, exc)
         done = set()
         for sym, b in self.books.items():
             state = books.get(book_key(sym, b.levels, b.interval_ns // 1_000_000))
@@ -531,8 +542,10 @@ class Collector:
     def _save_books(self, pos: Position) -> None:
         """The books as of ``pos`` (all processed records stored), written before the commit."""
         cfg = self.config
+        states = {book_key(s, cfg.book_levels, cfg.book_interval_ms): b.save_state() for s, b in self.books.items()}
+        states.update({key: p.save_state() for key, p in self.feed.parsers().items()})  # quotes waiting, settlements
         self._book_states.save(
-            {book_key(s, cfg.book_levels, cfg.book_interval_ms): b.save_state() for s, b in self.books.items()},
+            states,
             meta={"position": list(pos)},
             merge=False,  # this collector is the file's only writer, and saves every book
         )
@@ -564,7 +577,16 @@ class Collector:
             if time.monotonic() >= self._next_flush:
                 self._flush_safely()
         if self._live:
-            for b in self.books.values():  # books not valid at the stop: their span so far goes to the gap ledger
+            for p in self.feed.parsers().values():  # spot quotes / partial books still waiting: receive time
+                for ev in p.drain():
+                    book = self.books.get(ev.symbol) if type(ev) is DepthSnapshot else None
+                    if book is not None:
+                        self.batcher.extend(self.feed.on_book_snapshot(book, ev))
+                    elif type(ev) is not DepthSnapshot:
+                        self.batcher.add(ev)
+            # books not valid at the stop: their span so far goes to the gap ledger (and a
+            # frame row still waiting comes out)
+            for b in self.books.values():
                 self.batcher.extend(b.close_outage())
             self._final_flush()
         left = len(self.writer) + len(self.batcher)
@@ -663,7 +685,7 @@ class Collector:
                 if book is None:
                     continue
                 self.batcher.extend(self.feed.on_book_snapshot(book, ev))
-                if self.feed.snapshots_advance_clock and ev.ts > self._max_depth_ts.get(market, -1):
+                if self.feed.advances_clock(ev) and ev.ts > self._max_depth_ts.get(market, -1):
                     self._max_depth_ts[market] = ev.ts
                 touched = book
             else:
@@ -786,7 +808,7 @@ class Collector:
             ok, error = False, error or f"quarantine {self.quarantine.directory}: {exc}"
         if ok and pos is not None and self.journal.committed < pos:
             try:
-                if self.books:
+                if self.books or self.feed.parsers():
                     self._save_books(pos)
                 self.journal.commit(pos, meta={"last_recv_ns": self._last_recv})
             except (OSError, TickstoreError) as exc:

@@ -40,6 +40,12 @@ class CollectorConfig:
     127.0.0.1 ports); ``journal`` defaults to ``<store>-journal`` beside the store root
     (never inside it: the store owns its root), ``<store>-journal/<name>`` for a named feed
     of the daemon (``collectors.daemon``).
+
+    ``partial_book_rows``: with partial-book channels only (Binance ``book5`` =
+    ``depth5@100ms``, ...), ``"frames"`` stores every frame as a book row at its exchange
+    time, ``"grid"`` samples them onto the ``book_interval_ms`` grid instead, ``"both"``
+    does both. ``klines``: store closed klines (channel ``klines``) in ``ohlcv_1m``
+    (True) or ignore kline frames (False); they are never counted as bad frames.
     """
 
     store: str
@@ -65,6 +71,8 @@ class CollectorConfig:
     stop_retry_s: float = 5.0  # how long stop() retries a failing store before leaving it to the journal
     store_retry_max_s: float = 30.0  # the longest wait between two attempts at a failing store
     name: str = ""  # feed name of a multi-feed daemon; "" = the only feed
+    partial_book_rows: str = "frames"
+    klines: bool = True
 
     def __post_init__(self):
         def bad(name, why):
@@ -90,6 +98,10 @@ class CollectorConfig:
             bad("channels", f"must be a non-empty list of {[c.name.lower() for c in Channel]}")
         if not 1 <= self.book_levels <= 500:
             bad("book_levels", "must be in 1..500")
+        if self.partial_book_rows not in ("frames", "grid", "both"):
+            bad("partial_book_rows", "must be 'frames', 'grid' or 'both'")
+        if not isinstance(self.klines, bool):
+            bad("klines", "must be true or false")
         for name in ("book_interval_ms", "snapshot_limit", "streams_per_connection", "max_frame_bytes", "max_backlog_rows"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")
@@ -146,12 +158,13 @@ _TOML_KEYS = {
         "symbols": ("symbols", list), "channels": ("channels", list),
         "flush_interval_s": ("flush_interval_s", (int, float)),
         "streams_per_connection": ("streams_per_connection", int),
-        "max_frame_bytes": ("max_frame_bytes", int),
+        "max_frame_bytes": ("max_frame_bytes", int), "klines": ("klines", bool),
         "max_backlog_rows": ("max_backlog_rows", int), "stop_retry_s": ("stop_retry_s", (int, float)),
         "store_retry_max_s": ("store_retry_max_s", (int, float)),
     },
     "book": {
         "levels": ("book_levels", int), "interval_ms": ("book_interval_ms", int),
+        "partial_rows": ("partial_book_rows", str),
         "snapshot_limit": ("snapshot_limit", int), "snapshot_min_interval_s": ("snapshot_min_interval_s", (int, float)),
     },
     "session": {
@@ -164,7 +177,8 @@ _TOML_KEYS = {
         "fsync_interval_s": ("fsync_interval_s", (int, float)), "keep_committed": ("keep_committed", bool),
     },
 }
-_CHANNEL_NAMES = {c.name.lower(): c for c in Channel}
+# a channel by its name (book5) or its Binance stream suffix (depth5@100ms)
+_CHANNEL_NAMES = {c.name.lower(): c for c in Channel} | {c.value: c for c in Channel}
 
 
 def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:

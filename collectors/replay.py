@@ -69,9 +69,9 @@ import orjson
 from tickstore.errors import TickstoreError
 
 from .book import BookBuilder, book_table, route_events
-from .bookstate import BookStates, book_key
+from .bookstate import BookStates, book_key, parser_key
 from .capture import CaptureError, CaptureReader, Frame, FrameKind
-from .events import DepthDiff, EventBatcher, Gap
+from .events import DepthDiff, EventBatcher, Gap, source_of
 from .exchanges import BadFrame
 from .exchanges.binance import MAX_FRAME_BYTES, from_tickstore, native_symbol_of_url
 from .journal import Journal, RecordKind
@@ -89,7 +89,7 @@ FLUSH_LAG_NS = 1_000_000_000  # how far behind the newest exchange time they are
 # most 256 of whatever the capture's lines are; Binance frames are < 100 kB.
 _CHUNK = 256
 _FEEDS: tuple[type[VenueFeed], ...] = (BinanceFeed, BybitFeed, HyperliquidFeed)
-_NAMES = {Venue.BINANCE: "Binance", Venue.BYBIT: "Bybit", Venue.HYPERLIQUID: "Hyperliquid"}
+_NAMES = {Venue.BINANCE: "Binance", Venue.BINANCEUS: "Binance.US", Venue.BYBIT: "Bybit", Venue.HYPERLIQUID: "Hyperliquid"}
 
 
 class ReplayError(TickstoreError, ValueError):
@@ -206,8 +206,8 @@ class _File:
 
 def _journal_tag(feed: type[VenueFeed], market) -> str:
     """A tag the venue's collector reads back (``VenueFeed.group_of_tag``)."""
-    if feed is BinanceFeed:
-        return market.value
+    if issubclass(feed, BinanceFeed):
+        return f"{feed.TAG_PREFIX}{market.value}"
     if feed is BybitFeed:
         return f"bybit-{market.value}-replay"
     return "hyperliquid-replay"
@@ -430,7 +430,7 @@ class _Replay:
                 continue
             t = store[table]
             fresh = frame if t.schema.key is not None else unstored(t, symbol, frame)  # keyless: liquidations
-            commit = t.append(symbol, fresh, source=self.source)
+            commit = t.append(symbol, fresh, source=source_of(table, self.source))
             rows[(table, symbol)] += commit.rows
             skipped[(table, symbol)] += commit.skipped + len(frame) - len(fresh)
         if self.journal is not None and store is not None and self.journaled is not None:
@@ -533,15 +533,24 @@ class _Replay:
         orphans = sum(len(src.pending) for f in files for src in f.sources.values())
         if orphans:  # a source with a snapshot but no depth frame
             self.bad["OrphanSnapshot"] += orphans
+        done = set()
+        for f in files:  # spot quotes / partial books still waiting for a depth frame: receive time
+            for src in f.sources.values():
+                drain = getattr(src.parser, "drain", None)
+                if drain is not None and id(src.parser) not in done:
+                    done.add(id(src.parser))
+                    route_events(drain(), self.batcher, src.book_of, keep_diffs=self.keep_diffs, on_snapshot=src.on_snapshot)
         for b in self.books.values():
             out = b.close_outage()  # a book not valid at the end: its span goes to the ledger
             if out:
                 self.batcher.extend(out)
         self.flush()
-        if self.states is not None and self.books:
-            self.states.save(
-                {book_key(s, self.levels, self.interval_ms): b.save_state() for s, b in self.books.items()}
-            )
+        parsers = {parser_key(src.feed, src.market): src.parser for f in files for src in f.sources.values()
+                   if hasattr(src.parser, "save_state")}
+        if self.states is not None and (self.books or parsers):
+            states = {book_key(s, self.levels, self.interval_ms): b.save_state() for s, b in self.books.items()}
+            states.update({k: p.save_state() for k, p in parsers.items()})  # settlements pending, depth ids
+            self.states.save(states)
         for f in files:
             for src in f.sources.values():
                 src.book_of = None  # the closure refers back to the source: no cycle for the GC
@@ -592,14 +601,23 @@ class _Replay:
 
 def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_frame_bytes: int, parsers: dict,
                 booked=frozenset()) -> _Source:
-    # Binance parsers are stateless per market (one each, sharing their float memo); Bybit
+    # One Binance parser per market (its float memo shared; spot quote times and settlements
+    # need every frame of the market in order, and carry to the next replay); Bybit
     # and Hyperliquid parsers keep per-topic state, so each connection has its own.
-    if feed is BinanceFeed:
+    if issubclass(feed, BinanceFeed):
         key = (feed, market)
-        parser = parsers.get(key) or parsers.setdefault(key, feed.new_parser(market, max_frame_bytes=max_frame_bytes))
+        parser = parsers.get(key)
+        if parser is None:
+            parser = parsers[key] = feed.new_parser(market, max_frame_bytes=max_frame_bytes)
+            state = rp.saved.get(parser_key(feed, market))
+            if state is not None:  # where the last replay into this store left settlements and depth ids
+                try:
+                    parser.restore_state(state)
+                except (ValueError, KeyError, TypeError):
+                    pass
     else:
         parser = feed.new_parser(market, max_frame_bytes=max_frame_bytes, book_natives=booked)
-    rest_native = conn.partition(":")[2] or None if isinstance(conn, str) and feed is BinanceFeed else None
+    rest_native = conn.partition(":")[2] or None if isinstance(conn, str) and issubclass(feed, BinanceFeed) else None
     src = _Source(_label(f.path, conn, several), f, feed, market, parser, _journal_tag(feed, market), rest_native)
     src.book_of = rp.book_of_source(src)
     return src

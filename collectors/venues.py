@@ -39,6 +39,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from .bookstate import parser_key
 from .events import DepthSnapshot, Mark, OpenInterest, Quote
 from .exchanges import BadFrame
 from .exchanges import binance as bn
@@ -48,13 +49,14 @@ from .exchanges.binance import MAX_FRAME_BYTES, Channel, Endpoints, Market
 from .symbols import MARKETS, MarketType
 from tickstore.errors import SymbolError
 
-__all__ = ["Venue", "Connection", "VenueFeed", "BinanceFeed", "BybitFeed", "HyperliquidFeed", "feed_class", "feed_of_tag"]
+__all__ = ["Venue", "Connection", "VenueFeed", "BinanceFeed", "BinanceUSFeed", "BybitFeed", "HyperliquidFeed", "feed_class", "feed_of_tag"]
 
 log = logging.getLogger(__name__)
 
 
 class Venue(enum.Enum):
     BINANCE = "binance"
+    BINANCEUS = "binanceus"  # Binance.US: Binance's spot protocol, another venue
     BYBIT = "bybit"
     HYPERLIQUID = "hyperliquid"
 
@@ -209,6 +211,16 @@ class VenueFeed:
         """The market of a websocket/REST URL of this venue, or None."""
         raise NotImplementedError
 
+    def parsers(self) -> dict:
+        """``{state key: parser}`` of parsers whose state (``save_state``/``restore_state``)
+        must carry across a restart; none by default."""
+        return {}
+
+    @classmethod
+    def advances_clock(cls, ev: DepthSnapshot) -> bool:
+        """Whether a snapshot frame's time counts for grid flushes (``snapshots_advance_clock``)."""
+        return cls.snapshots_advance_clock
+
     # -- book hooks ---------------------------------------------------------------------
     def on_book_snapshot(self, book, ev: DepthSnapshot) -> list:
         """A snapshot frame for a symbol's book -> ``BookTop``/``Gap`` rows."""
@@ -230,20 +242,40 @@ class BinanceFeed(VenueFeed):
     ENDPOINTS = bn.ENDPOINTS
     CHANNELS = tuple(Channel)
     rest_snapshots = True
-    snapshots_advance_clock = False  # spot partial books carry no exchange time
+    snapshots_advance_clock = True  # futures partial books carry E; spot ones as dated (see below)
+    exchange = "binance"  # the ccxt id of the symbols (Binance.US: "binanceus")
+    TAG_PREFIX = ""  # journal tags: "<market>-<i>" (unchanged since before other venues)
 
     @classmethod
     def market_of(cls, symbol: str) -> Market:
+        if symbol.partition(":")[0] != cls.exchange:
+            raise ValueError(f"symbols: {symbol!r} is not a {cls.exchange} tickstore symbol like {cls.EXAMPLE!r}")
         return bn.from_tickstore(symbol)[1]
+
+    EXAMPLE = "binance:BTC/USDT:USDT"
 
     @classmethod
     def check(cls, config) -> None:
         for s in config.symbols:
             try:
-                bn.from_tickstore(s)
+                cls.market_of(s)
             except (BadFrame, ValueError) as exc:
-                raise ValueError(f"symbols: {exc}") from None
+                why = str(exc)
+                raise ValueError(why if why.startswith("symbols: ") else f"symbols: {why}") from None
         super().check(config)
+        partial = [c for c in config.channels if c.partial_levels is not None]
+        shallow = [c for c in partial if c.partial_levels < config.book_levels]
+        if shallow:
+            raise ValueError(
+                f"channels: {[c.name.lower() for c in shallow]} carry {shallow[0].partial_levels} levels, fewer than "
+                f"book_levels={config.book_levels}; use a deeper partial book or a smaller book_levels"
+            )
+
+    @staticmethod
+    def advances_clock(ev: DepthSnapshot) -> bool:
+        """A snapshot frame with exchange time (spot partial books not dated by a depth
+        frame carry their receive time: ts == recv_ns) moves the grid clock."""
+        return ev.ts != ev.recv_ns
 
     def plan(self) -> list[Connection]:
         cfg = self.config
@@ -257,22 +289,31 @@ class BinanceFeed(VenueFeed):
             for i, g in enumerate(_chunks(items, cfg.streams_per_connection)):
                 streams = tuple(st for _, sts in g for st in sts)
                 url = bn.ws_url(market, list(streams), endpoints=cfg.endpoints_of(market))
-                out.append(Connection(f"{market.value}-{i}", market, tuple(s for s, _ in g), streams, url, is_control=bn.is_control_frame))
+                out.append(Connection(f"{self.TAG_PREFIX}{market.value}-{i}", market, tuple(s for s, _ in g), streams, url,
+                                      is_control=bn.is_control_frame))
         return out
 
     def parser(self, tag: str):
         return self.rest_parser(self.group_of_tag(tag))
 
     def rest_parser(self, market: Market) -> bn.BinanceParser:
-        """The parser of a market (frames and REST snapshots; one per market, stateless)."""
+        """The parser of a market (frames and REST snapshots; one per market: spot quote
+        times and settlements come from earlier frames of the market)."""
         p = self._parsers.get(market)
         if p is None:
-            p = self._parsers[market] = self.new_parser(market, max_frame_bytes=self.config.max_frame_bytes)
+            p = self._parsers[market] = self.new_parser(
+                market, max_frame_bytes=self.config.max_frame_bytes, klines=getattr(self.config, "klines", True)
+            )
         return p
 
+    def parsers(self) -> dict:
+        """``{state key: parser}`` of the parsers made so far (their state is saved with the books)."""
+        return {parser_key(type(self), m): p for m, p in self._parsers.items()}
+
     @classmethod
-    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset()) -> bn.BinanceParser:
-        return bn.BinanceParser(Market(market), max_frame_bytes=max_frame_bytes)
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset(),
+                   klines: bool = True) -> bn.BinanceParser:
+        return bn.BinanceParser(Market(market), max_frame_bytes=max_frame_bytes, exchange=cls.exchange, klines=klines)
 
     @classmethod
     def sequencing(cls, market) -> Market:
@@ -292,10 +333,26 @@ class BinanceFeed(VenueFeed):
 
     @classmethod
     def group_of_tag(cls, tag: str) -> Market:
+        body = tag[len(cls.TAG_PREFIX):] if tag.startswith(cls.TAG_PREFIX) else None
         try:
-            return Market(tag.split("-")[0].split(":")[0])
+            if body is None or (cls.TAG_PREFIX == "" and tag.startswith(BinanceUSFeed.TAG_PREFIX)):
+                raise ValueError
+            return Market(body.split("-")[0].split(":")[0])
         except ValueError:
-            raise ValueError(f"{tag!r} is not a binance connection tag") from None
+            raise ValueError(f"{tag!r} is not a {cls.exchange} connection tag") from None
+
+
+class BinanceUSFeed(BinanceFeed):
+    """Binance.US (ccxt ``binanceus``): Binance's spot protocol on its own hosts, its own
+    books and trade ids, so its symbols are ``binanceus:...`` and its journal tags
+    ``binanceus-spot-<i>`` (never taken for Binance's)."""
+
+    venue = Venue.BINANCEUS
+    ENDPOINTS = bn.ENDPOINTS_US
+    CHANNELS = tuple(c for c in Channel if not c.futures_only)
+    exchange = "binanceus"
+    TAG_PREFIX = "binanceus-"
+    EXAMPLE = "binanceus:BTC/USDT"
 
 
 # -- Bybit -------------------------------------------------------------------------------------
@@ -517,7 +574,7 @@ def _info(exchange: str, symbol: str):
     except SymbolError as exc:
         raise ValueError(f"symbols: {exc}") from None
 
-_FEEDS = {Venue.BINANCE: BinanceFeed, Venue.BYBIT: BybitFeed, Venue.HYPERLIQUID: HyperliquidFeed}
+_FEEDS = {Venue.BINANCE: BinanceFeed, Venue.BINANCEUS: BinanceUSFeed, Venue.BYBIT: BybitFeed, Venue.HYPERLIQUID: HyperliquidFeed}
 
 
 def feed_class(venue: Venue) -> type[VenueFeed]:
@@ -527,7 +584,7 @@ def feed_class(venue: Venue) -> type[VenueFeed]:
 def feed_of_tag(tag: str) -> tuple[type[VenueFeed], enum.Enum]:
     """The venue and market of a journal tag (``usdm-0``, ``usdm:BTCUSDT``, ``bybit-linear-0``,
     ``hyperliquid-0``); ``ValueError`` for a tag no collector writes."""
-    for feed in (HyperliquidFeed, BybitFeed, BinanceFeed):
+    for feed in (HyperliquidFeed, BybitFeed, BinanceUSFeed, BinanceFeed):
         try:
             return feed, feed.group_of_tag(tag)
         except ValueError:

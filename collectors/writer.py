@@ -32,6 +32,7 @@ import pandas as pd
 
 from tickstore.errors import DuplicateKeyError, FrameError, SchemaError, SymbolError
 
+from .events import source_of
 from .quarantine import Quarantine
 from .reconcile import unstored
 
@@ -131,7 +132,7 @@ class StoreWriter:
     # -- internals --------------------------------------------------------------------
     def _store(self, t, key, df: pd.DataFrame, source: str, position) -> None:
         try:
-            t.append(key[1], df, source=source)
+            t.append(key[1], df, source=source_of(key[0], source))
         except INVALID as exc:
             if len(df) == 1:
                 self._quarantine(key, df, _reason(exc), position)

@@ -120,22 +120,41 @@ Market = BinanceMarket  # SPOT, USDM, COINM: they differ in hosts, ids and depth
 
 
 class Channel(enum.Enum):
-    """What can be subscribed per symbol; the value is the Binance stream suffix."""
+    """What can be subscribed per symbol; the value is the Binance stream suffix (config
+    files name a channel by its lower-case name or by this value)."""
 
     TRADES = "trade"
-    AGG_TRADES = "aggTrade"  # do not mix with TRADES for one symbol: the id spaces differ
+    AGG_TRADES = "aggTrade"  # table agg_trades (its own ids: first/last trade ids kept)
     QUOTES = "bookTicker"
     DEPTH = "depth@100ms"  # diffs for BookBuilder
     DEPTH_RT = "depth@0ms"  # futures only: every update, undocumented but served
-    BOOK5 = "depth5@100ms"  # partial books (self-contained top-N), no sync needed
+    # partial books (self-contained top-N, no sync needed): every frame is a book row at
+    # its exchange time (or on the grid, see CollectorConfig.partial_book_rows)
+    BOOK5 = "depth5@100ms"
     BOOK10 = "depth10@100ms"
     BOOK20 = "depth20@100ms"
-    MARK = "markPrice@1s"  # futures only: mark, index, predicted funding
+    BOOK5_STD = "depth5"  # the market's standard pace: 250 ms futures, 1000 ms spot
+    BOOK10_STD = "depth10"
+    BOOK20_STD = "depth20"
+    BOOK5_500MS = "depth5@500ms"  # futures only
+    BOOK10_500MS = "depth10@500ms"
+    BOOK20_500MS = "depth20@500ms"
+    MARK = "markPrice@1s"  # futures only: mark, index, predicted funding (and settlements)
     LIQUIDATIONS = "forceOrder"  # futures only
+    KLINES = "kline_1m"  # closed 1-minute klines -> ohlcv_1m
 
     @property
     def futures_only(self) -> bool:
-        return self in (Channel.DEPTH_RT, Channel.MARK, Channel.LIQUIDATIONS)
+        return self in (Channel.DEPTH_RT, Channel.MARK, Channel.LIQUIDATIONS) or self.value.endswith("@500ms")
+
+    @property
+    def partial_levels(self) -> int | None:
+        """Levels of a partial-book channel (5, 10, 20); None for other channels."""
+        m = _PARTIAL.fullmatch(self.value)
+        return int(m.group(1)) if m else None
+
+
+_PARTIAL = re.compile(r"depth(5|10|20)(?:@\d+ms)?")
 
 
 @dataclass(frozen=True)
@@ -573,7 +592,7 @@ class BinanceParser:
             handler = self._by_event[kind]
         elif kind == "depth" or kind.startswith("depth@"):
             handler = self._diff
-        elif re.fullmatch(r"depth(5|10|20)(@\d+ms)?", kind):
+        elif _PARTIAL.fullmatch(kind):
             handler = self._partial
         elif kind == "markPrice" or kind.startswith("markPrice@"):
             handler = self._mark
@@ -695,6 +714,8 @@ class BinanceParser:
             return [mark, Funding(sym, due, rate, interval / _NS_PER_HOUR)]
         if mark.next_funding_ts >= due:
             state[0], state[1] = mark.next_funding_ts, mark.funding_rate
+        else:  # an earlier span than the state (replayed again): it starts over
+            self._funding[sym] = [mark.next_funding_ts, mark.funding_rate, None]
         return [mark]
 
     def _liquidation(self, d, recv_ns, _):
@@ -733,7 +754,9 @@ class BinanceParser:
         if ranges is None:
             ranges = self._ranges[sym] = deque(maxlen=256)
         if ranges and diff.update_id <= ranges[-1][1]:
-            return [diff]  # a duplicate or older frame dates nothing new
+            if diff.update_id >= ranges[0][0]:
+                return [diff]  # a duplicate or older frame dates nothing new
+            ranges.clear()  # before everything remembered: an earlier span again, start over
         ranges.append((diff.first_update_id, diff.update_id, diff.ts))
         held = self._held.get(sym)
         out = [diff]

@@ -183,7 +183,7 @@ def test_config_errors_name_the_field(tmp_path):
             load_feeds(p)
 
     by = '[[feeds]]\nname = "by"\nsymbols = ["bybit:BTC/USDT:USDT"]\n'
-    check(by + 'exchange = "kraken"\n', r"feeds\[0\]\.exchange: must be one of \['binance', 'bybit', 'hyperliquid'\], got 'kraken'")
+    check(by + 'exchange = "kraken"\n', r"feeds\[0\]\.exchange: must be one of \['binance', 'binanceus', 'bybit', 'hyperliquid'\], got 'kraken'")
     check(by + 'exchange = "bybit"\nvenue = "binance"\n', r"feeds\[0\]\.exchange: 'bybit' contradicts venue 'binance'")
     check(by + 'channels = ["agg_trades"]\n', r"feeds\[0\]\.channels: \['agg_trades'\] not offered by bybit")
     check(by + '[feeds.endpoints.usdm]\nws = "ws://x"\n', r"feeds\[0\]\.endpoints\.usdm: unknown market of bybit; known: \['linear', 'spot'\]")

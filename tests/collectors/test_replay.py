@@ -146,13 +146,17 @@ def test_cryptofeed_ws_with_http_snapshots(data_dir, store, prefix, market):
     ws, http = data_dir / f"cryptofeed/{prefix}.ws.1.0", data_dir / f"cryptofeed/{prefix}.http.0.0"
     report = replay([http, ws], store=store)
     lines = [ln for ln in ws.read_bytes().splitlines() if ln[:1].isdigit()]
-    klines = sum(1 for ln in lines if b"@kline_1m" in ln)
-    agg = sum(1 for ln in lines if b"@aggTrade" in ln)
+    closed = sum(1 for ln in lines if b"@kline_1m" in ln and b'"x":true' in ln)
+    agg = [orjson.loads(ln.partition(b": ")[2])["data"] for ln in lines if b"@aggTrade" in ln]
     assert report.markets == {str(http): market, str(ws): market}
     assert report.frames == len(lines) and report.snapshots == 4
-    assert report.bad_frames == {"UnknownStream": klines}  # kline_1m: counted, not fatal
+    assert report.bad_frames == {}  # kline_1m frames are bars (closed ones) or nothing, never bad
+    assert report.rows.get("ohlcv_1m", 0) == closed
     assert report.sequence_breaks == 0 and report.unsynced_books == ()
-    assert report.rows["trades"] == agg
+    # aggregates go to agg_trades with their trade-id ranges, never to trades
+    assert report.rows["agg_trades"] == len(agg) and "trades" not in report.rows
+    stored = pd.concat([store["agg_trades"].select(s) for s in store["agg_trades"].symbols()])
+    assert int((stored["last_trade_id"] - stored["first_trade_id"] + 1).sum()) == sum(d["l"] - d["f"] + 1 for d in agg)
     assert len(store["book"].symbols()) >= 3
     for sym in store["book"].symbols():
         b = store["book"].select(sym)
@@ -191,7 +195,7 @@ def test_bad_lines_and_frames_are_counted_not_fatal(data_dir, store, tmp_path):
     junk = [
         ts + b" " + trade.partition(b" ")[2][:50] + b"\n",  # truncated frame
         ts + b' {"stream":"btcusdt@trade","data":{"e":"trade"}}\n',  # fields missing
-        ts + b" " + kline.partition(b": ")[2] + b"\n",  # unknown stream
+        ts + b" " + kline.partition(b": ")[2].replace(b"@kline_1m", b"@ticker") + b"\n",  # unknown stream
         ts + b' {"stream":"btcusdt@trade","data":"' + b"x" * 5_000_000 + b'"}\n',  # oversized
         b"this is not a capture line\n",
     ]

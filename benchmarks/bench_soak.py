@@ -46,7 +46,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import orjson
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +57,10 @@ from collectors.journal import CHECKPOINT, JournalConfig, Position  # noqa: E402
 from collectors.quarantine import read_quarantine  # noqa: E402
 from collectors.session import BackoffPolicy  # noqa: E402
 from collectors.simulator import Simulator, SimulatorConfig  # noqa: E402
+from tests.collectors.faults import POISON as _POISON  # noqa: E402
 from tickstore import Tickstore  # noqa: E402
+
+POISON = [mutate for mutate, _ in _POISON.values()]
 
 SYMBOLS = ("binance:BTC/USDT", "binance:ETH/USDT", "binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
 TABLES = ("trades", "quotes", "book", "mark", "liquidations", "gaps")
@@ -105,23 +107,6 @@ def child(spec_path: str) -> None:
 
 
 # -- the parent ------------------------------------------------------------------------------
-def _set(field, value):
-    def mutate(payload: bytes) -> bytes:
-        d = orjson.loads(payload)
-        d["data"][field] = value
-        return orjson.dumps(d)
-
-    return mutate
-
-
-def _raw_t(payload: bytes) -> bytes:
-    d = orjson.loads(payload)
-    return payload.replace(b'"t":%d' % d["data"]["t"], b'"t":%d' % 2**70)
-
-
-POISON = [_set("T", 10**17), _raw_t, _set("t", "abc"), _set("T", "x" * 2048), _set("p", "NaN"), _set("q", "inf")]
-
-
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

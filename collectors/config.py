@@ -185,7 +185,8 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
     """Read a TOML collector config; every error names the file and the field.
 
     Sections: ``[collector]`` (venue, store, journal, symbols, channels, flush_interval_s,
-    streams_per_connection, max_frame_bytes), ``[book]`` (levels, interval_ms,
+    streams_per_connection, max_frame_bytes, max_backlog_rows, stop_retry_s,
+    store_retry_max_s), ``[book]`` (levels, interval_ms,
     snapshot_limit), ``[session]`` (stale_after_s, ping_interval_s, max_connection_age_s,
     rest_timeout_s), ``[backoff]``, ``[journal]`` (segment_bytes, fsync, fsync_interval_s,
     keep_committed) and ``[endpoints.<market>]`` (ws, rest; markets: binance spot, usdm,

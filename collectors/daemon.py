@@ -127,7 +127,8 @@ def _feed_tables(cfg: CollectorConfig) -> tuple[dict, dict[str, dict]]:
         "name": cfg.name, "venue": cfg.venue.value, "store": cfg.store, "journal": str(cfg.journal_dir),
         "symbols": list(cfg.symbols), "channels": [c.name.lower() for c in cfg.channels],
         "flush_interval_s": cfg.flush_interval_s, "streams_per_connection": cfg.streams_per_connection,
-        "max_frame_bytes": cfg.max_frame_bytes,
+        "max_frame_bytes": cfg.max_frame_bytes, "max_backlog_rows": cfg.max_backlog_rows,
+        "stop_retry_s": cfg.stop_retry_s, "store_retry_max_s": cfg.store_retry_max_s,
     }
     if not cfg.name:
         del col["name"]

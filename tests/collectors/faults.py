@@ -6,6 +6,9 @@ append (nothing stored) or after it (stored, yet the caller sees a failure: the 
 tests exactly-once for tables without a key). It goes down at the ``fail_from``-th append
 (counting from 1), or when ``down`` is set, and stays down until ``up()``. ``refuse`` makes
 it refuse chosen rows as invalid (``FrameError``), as the store does with bad values.
+
+``POISON``: ``Simulator.poison`` mutations of a Binance trade frame, one per kind of value
+that parses but cannot be right, with the text the refusal must quote.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import errno
 import threading
 
+import orjson
 import tables
 
 from tickstore.errors import CorruptionError, FrameError, LockedError, StorageError
 
-__all__ = ["FaultyStore", "FAULTS"]
+__all__ = ["FaultyStore", "FAULTS", "POISON"]
 
 # name -> a factory of the exception a broken store raises
 FAULTS = {
@@ -83,3 +87,28 @@ class _FaultyTable:
 
     def __getattr__(self, name):
         return getattr(self._table, name)
+
+
+def _set(field, value):
+    def mutate(payload: bytes) -> bytes:
+        d = orjson.loads(payload)
+        d["data"][field] = value
+        return orjson.dumps(d)
+
+    return mutate
+
+
+def _t_past_int64(payload: bytes) -> bytes:  # JSON carries it, int64 cannot hold it
+    d = orjson.loads(payload)
+    return payload.replace(b'"t":%d' % d["data"]["t"], b'"t":%d' % 2**70)
+
+
+# name -> (mutation of a Binance trade frame, what the refusal says)
+POISON = {
+    "T_year_5138": (_set("T", 10**17), "T=100000000000000000 ms"),
+    "t_not_a_number": (_set("t", "abc"), "t='abc'"),
+    "t_past_int64": (_t_past_int64, "t=1.18"),
+    "T_as_a_string": (_set("T", "x" * 2048), "T='xxxx"),
+    "p_nan": (_set("p", "NaN"), "p='NaN' is not finite"),
+    "q_infinite": (_set("q", "inf"), "q='inf' is not finite"),
+}

@@ -15,7 +15,6 @@ import shutil
 import time
 from collections import Counter
 
-import orjson
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -30,7 +29,7 @@ from collectors.quarantine import read_quarantine
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from collectors.status import status_frame
-from tests.collectors.faults import FAULTS, FaultyStore
+from tests.collectors.faults import FAULTS, POISON, FaultyStore
 from tests.collectors.helpers import sent_before_stop, wait_until
 from tickstore import Tickstore
 
@@ -189,30 +188,6 @@ def test_rows_the_store_refuses_are_quarantined_with_the_reason_and_the_rest_sto
     want, _, _ = journaled(tmp_path / "journal")
     assert refused == {k for k in want if k[1] % 7 == 0}  # each refused row alone, none of its neighbours
     assert_exactly_once(tmp_path, before_stop, quarantined_ids=refused)
-
-
-def _set(field, value):
-    def mutate(payload: bytes) -> bytes:
-        d = orjson.loads(payload)
-        d["data"][field] = value
-        return orjson.dumps(d)
-
-    return mutate
-
-
-def _raw_t(payload: bytes) -> bytes:  # a trade id that JSON carries but int64 cannot hold
-    d = orjson.loads(payload)
-    return payload.replace(b'"t":%d' % d["data"]["t"], b'"t":%d' % 2**70)
-
-
-POISON = {
-    "T_year_5138": (_set("T", 10**17), "T=100000000000000000 ms"),
-    "t_not_a_number": (_set("t", "abc"), "t='abc'"),
-    "t_past_int64": (_raw_t, "t=1.18"),
-    "T_as_a_string": (_set("T", "x" * 2048), "T='xxxx"),
-    "p_nan": (_set("p", "NaN"), "p='NaN' is not finite"),
-    "q_infinite": (_set("q", "inf"), "q='inf' is not finite"),
-}
 
 
 def test_poison_frames_are_quarantined_counted_and_survive_a_restart(sim, tmp_path):

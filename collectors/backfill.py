@@ -17,7 +17,8 @@ of a few days, each chunk paginated to the end, then stored one day at a time::
 Pagination: each page's edge timestamp is requested again (inclusive) and rows are
 de-duplicated on their key, so ties at an edge (many trades in one ms) are neither lost
 nor doubled; a full page that brings nothing new raises ``BackfillError`` instead of
-looping. Binance trades are paged by aggregate id (``fromId``), which has no ties.
+looping. Binance aggregated trades (``agg_trades``: Binance's REST serves no other public
+trade history) are paged by aggregate id (``fromId``), which has no ties.
 
 Each fetched day is compared with what the store shows for it; only a difference makes
 a new version (``insert(..., source="rest", reason="backfill <kind> <day>")``), so an
@@ -43,8 +44,9 @@ market's nominal interval for an isolated row.
 
 Venue coverage (what each venue's public REST serves)::
 
-                 funding   ohlcv   trades          open interest
-    binance      yes       yes     yes (aggTrades) yes (last 30 days only, 5m..1d)
+                 funding   ohlcv   trades / agg_trades         open interest
+    binance      yes       yes     agg_trades (aggTrades: the  yes (last 30 days only, 5m..1d)
+                                   trade-id range of each)
     bybit        yes       yes     no: recent 1000 only         yes (5m..1d)
     hyperliquid  yes       yes     no: fills need an account    no: live activeAssetCtx only
 """
@@ -87,6 +89,7 @@ class Kind(enum.Enum):
     FUNDING = "funding"
     OHLCV = "ohlcv"
     TRADES = "trades"
+    AGG_TRADES = "agg_trades"  # Binance: aggregated trades with their first/last trade ids
     OI = "oi"
 
 
@@ -104,7 +107,7 @@ class _Paging:
 _PAGING = {
     ("binance", Kind.FUNDING): _Paging(1000, PageOrder.OLDEST_FIRST),
     ("binance", Kind.OHLCV): _Paging(1000, PageOrder.OLDEST_FIRST),  # futures allow 1500, spot 1000
-    ("binance", Kind.TRADES): _Paging(1000, PageOrder.OLDEST_FIRST),
+    ("binance", Kind.AGG_TRADES): _Paging(1000, PageOrder.OLDEST_FIRST),
     ("binance", Kind.OI): _Paging(500, PageOrder.OLDEST_FIRST),
     ("bybit", Kind.FUNDING): _Paging(200, PageOrder.NEWEST_FIRST),
     ("bybit", Kind.OHLCV): _Paging(1000, PageOrder.NEWEST_FIRST),
@@ -114,6 +117,11 @@ _PAGING = {
 }
 
 _UNSUPPORTED = {
+    ("binance", Kind.TRADES): "Binance's public REST serves aggregated trades (/aggTrades: one row per run of "
+    "fills at one price and side); backfill agg_trades, which keeps each aggregate's first/last trade ids "
+    "(the individual trades are in Binance's public archive: tickstore import)",
+    ("bybit", Kind.AGG_TRADES): "aggregated trades are Binance's; Bybit has none",
+    ("hyperliquid", Kind.AGG_TRADES): "aggregated trades are Binance's; Hyperliquid has none",
     ("bybit", Kind.TRADES): "Bybit's REST API serves only the most recent 1000 trades (/v5/market/recent-trade); "
     "trade history is published as daily files at public.bybit.com, not through ccxt",
     ("hyperliquid", Kind.TRADES): "Hyperliquid's REST API has no public trade history (ccxt fetch_trades returns "
@@ -165,12 +173,13 @@ class BackfillReport:
 
 
 def _table_name(kind: Kind, timeframe: str) -> str:
-    return {Kind.FUNDING: "funding", Kind.TRADES: "trades", Kind.OI: "open_interest"}.get(kind) or f"ohlcv_{timeframe}"
+    return {Kind.FUNDING: "funding", Kind.TRADES: "trades", Kind.AGG_TRADES: "agg_trades",
+            Kind.OI: "open_interest"}.get(kind) or f"ohlcv_{timeframe}"
 
 
 def _reason_tag(kind: Kind, timeframe: str) -> str:
     # what a day's completeness marker names: timeframes differ for bars and OI samples
-    return kind.value if kind in (Kind.FUNDING, Kind.TRADES) else f"{kind.value} {timeframe}"
+    return kind.value if kind in (Kind.FUNDING, Kind.TRADES, Kind.AGG_TRADES) else f"{kind.value} {timeframe}"
 
 
 # -- the ccxt exchange ---------------------------------------------------------------------------
@@ -318,7 +327,7 @@ class _Job:
     def rows_per_day(self) -> float:
         if self.kind is Kind.FUNDING:
             return 24.0  # hourly at most
-        if self.kind is Kind.TRADES:
+        if self.kind in (Kind.TRADES, Kind.AGG_TRADES):
             return float("inf")
         return _MS_PER_DAY / (self.ex.parse_timeframe(self.timeframe) * 1000)
 
@@ -338,9 +347,9 @@ class _Job:
             def page(lo, hi, n):
                 return c(self.ex.fetch_open_interest_history, sym, self.timeframe, lo, n, {"until": hi})
             return _paginate(page, start, end, self.paging, ts=lambda r: r["timestamp"], key=lambda r: r["timestamp"])
-        return self._binance_trades(start, end)
+        return self._binance_agg_trades(start, end)
 
-    def _binance_trades(self, start: int, end: int) -> list:
+    def _binance_agg_trades(self, start: int, end: int) -> list:
         # The first page comes by time (Binance allows a window < 1 h with startTime), the
         # rest by aggregate id, which is dense and tie-free; an empty hour moves on.
         sym, c, n = self.market.symbol, self.call, self.paging.limit
@@ -375,10 +384,12 @@ class _Job:
             ts = np.array([r["timestamp"] for r in rows], dtype="i8")
             data = {"oi": np.array([_nan(r.get("openInterestAmount")) for r in rows], dtype="f8"),
                     "oi_value": np.array([_nan(r.get("openInterestValue")) for r in rows], dtype="f8")}
-        else:
+        else:  # Binance aggTrades: ccxt's trade id is the aggregate id, info holds f (first) and l (last)
             ts = np.array([r["timestamp"] for r in rows], dtype="i8")
             data = {"recv_ts": pd.DatetimeIndex(np.full(len(rows), self.fetched_ns, dtype="i8").view("M8[ns]"), tz="UTC"),
-                    "trade_id": np.array([int(r["id"]) for r in rows], dtype="i8"),
+                    "agg_id": np.array([int(r["id"]) for r in rows], dtype="i8"),
+                    "first_trade_id": np.array([int(r["info"]["f"]) for r in rows], dtype="i8"),
+                    "last_trade_id": np.array([int(r["info"]["l"]) for r in rows], dtype="i8"),
                     "price": np.array([r["price"] for r in rows], dtype="f8"),
                     "qty": np.array([r["amount"] for r in rows], dtype="f8"),
                     "side": np.array([1 if r["side"] == "buy" else -1 for r in rows], dtype="i1")}
@@ -478,7 +489,7 @@ def backfill(
         paging = _Paging(page_limit, paging.order)
     if timeframe is None:
         timeframe = "1h" if kind is Kind.OI else "1m"
-    elif kind in (Kind.FUNDING, Kind.TRADES):
+    elif kind in (Kind.FUNDING, Kind.TRADES, Kind.AGG_TRADES):
         raise BackfillError(f"{kind.value} backfill takes no timeframe, got {timeframe!r}")
     want = MarketType.SWAP if kind in (Kind.FUNDING, Kind.OI) else None
     market = markets.info(exchange, symbol, market_type=want)
@@ -488,7 +499,7 @@ def backfill(
     if stop <= first:
         raise BackfillError(f"empty range: start {first.date()} must be before end {stop.date()}")
     ex = exchange_obj if exchange_obj is not None else make_exchange(exchange, base_url=base_url, markets=markets)
-    if kind is not Kind.TRADES and kind is not Kind.FUNDING and timeframe not in ex.timeframes:
+    if kind in (Kind.OHLCV, Kind.OI) and timeframe not in ex.timeframes:
         raise BackfillError(f"{exchange} has no timeframe {timeframe!r}; it has {sorted(ex.timeframes)}")
     table_name = _table_name(kind, timeframe)
     table = store[table_name]
@@ -499,7 +510,7 @@ def backfill(
     done = set() if refresh else complete_days(table, market.tickstore, days, what=what)
     todo = [d for d in days if d not in done]
     counts = dict(written=0, unchanged=0, empty=0, rows=0)
-    per_chunk = max(1, min(31, int(paging.limit * 0.9 // job.rows_per_day()))) if kind is not Kind.TRADES else 1
+    per_chunk = max(1, min(31, int(paging.limit * 0.9 // job.rows_per_day()))) if kind is not Kind.AGG_TRADES else 1
     margin = _MAX_FUNDING_INTERVAL_MS if kind is Kind.FUNDING else 0
 
     from tqdm import tqdm  # imported here: the library is usable without a terminal

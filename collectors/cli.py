@@ -194,7 +194,7 @@ _QUERY_TABLES = {"funding": "funding", "oi": "open_interest", "liquidations": "l
 
 
 @click.command("backfill")
-@click.argument("kind", type=click.Choice(["funding", "ohlcv", "trades", "oi"]))
+@click.argument("kind", type=click.Choice(["funding", "ohlcv", "trades", "agg_trades", "oi"]))
 @click.argument("symbol")
 @click.option("--exchange", "-e", required=True, type=click.Choice(["binance", "bybit", "hyperliquid"]),
               help="ccxt exchange id.")
@@ -208,7 +208,7 @@ _QUERY_TABLES = {"funding": "funding", "oi": "open_interest", "liquidations": "l
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.pass_context
 def backfill(ctx, kind, symbol, exchange, start, end, timeframe, refresh, root, base_url, progress):
-    """Backfill settled funding, OHLCV bars, trades or open interest of SYMBOL through ccxt.
+    """Backfill settled funding, OHLCV bars, (aggregated) trades or open interest of SYMBOL through ccxt.
 
     SYMBOL is unified (BTC/USDT:USDT) or the venue's id (BTCUSDT, BTCUSDT-PERP, BTC). Each
     day becomes a version with source "rest" only if it differs from what the store holds;

@@ -7,7 +7,8 @@ does with ``base_url``)::
 
     Binance   GET /fapi/v1/fundingRate        ascending from startTime, limit <= 1000
               GET /fapi/v1/klines /api/v3/klines /dapi/v1/klines   ascending, <= 1500 (spot 1000)
-              GET /fapi/v1/aggTrades /api/v3/aggTrades   ascending, <= 1000, startTime..endTime < 1 h
+              GET /fapi/v1/aggTrades /api/v3/aggTrades   ascending, <= 1000, startTime..endTime < 1 h;
+                                                         aggregates of the recorded trades (aggregate_trades)
               GET /futures/data/openInterestHist         ascending, <= 500
     Bybit     GET /v5/market/funding/history   newest first inside [startTime, endTime], <= 200
               GET /v5/market/kline             newest first inside [start, end], <= 1000
@@ -38,6 +39,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -181,6 +183,22 @@ def _window(rows, start, end, limit, *, newest_first=False, key=lambda r: r[0]):
     return sel[:limit] if start is not None else sel[-limit:]
 
 
+def aggregate_trades(rows) -> list[tuple]:
+    """Trades ``(ts, id, price, qty, buyer_is_maker)`` as Binance's aggTrades serves them:
+    consecutive fills of one millisecond, price and taker side in one aggregate ``(ts, agg
+    id, price, qty, buyer_is_maker, first id, last id)``; aggregate ids count from the first
+    trade id (a recorded tape cannot tell two taker orders of one ms, price and side apart,
+    so they are aggregated together: the rows stay exact, the grouping is a model)."""
+    out: list = []
+    for t, i, px, q, m in rows:
+        last = out[-1] if out else None
+        if last is not None and (last[0], last[2], last[4]) == (t, px, m) and last[6] + 1 == i:
+            out[-1] = (t, last[1], px, float(Decimal(repr(last[3])) + Decimal(repr(q))), m, last[5], i)
+        else:
+            out.append((t, (rows[0][1] if out else i) + len(out), px, q, m, i, i))
+    return out
+
+
 def _num(v) -> str:
     return repr(float(v))
 
@@ -314,7 +332,7 @@ class RestSim:
         start, end = p.get("startTime"), p.get("endTime")
         if start is not None and end is not None and int(end) - int(start) > 3_600_000:
             raise _Fail(400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."})
-        rows = self.data.trades.get(("binance", p["symbol"]), [])
+        rows = aggregate_trades(self.data.trades.get(("binance", p["symbol"]), []))
         limit = self._limit(p, 500, 1000)
         if "fromId" in p:
             ids = [r[1] for r in rows]
@@ -322,7 +340,7 @@ class RestSim:
             sel = rows[i : i + limit]
         else:
             sel = _window(rows, start, end, limit)
-        return [{"a": i, "p": _num(px), "q": _num(q), "f": i, "l": i, "T": t, "m": m} for t, i, px, q, m in sel]
+        return [{"a": a, "p": _num(px), "q": _num(q), "f": f, "l": last, "T": t, "m": m} for t, a, px, q, m, f, last in sel]
 
     def binance_oi(self, p):
         rows = self.data.oi.get(("binance", p["symbol"], p["period"]), [])

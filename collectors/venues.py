@@ -263,6 +263,12 @@ class BinanceFeed(VenueFeed):
                 why = str(exc)
                 raise ValueError(why if why.startswith("symbols: ") else f"symbols: {why}") from None
         super().check(config)
+        for s in config.symbols:
+            if cls.market_of(s) is Market.SPOT and all(c.futures_only for c in config.channels):
+                raise ValueError(
+                    f"channels: none of {[c.name.lower() for c in config.channels]} exists for {cls.exchange} "
+                    f"spot symbol {s!r} (futures only)"
+                )
         partial = [c for c in config.channels if c.partial_levels is not None]
         shallow = [c for c in partial if c.partial_levels < config.book_levels]
         if shallow:

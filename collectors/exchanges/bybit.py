@@ -70,6 +70,7 @@ from collectors.events import (
 )
 from collectors.fields import finite, future_ms_to_ns, int64, ms_to_ns, nonneg, positive
 from collectors.symbols import MARKETS, MarketType, SymbolNotFound
+from tickstore import TradeKind
 
 from . import InvalidValue, MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
 
@@ -94,6 +95,8 @@ __all__ = [
 
 EXCHANGE = "bybit"
 _MAX_ARGS = 10  # Bybit spot refuses a subscribe request with more than 10 args
+
+_BLOCK = int(TradeKind.BLOCK)
 
 
 class Category(enum.Enum):
@@ -315,7 +318,8 @@ class BybitParser:
         # {"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1786310819681,"data":[
         #   {"T":1786310819680,"s":"BTCUSDT","S":"Sell","v":"0.004","p":"65114.20","L":"MinusTick",
         #    "i":"a9188a0a-82bc-50de-be60-03eedbe3cdd7","BT":false,"RPI":false,"seq":753843954913}]}
-        # S is the taker side: Buy = buyer aggressor.
+        # S is the taker side: Buy = buyer aggressor. BT: a block trade (an OTC print reported
+        # to the tape) -> kind BLOCK; the rest are order-book trades (tickstore.TradeKind).
         out = []
         for x in msg["data"]:
             out.append(
@@ -327,6 +331,7 @@ class BybitParser:
                     positive(x["p"], "p"),
                     nonneg(x["v"], "v"),
                     1 if x["S"] == "Buy" else -1,
+                    _BLOCK if x.get("BT") else 0,
                 )
             )
         return out

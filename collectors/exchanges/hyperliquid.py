@@ -225,7 +225,9 @@ class HyperliquidParser:
     def _trades(self, data, recv_ns: int) -> list:
         # {"channel":"trades","data":[{"coin":"BTC","hash":"0xde47...475b","px":"105056.0","side":"B",
         #   "sz":"0.00219","tid":121451470284048,"time":1737918794873,"users":["0xe9ed...","0x6802..."]}]}
-        # side is the taker's: B (bid) = buyer aggressor, A (ask) = seller aggressor.
+        # side is the taker's: B (bid) = buyer aggressor, A (ask) = seller aggressor. The
+        # public trade carries no liquidation flag (only a user's fills say "liquidation"),
+        # so every print is kind MARKET (tickstore.TradeKind); liquidations: LiquidationPoller.
         return [
             Trade(self.symbol(t["coin"]), ms_to_ns(t["time"], recv_ns, "time"), recv_ns, int64(t["tid"], "tid"),
                   positive(t["px"], "px"), nonneg(t["sz"], "sz"), 1 if t["side"] == "B" else -1)

@@ -11,7 +11,11 @@ Each step of a symbol: a depth diff (``U``/``u`` spanning its changes, ``pu`` on
 previous ``u``; served as ``@depth@100ms``, ``@depth@0ms`` and ``@depth``), one trade frame
 per print (contiguous ids), a bookTicker (``u`` = book update id), on futures a markPrice
 every 1000 ms (mark, index, predicted ``r``, next 8-hourly ``T``) and sometimes a
-forceOrder. The server pings every ``ping_interval_s`` and drops clients that stop ponging.
+forceOrder. Partial books ``@depth5``/``10``/``20`` are served at their pace (``@100ms``
+every 100 ms; ``@500ms`` futures; no suffix: 250 ms futures, 1000 ms spot) whenever a
+step crosses it, in Binance's shapes: spot ``{"lastUpdateId", "bids", "asks"}`` (no time,
+no symbol), futures ``{"e": "depthUpdate", "E", "T", "s", "U", "u", "pu", "b", "a"}`` with
+``pu`` the ``u`` of the stream's previous frame. The server pings every ``ping_interval_s`` and drops clients that stop ponging.
 
 ``ReplayMarket`` serves a recorded Binance capture (``collectors.capture``) instead, at
 its recorded pace times ``speed``; the REST snapshot served is the latest recorded one at
@@ -55,6 +59,11 @@ def depth_aliases(stream_base: str) -> tuple[str, ...]:
 class _Ids:
     update_id: int  # last u sent
     last_u: int  # u of the previous diff (futures pu)
+    partial_u: dict = None  # partial-book pace (ms) -> u of its previous frame (futures pu)
+
+
+# partial-book stream suffixes and their pace in ms (spot, futures); None: not served there
+_PARTIAL_PACES = (("@100ms", 100, 100), ("@500ms", None, 500), ("", 1000, 250))
 
 
 class BinanceDialect(Dialect):
@@ -88,7 +97,7 @@ class BinanceDialect(Dialect):
         st = self._ids.get(m.symbol)
         if st is None:
             u = m.rng.randrange(10**9, 10**10)
-            st = self._ids[m.symbol] = _Ids(u, u)
+            st = self._ids[m.symbol] = _Ids(u, u, {})
         return st
 
     # -- the server -------------------------------------------------------------------------
@@ -182,6 +191,7 @@ class BinanceDialect(Dialect):
                 d.update({"T": now, "m": not t.buyer, "M": True})
             name = f"{stream}@trade"
             out.append(Frame(name, sym, _wrap(name, d), trade_ids=(t.serial,)))
+        out += self._partials(m, st, now)
         bt, bq, at, aq = m.best()
         q = {"e": "bookTicker", "u": st.update_id, "E": now, "T": now} if fut else {"u": st.update_id}
         q.update({"s": native, "b": m.px(bt), "B": m.q(bq), "a": m.px(at), "A": m.q(aq)})
@@ -204,6 +214,31 @@ class BinanceDialect(Dialect):
             }
             name = f"{stream}@forceOrder"
             out.append(Frame(name, sym, _wrap(name, {"e": "forceOrder", "E": now, "o": o})))
+        return out
+
+
+    def _partials(self, m: SymbolMarket, st: _Ids, now: int) -> list[Frame]:
+        """The partial-book frames due at this step (a pace boundary crossed since the last)."""
+        fut, tick_ms, stream = self.market is not Market.SPOT, self.config.tick_ms, m.native.lower()
+        due = [(suffix, pace) for suffix, spot_pace, fut_pace in _PARTIAL_PACES
+               if (pace := fut_pace if fut else spot_pace) is not None and now // pace != (now - tick_ms) // pace]
+        if not due:
+            return []
+        bids, asks = m.top(20)
+        bids = [[m.px(p), m.q(q)] for p, q in bids]
+        asks = [[m.px(p), m.q(q)] for p, q in asks]
+        out = []
+        for suffix, pace in due:
+            prev = st.partial_u.get(pace, st.update_id - 1)
+            st.partial_u[pace] = st.update_id
+            for n in (5, 10, 20):
+                name = f"{stream}@depth{n}{suffix}"
+                if fut:
+                    d = {"e": "depthUpdate", "E": now, "T": now, "s": m.native, "U": prev + 1, "u": st.update_id, "pu": prev,
+                         "b": bids[:n], "a": asks[:n]}
+                else:
+                    d = {"lastUpdateId": st.update_id, "bids": bids[:n], "asks": asks[:n]}
+                out.append(Frame(name, m.symbol, _wrap(name, d)))
         return out
 
 

@@ -131,22 +131,39 @@ def test_page_edges_lose_and_double_nothing(store, sim, venue, kind, symbol, sta
     assert not got.index.duplicated().any()
 
 
-def test_binance_trades_page_by_id_with_ties(store, sim):
-    report = run(store, sim, Kind.TRADES, "BTCUSDT-PERP", "binance", "2020-02-22", "2020-02-23", page_limit=97)
+def test_binance_agg_trades_page_by_id_with_ties(store, sim):
+    """Binance's REST trade history is aggTrades: stored in agg_trades with each aggregate's
+    trade-id range, so the underlying trades are counted exactly."""
+    report = run(store, sim, Kind.AGG_TRADES, "BTCUSDT-PERP", "binance", "2020-02-22", "2020-02-23", page_limit=97)
     src = sim.data.trades[("binance", "BTCUSDT")]
-    got = store["trades"].select("binance:BTC/USDT:USDT")
-    assert got["trade_id"].tolist() == [r[1] for r in src]  # every id once, in order
-    assert got.index.asi8.tolist() == [r[0] * 1_000_000 for r in src]
-    assert got["price"].tolist() == [r[2] for r in src] and got["qty"].tolist() == [r[3] for r in src]
-    assert got["side"].tolist() == [-1 if r[4] else 1 for r in src]  # buyer is maker -> seller aggressor
-    ties = pd.Series([r[0] for r in src]).duplicated().sum()
-    assert ties > 100  # many prints share a millisecond, some across page edges
-    assert report.requests >= len(src) // 97
+    got = store["agg_trades"].select("binance:BTC/USDT:USDT")
+    # independently: consecutive prints of one ms, price and side form one aggregate
+    groups = []
+    for t, i, px, q, m in src:
+        if groups and groups[-1][0] == (t, px, m) and groups[-1][2] + 1 == i:
+            groups[-1][2] = i
+            groups[-1][3].append(q)
+        else:
+            groups.append([(t, px, m), i, i, [q]])
+    assert len(got) == len(groups) < len(src)
+    assert got["first_trade_id"].tolist() == [g[1] for g in groups] and got["last_trade_id"].tolist() == [g[2] for g in groups]
+    assert int((got["last_trade_id"] - got["first_trade_id"] + 1).sum()) == len(src)  # every trade once
+    assert got["agg_id"].is_monotonic_increasing and got["agg_id"].is_unique
+    assert got.index.asi8.tolist() == [g[0][0] * 1_000_000 for g in groups]
+    assert got["price"].tolist() == [g[0][1] for g in groups]
+    assert got["qty"].tolist() == pytest.approx([sum(g[3]) for g in groups], rel=1e-12)
+    assert got["side"].tolist() == [-1 if g[0][2] else 1 for g in groups]  # buyer is maker -> seller aggressor
+    ties = pd.Series([g[0][0] for g in groups]).duplicated().sum()
+    assert ties > 10  # aggregates share a millisecond, some across page edges
+    assert report.requests >= len(groups) // 97
+    assert store["trades"].symbols() == []  # never stored as single trades
     # recv_ts is the fetch time; a second identical fetch writes nothing even so
     first_recv = got["recv_ts"].iloc[0]
-    again = run(store, sim, Kind.TRADES, "BTCUSDT-PERP", "binance", "2020-02-22", "2020-02-23", refresh=True)
+    again = run(store, sim, Kind.AGG_TRADES, "BTCUSDT-PERP", "binance", "2020-02-22", "2020-02-23", refresh=True)
     assert (again.written, again.unchanged) == (0, 1)
-    assert store["trades"].select("binance:BTC/USDT:USDT")["recv_ts"].iloc[0] == first_recv
+    assert store["agg_trades"].select("binance:BTC/USDT:USDT")["recv_ts"].iloc[0] == first_recv
+    with pytest.raises(BackfillNotSupported, match="binance trades backfill is not possible: .*backfill agg_trades"):
+        run(store, sim, Kind.TRADES, "BTCUSDT-PERP", "binance", "2020-02-22", "2020-02-23")
 
 
 def test_429_is_retried_with_backoff(store, sim):
@@ -228,7 +245,7 @@ def test_a_day_not_over_is_partial_and_fetched_again(data_dir, sim, tmp_path):
 
 def test_unsupported_and_bad_input_are_refused_clearly(store, sim):
     for venue, kind, sym in (("bybit", Kind.TRADES, "BTCUSDT-PERP"), ("hyperliquid", Kind.TRADES, "BTC"),
-                             ("hyperliquid", Kind.OI, "BTC")):
+                             ("hyperliquid", Kind.OI, "BTC"), ("bybit", Kind.AGG_TRADES, "BTCUSDT-PERP")):
         with pytest.raises(BackfillNotSupported, match=f"{venue} {kind.value}"):
             run(store, sim, kind, sym, venue, "2024-01-01", "2024-01-02")
     with pytest.raises(BackfillError, match="start 2024-01-02 must be before end 2024-01-01"):

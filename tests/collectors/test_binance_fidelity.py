@@ -12,6 +12,7 @@ import gzip
 import json
 
 import orjson
+import pandas as pd
 import pytest
 
 from collectors.events import AggTrade, DepthDiff, Funding, Mark, Quote, Trade
@@ -178,3 +179,99 @@ def test_binance_us_is_its_own_venue(data_dir):
         from_tickstore("binanceus:BTC/USDT:USDT")
     with pytest.raises(ValueError, match="spot markets only"):
         BinanceParser(Market.USDM, exchange="binanceus")
+
+
+def test_bybit_block_trades_are_kind_block(data_dir):
+    """The cryptofeed Bybit capture's publicTrade frames all say ``"BT": false``; Bybit sets
+    it true for a block trade (a print reported from outside the order book)."""
+    import zstandard
+
+    from collectors.exchanges.bybit import BybitParser, Category
+
+    lines = zstandard.ZstdDecompressor().stream_reader(open(data_dir / "cryptofeed/BYBIT.jsonl.zst", "rb")).read()
+    recs = [json.loads(ln) for ln in lines.decode().splitlines()]
+    cat = {r["conn"]: r["addr"].rsplit("/", 1)[1] for r in recs if r["t"] == "connect"}
+    r = next(r for r in recs if r["t"] == "recv" and '"publicTrade.' in r["data"] and cat[r["conn"]] == "linear")
+    msg, recv = json.loads(r["data"]), int(round(r["ts"] * 1e7)) * 100
+    assert all(x["BT"] is False for x in msg["data"])
+    plain = BybitParser(Category.LINEAR).parse(json.dumps(msg), recv)
+    assert [t.kind for t in plain] == [TradeKind.MARKET] * len(msg["data"])
+    msg["data"][0]["BT"] = True
+    block = BybitParser(Category.LINEAR).parse(json.dumps(msg), recv)
+    assert block[0].kind == TradeKind.BLOCK and [t.kind for t in block[1:]] == [TradeKind.MARKET] * (len(block) - 1)
+    assert (block[0].trade_id, block[0].price) == (plain[0].trade_id, plain[0].price)
+
+
+def _mark_capture_with_a_settlement(data_dir, tmp_path):
+    """The 2023-04-04 capture (hftbacktest lines, µs receive times) plus one markPrice frame
+    one second after the 00:00 funding time: the last real frame with E and T moved on."""
+    lines = gzip.open(data_dir / MARK).read().splitlines(keepends=True)
+    last = next(ln for ln in reversed(lines) if b"@markPrice" in ln[:60])
+    recv, _, raw = last.partition(b" ")
+    msg = orjson.loads(raw)
+    d = msg["data"]
+    d["E"], d["T"], d["r"] = d["T"] + 1000, d["T"] + 8 * 3600 * 1000, "0.00008517"
+    path = tmp_path / "btcusdt_20230404_settled.gz"
+    path.write_bytes(gzip.compress(b"".join(lines) + str(d["E"] * 1000 + 2000).encode() + b" " + orjson.dumps(msg) + b"\n"))
+    return path
+
+
+def test_a_settlement_seen_in_the_mark_stream_is_a_funding_row_until_the_rest_history_replaces_it(data_dir, tmp_path):
+    from collectors.backfill import Kind, RetryPolicy, backfill, make_exchange
+    from collectors.replay import replay
+    from collectors.restsim import RestSim, SimData
+    from tickstore import Tickstore
+
+    sym, day = "binance:BTC/USDT:USDT", "2023-04-05"
+    capture = _mark_capture_with_a_settlement(data_dir, tmp_path)
+    rest = {  # the settled history (UTC+3 wall clock in the file) around that settlement
+        pd.Timestamp(t, tz="UTC") - pd.Timedelta(hours=3): float(r)
+        for t, r in (ln.split(",")[1:] for ln in open(next((data_dir / "historical-funding-rates-fetcher").glob("*binance*.csv")))
+                     if ln.startswith("BTC-USDT,2023-04-05"))
+    }
+    assert round(rest[pd.Timestamp(day, tz="UTC")], 8) == 0.0000276  # streamed 2.754e-5 just before it
+    with Tickstore(tmp_path / "store") as store, RestSim(SimData.recorded(data_dir)) as sim:
+        report = replay([capture], store=store)
+        assert report.rows["funding"] == 1
+        live = store["funding"].select(sym)
+        assert live.index.tolist() == [pd.Timestamp(day, tz="UTC")]
+        assert (live["rate"].iloc[0], live["interval_h"].iloc[0]) == (0.00002754, 8.0)
+        (v,) = store["funding"].versions(sym, day)["source"].tolist()
+        assert v.startswith("settlement seen in the mark stream")
+        # the REST history of the day replaces it (a new version; the stream's stays in the audit trail)
+        ex = make_exchange("binance", base_url=sim.base_url, rate_limit_ms=1)
+        backfill(store, Kind.FUNDING, "BTC/USDT:USDT", exchange="binance", start=day, end="2023-04-06",
+                 exchange_obj=ex, progress=False, retry=RetryPolicy(attempts=2, base_s=0.01, max_s=0.02))
+        settled = store["funding"].select(sym, day, "2023-04-06")
+        assert settled["rate"].to_dict() == {t: r for t, r in rest.items()}
+        assert (settled["interval_h"] == 8.0).all()
+        assert [s.split(";")[0] for s in store["funding"].versions(sym, day)["source"]][-2:] == [
+            "settlement seen in the mark stream", "rest"]
+        # replaying the capture again changes nothing: the settled row is kept
+        again = replay([capture], store=store)
+        assert again.rows.get("funding", 0) == 0
+        pd.testing.assert_frame_equal(store["funding"].select(sym, day, "2023-04-06"), settled)
+
+
+def test_spot_quotes_and_spot_book_agree_on_exchange_time(data_dir, tmp_path):
+    """The 2024 spot day pair: before, quotes were on the receive clock (1.27-1.37 s behind
+    E) and disagreed with the book's top at 58% of its grid rows; dated by the depth stream
+    they agree at 6,502 of its 6,504 grid rows."""
+    from collectors.replay import replay
+    from tickstore import Tickstore
+
+    sym = "binance:BTC/USDT"
+    with Tickstore(tmp_path / "store") as store:
+        replay([data_dir / SPOT, data_dir / SPOT.replace("0808", "0809")], store=store)
+        q, b = store["quotes"].select(sym), store["book"].select(sym)
+    assert len(q) == 28040 + 45134 and (q.index != q["recv_ts"]).all()  # every quote dated
+    top = b[["bid_px_1", "ask_px_1"]].reset_index()
+
+    def agree(quotes):
+        m = pd.merge_asof(top, quotes[["bid_px", "ask_px"]].reset_index(), on="ts", direction="backward").dropna()
+        return len(m), float(((m.bid_px_1 == m.bid_px) & (m.ask_px_1 == m.ask_px)).mean())
+
+    n, share = agree(q)
+    assert n > 6000 and share > 0.999  # 6,502 of 6,504 grid rows
+    _, on_receive_clock = agree(q.set_index("recv_ts").sort_index(kind="stable").rename_axis("ts"))
+    assert on_receive_clock < 0.5

@@ -60,19 +60,25 @@ def test_perp_basis_tolerance_and_errors():
 
 
 def test_spot_vs_usdm_perp_basis_on_real_quotes(real_file):
-    # spot bookTicker has no exchange time: compare both venues on the receive clock
+    # both venues on exchange time: spot quotes are dated by the depth stream's E (the
+    # quotes before the first depth frame keep their receive time, ts == recv_ts)
     spot_q = real.load_binance_quotes(real_file(SPOT_2024))
     perp_q = real.load_binance_quotes(real_file(USDM_2024))
-    spot = book_features(spot_q.set_index("recv_ts").rename_axis("ts"))["mid"]
-    perp = book_features(perp_q.set_index("recv_ts").sort_index(kind="stable").rename_axis("ts"))["mid"]
+    assert (spot_q.index != spot_q["recv_ts"]).mean() > 0.95
+    spot = book_features(spot_q)["mid"]
+    perp = book_features(perp_q)["mid"]
     b = basis(spot, perp, tolerance="1s", funding_interval_h=8)
     assert len(b) > 20_000 and (b["basis_rel"].abs() < 0.005).all()
-    # one row by hand: the 1000th spot quote and the last perp quote received at or before it
-    t = spot.index[1000]
+    # one row by hand: the 1000th basis row's spot quote and the last perp quote at or before
+    # it (rows are spot quotes in order, those before the first perp quote left out; several
+    # spot quotes share the E of the depth frame that dates them)
+    k = len(spot) - len(b)
+    assert spot.index[k:].equals(b.index) and spot.index[k] >= perp.index[0] > spot.index[k - 1]
+    t = spot.index[k + 1000]
     j = np.searchsorted(perp.index.asi8, t.value, side="right") - 1
-    row = b.loc[t]
-    assert row["future"] == perp.iloc[j]
-    assert row["basis_rel"] == pytest.approx(perp.iloc[j] / spot.iloc[1000] - 1, rel=1e-12)
+    row = b.iloc[1000]
+    assert row["spot"] == spot.iloc[k + 1000] and row["future"] == perp.iloc[j]
+    assert row["basis_rel"] == pytest.approx(perp.iloc[j] / spot.iloc[k + 1000] - 1, rel=1e-12)
 
 
 def test_premium_of_mark_over_index_on_real_mark(real_file):

@@ -73,10 +73,10 @@ from .bookstate import BookStates, book_key, parser_key
 from .capture import CaptureError, CaptureReader, Frame, FrameKind
 from .events import DepthDiff, EventBatcher, Gap, source_of
 from .exchanges import BadFrame
-from .exchanges.binance import MAX_FRAME_BYTES, from_tickstore, native_symbol_of_url
+from .exchanges.binance import MAX_FRAME_BYTES, Market, from_tickstore, native_symbol_of_url
 from .journal import Journal, RecordKind
 from .reconcile import unstored
-from .venues import BinanceFeed, BybitFeed, HyperliquidFeed, Venue, VenueFeed, feed_class, feed_of_tag
+from .venues import BinanceFeed, BinanceUSFeed, BybitFeed, HyperliquidFeed, Venue, VenueFeed, feed_class, feed_of_tag
 
 __all__ = ["replay", "replay_frames", "detect", "ReplayReport", "ReplayError", "SOURCE", "BOOK_STATE_FILE"]
 
@@ -88,7 +88,9 @@ FLUSH_LAG_NS = 1_000_000_000  # how far behind the newest exchange time they are
 # max_frame_bytes are still read (and journaled: they were received), so a chunk holds at
 # most 256 of whatever the capture's lines are; Binance frames are < 100 kB.
 _CHUNK = 256
-_FEEDS: tuple[type[VenueFeed], ...] = (BinanceFeed, BybitFeed, HyperliquidFeed)
+# Binance.US before Binance: its URLs are the only thing that tells the two apart (frames
+# without one are Binance's unless --venue binanceus says otherwise)
+_FEEDS: tuple[type[VenueFeed], ...] = (BinanceUSFeed, BinanceFeed, BybitFeed, HyperliquidFeed)
 _NAMES = {Venue.BINANCE: "Binance", Venue.BINANCEUS: "Binance.US", Venue.BYBIT: "Bybit", Venue.HYPERLIQUID: "Hyperliquid"}
 
 
@@ -307,6 +309,9 @@ def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
                 f"cannot tell the venue of {where!r} from its frames (none has a Binance, Bybit or Hyperliquid "
                 f"shape); pass venue= (--venue) {[v.value for v in Venue]}"
             )
+        if (feed is BinanceFeed and feed_arg is not None and issubclass(feed_arg, BinanceFeed)
+                and evidence is not None and evidence.startswith("frame ") and mkt in (None, Market.SPOT)):
+            feed = feed_arg  # Binance.US speaks Binance's spot frames: only a URL tells them apart
         if feed is not None and feed_arg is not None and feed is not feed_arg:
             raise ReplayError(
                 f"{where!r} holds {_NAMES[feed.venue]} frames, not {_NAMES[feed_arg.venue]} ones "

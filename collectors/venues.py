@@ -46,7 +46,7 @@ from .exchanges import binance as bn
 from .exchanges import bybit as bb
 from .exchanges import hyperliquid as hl
 from .exchanges.binance import MAX_FRAME_BYTES, Channel, Endpoints, Market
-from .symbols import MARKETS, MarketType
+from .symbols import MARKETS, MarketType, venue_of_url
 from tickstore.errors import SymbolError
 
 __all__ = ["Venue", "Connection", "VenueFeed", "BinanceFeed", "BinanceUSFeed", "BybitFeed", "HyperliquidFeed", "feed_class", "feed_of_tag"]
@@ -335,6 +335,11 @@ class BinanceFeed(VenueFeed):
 
     @classmethod
     def market_of_url(cls, url: str) -> Market | None:
+        """The market of a URL of this venue (``venue_of_url``: a ``binance.us`` host is
+        Binance.US's, any other Binance URL Binance's), None for another venue's."""
+        venue = venue_of_url(url)
+        if venue != cls.exchange and not (venue is None and cls.exchange == "binance"):
+            return None
         return bn.market_of_url(url)
 
     @classmethod
@@ -359,6 +364,10 @@ class BinanceUSFeed(BinanceFeed):
     exchange = "binanceus"
     TAG_PREFIX = "binanceus-"
     EXAMPLE = "binanceus:BTC/USDT"
+
+    @classmethod
+    def claims(cls, msg) -> bool:
+        return False  # its frames are Binance spot frames: only a URL (or --venue) says Binance.US
 
 
 # -- Bybit -------------------------------------------------------------------------------------

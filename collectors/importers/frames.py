@@ -126,6 +126,9 @@ class FrameFeed:
 
     def close(self) -> list:
         """Grid rows of every book up to its last book time (inclusive)."""
+        drain = getattr(self.parser, "drain", None)
+        if drain is not None:  # Binance spot quotes / partial books still waiting for a depth frame
+            route_events(drain(), self.batch, self.book_of, keep_diffs=self.options.keep_diffs, on_snapshot=self.on_snapshot)
         out = []
         for sym, book in self.books.items():
             out += book.flush(self.last_ts[sym] + 1)

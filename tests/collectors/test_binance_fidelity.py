@@ -275,3 +275,39 @@ def test_spot_quotes_and_spot_book_agree_on_exchange_time(data_dir, tmp_path):
     assert n > 6000 and share > 0.999  # 6,502 of 6,504 grid rows
     _, on_receive_clock = agree(q.set_index("recv_ts").sort_index(kind="stable").rename_axis("ts"))
     assert on_receive_clock < 0.5
+
+
+def _cryptofeed_v1(path, url, frames):
+    """A cryptofeed v1 websocket recording (``<url> <-> <ts>`` then ``<ts>: <json>`` lines)."""
+    first = frames[0][0]
+    lines = [f"{url} <-> {first // 10**9}.{first % 10**9:09d}".encode()]
+    lines += [f"{t // 10**9}.{t % 10**9:09d}: ".encode() + raw for t, raw in frames]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_binance_us_captures_keep_their_venue(data_dir, tmp_path):
+    from collectors.replay import ReplayError, replay
+    from tickstore import Tickstore
+
+    frames = [(t, raw) for t, raw in lines(data_dir / SPOT) if b"@trade" in raw[:40]][:300]
+    want = [orjson.loads(raw)["data"]["t"] for _, raw in frames]
+    us = _cryptofeed_v1(tmp_path / "BINANCEUS.ws.1.0", "wss://stream.binance.us:9443/stream?streams=btcusdt@trade", frames)
+    com = _cryptofeed_v1(tmp_path / "BINANCE.ws.1.0", "wss://stream.binance.com:9443/stream?streams=btcusdt@trade", frames)
+    plain = tmp_path / "no_url.txt"
+    plain.write_bytes(b"".join(str(t).encode() + b" " + raw + b"\n" for t, raw in frames))
+    with Tickstore(tmp_path / "store") as store:
+        assert replay([us], store=store).venues == {str(us): "binanceus"}  # the URL says Binance.US
+        assert store["trades"].symbols() == ["binanceus:BTC/USDT"]
+        assert store["trades"].select("binanceus:BTC/USDT")["trade_id"].tolist() == want
+        replay([com], store=store)
+        # the same trade ids on another venue: two symbols, nothing merged or deduplicated away
+        assert store["trades"].symbols() == ["binance:BTC/USDT", "binanceus:BTC/USDT"]
+        assert store["trades"].select("binance:BTC/USDT")["trade_id"].tolist() == want
+        with pytest.raises(ReplayError, match="holds Binance frames, not Binance.US"):
+            replay([com], store=store, venue="binanceus")  # its URL contradicts the option
+        # frames without a URL cannot tell the two apart: Binance's unless --venue binanceus
+        r = replay([plain], store=None, venue="binanceus")
+        assert r.venues == {str(plain): "binanceus"} and r.rows_by_symbol == {("trades", "binanceus:BTC/USDT"): 300}
+        with pytest.raises(ReplayError, match="Binance.US"):
+            replay([data_dir / USDM], store=None, venue="binanceus")  # futures exist on Binance only

@@ -25,11 +25,15 @@ a new version (``insert(..., source="rest", reason="backfill <kind> <day>")``), 
 identical re-backfill writes nothing and a corrected value shows up in ``versions``.
 ``recv_ts`` of trades is the fetch time, so it is left out of the comparison.
 
-Completeness, for resume: a day is complete when an insert of source ``rest`` whose
-reason is ``backfill <what> <day>`` is in its partition's history and no delete came
-after it. Days not yet over at fetch time are stored with reason ``... partial`` and
-fetched again next time. ``refresh=True`` fetches complete days again (and still writes
-only differences).
+Completeness, for resume: a day is complete when the backfill ledger (the
+``backfill_ledger`` table: one row per symbol, day and kind, with the time it was marked)
+says it was fetched whole, or an insert of source ``rest`` whose reason is ``backfill
+<what> <day>`` is in its partition's history (stores backfilled before the ledger), and
+no delete came in its partition after that. The ledger is needed because compaction
+merges the files of a month or year partition (funding, bars), and the per-day inserts
+leave the index with them. Days not yet over at fetch time are stored with reason
+``... partial``, not marked, and fetched again next time. ``refresh=True`` fetches
+complete days again (and still writes only differences).
 
 Rate limits: ccxt's ``enableRateLimit`` spaces requests; transient failures (ccxt
 ``OperationFailed``: ``NetworkError`` - timeouts, 5xx, ``RateLimitExceeded``/``DDoSProtection``
@@ -66,6 +70,7 @@ import pandas as pd
 
 from collectors.symbols import MARKETS, MarketInfo, Markets, MarketType
 from tickstore.errors import TickstoreError
+from tickstore.schemas import Column, Partition, Schema
 
 __all__ = [
     "Kind",
@@ -76,6 +81,7 @@ __all__ = [
     "backfill",
     "make_exchange",
     "complete_days",
+    "LEDGER",
 ]
 
 _MS_PER_DAY = 86_400_000
@@ -219,27 +225,56 @@ def make_exchange(
 _REASON = re.compile(r"^backfill (?P<what>.+) (?P<day>\d{4}-\d{2}-\d{2})$")
 
 
+LEDGER = "backfill_ledger"
+_LEDGER_SCHEMA = Schema(
+    LEDGER,
+    (Column("what", "str32"), Column("rows", "int64"), Column("marked_at", "datetime")),
+    key=("ts", "what"),
+    partition=Partition.YEAR,
+    description="days backfill fetched whole: ts is the UTC day, what the kind (funding, ohlcv 1m, ...)",
+)
+
+
+def _ledger(store):
+    return store.create_table(LEDGER, _LEDGER_SCHEMA)
+
+
+def _mark(table, symbol: str, what: str, marks: list[tuple[pd.Timestamp, int]]) -> None:
+    """Record days fetched whole (one commit for a chunk of days)."""
+    if not marks:
+        return
+    at = table.store.now()
+    idx = pd.DatetimeIndex([d for d, _ in marks], name="ts").tz_convert("UTC")
+    frame = pd.DataFrame({"what": what, "rows": np.array([n for _, n in marks], dtype=np.int64),
+                          "marked_at": pd.DatetimeIndex([at] * len(marks))}, index=idx)
+    _ledger(table.store).append(symbol, frame, source="backfill")
+
+
 def complete_days(table, symbol: str, days: pd.DatetimeIndex, *, what: str) -> set[pd.Timestamp]:
     """Days of ``days`` the store holds complete for backfill tag ``what`` (see module doc)."""
-    done: set[pd.Timestamp] = set()
-    seen_partitions: set = set()
-    for day in days:
-        part = table.schema.partition.floor(np.array([day.value // (_MS_PER_DAY * _NS_PER_MS)]))[0]
-        if part in seen_partitions:
-            continue
-        seen_partitions.add(part)
-        hist = table.versions(symbol, day)
-        if hist.empty:
-            continue
-        marked: set[pd.Timestamp] = set()
-        for op, reason, source in zip(hist["operation"], hist["reason"], hist["source"]):
-            if op == "delete":
-                marked.clear()  # which day a tombstone removed is not recorded: trust none before it
-                continue
-            m = _REASON.match(reason)
-            if source == "rest" and m and m.group("what") == what:
-                marked.add(pd.Timestamp(m.group("day"), tz="UTC"))
-        done |= marked
+    if not len(days):
+        return set()
+    index = table.index(symbol)
+    if index.empty:
+        return set()
+    floor = table.schema.partition.floor
+    part_of = lambda d: int(floor(np.array([d.value // (_MS_PER_DAY * _NS_PER_MS)]))[0])  # noqa: E731
+    parts = index.index.get_level_values("date").asi8 // (_MS_PER_DAY * _NS_PER_MS)
+    # which day a tombstone removed is not recorded: trust no mark of its partition before it
+    last_delete: dict[int, pd.Timestamp] = {}
+    marked: dict[pd.Timestamp, pd.Timestamp] = {}
+    for p, op, reason, source, at in zip(parts, index["operation"], index["reason"], index["source"], index["committed_at"]):
+        if op == "delete":
+            last_delete[int(p)] = max(last_delete.get(int(p), at), at)
+        m = _REASON.match(reason)
+        if source == "rest" and m and m.group("what") == what:
+            day = pd.Timestamp(m.group("day"), tz="UTC")
+            marked[day] = max(marked.get(day, at), at)
+    if LEDGER in table.store.tables():
+        rows = table.store[LEDGER].select(symbol, days[0], days[-1] + pd.Timedelta(days=1))
+        for day, at in zip(rows.index[rows["what"] == what], rows["marked_at"][rows["what"] == what]):
+            marked[day] = max(marked.get(day, at), at)
+    done = {d for d, at in marked.items() if part_of(d) not in last_delete or at > last_delete[part_of(d)]}
     return done & set(days)
 
 
@@ -522,11 +557,14 @@ def backfill(
             job.fetched_ns = time.time_ns()
             ts_of = (lambda r: r[0]) if kind is Kind.OHLCV else (lambda r: r["timestamp"])
             now_ms = store.clock.now_ns() // _NS_PER_MS
+            marks = []
             for day in chunk:
                 d0 = _ms(day)
                 mine = [r for r in rows if d0 <= ts_of(r) < d0 + _MS_PER_DAY]
-                _store_day(table, job, market.tickstore, day, mine, rows, what, partial=d0 + _MS_PER_DAY > now_ms, counts=counts)
+                if _store_day(table, job, market.tickstore, day, mine, rows, what, partial=d0 + _MS_PER_DAY > now_ms, counts=counts):
+                    marks.append((day, len(mine)))
                 bar.update(1)
+            _mark(table, market.tickstore, what, marks)
     return BackfillReport(kind, market.tickstore, table_name, len(days), len(days) - len(todo), counts["written"],
                           counts["unchanged"], counts["empty"], counts["rows"], job.call.requests, job.call.retries)
 
@@ -543,10 +581,12 @@ def _chunks(days: list, size: int):
         yield run
 
 
-def _store_day(table, job: _Job, symbol: str, day, rows, context, what, *, partial: bool, counts: dict) -> None:
+def _store_day(table, job: _Job, symbol: str, day, rows, context, what, *, partial: bool, counts: dict) -> bool:
+    """Store one fetched day if it differs from what the store holds; True if it was
+    written whole (a day to mark complete)."""
     if not rows:
         counts["empty"] += 1
-        return
+        return False
     new = job.frame(rows, context)
     held = table.select(symbol, day, day + pd.Timedelta(days=1))
     reason = f"backfill {what} {day.date()}" + (" partial" if partial else "")
@@ -554,7 +594,8 @@ def _store_day(table, job: _Job, symbol: str, day, rows, context, what, *, parti
         # Nothing new. A day whose identical rows came from elsewhere (a live collector)
         # stays unmarked and is fetched again next time: cheaper than a duplicate version.
         counts["unchanged"] += 1
-        return
+        return False
     table.insert(symbol, day, new, reason=reason, source="rest")
     counts["written"] += 1
     counts["rows"] += len(new)
+    return not partial

@@ -89,7 +89,7 @@ class Reader:
     def __init__(self, store, *, as_of=None):
         self.store = store
         ns = store.resolve_as_of(as_of)
-        self.as_of = pd.Timestamp(ns if ns is not None else store.clock.now_ns(), unit="ns", tz="UTC")
+        self.as_of = pd.Timestamp(ns, unit="ns", tz="UTC") if ns is not None else store.now()
         self.pins: list = []
 
     def select(self, table: str, symbol, start, end, *, columns=None) -> pd.DataFrame:

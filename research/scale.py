@@ -146,10 +146,8 @@ def _pins(store, table: str, symbol: str, start, end, as_of, columns) -> list[tu
     committed = idx["committed_at"].array.asi8
     superseded = idx["superseded_at"]
     if as_of_ns is None:
-        # "latest" fixed now: after every commit this index holds (a commit's time can be a
-        # few ns past the clock: commit times of a symbol strictly increase)
-        closed = superseded.array.asi8[superseded.notna().to_numpy()]
-        as_of_ns = max(int(store.clock.now_ns()), int(committed.max()), int(closed.max(initial=0)))
+        # "latest" fixed now: the store's knowledge time, at or after every commit it holds
+        as_of_ns = int(store.now().value)
     # visible at as_of: committed_at <= as_of < superseded_at (NaT: not superseded)
     visible = (committed <= as_of_ns) & (superseded.isna().to_numpy() | (superseded.array.asi8 > as_of_ns))
     rows = idx["rows"].to_numpy()

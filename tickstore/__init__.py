@@ -14,6 +14,7 @@ from .errors import (
     LockedError,
     NotFoundError,
     PinError,
+    PrunedError,
     StorageError,
     SchemaError,
     SnapshotError,
@@ -22,7 +23,7 @@ from .errors import (
     UnknownTableError,
 )
 from .integrity import ReindexReport, VerifyReport
-from .pin import Pin, PinnedFile, Selection
+from .pin import Pin, PinnedFile, PinnedPart, Selection
 from .schemas import Column, Partition, Schema, TradeKind, TsClock
 from .store import Commit, Table, Tickstore
 
@@ -35,6 +36,7 @@ __all__ = [
     "Selection",
     "Pin",
     "PinnedFile",
+    "PinnedPart",
     "VerifyReport",
     "ReindexReport",
     "Schema",
@@ -57,5 +59,6 @@ __all__ = [
     "FormatVersionError",
     "CorruptionError",
     "PinError",
+    "PrunedError",
     "StorageError",
 ]

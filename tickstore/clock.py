@@ -1,17 +1,32 @@
-"""Time: the injectable knowledge-time clock and the parsing of user-supplied times.
+"""Time: the injectable clock, the store's knowledge-time clock, and user-supplied times.
 
 Two axes (SPEC section 1): *event time* (``start``/``end``/``date``: when the exchange says
 it happened) and *knowledge time* (``as_of``: when the store committed it). Both are
 handled as int64 nanoseconds since the epoch, UTC. A naive ``datetime`` is refused: it
 could mean any zone. A string without an offset is read as UTC, because
 ``"2024-08-08"`` in a notebook always means the UTC day in this store.
+
+Knowledge time never goes backwards across a store, even when the system clock does
+(``StoreClock``): every commit and snapshot records the time it took in ``<root>/_clock``
+(the high-water mark, with the monotonic clock's reading at that moment), and "now" for
+every process of the store is::
+
+    now = max(wall clock, high-water mark + monotonic time elapsed since it was recorded)
+    commit/snapshot time = max(now, high-water mark + 1)      (then recorded)
+
+so a clock stepped back by NTP neither moves a commit before an earlier one or before a
+snapshot, nor lets a read's time run backwards while the wall clock catches up.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
+import os
 import threading
 import time
+import zlib
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +34,7 @@ import pandas as pd
 
 from .errors import FrameError
 
-__all__ = ["Clock", "SystemClock", "FrozenClock", "to_ns", "to_day", "ns_to_timestamp", "NS_PER_DAY"]
+__all__ = ["Clock", "SystemClock", "FrozenClock", "StoreClock", "to_ns", "to_day", "ns_to_timestamp", "NS_PER_DAY"]
 
 NS_PER_DAY = 86_400_000_000_000
 TIME_RANGE = "1677-09-21T00:12:43Z .. 2262-04-11T23:47:16Z: int64 nanoseconds UTC"
@@ -33,10 +48,18 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The wall clock (UTC)."""
+    """The wall clock (UTC), with the system's monotonic clock beside it.
+
+    ``monotonic_ns`` is what keeps knowledge time moving forward when the wall clock is
+    stepped back (see ``StoreClock``); a clock without it (``FrozenClock``) is taken as
+    it reads.
+    """
 
     def now_ns(self) -> int:
         return time.time_ns()
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -73,6 +96,97 @@ class FrozenClock:
 
     def __repr__(self) -> str:
         return f"FrozenClock({ns_to_timestamp(self._ns).isoformat()})"
+
+
+def _boot_id() -> str:
+    """This boot of the machine: monotonic readings of other boots mean nothing."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()[:36]
+    except OSError:
+        return "unknown-boot"
+
+
+_BOOT_ID = _boot_id()
+_RECORD = 96  # bytes of one _clock record, padded with spaces
+
+
+class StoreClock:
+    """Knowledge time of one store root: monotonic across its processes (see the module doc).
+
+    ``now`` is lock-free (readers call it); ``next`` takes a short ``flock`` on
+    ``<root>/_clock`` and is what commits and snapshots call.
+    """
+
+    def __init__(self, root: Path, clock: Clock):
+        self.path = Path(root) / "_clock"
+        self.clock = clock
+        self._mono = getattr(clock, "monotonic_ns", None)
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+
+    def _file(self) -> int:
+        with self._lock:
+            if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None and self._pid == os.getpid():
+            os.close(fd)
+
+    def _read(self) -> tuple[int, int | None]:
+        """(high-water mark, its monotonic reading on this boot or None)."""
+        for _ in range(3):  # a record read while being rewritten fails its crc: read again
+            raw = os.pread(self._file(), _RECORD, 0)
+            if not raw.strip():
+                return 0, None
+            try:
+                body, crc = raw.rstrip().rsplit(b" ", 1)
+                if int(crc, 16) != zlib.crc32(body):
+                    raise ValueError("crc")
+                hw, mono, boot = body.split(b" ")
+                return int(hw), (int(mono) if boot.decode() == _BOOT_ID else None)
+            except ValueError:
+                time.sleep(0.0005)
+        return 0, None  # damaged: commits still order after each symbol's last commit
+
+    def _now(self, hw: int, mono_at: int | None) -> int:
+        wall = self.clock.now_ns()
+        if self._mono is not None and mono_at is not None:
+            return max(wall, hw + max(0, self._mono() - mono_at))
+        return max(wall, hw)
+
+    def now(self) -> int:
+        """The current knowledge time: at or after every commit and snapshot so far."""
+        return self._now(*self._read())
+
+    def floor(self) -> int:
+        """A lower bound of the next ``next()``: what a commit announces before it takes its time."""
+        hw, mono_at = self._read()
+        return max(self._now(hw, mono_at), hw + 1)
+
+    def next(self, floor: int = 0, *, durable: bool = False) -> int:
+        """A knowledge time after every earlier one (and >= ``floor``), recorded as the
+        new high-water mark; ``durable`` fsyncs the record (snapshots)."""
+        with self._lock:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                hw, mono_at = self._read()
+                t = max(self._now(hw, mono_at), hw + 1, floor)
+                mono = self._mono() if self._mono is not None else 0
+                body = b"%d %d %s" % (t, mono, _BOOT_ID.encode())
+                rec = b"%s %08x" % (body, zlib.crc32(body))
+                os.pwrite(fd, rec.ljust(_RECORD - 1) + b"\n", 0)
+                if durable:
+                    os.fsync(fd)
+                return t
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def ns_to_timestamp(ns: int) -> pd.Timestamp:

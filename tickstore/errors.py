@@ -14,6 +14,7 @@
     ├── FormatVersionError       file written by an unknown format version
     ├── CorruptionError          checksum mismatch, unreadable file, index/file disagreement
     ├── PinError                 a pin cannot be reproduced (file missing or altered)
+    ├── PrunedError              as_of before the horizon of ``prune`` (that history is gone)
     └── StorageError             the disk refused: full, read-only, I/O error (carries .path)
 
 Every message carries the offending values and, where there is one, the remedy.
@@ -37,6 +38,7 @@ __all__ = [
     "FormatVersionError",
     "CorruptionError",
     "PinError",
+    "PrunedError",
     "StorageError",
 ]
 
@@ -87,6 +89,10 @@ class CorruptionError(TickstoreError):
 
 
 class PinError(TickstoreError):
+    pass
+
+
+class PrunedError(TickstoreError, LookupError):
     pass
 
 

@@ -146,7 +146,10 @@ def _day_pin(pin: Pin, lo: int, hi: int, partition) -> Pin:
     part = int(partition.floor(np.array([lo // NS_PER_DAY]))[0])
     start = lo if pin.start is None else max(pin.start, lo)
     end = hi if pin.end is None else min(pin.end, hi)
-    return replace(pin, start=start, end=end, files=tuple(f for f in pin.files if f.partition == part))
+    # the read's row digest of a partition is the day's only where the day is the partition
+    day_is_partition = partition.end(part) == part + 1
+    parts = tuple(p for p in pin.parts if p.partition == part) if pin.parts is not None and day_is_partition else None
+    return replace(pin, start=start, end=end, files=tuple(f for f in pin.files if f.partition == part), parts=parts)
 
 
 def _write(frame: pd.DataFrame, pin: Pin, target: Path, fmt: str) -> None:

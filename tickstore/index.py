@@ -11,16 +11,34 @@ half-open knowledge-time window ``[committed_at, superseded_at)``::
     as_of < t1 : nothing (a backfill done at t1 does not leak into earlier reads)
     t1 <= as_of < t2 : {v1}      t2 <= as_of < t3 : {v2}      as_of >= t3 : {v2, v3}
 
-The content of a partition as of T is the rows of its visible files concatenated in
-version order and stably sorted by event time. Appends add a file without superseding
-anything; insert, delete and compaction supersede the files they replace, and compaction
-writes exactly the rows it replaces, so as-of answers never change.
+Every row of a file carries the knowledge time at which it became visible (the file's
+``committed_at``, or per row in a merged file: see ``splay``'s ``_kt``). The content of a
+partition as of T is the rows with knowledge time <= T of its visible files, concatenated
+in version order and stably sorted by event time. Appends add a file without superseding
+anything; insert and delete supersede the files they replace (kept: the audit trail).
+
+A merge (compaction, op ``compact``) of a suffix of the visible files is not a new
+version in knowledge time: its entry takes over the merged entries' window (``committed_at`` =
+the earliest of theirs, ``kt_max`` = the latest row knowledge time), the merged entries
+leave the index and their files are deleted::
+
+    before    v4 [t4 ...   v5 [t5 ...   v6 [t6 ...
+    after     v7 [t4 ...   rows of v4 (kt t4), v5 (kt t5), v6 (kt t6), sorted by (ts, kt)
+
+    as_of T in [t5, t6): v7's rows with kt <= T = rows of v4 and v5, in the order a read of
+    v4 + v5 gave (ties in ts keep version order, which is kt order)
+
+so every as-of answer is unchanged and the index holds entries per partition and
+correction, not per append. Visible files of a partition always hold disjoint, ascending
+knowledge-time ranges in version order; that is what makes the row filter exact. (Merges
+made before rows kept their knowledge time were committed after their members and
+superseded them like a correction; such index rows are still read as they are.)
 
 The index file is rewritten whole and renamed into place for every commit: readers in
 other processes see the old or the new index, never a mix. The whole-file rewrite is
 cheap because it holds one symbol of one table (1,800 days x a few versions: ~1 ms).
 
-Index format 3 is an HDF5 file (``/entries``: the ENTRY rows' bytes, one blosc2 chunk;
+Index format 4 (3 without ``kt_max``) is an HDF5 file (``/entries``: the ENTRY rows' bytes, one blosc2 chunk;
 attributes ``tickstore_index_format``, ``table``, ``symbol``, ``partition``,
 ``entry_dtype``) whose user block holds ``b"TICKSTORE-INDEX-3\n"``, a checksummed JSON
 header line (as in data files, see splay) and the JSON {tickstore_index_format, table,
@@ -30,7 +48,8 @@ byte after the user block. Loading reads the file once, checks both checksums an
 names, and decompresses the chunk: no HDF5 call, so a damaged index is a
 ``CorruptionError`` (never a crash of the HDF5 library), and an index copied from
 another symbol is refused. Formats 1 and 2 (no checksum) are still read through
-PyTables; the next commit rewrites them as format 3.
+PyTables, and 1 to 3 get ``kt_max`` = ``committed_at`` (their files hold rows of one
+commit each); the next commit rewrites them as format 4.
 """
 
 from __future__ import annotations
@@ -54,22 +73,21 @@ from .layout import data_path, encode_symbol
 from .schemas import Partition
 from .splay import header_body, layout_header, write_array
 
-__all__ = ["ENTRY", "SymbolIndex", "IndexCache", "INDEX_FORMAT_VERSION"]
+__all__ = ["ENTRY", "SymbolIndex", "IndexCache", "INDEX_FORMAT_VERSION", "index_partition"]
 
-# 3: checksummed user-block header (2: entries as raw ENTRY bytes; 1: a PyTables Table)
-INDEX_FORMAT_VERSION = 3
-READABLE_INDEX_FORMATS = (1, 2, 3)
+# 4: + kt_max; 3: checksummed user-block header; 2: entries as raw bytes; 1: a PyTables Table
+INDEX_FORMAT_VERSION = 4
+READABLE_INDEX_FORMATS = (1, 2, 3, 4)
 _INDEX_MAGIC = b"TICKSTORE-INDEX-3\n"
 _INDEX_BLOCK = 1024  # user block: the header JSON is ~400 bytes
 _MEMORY_FILES = iter(range(1 << 62))
 REASON_BYTES = 256
 SOURCE_BYTES = 64
 
-ENTRY = np.dtype(
-    [
+_FIELDS = [
         ("partition", "i8"),  # first day of the partition, days since epoch
         ("version", "i8"),
-        ("committed_at", "i8"),
+        ("committed_at", "i8"),  # start of the visibility window
         ("superseded_at", "i8"),  # MAX_NS while visible
         ("op", "S8"),
         ("rows", "i8"),
@@ -81,8 +99,19 @@ ENTRY = np.dtype(
         ("checksum", "S64"),
         ("reason", f"S{REASON_BYTES}"),
         ("source", f"S{SOURCE_BYTES}"),
-    ]
-)
+]
+ENTRY_V3 = np.dtype(_FIELDS)  # index formats 1 to 3
+# kt_max: the latest knowledge time of a row in the file (committed_at unless merged)
+ENTRY = np.dtype(_FIELDS + [("kt_max", "i8")])
+
+
+def _upgrade(old: np.ndarray) -> np.ndarray:
+    """Entries of formats 1 to 3 as ``ENTRY``: their files hold the rows of one commit."""
+    e = np.zeros(len(old), ENTRY)
+    for name in old.dtype.names:
+        e[name] = old[name]
+    e["kt_max"] = old["committed_at"]
+    return e
 
 
 @dataclass(frozen=True)
@@ -145,7 +174,7 @@ class SymbolIndex:
         if not len(e):
             return 0
         sup = e["superseded_at"]
-        return int(max(e["committed_at"].max(), sup[sup != MAX_NS].max(initial=0)))
+        return int(max(e["kt_max"].max(), sup[sup != MAX_NS].max(initial=0)))
 
     def path_of(self, entry) -> str:
         return data_path(self.table, self.partition, int(entry["partition"]), self.symbol, int(entry["version"]))
@@ -168,6 +197,23 @@ class SymbolIndex:
         e = np.concatenate([e, new])
         e = e[np.lexsort((e["version"], e["partition"]))]
         return SymbolIndex(self.table, self.symbol, self.partition, e)
+
+    def merge(self, part: int, versions: list[int], merged: np.ndarray) -> "SymbolIndex":
+        """A new index where the visible ``versions`` of ``part`` are replaced by the one
+        ``merged`` entry (which covers their windows: see the module doc)."""
+        e = self.entries
+        m = (e["partition"] == part) & np.isin(e["version"], versions) & (e["superseded_at"] == MAX_NS)
+        if int(m.sum()) != len(set(versions)):
+            raise CorruptionError(
+                f"{self.table} {self.symbol} partition {np.datetime64(part, 'D')}: versions {versions} "
+                f"are not all visible; index and writer disagree"
+            )
+        out = np.concatenate([e[~m], merged])
+        return SymbolIndex(self.table, self.symbol, self.partition, out[np.lexsort((out["version"], out["partition"]))])
+
+    def without(self, drop: np.ndarray) -> "SymbolIndex":
+        """A new index without the entries where the boolean mask ``drop`` is set (prune)."""
+        return SymbolIndex(self.table, self.symbol, self.partition, self.entries[~drop])
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -303,7 +349,8 @@ def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partiti
                 f"{path}: holds the index of {h['table']} {h['symbol']} ({h['partition']} partitions), "
                 f"not {table} {symbol}: a file was copied or renamed; {remedy}"
             )
-        if [tuple(d) for d in h["entry_dtype"]] != [tuple(json.loads(json.dumps(d))) for d in ENTRY.descr]:
+        layout = ENTRY if fmt == INDEX_FORMAT_VERSION else ENTRY_V3
+        if [tuple(d) for d in h["entry_dtype"]] != [tuple(json.loads(json.dumps(d))) for d in layout.descr]:
             raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
         n = h["entries"]
         if h["chunk"] is None:
@@ -311,13 +358,13 @@ def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partiti
                 raise ValueError("entries without a chunk")
             return np.zeros(0, ENTRY)
         offset, csize, inner, inner_size, _ = h["chunk"]
-        raw = np.empty(n * ENTRY.itemsize, np.uint8)
+        raw = np.empty(n * layout.itemsize, np.uint8)
         at = offset - _INDEX_BLOCK  # chunk offsets count from the start of the file
         if inner >= 0:
             blosc2.decompress2(bytes(image[at + inner : at + inner + inner_size]), dst=raw)
         else:
             blosc2.schunk_from_cframe(bytes(image[at : at + csize]), copy=False).decompress_chunk(0, dst=raw)
-        return raw.view(ENTRY)
+        return raw.view(ENTRY) if layout is ENTRY else _upgrade(raw.view(ENTRY_V3))
     except (CorruptionError, FormatVersionError):
         raise
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError, RecursionError) as exc:
@@ -339,16 +386,31 @@ def _load_legacy(path: Path) -> np.ndarray:
                 entries = h.root.entries.read()
             else:
                 descr = json.loads(h.root._v_attrs.entry_dtype)
-                if [tuple(d) for d in descr] != [tuple(json.loads(json.dumps(d))) for d in ENTRY.descr]:
+                if [tuple(d) for d in descr] != [tuple(json.loads(json.dumps(d))) for d in ENTRY_V3.descr]:
                     raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
-                entries = np.ascontiguousarray(h.root.entries.read()).view(ENTRY)
+                entries = np.ascontiguousarray(h.root.entries.read()).view(ENTRY_V3)
     except (FormatVersionError, CorruptionError):
         raise
     except (tables.HDF5ExtError, OSError, AttributeError, KeyError, ValueError, TypeError) as exc:
         raise CorruptionError(f"{path}: unreadable index ({type(exc).__name__}); {remedy}") from None
-    if entries.dtype != ENTRY:
+    if entries.dtype != ENTRY_V3:
         raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
-    return entries
+    return _upgrade(entries)
+
+
+def index_partition(path: Path) -> Partition | None:
+    """The partition an index file says its table uses (None if it cannot tell)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_INDEX_BLOCK)
+        if head.startswith(_INDEX_MAGIC):
+            length, _ = header_body(str(path), _INDEX_MAGIC, head, 1 << 40)
+            body = head[len(_INDEX_MAGIC) + 28 : len(_INDEX_MAGIC) + 28 + length]
+            return Partition(json.loads(body)["partition"])
+        with tables.open_file(str(path), "r") as h:
+            return Partition(str(h.root._v_attrs.partition))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, tables.HDF5ExtError):
+        return None
 
 
 def index_path(root: Path, table: str, symbol: str) -> Path:

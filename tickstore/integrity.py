@@ -7,9 +7,13 @@ Both derive index rows from files the same way (``_row``, ``_link``)::
     first_ts, last_ts,
     reason, source
     kmin, kmax                   its first key column (ts for tables without a key)
+    kt_max                       the max of its ``_kt`` column, else its committed_at
     size, checksum               its bytes (sha256)
     superseded_at                the commit time of the earliest file of the same
-                                 partition whose ``replaces`` names it; open if none
+                                 partition whose ``replaces`` names it and that was
+                                 committed after it; open if none (a merge takes the
+                                 window of its members, from the earliest one's commit:
+                                 it replaces them, they are gone, it supersedes nothing)
 
 ``verify`` compares every field of every index row with what the files it names give,
 checks that no data file lies on disk that no index names, and that the snapshots file
@@ -18,7 +22,9 @@ collectors append: a file or temporary that appears during the check is a *write
 progress* if an intent names it or the index names it by the time it is looked at again
 (reported as pending, not as a problem); an intent whose writer is still alive (it holds
 the table lock) is a write in progress, one whose writer died is rolled back by the next
-writer. Only what is still unexplained after that is a problem.
+writer. A file a merge or prune dropped from the index but has not deleted yet (named in
+the ``drop`` of an intent) is *reclaimable*, pending as well, and so is a prune that did
+not finish. Only what is still unexplained after that is a problem.
 
 ``reindex`` rebuilds every symbol's index from the files alone, whatever state the old
 index is in (garbage, truncated, missing): files that cannot be read, or whose metadata
@@ -26,13 +32,13 @@ does not match their path, or that are not data files at all, are skipped and re
 (never deleted); leftover temporaries are deleted and reported; the files of a write
 that died before its commit point are deleted if the old index still loads and does not
 name them, and kept (and reported) if the old index is unreadable, since they may be
-committed data.
+committed data. Members of a merge still on disk (a merge killed before it deleted them)
+are deleted: the merged file holds their rows.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -45,12 +51,13 @@ from .diskio import TMP_MARK
 from .errors import TickstoreError
 from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, SymbolIndex, index_path
 from .layout import decode_symbol, parse_data_path
-from .splay import FileMeta, read_meta, sha256_file
+from .intent import read_intent
+from .splay import KT, FileMeta, read_meta, sha256_file
 
 __all__ = ["VerifyReport", "ReindexReport", "verify", "reindex"]
 
 # index fields verify compares, in the order it reports them
-_FIELDS = ("committed_at", "superseded_at", "op", "rows", "first_ts", "last_ts", "kmin", "kmax", "size", "checksum", "reason", "source")
+_FIELDS = ("committed_at", "superseded_at", "op", "rows", "first_ts", "last_ts", "kmin", "kmax", "size", "checksum", "reason", "source", "kt_max")
 
 
 @dataclass
@@ -114,15 +121,21 @@ def _tmp_target(rel: str) -> str | None:
     return f"{head}/{target}" if head else target
 
 
-def _intents(table_dir: Path) -> dict[Path, list[str]]:
-    """{intent file: the paths it names} (an unreadable intent names nothing)."""
+def _intents(table_dir: Path) -> dict[Path, tuple[list[str], list[str]]]:
+    """{intent file: (paths it creates, paths it drops)} (an unreadable intent names nothing)."""
     out = {}
-    for intent in sorted((table_dir / "_index").glob("*.intent")):
+    for path in sorted((table_dir / "_index").glob("*.intent")):
         try:
-            targets = json.loads(intent.read_bytes())
-        except (OSError, ValueError):
-            targets = []
-        out[intent] = [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
+            intent = read_intent(path)
+        except OSError:
+            intent = None
+        if intent is None:
+            continue
+        new, drop = intent.get("new", []), intent.get("drop", [])
+        out[path] = (
+            [t for t in new if isinstance(t, str)] if isinstance(new, list) else [],
+            [t for t in drop if isinstance(t, str)] if isinstance(drop, list) else [],
+        )
     return out
 
 
@@ -151,6 +164,13 @@ def _key_range(store, table, path: Path, rows: int) -> tuple[int, int]:
     return int(keys.min()), int(keys.max())
 
 
+def _kt_max(store, path: Path, meta: FileMeta) -> int:
+    """The latest row knowledge time of a file: its ``_kt`` column's max, else its commit."""
+    if not meta.rows or not store._files.has_column(str(path), KT):
+        return meta.committed_at
+    return int(store._files.read(str(path), {KT: np.dtype("i8")})[KT].max())
+
+
 def _row(store, table, part: int, meta: FileMeta, rel: str, *, contents: bool = True) -> np.ndarray:
     """The index row of one file, from the file alone (superseded_at open).
 
@@ -163,8 +183,10 @@ def _row(store, table, part: int, meta: FileMeta, rel: str, *, contents: bool = 
     e["op"] = meta.op.encode()
     e["rows"], e["first_ts"], e["last_ts"] = meta.rows, meta.first_ts, meta.last_ts
     e["size"] = path.stat().st_size
+    e["kt_max"] = meta.committed_at
     if contents:
         e["kmin"], e["kmax"] = _key_range(store, table, path, meta.rows)
+        e["kt_max"] = _kt_max(store, path, meta)
         e["checksum"] = sha256_file(path).encode()
     e["reason"] = meta.reason.encode()[:REASON_BYTES]
     e["source"] = meta.source.encode()[:SOURCE_BYTES]
@@ -178,6 +200,7 @@ def _link(rows: list[np.ndarray], metas: list[FileMeta]) -> np.ndarray:
     for e, meta in zip(entries.copy(), metas):
         if meta.replaces:
             m = (entries["partition"] == e["partition"]) & np.isin(entries["version"], meta.replaces)
+            m &= entries["committed_at"] < meta.committed_at
             entries["superseded_at"][m] = np.minimum(entries["superseded_at"][m], meta.committed_at)
     return entries[np.lexsort((entries["version"], entries["partition"]))]
 
@@ -194,6 +217,11 @@ def _show(name: str, v) -> str:
 def verify(store, *, checksums: bool = True) -> VerifyReport:
     report = VerifyReport()
     _verify_snapshots(store, report)
+    try:
+        for r in store._retention.unfinished():
+            report.pending.append(f"_retention.json: a prune before {np.datetime64(int(r['before']), 'ns')} did not finish (run it again)")
+    except TickstoreError as exc:
+        report.problems.append(str(exc))
     for name in store.tables():
         try:
             table = store[name]
@@ -266,8 +294,13 @@ def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: Veri
             if _still_indexed(store, table, idx.symbol, rel):
                 report.problems.append(f"{rel}: version {int(e['version'])} is in the index but missing on disk")
             continue  # retired by a commit made while verifying
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
         if size != int(e["size"]):
+            if size < 0 and not _still_indexed(store, table, idx.symbol, rel):
+                continue  # merged away or pruned while verifying
             report.problems.append(f"{rel}: size {size} != indexed {int(e['size'])} (file altered or truncated)")
             continue
         try:
@@ -285,10 +318,13 @@ def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: Veri
             row = _row(store, table, int(e["partition"]), meta, rel, contents=False)
             if checksums:
                 row["kmin"], row["kmax"] = _key_range(store, table, path, meta.rows)  # checks every key chunk
+                row["kt_max"] = _kt_max(store, path, meta)
                 row["checksum"] = got.encode()
             else:
-                row["kmin"], row["kmax"], row["checksum"] = e["kmin"], e["kmax"], e["checksum"]
-        except TickstoreError as exc:
+                row["kmin"], row["kmax"], row["checksum"], row["kt_max"] = e["kmin"], e["kmax"], e["checksum"], e["kt_max"]
+        except (TickstoreError, OSError) as exc:
+            if not path.exists() and not _still_indexed(store, table, idx.symbol, rel):
+                continue  # merged away or pruned while verifying
             report.problems.append(str(exc))
             continue
         rows.append(row)
@@ -322,13 +358,18 @@ def _verify_strays(store, table, strays: list[tuple[str, str | None]], report: V
     second: a writer writes its intent before its files and removes it only after its
     index is in place, so a file of a write in progress is named by one or the other."""
     named: set[str] = set()
-    for targets in _intents(table.dir).values():
-        named.update(targets)
+    dropped: set[str] = set()
+    for new, drop in _intents(table.dir).values():
+        named.update(new)
+        dropped.update(drop)
     indexes: dict[str, set[str] | None] = {}
     for rel, target in strays:
         if not (store.root / rel).exists():
             continue  # a temporary renamed, or a rolled-back file deleted meanwhile
         subject = target or rel
+        if subject in dropped:
+            report.pending.append(f"{rel}: merged or pruned, reclaimable (the next writer deletes it)")
+            continue
         if subject in named:
             report.pending.append(f"{rel}: a write in progress (or one the next writer rolls back)")
             continue
@@ -383,7 +424,8 @@ def _old_paths(store, table, symbol: str) -> set[str] | None:
 def _reindex_table(store, table, report: ReindexReport) -> int:
     name, root = table.name, store.root
     intents = _intents(table.dir)
-    in_flight = {t for targets in intents.values() for t in targets}
+    in_flight = {t for new, _ in intents.values() for t in new}
+    dropped = {t for _, drop in intents.values() for t in drop}
     by_symbol: dict[str, list] = defaultdict(list)
     old: dict[str, set[str] | None] = {}
     for rel in sorted(_walk(table.dir)):
@@ -396,6 +438,13 @@ def _reindex_table(store, table, report: ReindexReport) -> int:
         except TickstoreError:
             report.skipped.append(f"{rel}: not a data file of table {name} (left in place)")
             continue
+        if rel in dropped:
+            if sym not in old:
+                old[sym] = _old_paths(store, table, sym)
+            if old[sym] is not None and rel not in old[sym]:
+                (root / rel).unlink(missing_ok=True)
+                report.removed.append(f"{rel}: merged or pruned (its removal was committed)")
+                continue
         if rel in in_flight:
             if sym not in old:
                 old[sym] = _old_paths(store, table, sym)
@@ -418,7 +467,18 @@ def _reindex_table(store, table, report: ReindexReport) -> int:
     count = 0
     for sym, items in sorted(by_symbol.items()):
         rows, metas = [], []
+        # a merge's members still on disk: the merge took their window (it was committed
+        # at or before them), unlike a correction or an older compaction (after them)
+        merged: dict[tuple[int, int], int] = {}
+        for part, meta, _ in items:
+            if meta.op == "compact":
+                for v in meta.replaces:
+                    merged[(part, v)] = min(merged.get((part, v), MAX_NS), meta.committed_at)
         for part, meta, rel in items:
+            if meta.committed_at >= merged.get((part, meta.version), MAX_NS):
+                (root / rel).unlink(missing_ok=True)
+                report.removed.append(f"{rel}: a member of a merge that was not deleted yet")
+                continue
             try:
                 rows.append(_row(store, table, part, meta, rel))  # reads the key column: every chunk checked
                 metas.append(meta)

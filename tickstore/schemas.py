@@ -17,14 +17,14 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
     book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty
                                                                           key: the whole row  [exchange event time]
     funding         rate (per interval), interval_h                       key ts  [exchange event time:
-                                                                          the settlement time]
+                    (year files: a few rows a day)                        the settlement time]
     mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts  [event]
     open_interest   oi, oi_value                                          key ts  [exchange event time]
-    liquidations    recv_ts, side, price, qty                             [exchange transaction time]
+    liquidations    recv_ts, side, price, qty (month files)               [exchange transaction time]
     ohlcv_<freq>    open, high, low, close, volume; ts is the bar open    key ts  [exchange event time]
                     (month files for sub-hour bars, year files for >= 1h)
     gaps            recv_ts, end_ts, stream:str, cause:str, detail:str   (the gap ledger)
-                                                                          key: the whole row
+                    (year files)                                          key: the whole row
                     [exchange event time of the stream; spans seen only by the local clock
                     (disconnects, restarts) are in receive time]
 
@@ -38,8 +38,12 @@ written before the column was added to the schema read as the default, so frames
 files of an older schema keep working. ``trades.kind`` defaults to ``TradeKind.MARKET``;
 ``select`` always returns it.
 
-Other tables are created with ``Tickstore.create_table(name, schema)`` and their schema is
-persisted as JSON beside their files.
+Each table's partition (how many days one file covers) fits its rate, so that reading
+years does not mean opening thousands of tiny files. A store whose files were written
+with another partition (a default changed since) keeps it: the index files say which.
+
+Other tables are created with ``Tickstore.create_table(name, schema, partition=...)`` and
+their schema is persisted as JSON beside their files.
 """
 
 from __future__ import annotations
@@ -373,6 +377,7 @@ _FIXED = {
         "funding",
         _cols("rate interval_h"),
         key=("ts",),
+        partition=Partition.YEAR,  # 1,095 rows a year at 8 h (8,760 at 1 h)
         description="settled funding rates per interval; ts is the settlement time",
         clock=TsClock.EVENT,
     ),
@@ -393,6 +398,7 @@ _FIXED = {
     "liquidations": Schema(
         "liquidations",
         _cols("recv_ts:datetime side:int8 price qty"),
+        partition=Partition.MONTH,  # tens to thousands a day per symbol
         description="forced liquidation orders; side +1 buy (short liquidated), -1 sell",
         clock=TsClock.TRANSACTION,
     ),
@@ -401,6 +407,7 @@ _FIXED = {
         _cols("recv_ts:datetime end_ts:datetime stream:str64 cause:str32 detail:str200"),
         # a gap is its whole row: recording the same one again (a replay run twice) adds nothing
         key=("ts", "recv_ts", "end_ts", "stream", "cause", "detail"),
+        partition=Partition.YEAR,  # a few rows a day
         description=(
             "gap ledger: disconnects, sequence breaks and resyncs; ts is the gap start "
             "(receive time where only the local clock saw the span: disconnects, restarts)"

@@ -8,6 +8,10 @@ built from::
                                0, K, 2K, ...: range reads bisect these, then one chunk),
                                columns: JSON {name: [codec, scale]} for every array below
     /data/ts           int64   event time, ns UTC, sorted (ties allowed), never encoded
+    /data/_kt          int64   (only in merged files whose rows were committed at different
+                       times) the knowledge time at which each row became visible, ns
+                       UTC, always 'delta' coded (runs of one commit cost ~nothing); a
+                       file without it holds rows visible from its committed_at
     /data/<column>     the schema's columns in order (datetimes int64 ns UTC, strings
                        fixed-width UTF-8), stored per its codec:
                            'plain' | 'delta' | 'delta_scaled' | 'xor'
@@ -22,9 +26,12 @@ built from::
                  partition          str     'day' | 'month' | 'year'
                  partition_start    str     ISO date of the partition's first day
                  version            int     1, 2, ... per (table, symbol, partition)
-                 committed_at       int     knowledge time of the commit, ns UTC
+                 committed_at       int     knowledge time of the commit, ns UTC (of a
+                                            merged file: the earliest row's, the start
+                                            of the window it took over)
                  op                 str     insert | append | delete | compact
                  replaces           str     JSON list of the versions this one supersedes
+                                            (of a merge: the versions it took the place of)
                  reason, source     str     audit trail
                  rows, first_ts, last_ts    int
                  schema             str     JSON of the table schema
@@ -94,10 +101,11 @@ from .errors import CorruptionError, FormatVersionError, StorageError, Tickstore
 from .layout import data_path
 from .schemas import Partition
 
-__all__ = ["FORMAT_VERSION", "FileMeta", "write_file", "write_array", "read_meta", "FileCache", "sha256_file"]
+__all__ = ["FORMAT_VERSION", "KT", "FileMeta", "write_file", "write_array", "read_meta", "FileCache", "sha256_file"]
 
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
+KT = "_kt"  # the hidden per-row knowledge-time column of merged files
 CHUNK_ROWS = 1 << 17  # 1 MB of int64 per chunk: HDF5 per-chunk costs vanish, a point read stays cheap
 _DATA = "/data"
 _THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -158,17 +166,25 @@ class FileMeta:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                return h.hexdigest()
-            h.update(chunk)
+        return _sha256_fd(f.fileno())
+
+
+def _sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    at = 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, at)
+        if not chunk:
+            return h.hexdigest()
+        h.update(chunk)
+        at += len(chunk)
 
 
 def _encode(name: str, values: np.ndarray, encoding: str, k: int) -> tuple[np.ndarray, str, int]:
     """(stored array, codec, scale) of one column."""
+    if name == KT:
+        encoding = "delta"
     if encoding != "delta" or name == "ts" or len(values) < 2 or values.dtype.itemsize != 8:
         return values, "plain", 0
     scale, codec = 0, "delta"
@@ -543,10 +559,20 @@ def _check_identity(path: str, meta: FileMeta, rows: int) -> None:
 class _Table1:
     """An open format-1 file: one compound-row PyTables Table at /data."""
 
-    def __init__(self, h: tables.File):
+    def __init__(self, h: tables.File, path: str):
         self.h = h
         self.t = h.get_node(_DATA)
         self.n = self.t.nrows
+        st = os.stat(path)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def sha256(self, path: str) -> str:
+        """The sha256 of the file this handle reads (refused if the path now names another)."""
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != self.identity:
+                raise CorruptionError(f"{path} was replaced while open; run `tickstore verify`")
+            return _sha256_fd(f.fileno())
 
     def first_at_or_after(self, value: int) -> int:
         """First row whose ts >= value: rows are sorted by ts, bisect (one chunk per probe)."""
@@ -614,6 +640,13 @@ class _Layout:
 
     def has(self, name: str) -> bool:
         return name in self.columns
+
+    def sha256(self, path: str) -> str:
+        """The sha256 of the very file this handle reads."""
+        try:
+            return _sha256_fd(self.fd)
+        except OSError as exc:
+            raise StorageError.from_os(exc, path, "reading") from None
 
     def _column(self, name: str):
         c = self.columns.get(name)
@@ -738,7 +771,7 @@ class FileCache:
             _check_format(path, fmt)
             if fmt != 1:
                 raise CorruptionError(f"{path}: format {fmt} file without its layout block (damaged); run `tickstore verify`")
-            return _Table1(h)
+            return _Table1(h, path)
         except BaseException:
             h.close()
             raise
@@ -790,6 +823,25 @@ class FileCache:
                 f.read_into(start, stop, out)
             except (tables.HDF5ExtError, ValueError) as exc:  # format 1, read through HDF5
                 raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None
+
+    def has_column(self, path: str, name: str) -> bool:
+        with self._lock:
+            return self._open(path).has(name)
+
+    def sha256(self, path: str) -> str:
+        """sha256 of the file behind the handle that reads of ``path`` use: a check of
+        exactly the bytes that are then read, even if the path was replaced since."""
+        with self._lock:
+            return self._open(path).sha256(path)
+
+    def discard(self, paths) -> None:
+        """Close the handles of deleted files (an open handle keeps a deleted file's disk
+        space allocated)."""
+        with self._lock:
+            for p in paths:
+                f = self._handles.pop(p, None)
+                if f is not None:
+                    f.close()
 
     def close(self) -> None:
         with self._lock:

@@ -1,25 +1,35 @@
 """The store facade: ``Tickstore`` (a root of tables) and ``Table`` (insert/append/delete/select).
 
-Composes the layout (paths), splay (one file), index (visibility), lock (one writer) and
-frames (validation). A write is one transaction on one (table, symbol)::
+Composes the layout (paths), splay (one file), index (visibility), lock (one writer),
+intent (writes in progress), compaction (which files to merge), retention (prune), reader
+(assembling a read) and frames (validation). A write is one transaction on one (table,
+symbol)::
 
-    lock table -> roll back a dead writer's intent -> validate everything
-      -> write intent (paths about to appear) -> write files (tmp, fsync, rename)
+    lock table -> finish or roll back a dead writer's intent -> validate everything
+      -> write intent (paths about to appear/go) -> knowledge time t (StoreClock.next)
+      -> write files (tmp, fsync, link; every row's knowledge time is t)
       -> replace the symbol's index (tmp, fsync, rename)   <- the commit point
-      -> remove intent -> unlock
+      -> delete what a merge or prune dropped -> remove intent -> unlock
 
-A ``kill -9`` before the commit point leaves files no index names; the next writer
-deletes them (they are listed in the intent). After it, the commit is complete. Any
+A ``kill -9`` before the commit point leaves files no index names; after it, files the
+index no longer names. The next writer deletes both (they are listed in the intent). Any
 other failure before the commit point (a full disk, a read-only file system: a
 ``StorageError``) rolls the write back at once, so the store is left as it was. A write
 refuses to start when the symbol's index is missing while its data files exist (it would
 reuse their version numbers): ``tickstore reindex`` first. The automatic compaction that
 follows a committed write never turns it into an error: a failed merge is logged, rolled
 back and retried by the next write (or ``compact()``).
+
+Reads never lock. A read is made as of one knowledge time T (``as_of``, or "now" from the
+store clock): it waits for a commit at or before T still being written (``intent``),
+then reads the entries visible at T and, in merged files, the rows with knowledge time
+<= T. So ``select(...)`` made at time T equals ``select(..., as_of=T)`` made later, while
+any number of processes write.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +45,8 @@ import pandas as pd
 
 from . import diskio
 from .columns import Columns
-from .clock import MAX_NS, NS_PER_DAY, Clock, SystemClock, ns_to_timestamp, to_day, to_ns
+from .clock import MAX_NS, NS_PER_DAY, Clock, StoreClock, SystemClock, ns_to_timestamp, to_day, to_ns
+from .compaction import merge_rows, merge_start
 from .errors import (
     CorruptionError,
     FrameError,
@@ -47,23 +58,23 @@ from .errors import (
     TickstoreError,
     UnknownTableError,
 )
-from .frames import check_unique_key, frame_to_rows, key_values, rows_to_frame
-from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_path
+from .frames import check_unique_key, frame_to_rows, key_values
+from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_partition, index_path
+from .intent import await_commit, crash_point, intent_tmp, recover, write_intent
 
 if TYPE_CHECKING:
     from .integrity import ReindexReport, VerifyReport
-from .layout import decode_symbol, encode_symbol, parse_data_path, validate_symbol
+from .layout import data_path, decode_symbol, encode_symbol, parse_data_path, validate_symbol
 from .lock import TableLock
-from .pin import Pin, PinnedFile, Selection
+from .pin import Pin, PinnedFile, PinnedPart, Selection
+from .reader import FileRef, assemble, digests, part_key, to_frame
+from .retention import Retention
 from .schemas import Partition, Schema, builtin_schema
-from .splay import FileCache, FileMeta, sha256_file, write_file
+from .splay import KT, FileCache, FileMeta, read_meta, write_file
 
 __all__ = ["Tickstore", "Table", "Commit"]
 
-# Size-tiered compaction of a partition's live segments: once FANOUT files are visible,
-# the newest ones are merged (only a suffix in version order, so the merged file sorts
-# where its members did and ties keep their order). Rewrites stay O(n log n).
-FANOUT = 8
+_READ_RETRIES = 5  # a read that found a file merged away re-reads the new index
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")  # matched whole (fullmatch)
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 log = logging.getLogger("tickstore")
@@ -115,7 +126,12 @@ class Table:
         self._lock = TableLock(self.dir / ".lock", timeout=store.lock_timeout)
 
     def __repr__(self) -> str:
-        return f"<Table {self.name} at {self.dir}>"
+        return f"<Table {self.name} ({self.schema.partition.value} partitions) at {self.dir}>"
+
+    @property
+    def partition(self) -> Partition:
+        """How many days one file covers (``day``, ``month`` or ``year``)."""
+        return self.schema.partition
 
     # -- helpers ------------------------------------------------------------------------
     def _index(self, symbol: str) -> SymbolIndex:
@@ -124,18 +140,23 @@ class Table:
     def _abs(self, rel: str) -> str:
         return str(self.store.root / rel)
 
-    def _read_entry(self, idx: SymbolIndex, e, lo=None, hi=None, names=None) -> Columns:
+    def _read_entry(self, idx: SymbolIndex, e, names=None, *, with_kt: bool = False) -> Columns:
+        """Every row of an entry's file (columns ``names``, default all; with ``_kt``, the
+        knowledge time of each row, if asked)."""
         dtypes = self.schema.disk_dtypes
         if names is not None:
             dtypes = {n: dtypes[n] for n in names}
+        if with_kt:
+            dtypes = {**dtypes, KT: np.dtype("i8")}
         if int(e["rows"]) == 0:
             return Columns.empty(dtypes)
-        first, last = int(e["first_ts"]), int(e["last_ts"])
-        lo = lo if lo is not None and first < lo else None
-        hi = hi if hi is not None and last >= hi else None
-        return self.store._files.read(self._abs(idx.path_of(e)), dtypes, lo, hi, fill=self.schema.defaults)
+        # a file without _kt holds the rows of one commit: its committed_at
+        fill = {**self.schema.defaults, KT: int(e["committed_at"])}
+        return self.store._files.read(self._abs(idx.path_of(e)), dtypes, fill=fill)
 
     def _has_rows(self, idx: SymbolIndex, e, lo: int, hi: int) -> bool:
+        if not int(e["rows"]) or int(e["first_ts"]) >= hi or int(e["last_ts"]) < lo:
+            return False
         if self.schema.partition is Partition.DAY:
             return True  # a non-empty day file holds rows of its day only
         start, stop = self.store._files.row_range(self._abs(idx.path_of(e)), lo, hi)
@@ -192,26 +213,37 @@ class Table:
         part = int(self.schema.partition.floor(np.array([day]))[0])
         lo, hi = self._day_window(day)
         visible = idx.lookup(part, None)
-        # Files holding rows of this day (or empty ones) are replaced; rows of other days
-        # in them (month/year partitions) are carried into the new version unchanged.
-        replaced = [e for e in visible if int(e["rows"]) == 0 or (int(e["first_ts"]) < hi and int(e["last_ts"]) >= lo)]
-        if op == "delete" and not any(int(e["rows"]) and self._has_rows(idx, e, lo, hi) for e in replaced):
+        holding = [e for e in visible if self._has_rows(idx, e, lo, hi)]
+        if op == "delete" and not holding:
             raise NotFoundError(
                 f"{self.name} {symbol} {np.datetime64(day, 'D')}: nothing stored to delete "
                 f"(see versions({symbol!r}, '{np.datetime64(day, 'D')}'))"
             )
+        if self.schema.partition is Partition.DAY:
+            replaced = visible  # a day file holds only its day: nothing to carry, nothing to read
+        elif not holding:
+            # a new day in a month/year partition is not a correction: it is added like an
+            # append (no superseded copy of the partition); compaction merges it in
+            commit = self._commit(symbol, idx, [(part, rows, [])], op, reason_b, source_b)
+            self._compact_after_commit(symbol, [part])
+            return commit
+        else:
+            # files holding rows of this day (and empty ones) are replaced; rows of other
+            # days in them are carried into the new version unchanged (visible in it from
+            # its commit on, like every row of it)
+            replaced = holding + [e for e in visible if int(e["rows"]) == 0]
         carried = []
-        # a day file holds only its day: nothing to carry, nothing to read
         for e in replaced if self.schema.partition is not Partition.DAY else ():
-            r = self._read_entry(idx, e)
-            keep = (r["ts"] < lo) | (r["ts"] >= hi)
-            if keep.any():
-                carried.append(r[keep])
+            if int(e["rows"]):
+                r = self._read_entry(idx, e)
+                carried.append(r[(r["ts"] < lo) | (r["ts"] >= hi)])
         new_rows = rows if rows is not None else Columns.empty(self.schema.disk_dtypes)
+        carried = [c for c in carried if len(c)]
         if carried:
             merged = _merge(carried)
             before, after = merged[merged["ts"] < lo], merged[merged["ts"] >= hi]
             new_rows = Columns.concat([before, new_rows, after])
+        replaced = sorted(replaced, key=lambda e: int(e["version"]))
         commit = self._commit(
             symbol, idx, [(part, new_rows, [int(e["version"]) for e in replaced])], op, reason_b, source_b
         )
@@ -339,74 +371,89 @@ class Table:
             seen = np.isin(new_keys, old_keys)
         return rows[~seen]
 
+    def _entry(self, part: int, version: int, rows: Columns, meta: FileMeta, checksum: str, size: int):
+        """The index row of a file just written."""
+        e = np.zeros((), ENTRY)
+        k0 = self.schema.key[0] if self.schema.key else "ts"
+        n = len(rows)
+        e["partition"], e["version"] = part, version
+        e["committed_at"], e["superseded_at"] = meta.committed_at, MAX_NS
+        e["op"] = meta.op.encode()
+        e["rows"], e["first_ts"], e["last_ts"] = n, meta.first_ts, meta.last_ts
+        e["kmin"] = int(rows[k0].min()) if n else 0
+        e["kmax"] = int(rows[k0].max()) if n else 0
+        e["size"], e["checksum"] = size, checksum.encode()
+        e["reason"] = meta.reason.encode()[:REASON_BYTES]
+        e["source"] = meta.source.encode()[:SOURCE_BYTES]
+        e["kt_max"] = int(rows[KT].max()) if KT in rows.names and n else meta.committed_at
+        return e
+
+    def _target(self, symbol: str, part: int, version: int) -> str:
+        """The path of a new version, which must not exist yet (checked before the intent:
+        a rollback deletes what the intent names)."""
+        rel = data_path(self.name, self.schema.partition, part, symbol, version)
+        if os.path.lexists(self._abs(rel)):
+            raise CorruptionError(
+                f"{rel} exists but the index of {self.name} {symbol} does not name it; a write never "
+                f"replaces a data file: run `tickstore verify`, then `tickstore reindex {self.name}`"
+            )
+        return rel
+
+    def _write(self, symbol: str, rel: str, part: int, version: int, rows: Columns, *, committed_at: int, op: str,
+               replaces: list[int], reason: str, source: str):
+        """Write one version file; return its index row."""
+        n = len(rows)
+        meta = FileMeta(
+            table=self.name,
+            symbol=symbol,
+            partition=self.schema.partition.value,
+            partition_start=str(np.datetime64(part, "D")),
+            version=version,
+            committed_at=committed_at,
+            op=op,
+            replaces=tuple(replaces),
+            reason=reason,
+            source=source,
+            rows=n,
+            first_ts=int(rows["ts"][0]) if n else 0,
+            last_ts=int(rows["ts"][-1]) if n else 0,
+            schema=json.dumps(self.schema.to_json()),
+        )
+        checksum, size = write_file(
+            Path(self._abs(rel)),
+            rows,
+            meta,
+            complib=self.schema.complib,
+            complevel=self.schema.complevel,
+            shuffle=self.schema.shuffle,
+            encoding=self.schema.encoding,
+        )
+        return self._entry(part, version, rows, meta, checksum, size)
+
     def _commit(self, symbol, idx, plan, op, reason_b, source_b, *, skipped: int = 0) -> Commit:
-        """Write one file per planned partition and publish them in one index update.
+        """Write one file per planned partition and publish them in one index update, at
+        one new knowledge time.
 
         ``plan`` is ``[(partition, rows, versions it supersedes), ...]``.
         """
-        now = max(self.store.clock.now_ns(), idx.last_commit + 1)
-        new = np.zeros(len(plan), ENTRY)
-        targets = []
-        for i, (part, rows, replaces) in enumerate(plan):
-            version = idx.next_version(part)
-            new[i]["partition"] = part
-            new[i]["version"] = version
-            targets.append(idx.path_of(new[i]))
-        for rel in targets:  # before the intent: a rollback deletes what the intent names
-            if os.path.lexists(self._abs(rel)):
-                raise CorruptionError(
-                    f"{rel} exists but the index of {self.name} {symbol} does not name it; a write never "
-                    f"replaces a data file: run `tickstore verify`, then `tickstore reindex {self.name}`"
-                )
+        versions = [idx.next_version(part) for part, _, _ in plan]
+        targets = [self._target(symbol, part, v) for (part, _, _), v in zip(plan, versions)]
         intent = self._intent_path(symbol)
         diskio.makedirs(intent.parent)
-        # not fsynced: the intent guards against a dead process, whose page cache survives;
-        # after a power loss a file it named may remain as a stray that verify reports
-        diskio.write_scratch(intent, json.dumps(targets).encode())
-        supersede: dict[int, list[int]] = {}
-        k0 = self.schema.key[0] if self.schema.key else "ts"
-        for i, (part, rows, replaces) in enumerate(plan):
-            n = len(rows)
-            meta = FileMeta(
-                table=self.name,
-                symbol=symbol,
-                partition=self.schema.partition.value,
-                partition_start=str(np.datetime64(part, "D")),
-                version=int(new[i]["version"]),
-                committed_at=now,
-                op=op,
-                replaces=tuple(replaces),
-                reason=reason_b.decode(),
-                source=source_b.decode(),
-                rows=n,
-                first_ts=int(rows["ts"][0]) if n else 0,
-                last_ts=int(rows["ts"][-1]) if n else 0,
-                schema=json.dumps(self.schema.to_json()),
-            )
-            checksum, size = write_file(
-                Path(self._abs(targets[i])),
-                rows,
-                meta,
-                complib=self.schema.complib,
-                complevel=self.schema.complevel,
-                shuffle=self.schema.shuffle,
-                encoding=self.schema.encoding,
-            )
-            e = new[i]
-            e["committed_at"] = now
-            e["superseded_at"] = MAX_NS
-            e["op"] = op.encode()
-            e["rows"] = n
-            e["first_ts"] = meta.first_ts
-            e["last_ts"] = meta.last_ts
-            e["kmin"] = int(rows[k0].min()) if n else 0
-            e["kmax"] = int(rows[k0].max()) if n else 0
-            e["size"] = size
-            e["checksum"] = checksum.encode()
-            e["reason"] = reason_b
-            e["source"] = source_b
+        # readers as of a time >= floor wait for this commit (see intent.py); its time is
+        # taken after the intent exists, so it is >= floor
+        write_intent(intent, "commit", new=targets, floor=self.store._clock.floor())
+        crash_point("commit:intent")
+        now = self.store._clock.next(idx.last_commit + 1)
+        new, supersede = [], {}
+        for (part, rows, replaces), version, rel in zip(plan, versions, targets):
+            new.append(self._write(symbol, rel, part, version, rows, committed_at=now, op=op, replaces=replaces,
+                                   reason=reason_b.decode(), source=source_b.decode()))
+            crash_point("commit:file")
             supersede.setdefault(part, []).extend(replaces)
+        new = np.array(new, ENTRY)
         self.store._indexes.put(idx.commit(new, supersede, now))  # the commit point
+        crash_point("commit:published")
         intent.unlink()
         return Commit(
             self.name,
@@ -473,80 +520,141 @@ class Table:
         return index_path(self.store.root, self.name, symbol).with_suffix(".intent")
 
     def _recover(self, symbol: str) -> None:
-        """Delete the files of a write that died before its commit point (lock held)."""
+        """Finish or roll back a write of ``symbol`` that died (lock held; see ``intent``)."""
         intent = self._intent_path(symbol)
+        intent_tmp(intent).unlink(missing_ok=True)  # a writer died writing its intent
         if not intent.exists():
             return
         idx = self._index(symbol)
-        committed = {idx.path_of(e) for e in idx.entries}
-        try:
-            targets = json.loads(intent.read_text())
-        except ValueError:
-            targets = []  # the intent itself was half-written: its files were never started
-        for rel in targets:
-            if rel in committed:
-                continue
-            p = Path(self._abs(rel))
-            for leftover in [p, *p.parent.glob(f".{p.name}.tmp-*")]:
+        if recover(intent, {idx.path_of(e) for e in idx.entries}, self.store.root):
+            for leftover in intent.parent.glob(f".{encode_symbol(symbol)}.h5.tmp-*"):
                 leftover.unlink(missing_ok=True)
-        for leftover in intent.parent.glob(f".{encode_symbol(symbol)}.h5.tmp-*"):
-            leftover.unlink(missing_ok=True)
-        intent.unlink()
-        diskio.fsync_dir(intent.parent)
+            diskio.fsync_dir(intent.parent)
+
+    def _drop_files(self, rels: list[str]) -> None:
+        """Delete files the committed index no longer names (after a merge or prune).
+
+        Not fsynced: a deletion a power cut undoes leaves a file no index names, which
+        ``verify`` reports and a read never sees.
+        """
+        paths = [self._abs(r) for r in rels]
+        self.store._files.discard(paths)
+        for p in paths:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+            crash_point("drop:file")
 
     # -- compaction ---------------------------------------------------------------------
     def compact(self, symbol: str | None = None) -> int:
         """Merge every partition's visible files into one; returns how many partitions were merged.
 
-        As-of answers do not change: the merged file holds exactly the rows it replaces,
-        in the order a read returned them.
+        As-of answers do not change: every row keeps its knowledge time, and the merged
+        files are deleted once the merge is committed.
         """
         symbols = [validate_symbol(symbol)] if symbol is not None else self.symbols()
         done = 0
         with self._lock.hold():
             for sym in symbols:
                 with self._writing(sym):
-                    idx = self._index(sym)
-                    vis = idx.visible(None)
+                    vis = self._index(sym).visible(None)
                     parts, counts = np.unique(vis["partition"], return_counts=True)
                     for p in parts[counts > 1]:
-                        self._merge_files(sym, int(p), idx.lookup(int(p), None))
-                        done += 1
+                        done += self._close(sym, int(p))
         return done
+
+    def _mergeable(self, idx: SymbolIndex, part: int) -> list:
+        """The visible files of a partition that may merge: those from the last one that
+        superseded something on (a merge is a suffix whose first file alone may have
+        superseded versions, so that the merged file can say which, see ``_merge``)."""
+        vis = idx.lookup(part, None)
+        closed = set(idx.history(part)["superseded_at"].tolist())
+        start = max((i for i, e in enumerate(vis) if int(e["committed_at"]) in closed), default=0)
+        return vis[start:]
+
+    def _close(self, symbol: str, part: int) -> int:
+        """Merge a partition's files into one (as far as ``_mergeable`` allows)."""
+        files = self._mergeable(self._index(symbol), part)
+        if len(files) < 2:
+            return 0
+        self._merge(symbol, part, files)
+        return 1
 
     def _auto_compact(self, symbol: str, touched: list[int]) -> None:
         idx = self._index(symbol)
-        # 1. partitions before the one being written are closed: one file each.
+        # 1. partitions before the ones being written are closed: one file each
         vis = idx.visible(None)
         parts, counts = np.unique(vis["partition"], return_counts=True)
         for p in parts[(counts > 1) & (parts < min(touched))]:
-            self._merge_files(symbol, int(p), self._index(symbol).lookup(int(p), None))
-        # 2. size-tiered merge of the newest files of the partitions just written.
+            self._close(symbol, int(p))
+        # 2. size tiers in the partitions just written (see compaction.py)
         for p in touched:
-            vis = self._index(symbol).lookup(p, None)
-            if len(vis) < FANOUT:
-                continue
-            rows = [int(e["rows"]) for e in vis]
-            j = len(vis) - FANOUT
-            total = sum(rows[j:])
-            while j > 0 and rows[j - 1] <= total:
-                j -= 1
-                total += rows[j]
-            self._merge_files(symbol, p, vis[j:])
+            while True:
+                files = self._mergeable(self._index(symbol), p)
+                j = merge_start([int(e["rows"]) for e in files])
+                if j is None:
+                    break
+                self._merge(symbol, p, files[j:])
 
-    def _merge_files(self, symbol: str, part: int, entries: list) -> None:
+    def _merge(self, symbol: str, part: int, entries: list) -> None:
+        """Merge a suffix (in version order) of a partition's visible files into one file
+        that takes over their knowledge-time window; then delete them.
+
+        The merged file ``replaces`` its members and, like its first member, the versions
+        that one superseded (still in the index, committed before it), so that the index
+        rebuilt from the files alone closes them when it did.
+        """
         idx = self._index(symbol)
-        rows = _merge([self._read_entry(idx, e) for e in entries])
-        if rows is None:
-            return
-        self._commit(
-            symbol,
-            idx,
-            [(part, rows, [int(e["version"]) for e in entries])],
-            "compact",
-            f"merged versions {[int(e['version']) for e in entries]}"[:REASON_BYTES].encode(),
-            b"compaction",
+        members = [int(e["version"]) for e in entries]
+        since = int(entries[0]["committed_at"])
+        history = idx.history(part)
+        earlier = set(history["version"][history["committed_at"] < since].tolist())
+        superseded = [v for v in read_meta(self._abs(idx.path_of(entries[0]))).replaces if v in earlier]
+        rows = merge_rows([self._read_entry(idx, e, with_kt=True) for e in entries], since)
+        version = idx.next_version(part)
+        target = self._target(symbol, part, version)
+        drop = [idx.path_of(e) for e in entries]
+        intent = self._intent_path(symbol)
+        write_intent(intent, "merge", new=[target], drop=drop)
+        crash_point("merge:intent")
+        notes = "; ".join(
+            f"v{int(e['version'])} {e['op'].decode()}: {e['reason'].decode('utf-8', 'replace')}"
+            for e in entries
+            if e["op"] not in (b"append", b"compact") and e["reason"]
         )
+        reason = f"merged v{members[0]}..v{members[-1]} ({len(members)} files)" + (f"; {notes}" if notes else "")
+        e = self._write(
+            symbol, target, part, version, rows,
+            committed_at=since, op="compact", replaces=sorted(superseded) + members,
+            reason=reason.encode()[:REASON_BYTES].decode("utf-8", "ignore"), source=_sources(entries),
+        )
+        crash_point("merge:file")
+        self.store._indexes.put(idx.merge(part, members, np.array([e], ENTRY)))  # the commit point
+        crash_point("merge:published")
+        self._drop_files(drop)
+        intent.unlink()
+
+    # -- retention ------------------------------------------------------------------------
+    def _prune(self, symbol: str, before: int, protected: np.ndarray) -> tuple[int, int]:
+        """Forget the versions of ``symbol`` visible at no time >= ``before`` and at no
+        ``protected`` time (lock held); return (versions, bytes) removed."""
+        idx = self._index(symbol)
+        e = idx.entries
+        drop = e["superseded_at"] <= before
+        for t in protected:
+            drop &= ~((e["committed_at"] <= t) & (t < e["superseded_at"]))
+        if not drop.any():
+            return 0, 0
+        rels = [idx.path_of(x) for x in e[drop]]
+        intent = self._intent_path(symbol)
+        write_intent(intent, "prune", drop=rels)
+        crash_point("prune:intent")
+        self.store._indexes.put(idx.without(drop))  # the commit point
+        crash_point("prune:published")
+        self._drop_files(rels)
+        intent.unlink()
+        return int(drop.sum()), int(e["size"][drop].sum())
 
     # -- reads --------------------------------------------------------------------------
     def select(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> pd.DataFrame:
@@ -559,18 +667,23 @@ class Table:
         start, end
             Event time, half-open; ``None`` is unbounded.
         as_of
-            Knowledge time: ``None`` (latest), a time, or a snapshot name.
+            Knowledge time: ``None`` (now), a time (not later than now), or a snapshot name.
         columns
             A subset of the table's columns (default all).
 
         Returns
         -------
         DataFrame indexed by ``ts`` (UTC, sorted), ready to be passed back to ``insert``.
+
+        Raises
+        ------
+        PrunedError
+            ``as_of`` lies before the horizon of a ``prune``.
         """
         return self._select(symbols, start, end, as_of, columns, pin=False)[0]
 
     def select_pinned(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> Selection:
-        """Like ``select``, plus the ``Pin`` of exactly which files were read."""
+        """Like ``select``, plus the ``Pin`` that reproduces it (``Tickstore.read_pin``)."""
         frame, pin = self._select(symbols, start, end, as_of, columns, pin=True)
         return Selection(frame, pin)
 
@@ -589,135 +702,126 @@ class Table:
         hi = None if end is None else to_ns(end, what="end")
         if lo is not None and hi is not None and lo >= hi:
             raise FrameError(f"start {ns_to_timestamp(lo)} is not before end {ns_to_timestamp(hi)}")
-        as_of_ns = self.store.resolve_as_of(as_of)
+        as_of_ns, protected = self.store._resolve(as_of)
+        at = as_of_ns if as_of_ns is not None else self.store._clock.now()
+        per_symbol, files, parts = self._read(syms, lo, hi, at, cols, pin=pin, protected=protected)
+        frame = to_frame(self.schema, per_symbol, syms, multi, cols)
+        if not pin:
+            return frame, None
+        return frame, Pin(self.name, tuple(syms), lo, hi, at, tuple(cols) if cols else None, multi, tuple(files), tuple(parts))
+
+    def _read(self, syms, lo, hi, at: int, cols, *, pin: bool, protected: bool = False):
+        """Rows of each symbol as of knowledge time ``at`` (see the module doc), with the
+        files and part digests of a pin if ``pin``."""
         floor = self.schema.partition.floor
         first_part = None if lo is None else int(floor(np.array([lo // NS_PER_DAY]))[0])
         last_part = None if hi is None else int(floor(np.array([(hi - 1) // NS_PER_DAY]))[0])
-        files: list[PinnedFile] = []
-        per_symbol = []
-        for sym in syms:
-            idx = self._index(sym)
-            entries = idx.visible(as_of_ns, first_part, last_part)
-            if pin:
-                files.extend(
-                    PinnedFile(sym, int(e["partition"]), idx.path_of(e), int(e["version"]), e["checksum"].decode(), int(e["rows"]))
-                    for e in entries
-                )
-            per_symbol.append(self._assemble(idx, entries, lo, hi, cols))
-        frame = self._to_frame(per_symbol, syms, multi, cols)
-        if not pin:
-            return frame, None
-        resolved = as_of_ns if as_of_ns is not None else max(self.store.clock.now_ns(), 0)
-        return frame, Pin(self.name, tuple(syms), lo, hi, resolved, tuple(cols) if cols else None, multi, tuple(files))
-
-    def _assemble(self, idx, entries, lo, hi, cols=None) -> Columns | None:
-        """Columns ``ts`` + ``cols`` (default all) of one symbol from its visible entries
-        (sorted by partition, version).
-
-        Each file's row slice is found first, then every needed column is decompressed
-        into one preallocated array per column (no concatenation copy; columns not asked
-        for are never read). Files of one partition that overlap in time (live segments)
-        are then stably sorted by ts, version order breaking ties.
-        """
-        files = self.store._files
-        plan = []
-        for e in entries:
-            first, last = int(e["first_ts"]), int(e["last_ts"])
-            if not int(e["rows"]) or (lo is not None and last < lo) or (hi is not None and first >= hi):
-                continue
-            path = self._abs(idx.path_of(e))
-            if (lo is None or first >= lo) and (hi is None or last < hi):
-                start, stop = 0, int(e["rows"])  # the whole file: no bisection needed
-            else:
-                start, stop = files.row_range(
-                    path, lo if lo is not None and first < lo else None, hi if hi is not None and last >= hi else None
-                )
-            if stop > start:
-                plan.append((path, start, stop, int(e["partition"]), first, last))
-        if not plan:
-            return None
-        dtypes = self.schema.disk_dtypes
-        if cols is not None:
-            dtypes = {n: dtypes[n] for n in ["ts", *cols]}
-        out = Columns.empty(dtypes, sum(p[2] - p[1] for p in plan))
-        arrays = dict(out.items())
-        fill = self.schema.defaults  # files written before a column with a default existed
-        pos, group_start, prev, overlap = 0, 0, None, False
-        groups = []  # (row offset, row end, files overlap in time) per partition
-        for path, start, stop, part, first, last in plan:
-            if prev is None or prev[0] != part:
-                if prev is not None:
-                    groups.append((group_start, pos, overlap))
-                group_start, overlap = pos, False
-            elif first < prev[1]:
-                overlap = True
-            n = stop - start
-            files.read_into(path, start, stop, {name: a[pos : pos + n] for name, a in arrays.items()}, fill=fill)
-            pos += n
-            prev = (part, max(last, prev[1]) if prev is not None and prev[0] == part else last)
-        groups.append((group_start, pos, overlap))
-        for a, b, overlap in groups:
-            if overlap:
-                order = np.argsort(arrays["ts"][a:b], kind="stable")
-                for col in arrays.values():
-                    col[a:b] = col[a:b][order]
-        return out
-
-    def _to_frame(self, per_symbol, syms, multi, cols) -> pd.DataFrame:
-        if not multi:
-            rows = per_symbol[0]
-            return self.schema.empty_frame(cols) if rows is None else rows_to_frame(self.schema, rows, cols)
-        frames = []
-        for sym, rows in zip(syms, per_symbol):
-            if rows is None:
-                continue
-            f = rows_to_frame(self.schema, rows, cols)
-            f["symbol"] = sym
-            frames.append(f)
-        if not frames:
-            f = self.schema.empty_frame(cols)
-            f["symbol"] = pd.Series([], dtype=object)
-            return f
-        out = pd.concat(frames)
-        if not out.index.is_monotonic_increasing:
-            out = out.iloc[np.argsort(out.index.asi8, kind="stable")]
-        return out
+        for attempt in range(_READ_RETRIES):
+            for sym in syms:
+                await_commit(self._intent_path(sym), at, timeout=self.store.read_wait, what=f"{self.name} {sym}")
+            idxs = [self._index(sym) for sym in syms]
+            files: list[PinnedFile] = []
+            parts: list[PinnedPart] = []
+            per_symbol = []
+            try:
+                for sym, idx in zip(syms, idxs):
+                    entries = idx.visible(at, first_part, last_part)
+                    refs = [
+                        FileRef(self._abs(idx.path_of(e)), int(e["rows"]), int(e["first_ts"]), int(e["last_ts"]),
+                             int(e["partition"]), int(e["kt_max"]) > at)
+                        for e in entries
+                    ]
+                    rows, groups = assemble(self.store._files, self.schema, refs, lo, hi, cols, at)
+                    per_symbol.append(rows)
+                    if pin:
+                        files.extend(
+                            PinnedFile(sym, int(e["partition"]), idx.path_of(e), int(e["version"]), e["checksum"].decode(),
+                                       int(e["rows"]), int(e["kt_max"]))
+                            for e in entries
+                        )
+                        parts.extend(digests(sym, rows, groups))
+            except CorruptionError:
+                # a merge or prune may have deleted a file after this read loaded the index:
+                # the new index answers the same as of ``at`` (or the prune check below fails)
+                if attempt + 1 < _READ_RETRIES and any(self._index(s) is not i for s, i in zip(syms, idxs)):
+                    continue
+                raise
+            break
+        if not protected:
+            self.store._retention.check(at, ())
+        return per_symbol, files, parts
 
     def read_pin(self, pin: Pin, *, check: bool = True) -> pd.DataFrame:
-        """Re-read exactly the files of ``pin`` (checksums verified first).
+        """Reproduce a pinned read exactly.
+
+        The pinned files are read while they all exist (with ``check``, each one's sha256
+        is verified through the very handle that reads it); once compaction merged them
+        away (or a prune removed them), the same partitions are read as of the pin's time
+        through the index. With ``check``, the rows of every (symbol, partition) must
+        then match the pin's digests.
 
         Raises
         ------
         PinError
-            A pinned file is missing or its checksum differs.
+            A pinned file was altered, or the rows differ from the pin's digests, or a
+            file is gone and the pin (format 1) has no digests to check a re-read with.
+        PrunedError
+            The pinned files are gone and the pin's time lies before a prune horizon.
         """
         if pin.table != self.name:
             raise PinError(f"pin is for table {pin.table!r}, not {self.name!r}")
-        by_symbol = {s: [] for s in pin.symbols}
-        for f in pin.files:
-            path = self._abs(f.path)
-            if check:
-                if not os.path.exists(path):
-                    raise PinError(f"pinned file {f.path} (version {f.version}) is missing")
-                got = sha256_file(path)
-                if got != f.checksum:
-                    raise PinError(f"pinned file {f.path} was altered: sha256 {got} != pinned {f.checksum}")
-            by_symbol[f.symbol].append(f)
-        per_symbol = []
         cols = list(pin.columns) if pin.columns else None
-        for sym in pin.symbols:
-            fs = by_symbol[sym]
-            entries = np.zeros(len(fs), ENTRY)
-            for e, f in zip(entries, fs):
-                e["partition"], e["version"], e["rows"] = f.partition, f.version, f.rows
-                e["first_ts"], e["last_ts"] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
-            idx = SymbolIndex.empty(self.name, sym, self.schema.partition)
-            per_symbol.append(self._assemble(idx, entries, pin.start, pin.end, cols))
-        return self._to_frame(per_symbol, list(pin.symbols), pin.multi, cols)
+        for c in cols or ():
+            self.schema.column(c)
+        files = self.store._files
+        present = all(os.path.exists(self._abs(f.path)) for f in pin.files)
+        if present:
+            try:
+                if check:
+                    for f in pin.files:
+                        got = files.sha256(self._abs(f.path))
+                        if got != f.checksum:
+                            raise PinError(f"pinned file {f.path} was altered: sha256 {got} != pinned {f.checksum}")
+                per_symbol, parts = [], []
+                for sym in pin.symbols:
+                    refs = [
+                        FileRef(self._abs(f.path), f.rows, np.iinfo(np.int64).min, np.iinfo(np.int64).max, f.partition,
+                             (f.kt_max is None or f.kt_max > pin.as_of) and files.has_column(self._abs(f.path), KT))
+                        for f in pin.files if f.symbol == sym
+                    ]
+                    rows, groups = assemble(files, self.schema, refs, pin.start, pin.end, cols, pin.as_of)
+                    per_symbol.append(rows)
+                    parts.extend(digests(sym, rows, groups) if check and pin.parts is not None else ())
+            except CorruptionError:
+                if all(os.path.exists(self._abs(f.path)) for f in pin.files):
+                    raise
+                present = False  # merged away while being opened: read through the index
+        if not present:
+            if check and pin.parts is None:
+                missing = next(f for f in pin.files if not os.path.exists(self._abs(f.path)))
+                raise PinError(
+                    f"pinned file {missing.path} (version {missing.version}) is gone (merged or pruned), and this "
+                    f"pin names no row digests to check a re-read against (made by an older version, or built "
+                    f"from the index); read_pin(pin, check=False) re-reads it as of its time unchecked"
+                )
+            protected = pin.as_of in set(self.store._snapshot_times())
+            per_symbol, _, parts = self._read(list(pin.symbols), pin.start, pin.end, pin.as_of, cols,
+                                              pin=check, protected=protected)
+        if check and pin.parts is not None and sorted(parts, key=part_key) != sorted(pin.parts, key=part_key):
+            raise PinError(
+                f"the rows read for pin as of {pin.as_of_time} differ from its digests "
+                f"({len(parts)} parts read, {len(pin.parts)} pinned); the store does not reproduce it"
+            )
+        return to_frame(self.schema, per_symbol, list(pin.symbols), pin.multi, cols)
 
     # -- metadata -----------------------------------------------------------------------
     def versions(self, symbol: str, date) -> pd.DataFrame:
-        """Every version of the partition holding ``date`` (tombstones included), oldest first."""
+        """Every version of the partition holding ``date`` (tombstones included), oldest first.
+
+        Corrections and deletes keep their old versions; live files that compaction
+        merged are represented by the merged version (op ``compact``), which covers their
+        knowledge-time window.
+        """
         validate_symbol(symbol)
         day = to_day(date)
         idx = self._index(symbol)
@@ -748,9 +852,21 @@ class Table:
     def dates(self, symbol: str, *, as_of=None) -> pd.DatetimeIndex:
         """Partitions of ``symbol`` with visible rows (their first days)."""
         validate_symbol(symbol)
-        e = self._index(symbol).visible(self.store.resolve_as_of(as_of))
+        as_of_ns, protected = self.store._resolve(as_of)
+        at = as_of_ns if as_of_ns is not None else self.store._clock.now()
+        await_commit(self._intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
+        e = self._index(symbol).visible(at)
+        if not protected:
+            self.store._retention.check(at, ())
         parts = np.unique(e["partition"][e["rows"] > 0])
         return pd.DatetimeIndex((parts * NS_PER_DAY).view("M8[ns]"), tz="UTC", name="date")
+
+
+def _sources(entries) -> str:
+    """The source of a merged file: where its rows came from (its members' sources)."""
+    seen = list(dict.fromkeys(e["source"].decode("utf-8", "replace") for e in entries if e["source"]))
+    text = "+".join(seen) or "compaction"
+    return text.encode()[:SOURCE_BYTES].decode("utf-8", "ignore")
 
 
 def _read_schema(path: Path) -> Schema:
@@ -772,20 +888,27 @@ class Tickstore:
         Source of knowledge time (default the system clock); tests pass a ``FrozenClock``.
     lock_timeout
         Seconds a writer waits for another writer of the same table before ``LockedError``.
+    read_wait
+        Seconds a read as of a time waits for a commit at or before that time that is still
+        being written (normally milliseconds) before ``LockedError``.
     """
 
-    def __init__(self, root, *, clock: Clock | None = None, lock_timeout: float = 5.0, open_files: int = 256):
+    def __init__(self, root, *, clock: Clock | None = None, lock_timeout: float = 5.0, open_files: int = 256,
+                 read_wait: float = 60.0):
         self.root = Path(root).expanduser().resolve()
         if self.root.exists() and not self.root.is_dir():
             raise TickstoreError(f"store root {self.root} exists and is not a directory")
         diskio.makedirs(self.root)
         self.clock = clock if clock is not None else SystemClock()
         self.lock_timeout = lock_timeout
+        self.read_wait = read_wait
         self._indexes = IndexCache(self.root)
         self._files = FileCache(open_files)
+        self._clock = StoreClock(self.root, self.clock)
+        self._retention = Retention(self.root)
         # closes cached handles when the store is collected or the interpreter exits;
         # a finalizer, not __del__, so no I/O runs at an arbitrary point of collection
-        self._finalizer = weakref.finalize(self, self._files.close)
+        self._finalizer = weakref.finalize(self, _close, self._files, self._clock)
         self._tables: dict[str, Table] = {}
         self._snap_lock = TableLock(self.root / ".snapshots.lock", timeout=lock_timeout)
 
@@ -800,7 +923,7 @@ class Tickstore:
 
     def close(self) -> None:
         """Close cached file handles. The store stays usable (handles reopen on demand)."""
-        self._files.close()
+        _close(self._files, self._clock)
 
     # -- tables -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Table:
@@ -814,17 +937,32 @@ class Tickstore:
             schema = _read_schema(custom)
         else:
             schema = builtin_schema(name)
+            on_disk = _partition_on_disk(self.root / name)
+            if on_disk is not None and on_disk is not schema.partition:
+                schema = dataclasses.replace(schema, partition=on_disk)
         t = self._tables[name] = Table(self, schema)
         return t
 
-    def create_table(self, name: str, schema: Schema) -> Table:
+    def create_table(self, name: str, schema: Schema, *, partition: Partition | str | None = None) -> Table:
         """Declare a table that is not built in (e.g. a derived series); idempotent for the same schema.
+
+        Parameters
+        ----------
+        partition
+            How many days one file covers: ``"day"``, ``"month"`` or ``"year"`` (default the
+            schema's). Fit it to the rate: a file per day of a few rows costs more to open
+            than to read; a year of 1-minute bars is 525,600 rows.
 
         Raises
         ------
         SchemaError
-            The name is built in, or the table exists with another schema.
+            The name is built in, or the table exists with another schema or partition.
         """
+        if partition is not None:
+            try:
+                schema = dataclasses.replace(schema, partition=Partition(partition))
+            except ValueError:
+                raise SchemaError(f"partition {partition!r}: one of {[p.value for p in Partition]}") from None
         if schema.name != name:
             raise SchemaError(f"schema is named {schema.name!r}, not {name!r}")
         try:
@@ -907,7 +1045,10 @@ class Tickstore:
             snaps = self._load_snapshots()
             if name in snaps:
                 raise SnapshotError(f"snapshot {name!r} exists (as of {ns_to_timestamp(snaps[name]['as_of'])}); names are permanent")
-            now = self.clock.now_ns()
+            # a knowledge time after every commit so far, recorded (durably) as the store's
+            # high-water mark: no commit can land at or before it, even if the clock steps back
+            latest = max((int(v["as_of"]) for v in snaps.values()), default=0)
+            now = self._clock.next(latest + 1, durable=True)
             snaps[name] = {"as_of": now, "note": note}
             diskio.replace(self._snapshot_file(), [json.dumps(snaps, indent=1, sort_keys=True).encode()])
         return ns_to_timestamp(now)
@@ -923,16 +1064,92 @@ class Tickstore:
         )
         return frame.sort_values("as_of")
 
+    def _snapshot_times(self) -> list[int]:
+        return [int(v["as_of"]) for v in self._load_snapshots().values()]
+
+    def now(self) -> pd.Timestamp:
+        """The store's current knowledge time (never earlier than any commit or snapshot)."""
+        return ns_to_timestamp(self._clock.now())
+
     def resolve_as_of(self, as_of) -> int | None:
-        """``None`` | time | snapshot name -> knowledge time in ns (None for latest)."""
+        """``None`` | time | snapshot name -> knowledge time in ns (None for latest).
+
+        Raises
+        ------
+        SnapshotError
+            Unknown snapshot name, or a time later than now (its answer would change as
+            commits land).
+        PrunedError
+            A time before the horizon of ``prune``.
+        """
+        ns, protected = self._resolve(as_of)
+        if ns is not None and not protected:
+            self._retention.check(ns, ())
+        return ns
+
+    def _resolve(self, as_of) -> tuple[int | None, bool]:
+        """(knowledge time or None for now, whether it names a snapshot)."""
         if as_of is None:
-            return None
+            return None, False
         if isinstance(as_of, str) and _SNAPSHOT_NAME.fullmatch(as_of):
             snaps = self._load_snapshots()
             if as_of in snaps:
-                return int(snaps[as_of]["as_of"])
+                return int(snaps[as_of]["as_of"]), True
             raise SnapshotError(f"no snapshot named {as_of!r}; snapshots are {sorted(snaps) or 'none'}")
-        return to_ns(as_of, what="as_of")
+        ns = to_ns(as_of, what="as_of")
+        now = self._clock.now()
+        if ns > now:
+            raise SnapshotError(
+                f"as_of {ns_to_timestamp(ns)} is later than now ({ns_to_timestamp(now)}): what will be known "
+                f"then is not known yet; read as of a past time, or without as_of"
+            )
+        return ns, False
+
+    # -- retention ------------------------------------------------------------------------
+    @property
+    def pruned_before(self) -> pd.Timestamp | None:
+        """The prune horizon: reads as of an earlier time (not a snapshot's) raise ``PrunedError``."""
+        h = self._retention.horizon
+        return ns_to_timestamp(h) if h else None
+
+    def prune(self, before, *, reason: str = "") -> dict:
+        """Forget history: versions visible at no knowledge time >= ``before`` and at no
+        snapshot are removed from the index and from disk (snapshots protect what they name).
+
+        Reads as of a time before ``before`` (other than a snapshot's) then raise
+        ``PrunedError``; reads as of ``before`` or later, and of every snapshot, are
+        unchanged. The prune is recorded in ``<root>/_retention.json`` (when, before, why,
+        what it removed) and is kill -9 safe: run it again to finish an interrupted one.
+
+        Returns
+        -------
+        The record: {"at", "before", "reason", "by", "done", "versions", "files", "bytes"}.
+
+        Raises
+        ------
+        SnapshotError
+            ``before`` is later than now.
+        LockedError
+            A writer holds a table for longer than ``lock_timeout``.
+        """
+        before_ns = to_ns(before, what="before")
+        now = self._clock.now()
+        if before_ns > now:
+            raise SnapshotError(f"prune before {ns_to_timestamp(before_ns)} is later than now ({ns_to_timestamp(now)})")
+        _text(reason, what="reason", limit=REASON_BYTES)
+        with self._snap_lock.hold():  # one prune at a time, and no snapshot list change meanwhile
+            protected = np.array(sorted(set(self._snapshot_times())), dtype=np.int64)
+            i = self._retention.begin(before_ns, reason, self._clock.now())
+            crash_point("prune:recorded")
+            versions = size = 0
+            for name in self.tables():
+                table = self[name]
+                for sym in table.symbols():
+                    with table._writing(sym):
+                        v, b = table._prune(sym, before_ns, protected)
+                    versions, size = versions + v, size + b
+            return self._retention.finish(i, versions=versions, files=versions, bytes_=size)
+
 
     # -- integrity ------------------------------------------------------------------------
     def verify(self, *, checksums: bool = True) -> "VerifyReport":
@@ -957,3 +1174,21 @@ class Tickstore:
     def read_pin(self, pin: Pin, *, check: bool = True) -> pd.DataFrame:
         """Reproduce a pinned read exactly; see ``Table.read_pin``."""
         return self[pin.table].read_pin(pin, check=check)
+
+
+def _close(files: FileCache, clock: StoreClock) -> None:
+    files.close()
+    clock.close()
+
+
+def _partition_on_disk(table_dir: Path) -> Partition | None:
+    """The partition a built-in table's files use, from its index files (None for a new
+    table): a store keeps reading its files after a built-in table's default changed."""
+    try:
+        with os.scandir(table_dir / "_index") as it:
+            for entry in it:
+                if entry.name.endswith(".h5") and not entry.name.startswith("."):
+                    return index_partition(Path(entry.path))
+    except FileNotFoundError:
+        pass
+    return None

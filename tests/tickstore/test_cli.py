@@ -57,14 +57,15 @@ def tree(path: Path) -> list:
     """Every file and folder under path with size and mtime: 'nothing changed on disk'.
 
     A writer's lock file gets the holder's pid on every acquisition, so only its
-    existence counts.
+    existence counts; the store clock's high-water mark (``_clock``) moves forward with
+    every attempt to commit or snapshot, so only its existence counts too.
     """
     out = []
     for dirpath, dirnames, filenames in os.walk(path):
         for name in sorted(dirnames + filenames):
             p = Path(dirpath) / name
             st = p.stat()
-            if name.endswith(".lock"):
+            if name.endswith(".lock") or name == "_clock":
                 out.append((str(p.relative_to(path)), 0, 0))
             else:
                 out.append((str(p.relative_to(path)), st.st_size if p.is_file() else 0, st.st_mtime_ns))

@@ -6,10 +6,10 @@ import tickstore
 def test_all_is_exactly_the_public_surface():
     assert sorted(tickstore.__all__) == sorted(
         [
-            "Tickstore", "Table", "Commit", "Selection", "Pin", "PinnedFile", "VerifyReport", "Schema", "Column",
+            "Tickstore", "Table", "Commit", "Selection", "Pin", "PinnedFile", "PinnedPart", "VerifyReport", "Schema", "Column",
             "Partition", "TradeKind", "TsClock", "Clock", "SystemClock", "FrozenClock", "TickstoreError", "UnknownTableError", "SymbolError",
             "SchemaError", "FrameError", "DuplicateKeyError", "NotFoundError", "SnapshotError", "LockedError",
-            "FormatVersionError", "CorruptionError", "PinError", "StorageError", "ReindexReport",
+            "FormatVersionError", "CorruptionError", "PinError", "PrunedError", "StorageError", "ReindexReport",
         ]
     )
     for name in tickstore.__all__:

@@ -53,11 +53,11 @@ for another). xxh3 runs at ~50 GB/s: checking costs ~1-2% of a 1M-row select
 (benchmarks/bench_checksum.py). ``verify`` still checks the sha256 of whole files.
 
 Arrays are chunked by K rows and compressed with blosc2 (codec, level and shuffle from
-the schema). Chunks are compressed by python-blosc2 on all cores and stored with HDF5's
+the schema). Chunks are compressed on all cores (``chunks``) and stored with HDF5's
 direct chunk write; they are ordinary blosc2 frames, so any HDF5 reader with the blosc2
 filter (PyTables, h5py + hdf5plugin) reads the arrays. This package reads them without
-HDF5: the layout says where every chunk is, so a read is ``pread`` + check + decompress
-straight into the result (opening a file through PyTables costs ~3 ms, each column node
+HDF5: the layout says where every chunk is, so a read is, per chunk and on all cores,
+``pread`` + check + decompress straight into the result (opening a file through PyTables costs ~3 ms, each column node
 ~0.5 ms, which dominated reads of many small files, and a damaged HDF5 header can crash
 the HDF5 library). The row range of a time window is found by bisecting
 ``chunk_first_ts`` and reading one chunk of ``ts``: time and column pushdown, only the
@@ -68,18 +68,19 @@ magic ``TICKSTORE-LAYOUT``) and format 1 (one compound-row PyTables Table at ``/
 through PyTables); neither can tell a damaged chunk from data, only ``verify``'s sha256
 can. A file is built in memory (HDF5's core driver) and written by ``diskio.create_new``:
 a temporary name, fsync, then a hard link to a name that must not exist yet, so a reader
-sees a whole file or none and no commit ever replaces a committed file.
+sees a whole file or none and no commit ever replaces a committed file; the sha256 the
+index keeps is computed from the same bytes while they are written.
 
 Attributes are plain strings, integers and integer arrays (never pickled objects), so
 the index can be rebuilt from the files alone (``integrity.reindex``).
 
-Processes forked from one that has used blosc2's thread pool would hang in it; a fork
-hook drops the pool before a fork and both sides rebuild it on first use (fork-started
-readers and writers work; ``spawn`` never had the problem).
+Reads and writes never use blosc2's own thread pool, which a forked child would inherit
+without its threads (``chunks``): fork-started readers and writers work.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -90,12 +91,11 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import blosc2
 import numpy as np
 import tables
 from xxhash import xxh3_64_intdigest
 
-from . import diskio
+from . import chunks, diskio
 from .columns import Columns
 from .errors import CorruptionError, FormatVersionError, StorageError, TickstoreError
 from .layout import data_path
@@ -108,34 +108,7 @@ READABLE_FORMATS = (1, 2, 3)
 KT = "_kt"  # the hidden per-row knowledge-time column of merged files
 CHUNK_ROWS = 1 << 17  # 1 MB of int64 per chunk: HDF5 per-chunk costs vanish, a point read stays cheap
 _DATA = "/data"
-_THREADS = max(1, min(4, os.cpu_count() or 1))
 warnings.filterwarnings("ignore", category=tables.NaturalNameWarning)
-# Decompression is most of a large read; let blosc use the cores (PyTables' default is 1).
-tables.parameters.MAX_BLOSC_THREADS = max(tables.parameters.MAX_BLOSC_THREADS, _THREADS)
-blosc2.set_nthreads(_THREADS)
-_PROBE = blosc2.compress2(np.zeros(64, np.int64), typesize=8)
-
-
-def _drop_blosc_pool() -> None:
-    # blosc2's global context keeps a thread pool; a forked child inherits its state but
-    # not its threads and would wait for them forever. One decompression with a single
-    # thread makes the context join its pool before the fork (~0.4 ms per fork).
-    blosc2.set_nthreads(1)
-    blosc2.decompress2(_PROBE)
-
-
-def _restore_blosc_pool() -> None:
-    blosc2.set_nthreads(_THREADS)  # rebuilt on the next (de)compression
-
-
-os.register_at_fork(before=_drop_blosc_pool, after_in_parent=_restore_blosc_pool, after_in_child=_restore_blosc_pool)
-_CODECS = {
-    "blosclz": blosc2.Codec.BLOSCLZ,
-    "lz4": blosc2.Codec.LZ4,
-    "lz4hc": blosc2.Codec.LZ4HC,
-    "zstd": blosc2.Codec.ZSTD,
-    "zlib": blosc2.Codec.ZLIB,
-}
 _MAX_EXACT = float(2**53)
 # Format 2 files start with an HDF5 user block (ignored by HDF5 readers) holding this
 # magic, the JSON's length (10 digits, newline) and the JSON layout: per column codec,
@@ -232,18 +205,6 @@ def _exact(values: np.ndarray, f: float) -> bool:
     return np.array_equal((q / f).view(np.int64), values.view(np.int64))
 
 
-def _decode(stored: np.ndarray, codec: str, scale: int, k: int, out: np.ndarray) -> None:
-    """Undo ``_encode`` in place for stored rows that start at a chunk boundary."""
-    q = stored.view(np.int64)
-    undo = np.bitwise_xor.accumulate if codec == "xor" else np.cumsum
-    for a in range(0, len(q), k):
-        undo(q[a : a + k], out=q[a : a + k])
-    if codec == "delta_scaled":
-        np.divide(q, 10.0**scale, out=out)
-    else:
-        out[...] = q.view(out.dtype)
-
-
 def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, complevel: int, shuffle: str = "byte", encoding: str = "plain") -> tuple[str, int]:
     """Write ``rows`` and ``meta`` to ``path``, a name that must not exist yet; return
     (sha256, size in bytes).
@@ -271,6 +232,7 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         "columns": {},
     }
     fixed = len(json.dumps(meta_json)) + 64
+    packed = _pack_columns(rows, k, complib, complevel, shuffle, encoding)
     # Built in memory (HDF5's core driver, no backing file), then written by diskio: every
     # byte reaches the disk through one place that fsyncs, refuses to replace, and turns
     # a full disk into a StorageError.
@@ -279,7 +241,7 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         "w",
         driver="H5FD_CORE",
         driver_core_backing_store=0,
-        driver_core_increment=1 << 22,
+        driver_core_increment=max(1 << 22, sum(p.nbytes for _, _, _, p in packed) + (1 << 20)),
         pytables_sys_attrs=False,
         user_block_size=_user_block_size(len(rows.names), n, k, fixed),
     ) as h:
@@ -287,15 +249,12 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
         g._v_attrs.chunk_rows = np.int64(k)
         g._v_attrs.chunk_first_ts = firsts
         codecs = {}
-        for name, values in rows.items():
-            stored, codec, scale = _encode(name, values, encoding, k)
-            # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay long
-            # runs (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
-            node, inners = write_array(h, g, name, stored, chunk=k, complib=complib, complevel=complevel, shuffle="none" if codec == "xor" else shuffle)
+        for name, codec, scale, p in packed:
+            node, inners = p.write(h, g, name)
             codecs[name] = [codec, scale]
-            chunks = [node.chunk_info((a,)) for a in range(0, n, k)]
+            where = [node.chunk_info((a,)) for a in range(0, n, k)]
             layout["columns"][name] = [
-                codec, scale, stored.dtype.str, [[c.offset, c.size, io, il, x] for c, (io, il, x) in zip(chunks, inners)]
+                codec, scale, p.dtype.str, [[c.offset, c.size, io, il, x] for c, (io, il, x) in zip(where, inners)]
             ]
         g._v_attrs.columns = json.dumps(codecs)
         a = h.root._v_attrs
@@ -321,11 +280,8 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
     if len(head) > block:
         raise AssertionError(f"layout of {len(head)} bytes does not fit the {block}-byte user block")
     head = head.ljust(block, b" ")
-    h256 = hashlib.sha256(head)
-    h256.update(image)
-    diskio.makedirs(path.parent)
-    diskio.create_new(path, [head, image])
-    return h256.hexdigest(), len(head) + len(image)
+    checksum = diskio.create_new(path, [head, image], digest="sha256")  # hashed while written
+    return checksum, len(head) + len(image)
 
 
 def layout_header(body: bytes, magic: bytes = _LAYOUT_MAGIC_3) -> bytes:
@@ -374,38 +330,72 @@ def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: 
     the stored frame ((-1, 0) when the frame stores it without data) and the xxh3-64 of
     the bytes a reader decompresses (that chunk, or the whole frame).
     """
-    n = len(values)
-    filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
-    atom = tables.Atom.from_dtype(values.dtype)
-    if n == 0:
-        return h.create_earray(where, name, atom=atom, shape=(0,), filters=filters, chunkshape=(1024,)), []
-    node = h.create_carray(where, name, atom=atom, shape=(n,), filters=filters, chunkshape=(chunk,))
-    lib, _, codec = complib.partition(":")
-    if lib != "blosc2" or codec not in _CODECS:
-        raise ValueError(f"complib {complib!r}: one of {', '.join('blosc2:' + c for c in _CODECS)}")
-    itemsize = values.dtype.itemsize
-    cparams = {
-        "codec": _CODECS[codec],
-        "clevel": complevel,
-        "typesize": typesize or itemsize,
-        "nthreads": _THREADS,
-        "filters": [{"bit": blosc2.Filter.BITSHUFFLE, "byte": blosc2.Filter.SHUFFLE}.get(shuffle, blosc2.Filter.NOFILTER)],
-    }
-    values = np.ascontiguousarray(values)
-    inners: list[tuple[int, int, int]] = []
-    for a in range(0, n, chunk):
-        part = values[a : a + chunk]
-        if len(part) < chunk:  # HDF5 stores whole chunks; the dataset's extent hides the padding
-            part = np.concatenate([part, np.zeros(chunk - len(part), values.dtype)])
-        sc = blosc2.SChunk(chunksize=chunk * itemsize, data=part, cparams=cparams)
-        frame, inner = sc.to_cframe(), sc.get_chunk(0)
-        # where the blosc2 chunk sits in its frame: a reader that knows can decompress it
-        # without building a super-chunk object (~0.13 ms per chunk); -1: it must (a
-        # special chunk, e.g. all zeros, the frame stores without data)
-        at = frame.find(inner)
-        inners.append((at, len(inner), xxh3_64_intdigest(inner)) if at >= 0 else (-1, 0, xxh3_64_intdigest(frame)))
-        node.write_chunk((a,), frame)
-    return node, inners
+    packed = _Packed(values, chunk, complib, complevel, shuffle, typesize)
+    chunks.run(packed.jobs, values.nbytes)
+    return packed.write(h, where, name)
+
+
+class _Packed:
+    """One column compressed chunk by chunk (``jobs``, run by ``chunks.run``), then
+    written to an HDF5 file (``write``)."""
+
+    def __init__(self, values: np.ndarray, chunk: int, complib: str, complevel: int, shuffle: str, typesize: int | None = None):
+        values = np.ascontiguousarray(values)
+        self.chunk, self.n, self.dtype = chunk, len(values), values.dtype
+        self.filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
+        params = chunks.cparams(complib, complevel, shuffle, typesize or values.dtype.itemsize)
+        self.frames: list = [None] * -(-self.n // chunk)
+
+        def job(i: int):
+            def pack() -> None:
+                part = values[i * chunk : (i + 1) * chunk]
+                if len(part) < chunk:  # HDF5 stores whole chunks; the dataset's extent hides the padding
+                    part = np.concatenate([part, np.zeros(chunk - len(part), part.dtype)])
+                self.frames[i] = chunks.compress(part, params)
+
+            return pack
+
+        self.jobs = [job(i) for i in range(len(self.frames))]
+
+    @property
+    def nbytes(self) -> int:
+        """Compressed bytes (once the jobs ran)."""
+        return sum(len(f) for f, _ in self.frames)
+
+    def write(self, h: tables.File, where, name: str):
+        atom = tables.Atom.from_dtype(self.dtype)
+        if self.n == 0:
+            return h.create_earray(where, name, atom=atom, shape=(0,), filters=self.filters, chunkshape=(1024,)), []
+        node = h.create_carray(where, name, atom=atom, shape=(self.n,), filters=self.filters, chunkshape=(self.chunk,))
+        for i, (frame, _) in enumerate(self.frames):
+            node.write_chunk((i * self.chunk,), frame)
+        return node, [inner for _, inner in self.frames]
+
+
+_GROUP_BYTES = 64 << 20  # encoded copies alive at once while a file's columns are compressed
+
+
+def _pack_columns(rows: Columns, k: int, complib: str, complevel: int, shuffle: str, encoding: str) -> list:
+    """[(name, codec, scale, _Packed)] of every column, compressed: the chunks of many
+    columns at once on all cores, holding at most ~64 MB of encoded copies (a plain
+    column is compressed from the caller's array, no copy)."""
+    out, group, held, size = [], [], 0, 0
+    for i, (name, values) in enumerate(rows.items()):
+        stored, codec, scale = _encode(name, values, encoding, k)
+        # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay long
+        # runs (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
+        p = _Packed(stored, k, complib, complevel, "none" if codec == "xor" else shuffle)
+        out.append((name, codec, scale, p))
+        group.append(p)
+        held += stored.nbytes if stored is not values else 0
+        size += stored.nbytes
+        del stored
+        if held >= _GROUP_BYTES or i == len(rows.names) - 1:
+            chunks.run([job for q in group for job in q.jobs], size)
+            for q in group:
+                q.jobs = []  # they hold the encoded copy
+            group, held, size = [], 0, 0
+    return out
 
 
 def _attr_str(a, name: str) -> str:
@@ -655,21 +645,20 @@ class _Layout:
         return c
 
     def read_chunk(self, name: str, i: int, dst: np.ndarray) -> None:
-        """Check and decompress chunk ``i`` of column ``name`` into ``dst`` (exactly k items)."""
+        """Check and decompress chunk ``i`` of column ``name`` into ``dst`` (exactly k items).
+
+        The compressed bytes are read into this thread's scratch buffer (no fresh memory
+        per chunk) and checked before the decompressor sees them.
+        """
         offset, size, inner, inner_size, *check = self._column(name)[3][i]
         try:
-            if inner >= 0:  # the chunk alone, no frame around it
-                raw = os.pread(self.fd, inner_size, offset + inner)
-            else:
-                raw = os.pread(self.fd, size, offset)
-            if len(raw) != (inner_size if inner >= 0 else size):
+            n = inner_size if inner >= 0 else size
+            raw = chunks.scratch().raw(n)
+            if os.preadv(self.fd, [raw], offset + max(inner, 0)) != n:
                 raise ValueError("short read: the file is truncated")
             if check and xxh3_64_intdigest(raw) != check[0]:
                 raise ValueError("checksum mismatch")
-            if inner >= 0:
-                blosc2.decompress2(raw, dst=dst)
-            else:
-                blosc2.schunk_from_cframe(raw, copy=False).decompress_chunk(0, dst=dst)
+            chunks.decompress(raw, dst, whole_frame=inner < 0)
         except OSError as exc:
             raise StorageError.from_os(exc, self.path, f"reading column {name!r} chunk {i}") from None
         except (ValueError, RuntimeError) as exc:
@@ -678,43 +667,51 @@ class _Layout:
                 f"is damaged ({exc}); run `tickstore verify`"
             ) from None
 
-    def read_range(self, name: str, start: int, stop: int, out: np.ndarray) -> None:
-        """Stored items ``start:stop`` of a column into ``out``."""
-        k, buf = self.k, None
-        for a in range(start - start % k, stop, k):
-            lo, hi = max(start, a), min(stop, a + k)
-            if lo == a and hi == a + k:
-                self.read_chunk(name, a // k, out[lo - start : hi - start])
-            else:  # a chunk the range covers in part (or the padded last one): keep the part
-                if buf is None:
-                    buf = np.empty(k, out.dtype)
-                self.read_chunk(name, a // k, buf)
-                out[lo - start : hi - start] = buf[lo - a : hi - a]
-
     def first_at_or_after(self, value: int) -> int:
         """First row whose ts >= value: bisect the chunks' first times, then one chunk."""
         j = int(np.searchsorted(self.firsts, value, side="left"))
         if j == 0:
             return 0
         a = (j - 1) * self.k
-        stop = min(a + self.k, self.n)
-        ts = np.empty(stop - a, np.int64)
-        self.read_range("ts", a, stop, ts)
-        return a + int(np.searchsorted(ts, value, side="left"))
+        ts = chunks.scratch().chunk(self.k, np.dtype(np.int64))
+        self.read_chunk("ts", j - 1, ts)
+        return a + int(np.searchsorted(ts[: min(self.k, self.n - a)], value, side="left"))
 
     def read_into(self, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
+        chunks.run(self.jobs(start, stop, out), sum(o.nbytes for o in out.values()))
+
+    def jobs(self, start: int, stop: int, out: dict[str, np.ndarray]) -> list:
+        """One job per chunk of each column of ``out`` that rows ``start:stop`` touch; each
+        decompresses (and decodes) its rows into their place in ``out``."""
+        k, jobs = self.k, []
         for name, o in out.items():
-            codec, scale, dtype, _ = self._column(name)
-            if codec == "plain":
-                self.read_range(name, start, stop, o)
-                continue
-            first = start - start % self.k
-            stored = np.empty(stop - first, np.int64)
-            self.read_range(name, first, stop, stored)
-            decoded = np.empty(stop - first, o.dtype) if first != start else o
-            _decode(stored, codec, scale, self.k, decoded)
-            if decoded is not o:
-                o[...] = decoded[start - first :]
+            codec, scale, _, _ = self._column(name)
+            for a in range(start - start % k, stop, k):
+                lo, hi = max(start, a), min(stop, a + k)
+                jobs.append(functools.partial(self._read_rows, name, codec, scale, a // k, lo - a, hi - a, o[lo - start : hi - start]))
+        return jobs
+
+    def _read_rows(self, name: str, codec: str, scale: int, i: int, lo: int, hi: int, dst: np.ndarray) -> None:
+        """Rows ``lo:hi`` of chunk ``i`` of a column into ``dst``: a whole chunk straight
+        into it (decoded in place), a part (or the padded last chunk) through the scratch."""
+        whole = lo == 0 and hi == self.k
+        if codec == "plain":
+            if whole:
+                self.read_chunk(name, i, dst)
+            else:
+                buf = chunks.scratch().chunk(self.k, dst.dtype)
+                self.read_chunk(name, i, buf)
+                dst[...] = buf[lo:hi]
+            return
+        # encoded: int64 differences (or XORs) that restart at every chunk
+        in_place = whole and dst.dtype.itemsize == 8
+        q = dst.view(np.int64) if in_place else chunks.scratch().chunk(self.k, np.dtype(np.int64))
+        self.read_chunk(name, i, q)
+        (np.bitwise_xor.accumulate if codec == "xor" else np.cumsum)(q, out=q)
+        if codec == "delta_scaled":
+            np.divide(q[lo:hi], 10.0**scale, out=dst)
+        elif not in_place:
+            dst[...] = q[lo:hi].view(dst.dtype)
 
     def close(self) -> None:
         os.close(self.fd)

@@ -22,34 +22,45 @@ Other packages add commands through the entry-point group ``tickstore.cli`` (eac
 point is a click command); a plugin named like a built-in replaces it (the collectors
 replace ``demo`` with a live one). ``TICKSTORE_NO_PLUGINS=1`` runs the built-ins only.
 This module never imports ``collectors`` or ``research``.
+
+Start-up: nothing heavy is imported before a command needs it. ``--help`` reads the
+plugins' names from their entry points and their one-line help from their source (ast),
+without importing them; a plugin is imported when its command runs (a plugin that fails
+to import fails then, with the reason). The store (numpy, pandas, blosc2) is imported
+by the commands that open it.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import sys
 import tempfile
-from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
 from click.core import ParameterSource
 
-from .demo import run_demo
 from .errors import NotFoundError, TickstoreError
-from .export import FORMATS as EXPORT_FORMATS
-from .export import LAYOUTS, export, flat_frame, iso_utc
-from .store import Tickstore
 
-__all__ = ["main", "TickstoreGroup"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .store import Tickstore
+
+__all__ = ["main", "TickstoreGroup", "emit"]
 
 PLUGIN_GROUP = "tickstore.cli"
 NO_PLUGINS_ENV = "TICKSTORE_NO_PLUGINS"  # =1: built-in commands only (e.g. to bypass a broken plugin)
 DEFAULT_ROOT = "~/ticks"
 FORMATS = ("table", "csv", "json")
+# export.FORMATS and export.LAYOUTS, spelt out so that --help does not import pandas
+# (tests/tickstore/test_cli.py checks that they agree)
+EXPORT_FORMATS = ("parquet", "arrow", "csv")
+EXPORT_LAYOUTS = ("auto", "file", "days")
 
 
 class CliError(click.ClickException):
@@ -66,7 +77,40 @@ def _one_line(text: str) -> str:
 
 
 class TickstoreGroup(click.Group):
-    """The command group; turns every library error into a clean one-line message, once."""
+    """The command group; turns every library error into a clean one-line message, once,
+    and holds the plugins (entry-point group ``tickstore.cli``), imported on use."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plugins: dict[str, _Plugin] | None = None
+
+    def plugins(self) -> dict[str, "_Plugin"]:
+        if self._plugins is None:
+            self._plugins = {} if os.environ.get(NO_PLUGINS_ENV, "") not in ("", "0") else _plugins()
+        return self._plugins
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.plugins()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        plugin = self.plugins().get(name)  # a plugin named like a built-in replaces it
+        return plugin.command() if plugin is not None else self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of --help: built-ins' help, plugins' from their source."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            plugin = self.plugins().get(name)
+            if plugin is not None:
+                rows.append((name, plugin.short_help(limit)))
+            elif not self.commands[name].hidden:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -84,6 +128,8 @@ class _StoreRef:
 
     def open(self) -> Tickstore:
         if self._store is None:
+            from .store import Tickstore
+
             path = Path(self.root).expanduser()
             # Reading commands must not create a store where a typo in --root pointed.
             if path.exists() and not path.is_dir():
@@ -127,6 +173,8 @@ def main(ctx: click.Context, root: str) -> None:
 # -- output -------------------------------------------------------------------------------
 def emit(frame: pd.DataFrame, fmt: str) -> None:
     """Print ``frame`` as a table, CSV or JSON records (ISO UTC times); shared by plugin commands."""
+    from .export import flat_frame
+
     if fmt == "csv":
         click.echo(flat_frame(frame).to_csv(index=False), nl=False)
     elif fmt == "json":
@@ -140,6 +188,8 @@ def emit(frame: pd.DataFrame, fmt: str) -> None:
 
 
 def _json_default(value):
+    import numpy as np
+
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
@@ -176,6 +226,8 @@ def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
 
 
 def _describe_tables(store: Tickstore, names: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for name in names:
         sc = store[name].schema
@@ -193,6 +245,8 @@ def _describe_tables(store: Tickstore, names: list[str]) -> pd.DataFrame:
 
 
 def _describe_columns(store: Tickstore, name: str) -> pd.DataFrame:
+    import pandas as pd
+
     sc = store[name].schema
     clock = sc.clock.value if sc.clock is not None else "(not declared)"
     rows = [{"column": "ts", "dtype": "datetime (index)", "default": "", "note": clock}]
@@ -268,6 +322,8 @@ def snapshot(ctx, name, note, list_, fmt):
         emit(store.snapshots(), fmt)
         return
     at = store.snapshot(name, note=note)
+    from .export import iso_utc
+
     click.echo(f"snapshot {name} as of {iso_utc([at])[0]}")
 
 
@@ -281,7 +337,7 @@ def snapshot(ctx, name, note, list_, fmt):
 @click.option("--format", "-f", "fmt", type=click.Choice(EXPORT_FORMATS), default="parquet", show_default=True,
               help="File format (arrow: an Arrow IPC file).")
 @click.option("--output", "-o", "output", required=True, type=click.Path(), help="File or folder to write.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default="auto", show_default=True,
+@click.option("--layout", type=click.Choice(EXPORT_LAYOUTS), default="auto", show_default=True,
               help="file: one file; days: a hive-partitioned folder (date=YYYY-MM-DD/); auto: days when the rows span several.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
@@ -293,6 +349,8 @@ def export_(ctx, table, symbols, start, end, as_of, columns, fmt, output, layout
 
         tickstore export trades binance:BTC/USDT:USDT --start 2024-08-01 --end 2024-09-01 -o btc/
     """
+    from .export import export
+
     cols = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     target = symbols[0] if len(symbols) == 1 else list(symbols)
     result = export(_store(ctx)[table], target, start, end, path=output, format=fmt, as_of=as_of, columns=cols,
@@ -369,6 +427,8 @@ def demo(ctx, demo_root, data_dir):
     if root is None:
         root = tempfile.mkdtemp(prefix="tickstore-demo-")
     click.echo(f"demo store: {root}")
+    from .demo import run_demo
+
     run_demo(root, data_dir=data_dir, out=click.echo)
 
 
@@ -384,25 +444,66 @@ def _broken_plugin(name: str, exc: BaseException) -> click.Command:
     return broken
 
 
-def load_plugins(group: click.Group) -> None:
-    """Add the click commands of entry-point group ``tickstore.cli``; same name replaces a built-in.
+def _plugins() -> dict[str, "_Plugin"]:
+    from importlib.metadata import entry_points
 
-    A plugin that fails to import does not break the other commands: it is listed with
-    the reason and fails with it when run.
+    return {ep.name: _Plugin(ep) for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+class _Plugin:
+    """One entry point of group ``tickstore.cli``: a click command imported on first use.
+
+    A plugin that fails to import does not break the other commands: its command fails
+    with the reason when run.
     """
-    for ep in entry_points(group=PLUGIN_GROUP):
+
+    def __init__(self, ep):
+        self.ep = ep
+        self._command: click.Command | None = None
+
+    def command(self) -> click.Command:
+        if self._command is None:
+            try:
+                cmd = self.ep.load()
+                if not isinstance(cmd, click.Command):
+                    raise TypeError(f"{self.ep.value} is a {type(cmd).__name__}, not a click command")
+            except Exception as exc:  # noqa: BLE001 - any import failure of third-party code
+                cmd = _broken_plugin(self.ep.name, exc)
+            self._command = cmd
+        return self._command
+
+    def short_help(self, limit: int) -> str:
+        """The command's one-line help, read from its module's source without importing it
+        (the ``help=`` of its click decorator, else its docstring); once it is imported,
+        click's own."""
+        if self._command is not None:
+            return self._command.get_short_help_str(limit)
+        text = None
         try:
-            cmd = ep.load()
-            if not isinstance(cmd, click.Command):
-                raise TypeError(f"{ep.value} is a {type(cmd).__name__}, not a click command")
-        except Exception as exc:  # noqa: BLE001 - any import failure of third-party code
-            cmd = _broken_plugin(ep.name, exc)
-        group.add_command(cmd, name=ep.name)
+            text = _help_in_source(self.ep.module, self.ep.attr)
+        except (ImportError, OSError, SyntaxError, ValueError, AttributeError):
+            pass
+        return click.utils.make_default_short_help(text or f"(plugin {self.ep.value})", limit)
 
 
-BUILTIN_COMMANDS = dict(main.commands)
-if os.environ.get(NO_PLUGINS_ENV, "") in ("", "0"):
-    load_plugins(main)
+def _help_in_source(module: str, name: str) -> str | None:
+    """The help text of the click command ``name`` defined in ``module`` (its source is
+    parsed, not run: finding it imports the parent packages only)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            for dec in node.decorator_list:  # @click.command(..., help="...")
+                func = dec.func if isinstance(dec, ast.Call) else None
+                if getattr(func, "attr", getattr(func, "id", None)) not in ("command", "group"):
+                    continue
+                for kw in dec.keywords:
+                    if kw.arg == "help" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                        return kw.value.value
+            return ast.get_docstring(node)
+    return None
 
 
 if __name__ == "__main__":

@@ -455,3 +455,34 @@ def test_plugins_add_and_replace_commands(tmp_path):
     assert len(broken.stderr.splitlines()) == 1
     builtin_only = cli("--help", env={**env, "TICKSTORE_NO_PLUGINS": "1"})
     assert "hello" not in builtin_only.stdout and "List tables" in builtin_only.stdout
+
+
+# -- start-up -------------------------------------------------------------------------------
+def test_export_choices_agree_with_the_exporter():
+    from tickstore import cli, export
+
+    assert cli.EXPORT_FORMATS == export.FORMATS and cli.EXPORT_LAYOUTS == export.LAYOUTS
+
+
+HEAVY = ("pandas", "blosc2", "tables", "numpy", "tickstore.store", "collectors.cli", "collectors.venues")
+
+
+def test_help_imports_neither_the_store_nor_the_plugins():
+    """`tickstore --help` lists every command (plugins' help read from their source) without
+    importing numpy, pandas, blosc2, PyTables, the store or any plugin: the start-up cost
+    is Python's and click's (benchmarks/README.md has the timings)."""
+    probe = (
+        "import sys\n"
+        "from tickstore.cli import main\n"
+        "try:\n"
+        "    main(['--help'], prog_name='tickstore')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout, out.stdout[-300:]
+    assert "Say hello" not in out.stdout
+    for command in ("select", "export", "verify", "replay", "collect", "import"):
+        assert f"\n  {command} " in out.stdout

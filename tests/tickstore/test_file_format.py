@@ -162,3 +162,58 @@ def test_unknown_format_is_refused(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(FormatVersionError, match="format 4"):
         read_meta(path)
+
+
+def _rewrite_as_format_2(path) -> None:
+    """What the format-2 writer produced: the same arrays, a layout block without checksums
+    or metadata (magic ``TICKSTORE-LAYOUT``, no checksum on its JSON), attribute format 2."""
+    raw = bytearray(path.read_bytes())
+    n = int(raw[19:29])
+    layout = json.loads(raw[47 : 47 + n])
+    layout["tickstore_format"] = 2
+    del layout["meta"], layout["file_bytes"]
+    for col in layout["columns"].values():
+        col[3] = [ref[:4] for ref in col[3]]
+    body = json.dumps(layout).encode()
+    block = raw.index(b"\x89HDF")
+    raw[:block] = (b"TICKSTORE-LAYOUT\n" + b"%010d\n" % len(body) + body).ljust(block, b" ")
+    path.write_bytes(bytes(raw))
+    with tables.open_file(str(path), "a") as h:
+        h.root._v_attrs.tickstore_format = np.int64(2)
+
+
+def _rewrite_index_as_format_2(path, entries) -> None:
+    """What the index-format-2 writer produced: the ENTRY bytes as a uint8 array, no user block."""
+    from tickstore.index import ENTRY
+
+    raw = np.ascontiguousarray(entries).view(np.uint8)
+    with tables.open_file(str(path), "w") as h:
+        h.create_array("/", "entries", obj=raw)
+        a = h.root._v_attrs
+        a.entry_dtype = json.dumps(ENTRY.descr)
+        a.tickstore_index_format = np.int64(2)
+        a.table, a.symbol, a.partition = "trades", SYM, "day"
+
+
+def test_format_2_data_and_index_files_are_still_read(tmp_path):
+    df = trades("2024-08-08", CHUNK_ROWS + 100, step="500ms")
+    with Tickstore(tmp_path) as store:
+        store["trades"].insert(SYM, "2024-08-08", df)
+        entries = store["trades"]._index(SYM).entries
+    (path,) = [p for p in (tmp_path / "trades").rglob("*.h5") if "_index" not in p.parts]
+    _rewrite_as_format_2(path)
+    index = tmp_path / "trades/_index/binance@BTC+USDT@USDT.h5"
+    _rewrite_index_as_format_2(index, entries)
+    assert read_meta(path).rows == CHUNK_ROWS + 100
+    with Tickstore(tmp_path) as store:
+        t = store["trades"]
+        pdt.assert_frame_equal(t.select(SYM), df, check_freq=False)
+        pdt.assert_frame_equal(t.select(SYM, df.index[CHUNK_ROWS - 5], df.index[CHUNK_ROWS + 5], columns=["qty"]),
+                               df.iloc[CHUNK_ROWS - 5 : CHUNK_ROWS + 5, [3]], check_freq=False)
+        report = store.verify()
+        assert not report.ok and "sha256" in str(report)  # the rewrite changed the bytes: reindex
+        store.reindex()
+        assert store.verify().ok
+        t.append(SYM, trades("2024-08-08 23:00", 10, first_id=10**6))  # the next commit writes index format 3
+        assert index.read_bytes().startswith(b"TICKSTORE-INDEX-3\n")
+        assert len(t.select(SYM)) == CHUNK_ROWS + 110

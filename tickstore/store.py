@@ -61,9 +61,6 @@ from .errors import (
 from .frames import check_unique_key, frame_to_rows, key_values
 from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_partition, index_path
 from .intent import await_commit, crash_point, intent_tmp, recover, write_intent
-
-if TYPE_CHECKING:
-    from .integrity import ReindexReport, VerifyReport
 from .layout import data_path, decode_symbol, encode_symbol, parse_data_path, validate_symbol
 from .lock import TableLock
 from .pin import Pin, PinnedFile, PinnedPart, Selection
@@ -71,6 +68,9 @@ from .reader import FileRef, assemble, digests, part_key, to_frame
 from .retention import Retention
 from .schemas import Partition, Schema, builtin_schema
 from .splay import KT, FileCache, FileMeta, read_meta, write_file
+
+if TYPE_CHECKING:
+    from .integrity import ReindexReport, VerifyReport
 
 __all__ = ["Tickstore", "Table", "Commit"]
 

@@ -242,6 +242,7 @@ def _verify_snapshots(store, report: VerifyReport) -> None:
 def _verify_table(store, table, checksums: bool, report: VerifyReport) -> None:
     name = table.name
     indexed: set[str] = set()
+    unreadable: set[str] = set()  # symbols whose index is damaged: one problem, not one per file
     for sym_file in sorted((table.dir / "_index").glob("*.h5")):
         try:
             sym = decode_symbol(sym_file.stem)
@@ -252,6 +253,7 @@ def _verify_table(store, table, checksums: bool, report: VerifyReport) -> None:
             idx = SymbolIndex.load(sym_file, name, sym, table.schema.partition)
         except TickstoreError as exc:
             report.problems.append(str(exc))
+            unreadable.add(sym)
             continue
         indexed.update(_verify_symbol(store, table, idx, checksums, report))
     strays = []
@@ -261,7 +263,8 @@ def _verify_table(store, table, checksums: bool, report: VerifyReport) -> None:
         target = _tmp_target(rel)
         if target is None:
             try:
-                parse_data_path(rel, table.schema.partition)
+                if parse_data_path(rel, table.schema.partition)[1] in unreadable:
+                    continue
             except TickstoreError:
                 report.problems.append(f"{rel}: not a data file of table {name} (foreign file; reindex leaves it alone)")
                 continue

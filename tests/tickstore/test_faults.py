@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import multiprocessing
 import os
 import shutil
 
@@ -233,28 +232,49 @@ def test_string_values_round_trip_exactly_or_are_refused(tmp_path):
         assert list(g.select(SYM)["detail"]) == ["inner\x00nul", "é ünïcode 🚀", " padded ", ""]
 
 
-def _fork_child(root, queue):
-    try:
-        s = Tickstore(root)
-        n = len(s["trades"].select(SYM))
-        s["trades"].append(SYM, trades("2024-08-10", 300_000, step="100ms", first_id=10**8))
-        queue.put((n, len(s["trades"].select(SYM))))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        queue.put(repr(exc))
+FORK = r"""
+import faulthandler, multiprocessing, sys
+sys.path.insert(0, {repo!r})
+faulthandler.dump_traceback_later(400, exit=True)  # a hang elsewhere shows where, and fails
+from tickstore import Tickstore
+from tests.tickstore.helpers import SYM, trades
+
+def reader(root, queue):
+    queue.put(len(Tickstore(root)["trades"].select(SYM)))
+
+def writer(root, queue):
+    s = Tickstore(root)
+    s["trades"].append(SYM, trades("2024-08-10", 300_000, step="100ms", first_id=10**8))
+    queue.put(len(s["trades"].select(SYM)))
+
+root = sys.argv[1]
+s = Tickstore(root)
+s["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 400_000, step="100ms"))
+assert len(s["trades"].select(SYM)) == 400_000  # blosc2 decompresses on all cores: its pool exists
+ctx = multiprocessing.get_context("fork")
+for target, want in ((reader, 400_000), (writer, 700_000), (reader, 700_000)):
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(root, queue))
+    child.start()
+    child.join(90)
+    if child.is_alive():
+        child.kill()
+        sys.exit(f"the forked {{target.__name__}} hung")
+    assert child.exitcode == 0 and queue.get(timeout=5) == want, target.__name__
+assert len(s["trades"].select(SYM)) == 700_000  # the parent's pool works after the forks
+s["trades"].append(SYM, trades("2024-08-11", 1000, first_id=10**9))
+print("ok", flush=True)
+"""
 
 
 def test_fork_started_readers_and_writers_work(tmp_path):
-    """blosc2's thread pool, once used, would hang a forked child (the issue)."""
-    with Tickstore(tmp_path) as s:
-        s["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 400_000, step="100ms"))
-        assert len(s["trades"].select(SYM)) == 400_000  # decompression on all cores
-        ctx = multiprocessing.get_context("fork")
-        queue = ctx.Queue()
-        child = ctx.Process(target=_fork_child, args=(str(tmp_path), queue))
-        child.start()
-        child.join(120)
-        if child.is_alive():
-            child.kill()
-            pytest.fail("the forked child hung")
-        assert queue.get(timeout=5) == (400_000, 700_000)
-        assert len(s["trades"].select(SYM)) == 700_000  # the parent's pool works after the fork
+    """blosc2's thread pool, once used, hung a forked child (the issue). In a process of its
+    own: pytest's process may hold other libraries' threads, and a fork while a thread holds
+    a lock is unsafe whatever the library (use ``spawn`` in such programs)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-c", FORK.format(repo=str(REPO)), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-4000:]

@@ -183,10 +183,14 @@ def _rewrite_as_format_2(path) -> None:
 
 
 def _rewrite_index_as_format_2(path, entries) -> None:
-    """What the index-format-2 writer produced: the ENTRY bytes as a uint8 array, no user block."""
-    from tickstore.index import ENTRY
+    """What the index-format-2 writer produced: its ENTRY bytes (the rows' layout before
+    kt_max) as a uint8 array, no user block."""
+    from tickstore.index import ENTRY_V3 as ENTRY
 
-    raw = np.ascontiguousarray(entries).view(np.uint8)
+    old = np.zeros(len(entries), ENTRY)
+    for name in ENTRY.names:
+        old[name] = entries[name]
+    raw = np.ascontiguousarray(old).view(np.uint8)
     with tables.open_file(str(path), "w") as h:
         h.create_array("/", "entries", obj=raw)
         a = h.root._v_attrs

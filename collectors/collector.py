@@ -435,8 +435,14 @@ class Collector:
                 if self._open_position is not None and rec.end <= self._open_position:
                     replayed += 1
                 last = rec
-                if len(self.batcher) + len(self.writer) >= chunk and not self._flush(reconcile=True):
-                    return self._abandon(replayed)
+                if len(self.batcher) + len(self.writer) >= chunk:
+                    if not self._flush(reconcile=True):
+                        return self._abandon(replayed)
+                    if self._stop.is_set():  # stopping: what was stored is checkpointed, the rest waits
+                        self.stats.replayed += replayed
+                        self.writer.discard()
+                        self._new_pipeline()
+                        return False
             after = until
             if final is not None:
                 break

@@ -67,7 +67,7 @@ class CollectorConfig:
     snapshot_min_interval_s: float = 1.0
     max_frame_bytes: int = MAX_FRAME_BYTES
     journal_options: JournalConfig = field(default_factory=JournalConfig)
-    max_backlog_rows: int = 1_000_000  # rows held in memory while the store fails; beyond: journal only
+    max_backlog_rows: int = 500_000  # rows held in memory while the store fails (~100 MB); beyond: journal only
     stop_retry_s: float = 5.0  # how long stop() retries a failing store before leaving it to the journal
     store_retry_max_s: float = 30.0  # the longest wait between two attempts at a failing store
     name: str = ""  # feed name of a multi-feed daemon; "" = the only feed

@@ -361,7 +361,7 @@ def test_demo_refuses_a_store_it_did_not_make(tmp_path):
         run_demo(real, seconds=1)
     assert sorted(str(p) for p in real.rglob("*")) == before  # nothing written
     assert not (tmp_path / "ticks-journal").exists()
-    report = run_demo(tmp_path / "demo", seconds=1.5, faults=False)  # a new folder: made, marked
+    report = run_demo(tmp_path / "demo", seconds=3, faults=False)  # a new folder: made, marked
     assert (tmp_path / "demo" / DEMO_MARKER).exists() and report.rows["trades"] > 0
-    again = run_demo(tmp_path / "demo", seconds=1.5, faults=False)  # its own store: allowed
+    again = run_demo(tmp_path / "demo", seconds=3, faults=False)  # its own store: allowed
     assert again.rows["trades"] > report.rows["trades"]

@@ -279,7 +279,7 @@ __all__ += ["import_"]
 @click.option("--kind", default=None, help="The data kind where the file cannot tell it (e.g. Tardis liquidations, a bar interval).")
 @click.option("--market", default=None, help="spot, usdm, coinm (Binance); linear, spot (Bybit). [default: from the path or file]")
 @click.option("--symbol", default=None, help="Tickstore symbol (binance:BTC/USDT:USDT) or the venue's id, where the file names none.")
-@click.option("--venue", default=None, type=click.Choice(["binance", "bybit", "hyperliquid"]),
+@click.option("--venue", default=None, type=click.Choice(["binance", "binanceus", "bybit", "hyperliquid"]),
               help="ccxt exchange id, where the file does not say it.")
 @click.option("--levels", type=click.IntRange(1, 500), default=None,
               help="Book depth stored (table book, or book_<N>). [default: 5; Tardis book_snapshot_N: N]")

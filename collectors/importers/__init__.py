@@ -14,7 +14,7 @@ blocks into the same tables, columns and clocks. Every row lands as a new versio
 ``source="import:<format>"`` and the file in the reason; see ``run`` for resuming.
 """
 
-from .core import DataImportError, Format, ImportOptions, MalformedInput, MissingOption
+from .core import DataImportError, EmptyInput, Format, ImportOptions, MalformedInput, MissingOption
 from collectors.funding import settlement_times
 from .run import FileReport, ImportReport, import_files
 
@@ -27,5 +27,6 @@ __all__ = [
     "DataImportError",
     "MissingOption",
     "MalformedInput",
+    "EmptyInput",
     "settlement_times",
 ]

@@ -11,6 +11,10 @@ Bodies (https://developers.binance.com/docs; spot /api/v3, USD-M /fapi/v1, COIN-
                                   "148976.11427815",1499644799999,"2434.19055334",308,"1756.87402397",
                                   "28.46694368","0"]] -> ohlcv_<interval> (interval: the name, else
                                   the spacing; the fields after volume are dropped, as for the archive)
+    /markPriceKlines, /indexPriceKlines, /premiumIndexKlines  (same 12 values; volumes 0, the
+                                  count the number of price updates) -> mark_ohlcv_<interval>, ...
+                                  when the file name or --kind says which; else refused, never
+                                  stored as bars of trades
     /depth                      {"lastUpdateId":1027024,"E":1589436922972,"T":1589436922959,
                                  "bids":[["4.00000000","431.00000000"]],"asks":[...]}
                                 -> each body replaces the book (a partial book, as the live
@@ -57,12 +61,13 @@ from .core import (
     utc,
     utc_index,
 )
+from .binance_vision import PRICE_KLINES, looks_like_price_klines
 from .detect import Detected
 from .frames import FrameFeed
 
 __all__ = ["sniff", "parse"]
 
-_SYMBOL = re.compile(r"(?:^|[^A-Z0-9])(?P<s>[A-Z0-9]{2,}(?:USD_(?:PERP|\d{6}))?)(?:[-_.]|$)")
+_SYMBOL = re.compile(r"(?:^|[^A-Z0-9])(?P<s>[A-Z0-9]+_(?:PERP|\d{6})|[A-Z0-9]{2,})(?:[-_.]|$)")
 _INTERVAL = re.compile(r"(?:^|[-_])(?P<i>\d+(?:s|m|h|d|w|M))(?:[-_.]|$)")
 _COINM = re.compile(r"^[A-Z0-9]+USD_(?:PERP|\d{6})$")
 
@@ -76,7 +81,7 @@ def _kind(doc) -> tuple[str, bool | None] | None:
     x = doc[0]
     if isinstance(x, dict):
         if {"id", "price", "qty", "time", "isBuyerMaker"} <= x.keys():
-            return "trades", "isBestMatch" in x
+            return "trades", "isBestMatch" in x  # spot bodies carry isBestMatch; COIN-M ones baseQty
         if {"a", "p", "q", "f", "l", "T", "m"} <= x.keys():
             return "aggTrades", "M" in x
         if {"symbol", "fundingTime", "fundingRate"} <= x.keys():
@@ -84,7 +89,7 @@ def _kind(doc) -> tuple[str, bool | None] | None:
         if "lastUpdateId" in x:  # JSON lines of depth bodies
             return "depth", "E" not in x and "T" not in x
     if isinstance(x, list) and len(x) == 12 and isinstance(x[0], int):
-        return "klines", None
+        return ("priceKlines" if looks_like_price_klines(x) else "klines"), None
     return None
 
 
@@ -103,10 +108,18 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         return None
     kind, spot = found
     hints = {}
+    name = member.path.name
+    if kind in ("klines", "priceKlines"):
+        price = options.kind if options.kind in PRICE_KLINES else next((k for k in PRICE_KLINES if k.lower() in name.lower()), None)
+        if price is not None:
+            kind = price
+        elif kind == "priceKlines":
+            raise MissingOption(f"{where}: its bars have volume 0 and a count of updates: bars of the mark, index or "
+                                f"premium-index price (/fapi/v1/markPriceKlines, ...), not of trades; pass --kind "
+                                f"markPriceKlines, indexPriceKlines or premiumIndexKlines")
     if kind == "depth" and spot:
         raise DataImportError(f"{where}: spot /depth answers carry no time (no E/T), so their rows cannot be placed "
                               f"on the time grid; record them with their receive time (a capture, see tickstore replay)")
-    name = member.path.name
     native = None
     if kind == "fundingRate":
         first = doc[0]["symbol"]
@@ -116,10 +129,12 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     native = m.group("s") if m else None
     market = options.market
     if market is None:
-        if native and _COINM.match(native):
+        if native and _COINM.match(native) or (isinstance(doc, list) and isinstance(doc[0], dict) and "baseQty" in doc[0]):
             market = "coinm"
         elif spot is True:
             market = "spot"
+        elif kind in PRICE_KLINES:  # mark, index and premium-index prices exist for futures only
+            market = "usdm"
         elif kind == "depth" and isinstance(doc, (dict, list)):
             body = doc if isinstance(doc, dict) else doc[0]
             market = "coinm" if "pair" in body or _COINM.match(str(body.get("symbol", ""))) else "usdm"
@@ -132,9 +147,10 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         if native is None:
             raise MissingOption(f"{where}: the body and the file name do not say the symbol; pass --symbol")
         sym = resolve_symbol("binance", native, market, where=where)
-    if kind == "klines":
+    if kind.endswith("lines"):
         i = _INTERVAL.search(name)
-        hints["interval"] = options.kind or (i.group("i") if i else timeframe_of(
+        given = options.kind if options.kind not in PRICE_KLINES else None
+        hints["interval"] = given or (i.group("i") if i else timeframe_of(
             epoch_to_ns(np.array([r[0] for r in doc[:2]], dtype=np.int64), where=where), where=where))
     return Detected(Format.BINANCE_REST, kind, "binance", market, sym, hints)
 
@@ -143,8 +159,9 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     where = member.where()
     doc = load_json(member)
     try:
-        {"trades": _trades, "aggTrades": _agg_trades, "klines": _klines, "depth": _depth,
-         "fundingRate": _funding}[det.kind](doc, det, options, sink, where)
+        parser = _klines if det.kind.endswith("lines") else {"trades": _trades, "aggTrades": _agg_trades, "depth": _depth,
+                                                             "fundingRate": _funding}[det.kind]
+        parser(doc, det, options, sink, where)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, DataImportError):
             raise
@@ -185,9 +202,12 @@ def _klines(doc, det, options, sink, where) -> None:
     rows = _records(doc, where, "klines")
     arr = np.array([r[:6] for r in rows], dtype=object)
     ts = epoch_to_ns(arr[:, 0].astype(np.int64), where=where, what="open time")
-    table = ohlcv_table(det.hints["interval"])
+    interval = det.hints["interval"]
+    price = PRICE_KLINES.get(det.kind)
+    table = ohlcv_table(interval) if price is None else f"{price}_{ohlcv_table(interval)}"
     vals = arr[:, 1:6].astype(np.float64)
-    sink.frame(table, det.symbol, ohlcv_frame(ts, *vals.T), ohlcv_schema(table, what=f"{det.hints['interval']} OHLCV bars"))
+    what = f"{interval} OHLCV bars" + (f" of the {price} price" if price else "")
+    sink.frame(table, det.symbol, ohlcv_frame(ts, *vals.T), ohlcv_schema(table, what=what))
 
 
 def _depth(doc, det, options, sink, where) -> None:

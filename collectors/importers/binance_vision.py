@@ -36,6 +36,16 @@ Kline fields rule: the 5 OHLCV values are stored; ``close_time`` is implied by t
 interval; the others (quote_volume, count, taker_buy_volume, taker_buy_quote_volume) are
 kept when the target table has columns of those names (a table made with
 ``Tickstore.create_table``), else dropped; ``ignore`` is always dropped. Never refused.
+COIN-M klines hold base-asset volumes there (README: "Base asset volume", "Taker buy base
+asset volume", although their header rows say quote_volume): they are kept as
+``base_volume``, count, taker_buy_volume, ``taker_buy_base_volume``. Volumes of COIN-M
+files (klines ``volume``, trades ``qty``) are contracts, as on the live stream.
+
+Headers and units: futures files gained a header row in 2022 (older ones have none), spot
+files have none; both are read. Columns are read in the documented order; a column a file
+has beyond them is ignored, never shifts the others. Times are epoch ms, spot files from
+2025-01-01 epoch us: the unit is read per value (a monthly file may hold both).
+``.CHECKSUM`` files beside the zips are verified against them (``run``), never imported.
 
 Markets: the path says ``spot``, ``futures/um`` or ``futures/cm``; else the columns (spot
 trades and aggTrades have ``is_best_match``), a COIN-M id (``BTCUSD_PERP``) or ``--market``.
@@ -75,11 +85,11 @@ from .core import (
 )
 from .detect import Detected
 
-__all__ = ["KINDS", "sniff", "parse"]
+__all__ = ["KINDS", "PRICE_KLINES", "sniff", "parse", "looks_like_price_klines"]
 
 KINDS = ("trades", "aggTrades", "klines", "markPriceKlines", "indexPriceKlines", "premiumIndexKlines", "bookTicker",
          "fundingRate", "metrics", "liquidationSnapshot", "bookDepth", "depth")
-_PRICE_KLINES = {"markPriceKlines": "mark", "indexPriceKlines": "index", "premiumIndexKlines": "premium"}
+PRICE_KLINES = {"markPriceKlines": "mark", "indexPriceKlines": "index", "premiumIndexKlines": "premium"}
 _INTERVAL = r"\d+(?:s|m|h|d|w|mo)"
 _NAME = re.compile(
     r"(?P<symbol>[A-Z0-9_]+)-(?P<kind>" + "|".join(KINDS[:-1]) + "|" + _INTERVAL + r")-(?P<date>\d{4}-\d{2}(?:-\d{2})?)"
@@ -140,7 +150,7 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         symbol = named.group("symbol")
         k = named.group("kind")
         if re.fullmatch(_INTERVAL, k):
-            in_path = [p for p in _PRICE_KLINES if f"/{p}/" in "/" + path]
+            in_path = [p for p in PRICE_KLINES if f"/{p}/" in "/" + path]
             kind, interval = kind or (in_path[0] if in_path else "klines"), k
         else:
             kind = kind or k
@@ -164,6 +174,10 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
             market = "spot"
         elif ncols == spot_cols - 1 and market is None:
             market = "futures"  # usdm or coinm: the symbol tells
+    if kind == "klines" and options.kind is None and looks_like_price_klines(_first_row(head)):
+        raise MissingOption(f"{where}: its bars have volume 0 and a count of updates: bars of the mark, index or "
+                            f"premium-index price, not of trades; pass --kind markPriceKlines, indexPriceKlines or "
+                            f"premiumIndexKlines (the archive's folder names say which)")
     if kind.endswith("lines") and interval is None:
         interval = _interval_of(member, where)
     market = options.market or _market_of_path(path) or market
@@ -187,7 +201,42 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         raise DataImportError(f"{where}: {kind} files exist for futures only, not spot")
     sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", symbol, market, where=where)
     hints = {"interval": interval} if interval else {}
+    hints["fields"] = _data_fields(head)
     return Detected(Format.BINANCE_VISION, kind, "binance", market, sym, hints)
+
+
+def looks_like_price_klines(row) -> bool:
+    """A kline row (12 values, as text or numbers) of the mark, index or premium-index price:
+    Binance writes 0 for every volume of those and the number of price updates as the count
+    (a bar of trades with no volume has a count of 0)."""
+    try:
+        return row is not None and len(row) >= 9 and float(row[5]) == 0 and float(row[7]) == 0 and int(float(row[8])) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _first_row(head: bytes) -> list | None:
+    for line in head.split(b"\n")[:3]:
+        if line[:1].isdigit():
+            return line.rstrip(b"\r").decode("ascii", "replace").split(",")
+    return None
+
+
+def _data_fields(head: bytes) -> int | None:
+    """The number of fields of the first data row (a row starting with a digit)."""
+    for line in head.split(b"\n")[:3]:
+        line = line.rstrip(b"\r")
+        if line[:1].isdigit():
+            return line.count(b",") + 1
+    return None
+
+
+def _columns(det: Detected, known: list[str]) -> list[str]:
+    """``known`` (the archive's documented columns, in file order), plus placeholder names
+    for columns the file has beyond them (a column Binance appends later is ignored, never
+    shifts the others)."""
+    n = det.hints.get("fields") or len(known)
+    return known + [f"_col{i}" for i in range(len(known) + 1, n + 1)]
 
 
 def _interval_of(member: Member, where: str) -> str:
@@ -226,7 +275,7 @@ def _time(values, lines, where, what="time") -> np.ndarray:
 def _trades(member, det, options, sink) -> None:
     where = member.where()
     spot = det.market == "spot"
-    cols = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"] + (["is_best_match"] if spot else [])
+    cols = _columns(det, ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"] + (["is_best_match"] if spot else []))
     dtypes = {"id": np.int64, "price": np.float64, "qty": np.float64, "quote_qty": np.float64, "time": np.int64,
               "is_buyer_maker": str}
     for lines, df in csv_blocks(member, cols, dtypes, header=None, required=("id", "price", "qty", "time", "is_buyer_maker")):
@@ -242,7 +291,7 @@ def _agg_trades(member, det, options, sink) -> None:
     where = member.where()
     spot = det.market == "spot"
     cols = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time", "is_buyer_maker"]
-    cols += ["is_best_match"] if spot else []
+    cols = _columns(det, cols + (["is_best_match"] if spot else []))
     dtypes = {"agg_trade_id": np.int64, "price": np.float64, "quantity": np.float64, "first_trade_id": np.int64,
               "last_trade_id": np.int64, "transact_time": np.int64, "is_buyer_maker": str}
     for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols[:7])):
@@ -258,23 +307,27 @@ def _agg_trades(member, det, options, sink) -> None:
 _KLINE = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
           "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
 _KLINE_EXTRAS = ("quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume")
+# COIN-M klines hold base-asset volumes in those columns (the README's "Base asset volume",
+# "Taker buy base asset volume"; the files' header rows say quote_volume all the same)
+_COINM_KLINE_EXTRAS = ("base_volume", "count", "taker_buy_volume", "taker_buy_base_volume")
 
 
 def _klines(member, det, options, sink) -> None:
     where = member.where()
     interval = det.hints["interval"]
-    price = _PRICE_KLINES.get(det.kind)
+    price = PRICE_KLINES.get(det.kind)
     table = ohlcv_table(interval) if price is None else f"{price}_{ohlcv_table(interval)}"
     schema = ohlcv_schema(table, what=f"{interval} OHLCV bars" + (f" of the {price} price" if price else ""))
     dtypes = {c: np.float64 for c in _KLINE[1:6] + list(_KLINE_EXTRAS)}
     dtypes.update(open_time=np.int64, close_time=np.int64, ignore=str)
     # the rule for the other fields: kept where the table has a column of that name
-    kept = [c for c in _KLINE_EXTRAS if c in (sink.columns_of(table) or ())]
-    for lines, df in csv_blocks(member, _KLINE, dtypes, header=None, required=tuple(_KLINE[:6])):
+    names = dict(zip(_KLINE_EXTRAS, _COINM_KLINE_EXTRAS if det.market == "coinm" else _KLINE_EXTRAS))
+    kept = [c for c in _KLINE_EXTRAS if names[c] in (sink.columns_of(table) or ())]
+    for lines, df in csv_blocks(member, _columns(det, _KLINE), dtypes, header=None, required=tuple(_KLINE[:6])):
         ts = _time(df["open_time"], lines, where, "open_time")
         data = {c: df[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
         for c in kept:
-            data[c] = df[c].to_numpy(np.int64 if c == "count" else np.float64)
+            data[names[c]] = df[c].to_numpy(np.int64 if c == "count" else np.float64)
         sink.frame(table, det.symbol, pd.DataFrame(data, index=utc_index(ts)), schema)
 
 
@@ -283,7 +336,7 @@ def _book_ticker(member, det, options, sink) -> None:
     cols = ["update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty", "transaction_time", "event_time"]
     dtypes = {"update_id": np.int64, "transaction_time": np.int64, "event_time": np.int64,
               **{c: np.float64 for c in cols[1:5]}}
-    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+    for lines, df in csv_blocks(member, _columns(det, cols), dtypes, header=None, required=tuple(cols)):
         ts = _time(df["event_time"], lines, where, "event_time")
         sink.frame("quotes", det.symbol, pd.DataFrame({
             "recv_ts": utc(ts), "update_id": df["update_id"].to_numpy(),
@@ -296,7 +349,7 @@ def _funding(member, det, options, sink) -> None:
     where = member.where()
     cols = ["calc_time", "funding_interval_hours", "last_funding_rate"]
     dtypes = {"calc_time": np.int64, "funding_interval_hours": np.float64, "last_funding_rate": np.float64}
-    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+    for lines, df in csv_blocks(member, _columns(det, cols), dtypes, header=None, required=tuple(cols)):
         ts = _time(df["calc_time"], lines, where, "calc_time")
         try:
             snapped = settlement_times(ts, source=where)

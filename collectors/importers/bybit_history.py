@@ -9,16 +9,28 @@
                -> the live Bybit parser and book rule (a snapshot resets the book, deltas chain
                   on u), sampled on the collector's grid (``book``). The files carry no
                   receive time: ``recv_ts`` is the frame's ``ts``.
-    trades     public.bybit.com/trading/<SYMBOL>/<SYMBOL><YYYY-MM-DD>.csv.gz (linear)
+    trades     public.bybit.com/trading/<SYMBOL>/<SYMBOL><YYYY-MM-DD>.csv.gz (derivatives)
                timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,
-               homeNotional,foreignNotional   (timestamp: epoch seconds with a fraction)
-               -> trades (trade id: trdMatchID folded as the live parser folds ``i``;
-                  side: the taker's, Buy +1; recv_ts = ts)
-               public.bybit.com/spot/<SYMBOL>/<SYMBOL>_<YYYY-MM-DD>.csv.gz (spot)
-               id,timestamp,price,volume,side   (timestamp: epoch ms)
+               homeNotional,foreignNotional[,RPI]   (RPI: a 0/1 column added in 2025)
+               (timestamp: epoch seconds with a fraction, 1585180700.0647)
+               -> trades (ts = timestamp, exact to the digit; trade id: trdMatchID folded as
+                  the live parser folds ``i``, so live and imported prints de-duplicate;
+                  side: the taker's, Buy +1; kind MARKET, RPI prints too, as live;
+                  recv_ts = ts)
+               public.bybit.com/spot/<SYMBOL>/<SYMBOL>_<YYYY-MM-DD>.csv.gz (spot; monthly
+               files <SYMBOL>_<YYYY-MM>.csv.gz)
+               id,timestamp,price,volume,side[,rpi]   (timestamp: epoch ms; side buy/sell)
+               (monthly files name five columns in the header and carry six in every row: the
+               sixth is read as rpi, the columns are never shifted)
+               -> trades; the symbol comes from the file or folder name (or --symbol).
+               ``id`` numbers the prints of the file (1, 2, 3, ...), not Bybit's trade id, so
+               prints imported from these files and the same prints seen live are two rows.
 
 The category (linear or spot) comes from the path (``/linear/``, ``/spot/``), the name
 (``ob500`` is linear, ``ob200`` spot), the trade columns, or ``--market linear|spot``.
+Symbols are ccxt's (``BTCUSDT`` -> ``bybit:BTC/USDT:USDT``); inverse contracts (``BTCUSD``,
+``BTCUSDZ24``) are refused (the store collects linear and spot), dated and ``...PERP``
+contracts need ``--symbol``.
 """
 
 from __future__ import annotations
@@ -37,9 +49,22 @@ from .frames import FrameFeed, markets_for
 
 __all__ = ["sniff", "parse"]
 
-_LINEAR_TRADES = "timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional"
-_SPOT_TRADES = "id,timestamp,price,volume,side"
+_LINEAR_TRADES = ("timestamp", "symbol", "side", "size", "price", "tickDirection", "trdMatchID")  # header start
+_SPOT_TRADES = ("id", "timestamp", "price", "volume", "side")
+_SPOT_EXTRA = ("rpi",)  # the names of columns a spot header leaves out (monthly files)
+_SPOT_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]+)_\d{4}-\d{2}(?:-\d{2})?\.csv")
 _OB = re.compile(r"_ob(\d+)\.data")
+
+
+def _trade_columns(head: bytes, known: tuple, extra: tuple = ()) -> list[str]:
+    """The column names of a trade CSV: its header, padded to the fields of its first row
+    (``extra`` names, then ``_col<n>``) when the header names fewer columns than rows have."""
+    lines = head.split(b"\n", 2)
+    names = [c.strip() for c in lines[0].rstrip(b"\r").decode("ascii", "replace").split(",")]
+    row = lines[1].rstrip(b"\r") if len(lines) > 1 else b""
+    n = row.count(b",") + 1 if row else len(names)
+    pad = list(extra) + [f"_col{i}" for i in range(len(names) + len(extra) + 1, n + 1)]
+    return names + pad[: max(0, n - len(names))]
 
 
 def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> Detected | None:
@@ -48,10 +73,37 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     text = first.decode("ascii", "replace")
     path = "/" + member.path.as_posix() + "/" + member.name
     market = options.market
-    if text == _LINEAR_TRADES:
-        return Detected(Format.BYBIT_HISTORY, "trades", "bybit", market or "linear")
-    if text == _SPOT_TRADES:
-        return Detected(Format.BYBIT_HISTORY, "trades", "bybit", market or "spot")
+    names = tuple(c.strip() for c in text.split(","))
+    if names[: len(_LINEAR_TRADES)] == _LINEAR_TRADES:
+        if market not in (None, "linear"):
+            raise MissingOption(f"{where}: a Bybit derivatives trade file (public.bybit.com/trading) is linear, "
+                                f"not --market {market}")
+        rows = head.split(b"\n", 2)
+        native = rows[1].split(b",", 2)[1].decode("ascii", "replace") if len(rows) > 1 and rows[1].count(b",") else None
+        sym = user_symbol(options, "bybit", "linear", where=where)
+        if sym is None and native:  # refused here, before any file of the run is written
+            sym = resolve_symbol("bybit", native, "linear", where=f"{where}, line 2")
+        return Detected(Format.BYBIT_HISTORY, "trades", "bybit", "linear", sym,
+                        {"columns": _trade_columns(head, _LINEAR_TRADES)})
+    if names[: len(_SPOT_TRADES)] == _SPOT_TRADES:
+        if market not in (None, "spot"):
+            raise MissingOption(f"{where}: a Bybit spot trade file (public.bybit.com/spot) is spot, not --market {market}")
+        native = None
+        for name in (member.name, member.path.name):
+            m = _SPOT_NAME.match(name)
+            if m:
+                native = m.group("symbol")
+                break
+        if native is None and member.path.parent.name.isalnum() and member.path.parent.name.isupper():
+            native = member.path.parent.name  # public.bybit.com/spot/<SYMBOL>/...
+        sym = user_symbol(options, "bybit", "spot", where=where)
+        if sym is None:
+            if native is None:
+                raise MissingOption(f"{where}: a Bybit spot trade file names no symbol and its name is not like "
+                                    f"BTCUSDT_2024-01-01.csv.gz; pass --symbol (e.g. BTCUSDT)")
+            sym = resolve_symbol("bybit", native, "spot", where=where)
+        return Detected(Format.BYBIT_HISTORY, "trades", "bybit", "spot", sym,
+                        {"columns": _trade_columns(head, _SPOT_TRADES, _SPOT_EXTRA)})
     if first.startswith(b"{") and b'"topic"' in first:
         try:
             msg = orjson.loads(first)
@@ -93,65 +145,69 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
 
 
 def seconds_text_to_ns(text: pd.Series, lines, where: str) -> np.ndarray:
-    """``1585180700.0647`` (epoch seconds as text) -> int64 ns, digit by digit (no float rounding)."""
+    """``1585180700.0647`` (epoch seconds as text) -> int64 ns, digit by digit (no float
+    rounding). A whole number of 12 digits or more is an epoch in ms/us/ns (read per value)."""
     parts = text.str.split(".", n=1, expand=True)
     whole = parts[0]
     frac = parts[1] if parts.shape[1] > 1 else pd.Series([""] * len(text), index=text.index)
     frac = frac.fillna("")
-    ok = whole.str.fullmatch(r"\d{9,11}") & frac.str.fullmatch(r"\d{0,9}")
+    seconds = whole.str.fullmatch(r"\d{9,11}") & frac.str.fullmatch(r"\d{0,9}")
+    finer = whole.str.fullmatch(r"\d{12,19}") & (frac == "")
+    ok = seconds | finer
     if not ok.all():
         i = int(np.argmax(~ok.to_numpy()))
         raise MalformedInput(where, int(lines[i]), f"timestamp {text.iat[i]!r} is not epoch seconds")
-    return whole.astype(np.int64).to_numpy() * 1_000_000_000 + frac.str.ljust(9, "0").astype(np.int64).to_numpy()
+    out = np.zeros(len(text), dtype=np.int64)
+    s = seconds.to_numpy()
+    if s.any():
+        out[s] = whole[s].astype(np.int64).to_numpy() * 1_000_000_000 + frac[s].str.ljust(9, "0").astype(np.int64).to_numpy()
+    if (~s).any():
+        out[~s] = epoch_to_ns(whole[~s].astype(np.int64).to_numpy(), where=where, lines=np.asarray(lines)[~s])
+    return out
 
 
-def _symbols(df: pd.DataFrame, column: str | None, det, options, where) -> str:
-    forced = user_symbol(options, "bybit", det.market, where=where)
-    if forced is not None:
-        return forced
-    if column is None:
-        raise MissingOption(f"{where}: a Bybit spot trade file names no symbol; pass --symbol (e.g. BTCUSDT)")
-    natives = pd.unique(df[column])
-    if len(natives) != 1:
-        raise MalformedInput(where, None, f"holds several symbols {list(natives)[:5]}; Bybit files hold one")
-    return resolve_symbol("bybit", str(natives[0]), det.market, where=where)
+def _sides(values: pd.Series, lines, where: str) -> np.ndarray:
+    side = values.str.lower().map({"buy": 1, "sell": -1})
+    if side.isna().any():
+        i = int(np.argmax(side.isna().to_numpy()))
+        raise MalformedInput(where, int(lines[i]), f"side {values.iat[i]!r} is not Buy or Sell")
+    return side.to_numpy(np.int8)
 
 
 def _linear_trades(member, det, options, sink) -> None:
     where = member.where()
-    cols = _LINEAR_TRADES.split(",")
+    cols = det.hints["columns"]
     dtypes = {"timestamp": str, "size": np.float64, "price": np.float64, "symbol": str, "side": str, "trdMatchID": str}
-    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("timestamp", "size", "price", "side", "trdMatchID")):
-        sym = _symbols(df, "symbol", det, options, where)
+    forced = user_symbol(options, "bybit", "linear", where=where)
+    symbols: dict[str, str] = {}
+    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("timestamp", "symbol", "size", "price", "side", "trdMatchID")):
         ts = seconds_text_to_ns(df["timestamp"], lines, where)
-        side = df["side"].map({"Buy": 1, "Sell": -1})
-        if side.isna().any():
-            i = int(np.argmax(side.isna().to_numpy()))
-            raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not Buy or Sell")
-        ids = []
+        side = _sides(df["side"], lines, where)
+        ids = np.empty(len(df), dtype=np.int64)
         for i, v in enumerate(df["trdMatchID"]):
             try:
-                ids.append(bb.trade_id(v))
+                ids[i] = bb.trade_id(v)
             except ValueError as exc:
                 raise MalformedInput(where, int(lines[i]), str(exc)) from None
-        sink.frame("trades", sym, pd.DataFrame({
-            "recv_ts": utc(ts), "trade_id": np.array(ids, dtype=np.int64), "price": df["price"].to_numpy(),
-            "qty": df["size"].to_numpy(), "side": side.to_numpy(np.int8),
-        }, index=utc_index(ts)))
+        natives = df["symbol"].to_numpy()
+        for native in pd.unique(natives):
+            if native not in symbols:
+                line = int(lines[int(np.argmax(natives == native))])
+                symbols[native] = forced or resolve_symbol("bybit", str(native), "linear", where=f"{where}, line {line}")
+            sel = natives == native
+            sink.frame("trades", symbols[native], pd.DataFrame({
+                "recv_ts": utc(ts[sel]), "trade_id": ids[sel], "price": df["price"].to_numpy()[sel],
+                "qty": df["size"].to_numpy()[sel], "side": side[sel],
+            }, index=utc_index(ts[sel])))
 
 
 def _spot_trades(member, det, options, sink) -> None:
     where = member.where()
-    cols = _SPOT_TRADES.split(",")
+    cols = det.hints["columns"]
     dtypes = {"id": np.int64, "timestamp": np.int64, "price": np.float64, "volume": np.float64, "side": str}
-    sym = _symbols(pd.DataFrame(), None, det, options, where)
-    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=tuple(cols)):
+    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=_SPOT_TRADES):
         ts = epoch_to_ns(df["timestamp"].to_numpy(), where=where, lines=lines)
-        side = df["side"].str.lower().map({"buy": 1, "sell": -1})
-        if side.isna().any():
-            i = int(np.argmax(side.isna().to_numpy()))
-            raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not buy or sell")
-        sink.frame("trades", sym, pd.DataFrame({
+        sink.frame("trades", det.symbol, pd.DataFrame({
             "recv_ts": utc(ts), "trade_id": df["id"].to_numpy(), "price": df["price"].to_numpy(),
-            "qty": df["volume"].to_numpy(), "side": side.to_numpy(np.int8),
+            "qty": df["volume"].to_numpy(), "side": _sides(df["side"], lines, where),
         }, index=utc_index(ts)))

@@ -32,7 +32,7 @@ import pandas as pd
 
 from collectors.events import EventBatcher
 from collectors.exchanges import binance as bn
-from collectors.symbols import MARKETS, MarketType, SymbolNotFound
+from collectors.symbols import EXCHANGES, MARKETS, MarketType, SymbolNotFound
 from tickstore.errors import SymbolError, TickstoreError
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "DataImportError",
     "MissingOption",
     "MalformedInput",
+    "EmptyInput",
     "ImportOptions",
     "Member",
     "open_members",
@@ -84,6 +85,12 @@ class MalformedInput(DataImportError):
             s = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else str(text)
             excerpt = f": {s[:160]!r}" + ("..." if len(s) > 160 else "")
         super().__init__(f"{where}: {problem}{excerpt}")
+
+
+class EmptyInput(DataImportError):
+    """A file (or a part of an archive) that holds no data: zero bytes, blank lines, only a
+    header row, or an empty JSON array. Raised while files are detected, before anything is
+    written; the message names the file."""
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -365,55 +372,90 @@ def _parse_block(where, block, numbers, columns, dtypes, ncols, required) -> pd.
 
 # -- times -------------------------------------------------------------------------------------
 def epoch_to_ns(values, *, where: str = "", lines=None, what: str = "timestamp") -> np.ndarray:
-    """Integer epoch times in s, ms, us or ns -> int64 ns, the unit read from each value.
+    """Epoch times in s, ms, us or ns -> int64 ns, the unit read from each value.
 
-    Binance's archive switched spot files from milliseconds to microseconds in 2025, so the
-    unit is decided per value by magnitude (unambiguous for any time after 2001-09-09):
-    ``>= 1e17`` ns, ``>= 1e14`` us, ``>= 1e11`` ms, else seconds.
+    Binance's archive switched spot files from milliseconds to microseconds on 2025-01-01
+    (one monthly file or folder can hold both), so the unit is decided per value by
+    magnitude, unambiguous for any time from 2001-09-09 to the year 5138: ``>= 1e17`` ns,
+    ``>= 1e14`` us, ``>= 1e11`` ms, else seconds. Floats may carry a fraction (seconds
+    ``1585180700.0647``); it is kept to the nanosecond float64 can hold.
     """
     v = np.asarray(values)
+    if v.dtype.kind not in "iuf":
+        raise MalformedInput(where, None, f"{what} values are not numbers (dtype {v.dtype})")
     if v.dtype.kind == "f":
-        if np.isnan(v).any():
-            i = int(np.argmax(np.isnan(v)))
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.argmax(bad))
             raise MalformedInput(where, None if lines is None else int(lines[i]), f"{what} is empty")
-        v = v.astype(np.int64)
+        whole = np.floor(v)
+        if (whole == v).all() and (np.abs(v) < 2**62).all():
+            v = v.astype(np.int64)
+        else:  # fractional values: scale in float (seconds with a fraction, ms with us digits)
+            scale = np.where(v >= 1e17, 1.0, np.where(v >= 1e14, 1e3, np.where(v >= 1e11, 1e6, 1e9)))
+            _check_epoch(v, where, lines, what)
+            return np.rint(v * scale).astype(np.int64)
     v = v.astype(np.int64, copy=False)
+    _check_epoch(v, where, lines, what)
     scale = np.where(v >= 10**17, 1, np.where(v >= 10**14, 1_000, np.where(v >= 10**11, 1_000_000, 1_000_000_000)))
+    return v * scale
+
+
+def _check_epoch(v, where, lines, what) -> None:
     bad = v < 10**9  # before 2001-09-09: no crypto venue; a unit or field mix-up
     if bad.any():
         i = int(np.argmax(bad))
-        raise MalformedInput(where, None if lines is None else int(lines[i]), f"{what} {int(v[i])} is not an epoch time after 2001")
-    return v * scale
+        raise MalformedInput(where, None if lines is None else int(lines[i]),
+                             f"{what} {v[i].item()} is not an epoch time after 2001 (s, ms, us or ns)")
 
 
 # -- symbols -----------------------------------------------------------------------------------
 _HL_SPOT = re.compile(r"^@\d+$")
+_BYBIT_LINEAR = re.compile(r"^[A-Z0-9]+(?:USDT|USDC)$")
+_BYBIT_INVERSE = re.compile(r"^[A-Z0-9]+USD(?:[FGHJKMNQUVXZ]\d{2})?$")
 
 
 def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = "") -> str:
     """The tickstore symbol of a venue-native id (``BTCUSDT``, ``BTCUSD_PERP``, ``BTC``).
 
-    ``market``: Binance ``spot``/``usdm``/``coinm``; Bybit ``spot``/``linear``; Hyperliquid
-    ``perp``. Binance ids are split by ``collectors.exchanges.binance``; Bybit and
-    Hyperliquid ids are looked up in ``collectors.symbols.MARKETS`` and, for markets it does
-    not list, formed by the same rules (Bybit linear ``<BASE><QUOTE>`` -> ``BASE/QUOTE:QUOTE``;
-    a Hyperliquid coin -> ``COIN/USDC:USDC``, as ccxt does).
+    ``market``: Binance ``spot``/``usdm``/``coinm`` (``binanceus``: spot only); Bybit
+    ``spot``/``linear``; Hyperliquid ``perp``. Binance ids are split by
+    ``collectors.exchanges.binance``; Bybit and Hyperliquid ids are looked up in
+    ``collectors.symbols.MARKETS`` and, for markets it does not list, formed by the same
+    rules as ccxt: Bybit linear perpetuals ``<BASE>USDT``/``<BASE>USDC`` ->
+    ``BASE/QUOTE:QUOTE``; a Hyperliquid coin -> ``COIN/USDC:USDC``. What those rules cannot
+    name exactly is refused rather than guessed: Bybit inverse contracts (``BTCUSD``,
+    ``BTCUSDZ24``: the store collects linear and spot), Bybit dated futures and USDC
+    ``...PERP`` contracts (pass ``--symbol``), Hyperliquid spot pairs (``@107``,
+    ``PURR/USDC``) and builder-deployed perpetuals of other dexes (``xyz:TSLA``).
     """
     try:
-        if venue == "binance":
+        if venue in ("binance", "binanceus"):
             if market is None:
                 raise MissingOption(f"{where}: cannot tell the Binance market of {native!r}; pass --market spot, usdm or coinm")
-            return bn.to_tickstore(native, bn.Market(market))
+            return bn.to_tickstore(native, bn.Market(market), venue)
         if venue == "bybit":
             mtype = MarketType.SPOT if market == "spot" else MarketType.SWAP
             try:
                 return MARKETS.tickstore_symbol("bybit", native, market_type=mtype)
             except SymbolNotFound:
-                unified = bn.to_unified(native, bn.Market.SPOT if mtype is MarketType.SPOT else bn.Market.USDM)
-                return f"bybit:{unified}"
+                pass
+            if mtype is MarketType.SWAP:
+                if _BYBIT_INVERSE.match(native):
+                    raise DataImportError(f"{where}: {native!r} is a Bybit inverse contract; the store collects Bybit "
+                                          f"linear (USDT/USDC) perpetuals and spot")
+                if not _BYBIT_LINEAR.match(native):
+                    raise MissingOption(f"{where}: cannot name Bybit contract {native!r} as ccxt does (a dated future or "
+                                        f"a USDC ...PERP contract); pass --symbol with its ccxt symbol, e.g. "
+                                        f"bybit:BTC/USDC:USDC-250314")
+            unified = bn.to_unified(native, bn.Market.SPOT if mtype is MarketType.SPOT else bn.Market.USDM)
+            return f"bybit:{unified}"
         if venue == "hyperliquid":
-            if _HL_SPOT.match(native):
+            if _HL_SPOT.match(native) or "/" in native:
                 raise DataImportError(f"{where}: {native!r} is a Hyperliquid spot pair; only perpetuals are stored")
+            if ":" in native:
+                raise DataImportError(f"{where}: {native!r} is a perpetual of another Hyperliquid dex (HIP-3); "
+                                      f"only the main dex's perpetuals are stored")
             try:
                 return MARKETS.tickstore_symbol("hyperliquid", native)
             except SymbolNotFound:
@@ -422,7 +464,7 @@ def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = 
         if isinstance(exc, DataImportError):
             raise
         raise DataImportError(f"{where}: cannot map {venue} id {native!r} to a tickstore symbol: {exc}") from None
-    raise DataImportError(f"{where}: venue {venue!r} is not one the store collects (binance, bybit, hyperliquid)")
+    raise DataImportError(f"{where}: venue {venue!r} is not one the store collects (binance, binanceus, bybit, hyperliquid)")
 
 
 def user_symbol(opts: ImportOptions, venue: str | None, market: str | None, *, where: str = "") -> str | None:
@@ -430,7 +472,7 @@ def user_symbol(opts: ImportOptions, venue: str | None, market: str | None, *, w
     if opts.symbol is None:
         return None
     s = opts.symbol.strip()
-    if ":" in s and s.split(":", 1)[0] in ("binance", "bybit", "hyperliquid"):
+    if ":" in s and s.split(":", 1)[0] in EXCHANGES:
         return s
     venue = opts.venue or venue
     if venue is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from collectors.book import book_table
 
-from .core import Format, ImportOptions, Member, MissingOption
+from .core import EmptyInput, Format, ImportOptions, Member, MissingOption
 
 __all__ = ["Detected", "detect", "parser_of"]
 
@@ -61,11 +61,14 @@ def detect(member: Member, fmt: Format | None, options: ImportOptions) -> Detect
         No format recognises the file (or not the one given): the message quotes the
         start of the file and names ``--format``/``--kind``/``--market``/``--symbol``.
     """
-    head = member.head(1 << 16)
+    head = member.head(_HEAD)
+    _refuse_empty(member, head)
     modules = _modules()
     wanted = [fmt] if fmt is not None else list(modules)
     for f in wanted:
-        found = modules[f].sniff(member, head, options, f)
+        # each module is told the format the user asked for (None: guessing), so a shape
+        # it would only take when asked (a bare numeric CSV) is never guessed
+        found = modules[f].sniff(member, head, options, fmt)
         if found is not None:
             return found
     first = head.split(b"\n", 1)[0][:120].decode("utf-8", "replace")
@@ -76,6 +79,27 @@ def detect(member: Member, fmt: Format | None, options: ImportOptions) -> Detect
         f"cannot tell the format of {member.where()} from its name and first line {first!r}; "
         f"pass --format, one of {[f.value for f in Format]}"
     )
+
+
+_HEAD = 1 << 16
+
+
+def _refuse_empty(member: Member, head: bytes) -> None:
+    """``EmptyInput`` for a member with no data: no bytes (after decompression), only blank
+    lines, a lone header line (a line starting with a letter, as every header of these
+    formats does and no data line does) or an empty JSON array/object."""
+    where = member.where()
+    text = head.strip()
+    if not text:
+        raise EmptyInput(f"{where} is empty (no data after decompression): nothing to import")
+    if len(head) >= _HEAD:
+        return  # more follows: not empty
+    lines = [ln.strip() for ln in head.splitlines() if ln.strip()]
+    if text in (b"[]", b"{}"):
+        raise EmptyInput(f"{where} holds an empty JSON {'array' if text == b'[]' else 'object'}: nothing to import")
+    if len(lines) == 1 and lines[0][:1].isalpha():
+        first = lines[0][:120].decode("utf-8", "replace")
+        raise EmptyInput(f"{where} holds only a header line ({first!r}), no rows: nothing to import")
 
 
 def parser_of(fmt: Format):

@@ -2,11 +2,13 @@
 
 ::
 
-    paths ──(folders: every file under them, sorted)──> files
+    paths ──(folders: every file under them, sorted; hidden and .CHECKSUM files left out)──> files
+      0. per file: sha256, checked against a <file>.CHECKSUM beside it (Binance's archive)
       1. detect every file first (format, data kind, venue, market, symbol from its name and
          first bytes); a file that does not say enough stops the run before anything is
          written, with the option to pass (--format, --market, --symbol, --venue)
-      2. per file: sha256; the ledger says it was imported with the same options and
+         (an empty file, or one with only a header row, is refused here too)
+      2. per file: the ledger says it was imported with the same options and
          nothing it wrote was deleted since -> skipped (no parsing)
       3. parse the whole file into the staging area (memory, spilled to Parquet files under
          <root>/_imports/ past ``memory_rows``); a malformed line raises here, so nothing
@@ -38,7 +40,7 @@ import pandas as pd
 from tickstore.clock import NS_PER_DAY
 from tickstore.errors import TickstoreError
 
-from .core import DataImportError, Format, ImportOptions, Member, MissingOption, Sink, file_size, open_members
+from .core import DataImportError, EmptyInput, Format, ImportOptions, Member, MissingOption, Sink, file_size, open_members
 from .detect import detect, parser_of
 
 __all__ = ["import_files", "ImportReport", "FileReport", "LEDGER"]
@@ -88,7 +90,13 @@ class ImportReport:
         return "\n".join(lines)
 
 
+_CHECKSUM = ".checksum"
+
+
 def _expand(paths) -> list[Path]:
+    """The data files of ``paths`` (folders: every file under them, sorted). Hidden files
+    and the ``.CHECKSUM`` files Binance's archive keeps beside each zip are not data: a
+    checksum is verified against the file it names (``_verify_checksum``), never imported."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise DataImportError(f"paths must be a list of files or folders, got a single {type(paths).__name__} {paths!r}; wrap it in [ ]")
     out: list[Path] = []
@@ -99,9 +107,34 @@ def _expand(paths) -> list[Path]:
             out.append(p)
         else:
             raise DataImportError(f"{p}: no such file or folder")
-    if not out:
-        raise DataImportError(f"no files to import in {[str(p) for p in paths]}")
-    return out
+    data = [p for p in out if not p.name.lower().endswith(_CHECKSUM)]
+    if not data:
+        what = " (only .CHECKSUM files: they are checked against the file beside them, not imported)" if out else ""
+        raise DataImportError(f"no files to import in {[str(p) for p in paths]}{what}")
+    return data
+
+
+def _verify_checksum(path: Path, digest: str) -> None:
+    """A ``<file>.CHECKSUM`` beside ``path`` (``<sha256>  <file name>``, as Binance's archive
+    publishes them, ``sha256sum`` format) must name ``path``'s sha256: a download cut short or
+    damaged is refused before anything is written."""
+    for sibling in (path.with_name(path.name + ".CHECKSUM"), path.with_name(path.name + ".checksum")):
+        if sibling.is_file():
+            break
+    else:
+        return
+    try:
+        first = sibling.read_text("utf-8", "replace").strip().split()
+    except OSError as exc:
+        raise DataImportError(f"cannot read {sibling}: {exc.strerror or exc}") from None
+    want = first[0].lower() if first else ""
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise DataImportError(f"{sibling}: not a sha256 checksum file like '<64 hex digits>  {path.name}'")
+    if len(first) > 1 and first[1].lstrip("*") != path.name:
+        raise DataImportError(f"{sibling} is the checksum of {first[1]!r}, not of {path.name!r}")
+    if want != digest:
+        raise DataImportError(f"{path}: sha256 {digest} differs from {want} in {sibling.name}: the file is damaged "
+                              f"or incomplete (download it again); nothing was imported")
 
 
 def _detect_file(path: Path, fmt, options) -> list:
@@ -112,7 +145,7 @@ def _detect_file(path: Path, fmt, options) -> list:
     for i, m in enumerate(members):
         try:
             found.append((i, detect(m, fmt, options)))
-        except MissingOption:
+        except (MissingOption, EmptyInput):
             if not m.optional:
                 raise
     if not found:
@@ -173,7 +206,11 @@ def import_files(
         except ValueError:
             raise DataImportError(f"unknown format {format!r}; formats are {[f.value for f in Format]}") from None
     files = _expand(paths)
-    plans = [(p, _detect_file(p, fmt, options)) for p in files]
+    plans = []
+    for p in files:
+        digest = sha256_of(p)
+        _verify_checksum(p, digest)  # first: a damaged download says so, not "not a zip"
+        plans.append((p, _detect_file(p, fmt, options), digest))
     root = Path(store.root)
     ledger = _Ledger(root / LEDGER)
     from tqdm import tqdm  # here: the library is usable without a terminal
@@ -181,8 +218,7 @@ def import_files(
     reports = []
     total = sum(file_size(p) for p in files)
     with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=not progress) as bar:
-        for path, found in plans:
-            digest = sha256_of(path)
+        for path, found, digest in plans:
             fmt_of = found[0][1].format
             # what the file means, not only its bytes: equal files under other names
             # (a spot and a futures candle file) import to other symbols

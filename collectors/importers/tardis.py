@@ -28,7 +28,10 @@ when Tardis received the message. Headers and what each becomes::
 Exchange names map to the store's venues and markets::
 
     binance -> binance spot     binance-futures -> binance usdm    binance-delivery -> binance coinm
+    binance-us -> binanceus spot
     bybit   -> bybit linear     bybit-spot      -> bybit spot       hyperliquid      -> hyperliquid
+    (Tardis' ``bybit`` also holds inverse contracts, BTCUSD: refused, as the collectors do not
+    collect them; dated futures need --symbol; Hyperliquid spot pairs are refused)
 
 What the CSVs lack, and what is stored instead (documented losses, not guesses):
 quotes carry no update id, so ``update_id`` is ``local_timestamp`` (us): it orders quotes
@@ -73,6 +76,7 @@ EXCHANGES = {
     "binance": ("binance", "spot"),
     "binance-futures": ("binance", "usdm"),
     "binance-delivery": ("binance", "coinm"),
+    "binance-us": ("binanceus", "spot"),
     "bybit": ("bybit", "linear"),
     "bybit-spot": ("bybit", "spot"),
     "hyperliquid": ("hyperliquid", "perp"),
@@ -152,10 +156,7 @@ class _Symbols:
                 if exchange not in EXCHANGES:
                     raise MalformedInput(self.where, line, f"exchange {exchange!r} is not one of {sorted(EXCHANGES)}")
                 venue, market = EXCHANGES[exchange]
-                if venue == "bybit" and market == "linear" and not native.endswith(("USDT", "USDC")) and "-" not in native:
-                    raise DataImportError(f"{self.where}: {native!r} is a Bybit inverse contract; the store collects "
-                                          f"linear (USDT/USDC) perpetuals and spot")
-                sym = resolve_symbol(venue, native, self.market or market, where=self.where)
+                sym = resolve_symbol(venue, native, self.market or market, where=f"{self.where}, line {line}")
             self._cache[key] = sym
         return sym
 

@@ -1,0 +1,87 @@
+"""Bybit's public trade history files as they are published.
+
+Sources: the file listings https://public.bybit.com/trading/ (derivatives:
+``<SYMBOL>/<SYMBOL><YYYY-MM-DD>.csv.gz``, header ``timestamp,symbol,side,size,price,
+tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional`` with ``RPI`` appended in
+2025; timestamp in epoch seconds with a fraction, e.g. ``1756771201.5983``; the folder also
+holds inverse ``BTCUSD`` and dated ``BTC-14MAR25`` contracts) and https://public.bybit.com/spot/
+(``<SYMBOL>/<SYMBOL>_<YYYY-MM-DD>.csv.gz``, header ``id,timestamp,price,volume,side,rpi``,
+timestamp in epoch ms, side ``buy``/``sell``; monthly files ``<SYMBOL>_<YYYY-MM>.csv.gz``
+name five columns and carry six). Trade ids and sides as the v5 public trade stream
+(https://bybit-exchange.github.io/docs/v5/websocket/public/trade: ``i`` trade id, ``S`` taker
+side, ``RPI`` flag), so live and imported prints meet on the same key.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from collectors.exchanges.bybit import trade_id
+from collectors.importers import DataImportError, MalformedInput, MissingOption
+from tests.importers.helpers import run, write
+
+LINEAR = ("timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional,RPI\n"
+          "1756771201.5983,ATOMUSDT,Buy,0.1,4.393,PlusTick,5e580a5e-b412-5c7b-bb94-edef31ee0d0c,4.393e+07,0.1,0.4393,0\n"
+          "1756771201.6,ATOMUSDT,Sell,12.5,4.392,MinusTick,0f4a3b89-27c4-5a8e-9c1d-3e2f1a0b9c8d,5.49e+09,12.5,54.9,1\n"
+          "1756771202,ATOMUSDT,Sell,1,4.392,ZeroMinusTick,26bb8b97-1991-503f-b2c2-f4e8d0b94721,4.392e+08,1,4.392,0\n")
+
+
+def _ns(text: str) -> int:
+    whole, _, frac = text.partition(".")
+    return int(whole) * 10**9 + int((frac + "000000000")[:9])
+
+
+def test_linear_trades_with_the_rpi_column(store, tmp_path):
+    report = run(store, write(tmp_path / "trading/ATOMUSDT/ATOMUSDT2025-09-02.csv.gz", LINEAR, gz=True))
+    assert report.files[0].symbols == ("bybit:ATOM/USDT:USDT",)
+    rows = list(csv.DictReader(io.StringIO(LINEAR)))
+    got = store["trades"].select("bybit:ATOM/USDT:USDT")
+    assert [t.value for t in got.index] == [_ns(r["timestamp"]) for r in rows]  # to the digit
+    assert got["trade_id"].tolist() == [trade_id(r["trdMatchID"]) for r in rows]  # folded as the live parser folds i
+    assert got["side"].tolist() == [1 if r["side"] == "Buy" else -1 for r in rows]
+    assert got["qty"].tolist() == [float(r["size"]) for r in rows]
+    assert got["price"].tolist() == [float(r["price"]) for r in rows]
+    assert got["kind"].tolist() == [0, 0, 0]  # RPI prints are order-book prints (MARKET), as live
+    assert list(got["recv_ts"]) == list(got.index)
+
+
+SPOT_DAY = "id,timestamp,price,volume,side,rpi\n1,1747612800074,106453.8,0.003718,sell,0\n2,1747612800150,106456.9,0.000500,buy,0\n3,1747612800150,106456.9,0.000500,buy,1\n"
+SPOT_MONTH = "id,timestamp,price,volume,side\n1,1752224400000,46.00,1.0,buy,0\n2,1752224460000,47.00,2.0,sell,0\n"
+
+
+def test_spot_trades_daily_and_monthly_symbol_from_the_name(store, tmp_path):
+    run(store, write(tmp_path / "spot/BTCUSDT/BTCUSDT_2025-05-19.csv.gz", SPOT_DAY, gz=True))
+    got = store["trades"].select("bybit:BTC/USDT")
+    rows = list(csv.DictReader(io.StringIO(SPOT_DAY)))
+    assert [t.value for t in got.index] == [int(r["timestamp"]) * 10**6 for r in rows]
+    assert got["trade_id"].tolist() == [1, 2, 3]  # identical prints in one ms stay distinct rows
+    assert got["side"].tolist() == [-1, 1, 1] and got["qty"].tolist() == [0.003718, 0.0005, 0.0005]
+    # a monthly file's header names five columns, its rows carry six: nothing shifts
+    run(store, write(tmp_path / "spot/SOLUSDT/SOLUSDT_2025-07.csv.gz", SPOT_MONTH, gz=True))
+    sol = store["trades"].select("bybit:SOL/USDT")
+    assert sol["price"].tolist() == [46.0, 47.0] and sol["qty"].tolist() == [1.0, 2.0]
+    assert [t.value for t in sol.index] == [1752224400000 * 10**6, 1752224460000 * 10**6]
+
+
+def test_contracts_the_store_does_not_collect_are_refused_not_misnamed(store, tmp_path):
+    inverse = LINEAR.replace("ATOMUSDT", "BTCUSD")
+    with pytest.raises(DataImportError, match="'BTCUSD' is a Bybit inverse contract"):
+        run(store, write(tmp_path / "trading/BTCUSD/BTCUSD2025-09-02.csv.gz", inverse, gz=True))
+    dated = LINEAR.replace("ATOMUSDT", "BTC-14MAR25")
+    path = write(tmp_path / "trading/BTC-14MAR25/BTC-14MAR252025-03-01.csv.gz", dated, gz=True)
+    with pytest.raises(MissingOption, match="pass --symbol"):
+        run(store, path)
+    assert store.tables() == []
+    run(store, path, symbol="bybit:BTC/USDC:USDC-250314")
+    assert len(store["trades"].select("bybit:BTC/USDC:USDC-250314")) == 3
+
+
+def test_a_malformed_trade_names_file_and_line(store, tmp_path):
+    bad = LINEAR.replace("1756771201.6,", "17567712O1.6,")
+    path = write(tmp_path / "trading/ATOMUSDT/ATOMUSDT2025-09-02.csv.gz", bad, gz=True)
+    with pytest.raises(MalformedInput, match=r"ATOMUSDT2025-09-02.csv.gz, line 3: timestamp '17567712O1.6'"):
+        run(store, path)
+    assert store.tables() == []

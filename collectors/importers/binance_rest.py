@@ -40,7 +40,6 @@ import pandas as pd
 
 from collectors.events import DepthSnapshot
 from collectors.exchanges import binance as bn
-from collectors.funding import SettlementError, funding_intervals, settlement_times
 
 from .core import (
     DataImportError,
@@ -51,10 +50,15 @@ from .core import (
     MissingOption,
     Sink,
     epoch_to_ns,
+    field_values,
+    funding_frame,
+    first_json,
     load_json,
     ohlcv_frame,
     ohlcv_schema,
     ohlcv_table,
+    record_groups,
+    records,
     resolve_symbol,
     timeframe_of,
     user_symbol,
@@ -72,22 +76,20 @@ _INTERVAL = re.compile(r"(?:^|[-_])(?P<i>\d+(?:s|m|h|d|w|M))(?:[-_.]|$)")
 _COINM = re.compile(r"^[A-Z0-9]+USD_(?:PERP|\d{6})$")
 
 
-def _kind(doc) -> tuple[str, bool | None] | None:
-    """(kind, spot?) of a body; spot None when the body does not say."""
-    if isinstance(doc, dict):
-        return ("depth", "E" not in doc and "T" not in doc) if "lastUpdateId" in doc else None
-    if not isinstance(doc, list) or not doc:
+def _kind(rows: list) -> tuple[str, bool | None] | None:
+    """(kind, spot?) of the records of a body (``core.records``); spot None when they do not say."""
+    if not rows:
         return None
-    x = doc[0]
+    x = rows[0]
     if isinstance(x, dict):
+        if "lastUpdateId" in x:  # a depth body (or JSON lines of them)
+            return "depth", "E" not in x and "T" not in x
         if {"id", "price", "qty", "time", "isBuyerMaker"} <= x.keys():
             return "trades", "isBestMatch" in x  # spot bodies carry isBestMatch; COIN-M ones baseQty
         if {"a", "p", "q", "f", "l", "T", "m"} <= x.keys():
             return "aggTrades", "M" in x
         if {"symbol", "fundingTime", "fundingRate"} <= x.keys():
             return "fundingRate", False
-        if "lastUpdateId" in x:  # JSON lines of depth bodies
-            return "depth", "E" not in x and "T" not in x
     if isinstance(x, list) and len(x) == 12 and isinstance(x[0], int):
         return ("priceKlines" if looks_like_price_klines(x) else "klines"), None
     return None
@@ -100,10 +102,12 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     try:
         doc = load_json(member)
     except MalformedInput:
-        if fmt is Format.BINANCE_REST:
-            raise
+        first = first_json(head)
+        if fmt is Format.BINANCE_REST or (first is not None and _kind(records(first)[0]) is not None):
+            raise  # a Binance body whose later lines are broken: say where, not "unknown format"
         return None
-    found = _kind(doc)
+    rows, _ = records(doc)
+    found = _kind(rows)
     if found is None:
         return None
     kind, spot = found
@@ -122,21 +126,21 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
                               f"on the time grid; record them with their receive time (a capture, see tickstore replay)")
     native = None
     if kind == "fundingRate":
-        first = doc[0]["symbol"]
+        first = str(rows[0]["symbol"])
         market = "coinm" if _COINM.match(first) else "usdm"
         return Detected(Format.BINANCE_REST, kind, "binance", options.market or market, None)
     m = _SYMBOL.search(name)
     native = m.group("s") if m else None
     market = options.market
     if market is None:
-        if native and _COINM.match(native) or (isinstance(doc, list) and isinstance(doc[0], dict) and "baseQty" in doc[0]):
+        if native and _COINM.match(native) or (isinstance(rows[0], dict) and "baseQty" in rows[0]):
             market = "coinm"
         elif spot is True:
             market = "spot"
         elif kind in PRICE_KLINES:  # mark, index and premium-index prices exist for futures only
             market = "usdm"
-        elif kind == "depth" and isinstance(doc, (dict, list)):
-            body = doc if isinstance(doc, dict) else doc[0]
+        elif kind == "depth":
+            body = rows[0]
             market = "coinm" if "pair" in body or _COINM.match(str(body.get("symbol", ""))) else "usdm"
         elif spot is False:
             market = "usdm" if not (native and _COINM.match(native)) else "coinm"
@@ -151,67 +155,70 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         i = _INTERVAL.search(name)
         given = options.kind if options.kind not in PRICE_KLINES else None
         hints["interval"] = given or (i.group("i") if i else timeframe_of(
-            epoch_to_ns(np.array([r[0] for r in doc[:2]], dtype=np.int64), where=where), where=where))
+            epoch_to_ns(np.array([r[0] for r in rows[:2]], dtype=np.int64), where=where), where=where))
     return Detected(Format.BINANCE_REST, kind, "binance", market, sym, hints)
 
 
 def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> None:
     where = member.where()
-    doc = load_json(member)
+    rows, lines = records(load_json(member))
+    parser = _klines if det.kind.endswith("lines") else {"trades": _trades, "aggTrades": _agg_trades, "depth": _depth,
+                                                         "fundingRate": _funding}[det.kind]
+    if det.kind != "depth":
+        bad = next((i for i, r in enumerate(rows) if not isinstance(r, list if det.kind.endswith("lines") else dict)), None)
+        if bad is not None:
+            raise MalformedInput(where, None if lines is None else lines[bad],
+                                 f"record {bad + 1} is not a {det.kind} record like the first", orjson.dumps(rows[bad]))
     try:
-        parser = _klines if det.kind.endswith("lines") else {"trades": _trades, "aggTrades": _agg_trades, "depth": _depth,
-                                                             "fundingRate": _funding}[det.kind]
-        parser(doc, det, options, sink, where)
+        parser(rows, det, options, sink, where, lines)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, DataImportError):
             raise
         raise MalformedInput(where, None, f"not a Binance {det.kind} body: {type(exc).__name__} {exc}") from None
 
 
-def _records(doc, where: str, what: str) -> list:
-    if not isinstance(doc, list):
-        raise MalformedInput(where, None, f"a {what} body is a JSON array")
-    return doc
+def _sides(rows, key: str, where: str, lines) -> np.ndarray:
+    """-1 where the buyer was the maker (``isBuyerMaker``/``m`` true), +1 where not; a value
+    that is not a JSON boolean names its record."""
+    flags = field_values(rows, key, object, where=where, lines=lines)
+    for i, v in enumerate(flags):
+        if not isinstance(v, bool):
+            raise MalformedInput(where, None if lines is None else lines[i],
+                                 (f"record {i + 1}: " if lines is None else "") + f"{key} {v!r} is not true or false")
+    return np.where(flags.astype(bool), -1, 1).astype(np.int8)
 
 
-def _trades(doc, det, options, sink, where) -> None:
-    rows = _records(doc, where, "trades")
-    ts = epoch_to_ns(np.array([r["time"] for r in rows], dtype=np.int64), where=where)
+def _trades(rows, det, options, sink, where, lines) -> None:
+    f = lambda key, dt: field_values(rows, key, dt, where=where, lines=lines)  # noqa: E731
+    ts = epoch_to_ns(f("time", np.int64), where=where, lines=lines)
     sink.frame("trades", det.symbol, pd.DataFrame({
-        "recv_ts": utc(ts), "trade_id": np.array([r["id"] for r in rows], dtype=np.int64),
-        "price": np.array([r["price"] for r in rows], dtype=np.float64),
-        "qty": np.array([r["qty"] for r in rows], dtype=np.float64),
-        "side": np.array([-1 if r["isBuyerMaker"] else 1 for r in rows], dtype=np.int8),
+        "recv_ts": utc(ts), "trade_id": f("id", np.int64), "price": f("price", np.float64),
+        "qty": f("qty", np.float64), "side": _sides(rows, "isBuyerMaker", where, lines),
     }, index=utc_index(ts)))
 
 
-def _agg_trades(doc, det, options, sink, where) -> None:
-    rows = _records(doc, where, "aggTrades")
-    ts = epoch_to_ns(np.array([r["T"] for r in rows], dtype=np.int64), where=where)
+def _agg_trades(rows, det, options, sink, where, lines) -> None:
+    f = lambda key, dt: field_values(rows, key, dt, where=where, lines=lines)  # noqa: E731
+    ts = epoch_to_ns(f("T", np.int64), where=where, lines=lines)
     sink.frame("agg_trades", det.symbol, pd.DataFrame({
-        "recv_ts": utc(ts), "agg_id": np.array([r["a"] for r in rows], dtype=np.int64),
-        "first_trade_id": np.array([r["f"] for r in rows], dtype=np.int64),
-        "last_trade_id": np.array([r["l"] for r in rows], dtype=np.int64),
-        "price": np.array([r["p"] for r in rows], dtype=np.float64),
-        "qty": np.array([r["q"] for r in rows], dtype=np.float64),
-        "side": np.array([-1 if r["m"] else 1 for r in rows], dtype=np.int8),
+        "recv_ts": utc(ts), "agg_id": f("a", np.int64), "first_trade_id": f("f", np.int64),
+        "last_trade_id": f("l", np.int64), "price": f("p", np.float64), "qty": f("q", np.float64),
+        "side": _sides(rows, "m", where, lines),
     }, index=utc_index(ts)))
 
 
-def _klines(doc, det, options, sink, where) -> None:
-    rows = _records(doc, where, "klines")
-    arr = np.array([r[:6] for r in rows], dtype=object)
-    ts = epoch_to_ns(arr[:, 0].astype(np.int64), where=where, what="open time")
+def _klines(rows, det, options, sink, where, lines) -> None:
+    f = lambda i, dt, what: field_values(rows, i, dt, where=where, lines=lines, what=what)  # noqa: E731
+    ts = epoch_to_ns(f(0, np.int64, "open time"), where=where, lines=lines, what="open time")
     interval = det.hints["interval"]
     price = PRICE_KLINES.get(det.kind)
     table = ohlcv_table(interval) if price is None else f"{price}_{ohlcv_table(interval)}"
-    vals = arr[:, 1:6].astype(np.float64)
+    vals = [f(i, np.float64, name) for i, name in enumerate(("open", "high", "low", "close", "volume"), 1)]
     what = f"{interval} OHLCV bars" + (f" of the {price} price" if price else "")
-    sink.frame(table, det.symbol, ohlcv_frame(ts, *vals.T), ohlcv_schema(table, what=what))
+    sink.frame(table, det.symbol, ohlcv_frame(ts, *vals), ohlcv_schema(table, what=what))
 
 
-def _depth(doc, det, options, sink, where) -> None:
-    bodies = doc if isinstance(doc, list) else [doc]
+def _depth(bodies, det, options, sink, where, lines=None) -> None:
     feed = FrameFeed("binance", det.market, sink, options, where=where)
     native = bn.to_native(det.symbol.split(":", 1)[1], bn.Market(det.market))
     parser = feed.parser
@@ -225,22 +232,11 @@ def _depth(doc, det, options, sink, where) -> None:
     sink.events(feed.close())
 
 
-def _funding(doc, det, options, sink, where) -> None:
-    rows = _records(doc, where, "fundingRate")
-    by_symbol: dict[str, list] = {}
-    for r in rows:
-        by_symbol.setdefault(r["symbol"], []).append(r)
-    for native, rs in by_symbol.items():
-        market = "coinm" if _COINM.match(native) else (det.market or "usdm")
-        sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", native, market, where=where)
-        ts = epoch_to_ns(np.array([r["fundingTime"] for r in rs], dtype=np.int64), where=where, what="fundingTime")
-        try:
-            snapped = settlement_times(ts, source=f"{where} {native}")
-        except SettlementError as exc:
-            raise MalformedInput(where, None, str(exc)) from None
-        order = np.argsort(snapped.asi8, kind="stable")
-        t = snapped.asi8[order]
-        sink.frame("funding", sym, pd.DataFrame({
-            "rate": np.array([rs[i]["fundingRate"] for i in order], dtype=np.float64),
-            "interval_h": funding_intervals(t, nominal=8.0),
-        }, index=utc_index(t)))
+def _funding(rows, det, options, sink, where, lines) -> None:
+    natives = field_values(rows, "symbol", object, where=where, lines=lines)
+    for native, rs, ls in record_groups(rows, lines, natives):
+        market = "coinm" if _COINM.match(str(native)) else (det.market or "usdm")
+        sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", str(native), market, where=where)
+        ts = epoch_to_ns(field_values(rs, "fundingTime", np.int64, where=where, lines=ls), where=where, what="fundingTime")
+        rate = field_values(rs, "fundingRate", np.float64, where=where, lines=ls)
+        sink.frame("funding", sym, funding_frame(ts, rate, where=where, label=str(native), nominal=8.0))

@@ -20,9 +20,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pandas as pd
 
-from collectors.funding import SettlementError, funding_intervals, settlement_times
 from collectors.symbols import MARKETS
 from tickstore.errors import SymbolError
 
@@ -34,13 +32,18 @@ from .core import (
     MissingOption,
     Sink,
     epoch_to_ns,
+    field_values,
+    funding_frame,
+    first_json,
     load_json,
     ohlcv_frame,
     ohlcv_schema,
     ohlcv_table,
+    record_groups,
+    records,
     timeframe_of,
+    PERPETUAL_MARKET,
     user_symbol,
-    utc_index,
 )
 from .detect import Detected
 
@@ -59,6 +62,18 @@ def _venue_of_info(info: dict) -> str | None:
     return None
 
 
+def _shape(rows: list) -> str | None:
+    """``ohlcv`` (``[timestamp, o, h, l, c, v]`` arrays; ccxt leaves a value it lacks
+    ``None``), ``funding`` (funding rate history structures) or None."""
+    x = rows[0] if rows else None
+    if isinstance(x, list) and len(x) == 6 and isinstance(x[0], int) and not isinstance(x[0], bool) \
+            and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in x[1:]):
+        return "ohlcv"
+    if isinstance(x, dict) and {"symbol", "fundingRate", "timestamp"} <= x.keys():
+        return "funding"
+    return None
+
+
 def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> Detected | None:
     where = member.where()
     if head.lstrip()[:1] != b"[":
@@ -66,13 +81,16 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     try:
         doc = load_json(member)
     except MalformedInput:
-        if fmt is Format.CCXT:
-            raise
+        first = first_json(head)
+        if fmt is Format.CCXT or (first is not None and _shape(records(first)[0]) is not None):
+            raise  # a ccxt dump whose later lines are broken: say where
         return None
-    if not isinstance(doc, list) or not doc:
+    rows, _ = records(doc)
+    shape = _shape(rows)
+    if shape is None:
         return None
-    x = doc[0]
-    if isinstance(x, list) and len(x) == 6 and all(isinstance(v, (int, float)) for v in x):
+    x = rows[0]
+    if shape == "ohlcv":
         venue = options.venue
         if venue is None:
             raise MissingOption(f"{where}: ccxt OHLCV arrays do not say the exchange; pass --venue binance|bybit|hyperliquid")
@@ -81,50 +99,35 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
             raise MissingOption(f"{where}: ccxt OHLCV arrays do not say the symbol; pass --symbol (e.g. BTC/USDT:USDT)")
         m = _TIMEFRAME.search(member.path.stem)
         tf = options.kind or (m.group("tf") if m else timeframe_of(
-            epoch_to_ns(np.array([r[0] for r in doc[:2]], dtype=np.int64), where=where), where=where))
+            epoch_to_ns(np.array([r[0] for r in rows[:2]], dtype=np.int64), where=where), where=where))
         return Detected(Format.CCXT, "ohlcv", venue, None, sym, {"interval": tf})
-    if isinstance(x, dict) and {"symbol", "fundingRate", "timestamp"} <= x.keys():
+    if shape == "funding":
         venue = options.venue or _venue_of_info(x.get("info") or {})
         if venue is None:
             raise MissingOption(f"{where}: these ccxt funding rates do not say the exchange; pass --venue")
-        return Detected(Format.CCXT, "funding", venue, None, user_symbol(options, venue, "swap", where=where))
+        sym = user_symbol(options, venue, options.market or PERPETUAL_MARKET.get(venue), where=where)
+        return Detected(Format.CCXT, "funding", venue, None, sym)
     return None
 
 
 def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> None:
     where = member.where()
-    doc = load_json(member)
-    try:
-        if det.kind == "ohlcv":
-            arr = np.array(doc, dtype=np.float64)
-            if arr.ndim != 2 or arr.shape[1] != 6:
-                raise MalformedInput(where, None, f"expected [[timestamp, open, high, low, close, volume], ...], got shape {arr.shape}")
-            ts = epoch_to_ns(arr[:, 0].astype(np.int64), where=where)
-            table = ohlcv_table(det.hints["interval"])
-            sink.frame(table, det.symbol, ohlcv_frame(ts, *arr[:, 1:].T), ohlcv_schema(table, what=f"{det.hints['interval']} OHLCV bars"))
-            return
-        by_symbol: dict[str, list] = {}
-        for r in doc:
-            by_symbol.setdefault(r["symbol"], []).append(r)
-        for unified, rs in by_symbol.items():
-            sym = det.symbol or f"{det.venue}:{unified}"
-            try:
-                market = MARKETS.info(det.venue, unified)
-            except SymbolError:
-                market = None  # not in the built-in table: intervals from the spacing alone
-            ts = epoch_to_ns(np.array([r["timestamp"] for r in rs], dtype=np.int64), where=where)
-            try:
-                snapped = settlement_times(ts, source=f"{where} {unified}")
-            except SettlementError as exc:
-                raise MalformedInput(where, None, str(exc)) from None
-            order = np.argsort(snapped.asi8, kind="stable")
-            t = snapped.asi8[order]
-            nominal = market.funding_interval_h if market is not None else None
-            sink.frame("funding", sym, pd.DataFrame({
-                "rate": np.array([rs[i]["fundingRate"] for i in order], dtype=np.float64),
-                "interval_h": funding_intervals(t, nominal=nominal),
-            }, index=utc_index(t)))
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, MalformedInput):
-            raise
-        raise MalformedInput(where, None, f"not a ccxt {det.kind} dump: {type(exc).__name__} {exc}") from None
+    rows, lines = records(load_json(member))
+    if det.kind == "ohlcv":
+        f = lambda i, what: field_values(rows, i, np.float64 if i else np.int64, where=where, lines=lines, what=what)  # noqa: E731
+        ts = epoch_to_ns(f(0, "timestamp"), where=where, lines=lines)
+        table = ohlcv_table(det.hints["interval"])
+        vals = [f(i, name) for i, name in enumerate(("open", "high", "low", "close", "volume"), 1)]
+        sink.frame(table, det.symbol, ohlcv_frame(ts, *vals), ohlcv_schema(table, what=f"{det.hints['interval']} OHLCV bars"))
+        return
+    symbols = field_values(rows, "symbol", object, where=where, lines=lines)
+    for unified, rs, ls in record_groups(rows, lines, symbols):
+        try:
+            market = MARKETS.info(det.venue, unified)
+        except SymbolError:
+            market = None  # not in the built-in table: intervals from the spacing alone
+        ts = epoch_to_ns(field_values(rs, "timestamp", np.int64, where=where, lines=ls), where=where, lines=ls)
+        rate = field_values(rs, "fundingRate", np.float64, where=where, lines=ls)
+        nominal = market.funding_interval_h if market is not None else None
+        sink.frame("funding", det.symbol or f"{det.venue}:{unified}",
+                   funding_frame(ts, rate, where=where, label=unified, nominal=nominal))

@@ -467,6 +467,10 @@ def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = 
     raise DataImportError(f"{where}: venue {venue!r} is not one the store collects (binance, binanceus, bybit, hyperliquid)")
 
 
+#: the market word of each venue's perpetuals (``resolve_symbol``), for files of perpetuals only
+PERPETUAL_MARKET = {"binance": "usdm", "bybit": "linear", "hyperliquid": "perp"}
+
+
 def user_symbol(opts: ImportOptions, venue: str | None, market: str | None, *, where: str = "") -> str | None:
     """``--symbol`` as a tickstore symbol (it may be given as one, or as the venue's id)."""
     if opts.symbol is None:
@@ -576,8 +580,15 @@ def ohlcv_frame(ts_ns, o, h, l, c, v) -> pd.DataFrame:
                          "volume": np.asarray(v, np.float64)}, index=utc_index(ts_ns))
 
 
+class JsonLines(list):
+    """The documents of a JSON-lines file, with the file line of each (``lines``)."""
+
+    lines: list
+
+
 def load_json(member: Member):
-    """A JSON document, or a list of the documents of a JSON-lines file (one per line).
+    """A JSON document, or the documents of a JSON-lines file (one per line) as a
+    ``JsonLines`` list that remembers their line numbers.
 
     Raises ``MalformedInput`` naming the line of a JSON-lines document that does not parse.
     """
@@ -587,17 +598,105 @@ def load_json(member: Member):
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as whole:
-        docs = []
+        docs = JsonLines()
+        docs.lines = []
         for i, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue
             try:
                 docs.append(orjson.loads(line))
+                docs.lines.append(i)
             except orjson.JSONDecodeError as exc:
                 if i == 1 and len(docs) == 0 and raw.count(b"\n") <= 1:
                     raise MalformedInput(member.where(), None, f"not JSON ({whole})") from None
                 raise MalformedInput(member.where(), i, f"not JSON ({exc})", line) from None
         return docs
+
+
+def first_json(head: bytes):
+    """The first line of ``head`` as JSON (the first document of a JSON-lines file, or a
+    one-line document), or None: tells a format from a file whose later lines are broken."""
+    import orjson
+
+    try:
+        return orjson.loads(head.split(b"\n", 1)[0])
+    except orjson.JSONDecodeError:
+        return None
+
+
+def records(doc) -> tuple[list, list | None]:
+    """The records of a body (a JSON array), or of a JSON-lines file of bodies (each line an
+    array, or one record): ``(records, line of each record or None)``."""
+    if isinstance(doc, JsonLines):
+        if all(isinstance(d, list) for d in doc) and any(d and isinstance(d[0], (dict, list)) for d in doc):
+            out, lines = [], []
+            for body, line in zip(doc, doc.lines):
+                out += body
+                lines += [line] * len(body)
+            return out, lines
+        return list(doc), list(doc.lines)
+    return (doc if isinstance(doc, list) else [doc]), None
+
+
+def field_values(rows: list, key, dtype, *, where: str, lines=None, what: str | None = None) -> np.ndarray:
+    """``rows[i][key]`` of every record as a numpy array of ``dtype`` (numbers may be JSON
+    strings, as Binance and Hyperliquid write them). A record without ``key``, or whose
+    value is null or does not convert, raises ``MalformedInput`` naming the record: its
+    line in a JSON-lines file, else its position in the array."""
+    what = what or str(key)
+    values = []
+    for i, r in enumerate(rows):
+        try:
+            v = r[key]
+            if v is None or isinstance(v, (dict, list)):
+                raise ValueError(f"{what} is {v!r}")
+            values.append(v)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            problem = f"{what} is missing" if isinstance(exc, (KeyError, IndexError, TypeError)) else str(exc)
+            _bad_record(where, lines, i, problem, r)
+    try:
+        return np.array(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        for i, v in enumerate(values):
+            try:
+                np.array([v], dtype=dtype)
+            except (TypeError, ValueError, OverflowError):
+                _bad_record(where, lines, i, f"{what} {v!r} is not a {np.dtype(dtype).name}", rows[i])
+        raise
+
+
+def record_groups(rows: list, lines, keys):
+    """``(key, records, their lines)`` per distinct key (first-seen order) of ``keys``
+    (one key per record, e.g. its symbol)."""
+    for key in dict.fromkeys(keys):
+        sel = [i for i, k in enumerate(keys) if k == key]
+        yield key, [rows[i] for i in sel], None if lines is None else [lines[i] for i in sel]
+
+
+def funding_frame(ts_ns, rate, *, where: str, label: str, nominal: float | None) -> pd.DataFrame:
+    """Settled funding rows (the ``funding`` table) from settlement stamps as venues and
+    tools write them: each snapped to its hour (``collectors.funding.settlement_times``,
+    which refuses what is not a settlement), sorted, the interval from the spacing
+    (``nominal`` hours for a lone row). ``label`` names the series in errors."""
+    from collectors.funding import SettlementError, funding_intervals, settlement_times
+
+    try:
+        snapped = settlement_times(np.asarray(ts_ns, dtype=np.int64), source=f"{where} {label}".strip())
+    except SettlementError as exc:
+        raise MalformedInput(where, None, str(exc)) from None
+    order = np.argsort(snapped.asi8, kind="stable")
+    t = snapped.asi8[order]
+    return pd.DataFrame({"rate": np.asarray(rate, dtype=np.float64)[order],
+                         "interval_h": funding_intervals(t, nominal=nominal)}, index=utc_index(t))
+
+
+def _bad_record(where: str, lines, i: int, problem: str, record) -> None:
+    import orjson
+
+    text = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+    if lines is not None:
+        raise MalformedInput(where, int(lines[i]), problem, text) from None
+    raise MalformedInput(where, None, f"record {i + 1} of the array: {problem}", text) from None
 
 
 def utc_index(ns) -> pd.DatetimeIndex:

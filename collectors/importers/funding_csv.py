@@ -28,7 +28,8 @@ from collectors.funding import SettlementError, funding_intervals, settlement_ti
 from collectors.symbols import MARKETS, MarketType
 from tickstore.errors import SymbolError
 
-from .core import DataImportError, Format, ImportOptions, MalformedInput, Member, MissingOption, Sink, csv_blocks, epoch_to_ns, user_symbol, utc_index
+from .core import (PERPETUAL_MARKET, DataImportError, Format, ImportOptions, MalformedInput, Member, MissingOption, Sink,
+                   csv_blocks, epoch_to_ns, user_symbol, utc_index)
 from .detect import Detected
 
 __all__ = ["sniff", "parse"]
@@ -57,7 +58,7 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     venue = options.venue or (m.group("venue").lower() if m else None)
     if venue is None:
         raise MissingOption(f"{where}: the file name does not say the exchange (like BTC-USDT_binance_..._funding_history.csv); pass --venue")
-    sym = user_symbol(options, venue, "swap", where=where)
+    sym = user_symbol(options, venue, options.market or PERPETUAL_MARKET.get(venue), where=where)
     if sym is None:
         if m is None:
             raise MissingOption(f"{where}: the file name does not say the pair; pass --symbol")

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-import pandas as pd
 
-from collectors.funding import SettlementError, funding_intervals, settlement_times
 
 from .core import (
     DataImportError,
@@ -31,11 +29,16 @@ from .core import (
     Member,
     Sink,
     epoch_to_ns,
+    field_values,
+    funding_frame,
+    first_json,
     load_json,
     ohlcv_frame,
     ohlcv_schema,
     ohlcv_table,
-    utc_index,
+    record_groups,
+    records,
+    resolve_symbol,
 )
 from .detect import Detected
 from .frames import FrameFeed, markets_for
@@ -44,7 +47,8 @@ __all__ = ["sniff", "parse"]
 
 
 def _kind(doc) -> str | None:
-    body = doc[0] if isinstance(doc, list) and doc else doc
+    rows, _ = records(doc)
+    body = rows[0] if rows else None
     if isinstance(body, dict):
         if {"coin", "time", "levels"} <= body.keys():
             return "l2Book"
@@ -61,13 +65,14 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     try:
         doc = load_json(member)
     except MalformedInput:
-        if fmt is Format.HYPERLIQUID_REST:
-            raise
+        first = first_json(head)
+        if fmt is Format.HYPERLIQUID_REST or (first is not None and _kind(first) is not None):
+            raise  # a Hyperliquid body whose later lines are broken: say where
         return None
     kind = _kind(doc)
     if kind is None:
         return None
-    body = doc[0] if isinstance(doc, list) else doc
+    body = records(doc)[0][0]
     coin = body.get("coin") or body.get("s")
     return Detected(Format.HYPERLIQUID_REST, kind, "hyperliquid", "perp", None, {"coin": coin})
 
@@ -86,39 +91,32 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
                 feed.frame(orjson.dumps({"channel": "l2Book", "data": body}), t, line)
             sink.events(feed.close())
         elif det.kind == "fundingHistory":
-            _funding(bodies, sink, where)
+            _funding(*records(doc), sink=sink, where=where)
         else:
-            _candles(bodies, sink, where)
+            _candles(*records(doc), sink=sink, where=where)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, DataImportError):
             raise
         raise MalformedInput(where, None, f"not a Hyperliquid {det.kind} body: {type(exc).__name__} {exc}") from None
 
 
-def _symbol(coin: str) -> str:
-    return markets_for("hyperliquid", [coin], "perp").tickstore_symbol("hyperliquid", coin)
+def _symbol(coin, where: str) -> str:
+    return resolve_symbol("hyperliquid", str(coin), "perp", where=where)
 
 
-def _funding(rows, sink, where) -> None:
-    for coin in sorted({r["coin"] for r in rows}):
-        rs = [r for r in rows if r["coin"] == coin]
-        ts = epoch_to_ns(np.array([r["time"] for r in rs], dtype=np.int64), where=where)
-        try:
-            snapped = settlement_times(ts, source=f"{where} {coin}")
-        except SettlementError as exc:
-            raise MalformedInput(where, None, str(exc)) from None
-        order = np.argsort(snapped.asi8, kind="stable")
-        t = snapped.asi8[order]
-        sink.frame("funding", _symbol(coin), pd.DataFrame({
-            "rate": np.array([rs[i]["fundingRate"] for i in order], dtype=np.float64),
-            "interval_h": funding_intervals(t, nominal=1.0),
-        }, index=utc_index(t)))
+def _funding(rows, lines, *, sink, where) -> None:
+    coins = field_values(rows, "coin", object, where=where, lines=lines)
+    for coin, rs, ls in record_groups(rows, lines, coins):
+        ts = epoch_to_ns(field_values(rs, "time", np.int64, where=where, lines=ls), where=where, lines=ls)
+        rate = field_values(rs, "fundingRate", np.float64, where=where, lines=ls)
+        sink.frame("funding", _symbol(coin, where), funding_frame(ts, rate, where=where, label=str(coin), nominal=1.0))
 
 
-def _candles(rows, sink, where) -> None:
-    for (coin, interval) in sorted({(r["s"], r["i"]) for r in rows}):
-        rs = [r for r in rows if r["s"] == coin and r["i"] == interval]
-        ts = epoch_to_ns(np.array([r["t"] for r in rs], dtype=np.int64), where=where)
-        vals = np.array([[r["o"], r["h"], r["l"], r["c"], r["v"]] for r in rs], dtype=np.float64)
+def _candles(rows, lines, *, sink, where) -> None:
+    keys = list(zip(field_values(rows, "s", object, where=where, lines=lines),
+                    field_values(rows, "i", object, where=where, lines=lines)))
+    for (coin, interval), rs, ls in record_groups(rows, lines, keys):
+        ts = epoch_to_ns(field_values(rs, "t", np.int64, where=where, lines=ls), where=where, lines=ls)
+        vals = [field_values(rs, k, np.float64, where=where, lines=ls) for k in ("o", "h", "l", "c", "v")]
         table = ohlcv_table(interval)
-        sink.frame(table, _symbol(coin), ohlcv_frame(ts, *vals.T), ohlcv_schema(table, what=f"{interval} OHLCV bars"))
+        sink.frame(table, _symbol(coin, where), ohlcv_frame(ts, *vals), ohlcv_schema(table, what=f"{interval} OHLCV bars"))

@@ -37,7 +37,21 @@ What the CSVs lack, and what is stored instead (documented losses, not guesses):
 quotes carry no update id, so ``update_id`` is ``local_timestamp`` (us): it orders quotes
 of one exchange millisecond and is the same from whichever file a quote comes. Book
 snapshots and diffs carry none either: ``update_id`` of book rows is the line number of
-the snapshot (or diff message) in the file. Tardis trades are market prints.
+the snapshot (or diff message) in the file. How Tardis builds the columns
+(github.com/tardis-dev/tardis-node, ``src/mappers``), and what that means here:
+
+- trades: Binance ``trade`` frames with ``X`` INSURANCE_FUND or ADL are left out by Tardis,
+  so every row is a market print (kind MARKET). Bybit's ``BT`` (block trade) flag is not
+  carried: Bybit block trades arrive as MARKET here (the live collector marks them BLOCK).
+- liquidations: Binance rows are the filled part of the order at its average price
+  (``z`` at ``ap``; the live collector stores the order's ``q`` at ``p``); sides as the
+  live tables: buy (+1) = a short was liquidated, for Bybit too (Tardis turns Bybit's
+  "Buy = a long was liquidated" around).
+- book_ticker: Binance futures rows are stamped with the transaction time ``T`` (the live
+  quotes with the event time ``E``, usually 0-2 ms later); spot rows carry no exchange
+  time, their ``timestamp`` is the receive time: ``ts == recv_ts``, as the live rule for
+  spot quotes no depth frame dates. ``quotes`` rows are stamped with the depth frame's
+  ``E``, as live.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from collectors.importers import DataImportError, MissingOption
+from collectors.importers import DataImportError, MalformedInput, MissingOption
 from tests.importers.helpers import run, write
 
 DATES = pd.date_range("2024-01-01", periods=3, freq="1h", tz="UTC")
@@ -85,3 +85,36 @@ def test_rest_mark_price_klines_are_never_bars_of_trades(store, tmp_path):
     assert got["close"].tolist() == [float(r[4]) for r in MARK_BODY]
     assert [t.value for t in got.index] == [r[0] * 1_000_000 for r in MARK_BODY]
     assert "ohlcv_1m" not in store.tables()
+
+
+SPOT_TRADES_BODY = [{"id": 28457, "price": "4.00000100", "qty": "12.00000000", "quoteQty": "48.000012", "time": 1499865549590,
+                     "isBuyerMaker": True, "isBestMatch": True},
+                    {"id": 28458, "price": "4.00000200", "qty": "1.00000000", "quoteQty": "4.000002", "time": 1499865549591,
+                     "isBuyerMaker": False, "isBestMatch": True}]
+
+
+def test_a_bad_record_is_named_by_its_place_and_nothing_is_written(store, tmp_path):
+    bad = [dict(SPOT_TRADES_BODY[0]), dict(SPOT_TRADES_BODY[1], price="n/a")]
+    with pytest.raises(MalformedInput, match=r"BTCUSDT_trades.json: record 2 of the array: price 'n/a' is not a float64"):
+        run(store, write(tmp_path / "BTCUSDT_trades.json", json.dumps(bad)))
+    # one body per line (a poller's log): the line is named, also for a line that is not JSON
+    lines = json.dumps(SPOT_TRADES_BODY[:1]) + "\n" + json.dumps([dict(SPOT_TRADES_BODY[1], isBuyerMaker="yes")]) + "\n"
+    with pytest.raises(MalformedInput, match=r"BTCUSDT_trades.jsonl, line 2: isBuyerMaker 'yes' is not true or false"):
+        run(store, write(tmp_path / "BTCUSDT_trades.jsonl", lines))
+    with pytest.raises(MalformedInput, match=r"BTCUSDT_more.jsonl, line 3: not JSON"):
+        run(store, write(tmp_path / "BTCUSDT_more.jsonl", lines.replace('"yes"', "true") + "{oops\n"))
+    assert store.tables() == []
+    run(store, write(tmp_path / "BTCUSDT_ok.jsonl", lines.replace('"yes"', "false")))
+    got = store["trades"].select("binance:BTC/USDT")
+    assert got["trade_id"].tolist() == [28457, 28458] and got["side"].tolist() == [-1, 1]
+
+
+def test_ccxt_nulls_are_refused_not_stored_as_nan(store, tmp_path):
+    ohlcv = [[1504541580000, 4235.4, 4240.6, 4230.0, 4230.7, 37.7], [1504541640000, 4230.7, 4233.0, 4229.0, None, 12.5]]
+    with pytest.raises(MalformedInput, match=r"record 2 of the array: close is None"):
+        run(store, write(tmp_path / "btc_1m.json", json.dumps(ohlcv)), venue="binance", symbol="BTC/USDT")
+    funding = [{"info": {"fundingTime": "1704067200000"}, "symbol": "BTC/USDT:USDT", "fundingRate": None,
+                "timestamp": 1704067200000, "datetime": "2024-01-01T00:00:00.000Z"}]
+    with pytest.raises(MalformedInput, match="fundingRate is None"):
+        run(store, write(tmp_path / "funding.json", json.dumps(funding)))
+    assert store.tables() == []

@@ -372,7 +372,7 @@ def _utc_text(values: pd.Series, lines, where, what: str) -> np.ndarray:
 def _metrics(member, det, options, sink) -> None:
     where = member.where()
     with member.open() as fh:
-        header = fh.readline().decode("ascii", "replace").strip().split(",")
+        header = fh.readline().removeprefix(b"\xef\xbb\xbf").decode("ascii", "replace").strip().split(",")
     dtypes = {"sum_open_interest": np.float64, "sum_open_interest_value": np.float64, "create_time": str}
     for lines, df in csv_blocks(member, header, dtypes, header=True,
                                 required=("create_time", "sum_open_interest", "sum_open_interest_value")):
@@ -385,7 +385,7 @@ def _metrics(member, det, options, sink) -> None:
 def _liquidations(member, det, options, sink) -> None:
     where = member.where()
     with member.open() as fh:
-        header = fh.readline().decode("ascii", "replace").strip().split(",")
+        header = fh.readline().removeprefix(b"\xef\xbb\xbf").decode("ascii", "replace").strip().split(",")
     dtypes = {"time": np.int64, "original_quantity": np.float64, "price": np.float64, "side": str}
     for lines, df in csv_blocks(member, header, dtypes, header=True, required=("time", "side", "original_quantity", "price")):
         ts = _time(df["time"], lines, where)

@@ -191,9 +191,9 @@ class Member:
         return self._open()
 
     def head(self, n: int = 4096) -> bytes:
-        """The first ``n`` decompressed bytes (detection)."""
+        """The first ``n`` decompressed bytes (detection), without a UTF-8 byte-order mark."""
         with self.open() as fh:
-            return fh.read(n)
+            return fh.read(n).removeprefix(_BOM)
 
     def where(self) -> str:
         return str(self.path) if self.name == _strip(self.path.name) else f"{self.path}:{self.name}"
@@ -298,6 +298,7 @@ def _cassette(path: Path) -> list[Member]:
 
 
 _BLOCK_LINES = 200_000
+_BOM = b"\xef\xbb\xbf"
 _FIELDS = re.compile(rb",")
 
 
@@ -326,6 +327,7 @@ def csv_blocks(member: Member, columns: list[str], dtypes: dict, *, header: bool
                     continue
                 if first:
                     first = False
+                    line = line.removeprefix(_BOM)  # a CSV saved by a spreadsheet: not part of the first value
                     if header or (header is None and not line[:1].isdigit() and not line[:1] == b"-"):
                         continue
                 block.append(line)
@@ -594,7 +596,7 @@ def load_json(member: Member):
     """
     import orjson
 
-    raw = member.read()
+    raw = member.read().removeprefix(_BOM)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as whole:

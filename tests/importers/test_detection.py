@@ -125,3 +125,18 @@ def test_tardis_binance_us_is_its_own_venue(store, tmp_path):
     run(store, write(tmp_path / "binance-us_trades_2024-01-01_BTCUSDT.csv", text))
     assert store["trades"].select("binanceus:BTC/USDT")["trade_id"].tolist() == [4470583013]
     assert store["trades"].select("binance:BTC/USDT").empty
+
+
+def test_a_byte_order_mark_neither_hides_a_header_nor_eats_a_row(store, tmp_path):
+    # a spreadsheet saves CSVs with a UTF-8 BOM: a headerless first row must not be taken for
+    # a header (and lost), a header must still be recognised
+    bom = b"\xef\xbb\xbf"
+    path = tmp_path / "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(bom + KLINES.encode() + KLINES.replace("1704067200000", "1704067260000").encode())
+    run(store, path)
+    assert len(store["ohlcv_1m"].select("binance:BTC/USDT")) == 2
+    tardis = tmp_path / "binance-futures_trades_2024-01-01_BTCUSDT.csv"
+    tardis.write_bytes(bom + TARDIS_TRADES.encode())
+    run(store, tardis)
+    assert store["trades"].select("binance:BTC/USDT:USDT")["trade_id"].tolist() == [4470583013]

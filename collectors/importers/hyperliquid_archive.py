@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from .core import Format, ImportOptions, MalformedInput, Member, Sink, csv_blocks, utc, utc_index
+from .core import Format, ImportOptions, MalformedInput, Member, Sink, csv_blocks, resolve_symbol, utc, utc_index
 from .detect import Detected
 from .frames import FrameFeed, markets_for
 
@@ -85,21 +85,35 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     sink.events(feed.close())
 
 
+_CTX_NEEDED = ("time", "coin", "funding", "open_interest", "oracle_px", "mark_px")
+
+
 def _asset_ctxs(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> None:
+    """One row per coin and minute. Columns are read by their header names (so one appended
+    later changes nothing); those not stored (premium, mid_px, impact_*_px, ...) may be
+    empty or ``null`` for thin coins and are not parsed. Spot pairs (``@107``,
+    ``PURR/USDC``) and other dexes' perpetuals (``xyz:TSLA``) are not stored."""
     where = member.where()
-    cols = _CTX_HEADER.split(",")
-    dtypes = {c: np.float64 for c in cols[2:]}
+    cols = [c.strip() for c in member.head(4096).split(b"\n", 1)[0].rstrip(b"\r").decode("ascii", "replace").split(",")]
+    dtypes = {c: np.float64 for c in ("funding", "open_interest", "oracle_px", "mark_px")}
     dtypes.update(time=str, coin=str)
-    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("time", "coin", "mark_px")):
+    dtypes.update({c: str for c in cols if c not in dtypes})
+    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("time", "coin")):
         t = pd.to_datetime(df["time"], utc=True, errors="coerce", format="ISO8601")
         if t.isna().any():
             i = int(np.argmax(t.isna().to_numpy()))
             raise MalformedInput(where, int(lines[i]), f"time {df['time'].iat[i]!r} is not an ISO time")
         ts = pd.DatetimeIndex(t).as_unit("ns").asi8
-        perp = ~df["coin"].str.startswith("@").to_numpy()
-        for coin in pd.unique(df["coin"][perp]):
-            sel = (df["coin"] == coin).to_numpy()
-            sym = _symbol(coin, where)
+        coins = df["coin"]
+        perp = ~(coins.str.startswith("@") | coins.str.contains("/", regex=False) | coins.str.contains(":", regex=False)).to_numpy()
+        for c in ("mark_px", "oracle_px", "funding"):  # what a perpetual's mark row cannot be without
+            empty = perp & df[c].isna().to_numpy()
+            if empty.any():
+                i = int(np.argmax(empty))
+                raise MalformedInput(where, int(lines[i]), f"{c} of {coins.iat[i]} is empty")
+        for coin in pd.unique(coins[perp]):
+            sel = (coins == coin).to_numpy()
+            sym = resolve_symbol("hyperliquid", coin, "perp", where=where)
             part, tt = df[sel], ts[sel]
             mark = part["mark_px"].to_numpy()
             sink.frame("mark", sym, pd.DataFrame({

@@ -15,6 +15,9 @@
         -> mark (mark_px, index = oracle_px, predicted funding, next funding = the next whole
            hour, as the live activeAssetCtx parser) and open_interest (oi, oi x mark)
 
+    s3://hl-mainnet-node-data/node_fills[_by_block]/hourly/<YYYYMMDD>/<hour>.lz4
+        -> trades, one per trade id (``hyperliquid_node``)
+
 Spot pairs (``@107``) are not stored. Frames name their coin: ``--symbol`` is not used. Coins the built-in market table lacks are named as
 ccxt names them (``WIF`` -> ``hyperliquid:WIF/USDC:USDC``).
 """
@@ -28,6 +31,7 @@ import orjson
 import pandas as pd
 
 from .core import Format, ImportOptions, MalformedInput, Member, Sink, csv_blocks, resolve_symbol, utc, utc_index
+from . import hyperliquid_node
 from .detect import Detected
 from .frames import FrameFeed, markets_for
 
@@ -39,6 +43,9 @@ _ISO = re.compile(rb"^(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))
 
 
 def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> Detected | None:
+    node = hyperliquid_node.sniff(member, head)  # the nodes' fill files (hl-mainnet-node-data)
+    if node is not None:
+        return node
     first = head.split(b"\n", 1)[0].rstrip(b"\r")
     if first.decode("ascii", "replace").startswith(_CTX_HEADER):
         return Detected(Format.HYPERLIQUID_ARCHIVE, "asset_ctxs", "hyperliquid", "perp")
@@ -72,6 +79,8 @@ def recv_ns_of(text: bytes | str, *, where: str, line: int) -> int:
 def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> None:
     if det.kind == "asset_ctxs":
         return _asset_ctxs(member, det, options, sink)
+    if det.kind in hyperliquid_node.KINDS:
+        return hyperliquid_node.parse(member, det, sink)
     where = member.where()
     coins = [det.hints["coin"]] if det.hints.get("coin") else []
     feed = FrameFeed("hyperliquid", "perp", sink, options, where=where, markets=markets_for("hyperliquid", coins, "perp"))

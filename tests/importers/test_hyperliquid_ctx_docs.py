@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import lz4.frame
 import pandas as pd
+import pytest
 
 from tests.importers.helpers import run
 
@@ -50,3 +52,56 @@ def test_asset_ctxs_as_found_in_the_archive(store, tmp_path):
         assert oi["oi"].tolist() == [float(r["open_interest"]) for r in want]
         assert oi["oi_value"].tolist() == [float(r["open_interest"]) * float(r["mark_px"]) for r in want]
     assert set(store["mark"].symbols()) == {"hyperliquid:BTC/USDC:USDC", "hyperliquid:KPEPE/USDC:USDC"}
+
+
+# -- the nodes' fills (s3://hl-mainnet-node-data; https://github.com/hyperliquid-dex/node README:
+# node_fills/hourly/<date>/<hour>, one [user, fill] per line; node_fills_by_block since
+# 2025-07-27, {"block_time", "events": [[user, fill], ...]}; fill fields as the info
+# endpoint's userFills: coin, px, sz, side B/A, time ms, crossed (the taker), tid, liquidation)
+def _fill(user, coin, side, crossed, tid, t=1761336000021, px="111000.0", sz="0.01", **extra):
+    return [user, {"coin": coin, "px": px, "sz": sz, "side": side, "time": t, "startPosition": "0.0", "dir": "Open Long",
+                   "closedPnl": "0.0", "hash": "0xabc", "oid": 7, "crossed": crossed, "fee": "0.01", "tid": tid,
+                   "feeToken": "USDC", **extra}]
+
+
+FILLS = [
+    _fill("0x1", "BTC", "B", False, 900001), _fill("0x2", "BTC", "A", True, 900001),            # seller took: -1
+    _fill("0x3", "BTC", "B", True, 900002, t=1761336000500, px="111001.0"),                     # buyer took: +1
+    _fill("0x4", "BTC", "A", False, 900002, t=1761336000500, px="111001.0"),
+    _fill("0x5", "BTC", "A", False, 900003, t=1761336000900, liquidation={"liquidatedUser": "0x6", "markPx": "110990.0", "method": "market"}),
+    _fill("0x7", "@107", "B", True, 900004), _fill("0x8", "xyz:TSLA", "B", True, 900005),       # not stored
+]
+
+
+def _lz4(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(lz4.frame.compress(("\n".join(json.dumps(x) for x in lines) + "\n").encode()))
+    return path
+
+
+def test_node_fills_one_trade_per_tid_with_the_takers_side(store, tmp_path):
+    run(store, _lz4(tmp_path / "node_fills/hourly/20251024/20.lz4", FILLS))
+    got = store["trades"].select("hyperliquid:BTC/USDC:USDC")
+    assert got["trade_id"].tolist() == [900001, 900002, 900003]
+    assert got["side"].tolist() == [-1, 1, 1]  # 900003: only the maker's fill (A) is in the file: the taker bought
+    assert got["kind"].tolist() == [0, 0, 1]   # the fill says liquidation: LIQUIDATION
+    assert [t.value for t in got.index] == [1761336000021_000_000, 1761336000500_000_000, 1761336000900_000_000]
+    assert got["price"].tolist() == [111000.0, 111001.0, 111000.0] and got["qty"].tolist() == [0.01] * 3
+    assert store["trades"].symbols() == ["hyperliquid:BTC/USDC:USDC"]
+    # the same fills written by block (the format since 2025-07-27): the same rows, nothing new
+    blocks = [{"local_time": "2025-10-24T20:00:00.1", "block_time": "2025-10-24T20:00:00.021156698", "block_number": 1,
+               "events": []},
+              {"local_time": "2025-10-24T20:00:00.2", "block_time": "2025-10-24T20:00:00.021156698", "block_number": 2,
+               "events": FILLS}]
+    report = run(store, _lz4(tmp_path / "node_fills_by_block/hourly/20251024/20.lz4", blocks))
+    assert report.files[0].kind == "node_fills_by_block" and report.files[0].rows == {"trades": 0}
+
+
+def test_node_trades_are_refused_with_the_reason(store, tmp_path):
+    line = {"coin": "ZK", "side": "B", "time": "2024-09-19T10:00:02.015", "px": "0.12398", "sz": "158.0", "hash": "0x47c0",
+            "trade_dir_override": "Na", "side_info": [{"user": "0xc6", "start_pos": "1.0", "oid": 1, "twap_id": None, "cloid": None},
+                                                      {"user": "0x76", "start_pos": "-2.0", "oid": 2, "twap_id": None, "cloid": None}]}
+    from collectors.importers import DataImportError
+
+    with pytest.raises(DataImportError, match="node_trades file carries no trade id"):
+        run(store, _lz4(tmp_path / "node_trades/hourly/20240919/10.lz4", [line, dict(line, side="A")]))

@@ -21,6 +21,10 @@ Bodies (https://developers.binance.com/docs; spot /api/v3, USD-M /fapi/v1, COIN-
                                    depth<N> stream), sampled on the collector's grid: a file of
                                    polled bodies (one per line) gives grid rows between them.
                                    Spot bodies carry no time and cannot be placed: refused.
+    /futures/data/openInterestHist  [{"symbol":"BTCUSDT","sumOpenInterest":"20403.63700000",
+                                  "sumOpenInterestValue":"150570784.07809979","timestamp":1583127900000}]
+                                -> open_interest, as ``tickstore backfill oi`` (COIN-M rows: pair +
+                                   contractType; their value is in the base coin, as Binance gives it)
     /fundingRate                [{"symbol":"BTCUSDT","fundingTime":1698768000000,"fundingRate":"0.00010000",
                                   "markPrice":"34287.54619963"}] -> funding (times snapped to the
                                   hour, intervals from the spacing; COIN-M ids: BTCUSD_PERP)
@@ -90,6 +94,8 @@ def _kind(rows: list) -> tuple[str, bool | None] | None:
             return "aggTrades", "M" in x
         if {"symbol", "fundingTime", "fundingRate"} <= x.keys():
             return "fundingRate", False
+        if {"sumOpenInterest", "sumOpenInterestValue", "timestamp"} <= x.keys():
+            return "openInterestHist", False
     if isinstance(x, list) and len(x) == 12 and isinstance(x[0], int):
         return ("priceKlines" if looks_like_price_klines(x) else "klines"), None
     return None
@@ -125,6 +131,9 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         raise DataImportError(f"{where}: spot /depth answers carry no time (no E/T), so their rows cannot be placed "
                               f"on the time grid; record them with their receive time (a capture, see tickstore replay)")
     native = None
+    if kind == "openInterestHist":  # USD-M rows name their symbol; COIN-M ones pair + contractType
+        market = "coinm" if "pair" in rows[0] else "usdm"
+        return Detected(Format.BINANCE_REST, kind, "binance", options.market or market, None)
     if kind == "fundingRate":
         first = str(rows[0]["symbol"])
         market = "coinm" if _COINM.match(first) else "usdm"
@@ -163,7 +172,7 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     where = member.where()
     rows, lines = records(load_json(member))
     parser = _klines if det.kind.endswith("lines") else {"trades": _trades, "aggTrades": _agg_trades, "depth": _depth,
-                                                         "fundingRate": _funding}[det.kind]
+                                                         "fundingRate": _funding, "openInterestHist": _open_interest}[det.kind]
     if det.kind != "depth":
         bad = next((i for i, r in enumerate(rows) if not isinstance(r, list if det.kind.endswith("lines") else dict)), None)
         if bad is not None:
@@ -240,3 +249,22 @@ def _funding(rows, det, options, sink, where, lines) -> None:
         ts = epoch_to_ns(field_values(rs, "fundingTime", np.int64, where=where, lines=ls), where=where, what="fundingTime")
         rate = field_values(rs, "fundingRate", np.float64, where=where, lines=ls)
         sink.frame("funding", sym, funding_frame(ts, rate, where=where, label=str(native), nominal=8.0))
+
+
+def _open_interest(rows, det, options, sink, where, lines) -> None:
+    """``/futures/data/openInterestHist`` rows, as ``tickstore backfill oi`` stores them
+    (ccxt's openInterestAmount/openInterestValue are these two fields): oi = sumOpenInterest,
+    oi_value = sumOpenInterestValue (USD-M: USDT; COIN-M: the base coin, as Binance gives it)."""
+    if "pair" in rows[0]:
+        contract = {"PERPETUAL": "PERP"}
+        natives = [f"{r.get('pair')}_{contract.get(r.get('contractType'), r.get('contractType'))}" for r in rows]
+    else:
+        natives = list(field_values(rows, "symbol", object, where=where, lines=lines))
+    for native, rs, ls in record_groups(rows, lines, natives):
+        market = "coinm" if _COINM.match(str(native)) else (det.market or "usdm")
+        sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", str(native), market, where=where)
+        ts = epoch_to_ns(field_values(rs, "timestamp", np.int64, where=where, lines=ls), where=where, lines=ls)
+        sink.frame("open_interest", sym, pd.DataFrame({
+            "oi": field_values(rs, "sumOpenInterest", np.float64, where=where, lines=ls),
+            "oi_value": field_values(rs, "sumOpenInterestValue", np.float64, where=where, lines=ls),
+        }, index=utc_index(ts)))

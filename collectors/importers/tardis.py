@@ -105,6 +105,7 @@ _HEADERS = {
     "is_snapshot,side,price,amount": "incremental_book_L2",
     "funding_timestamp,funding_rate,predicted_funding_rate,open_interest,last_price,index_price,mark_price": "derivative_ticker",
 }
+_OTHER = re.compile(r"_(?P<what>[a-z]+(?:_[a-z0-9]+)*)_\d{4}-\d{2}-\d{2}")
 _NAME = re.compile(r"(?:^|[_/])(?P<kind>" + "|".join(sorted(KINDS, key=len, reverse=True)) + r")(?:[_/.]|$)")
 
 
@@ -122,6 +123,11 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     header = head.split(b"\n", 1)[0].rstrip(b"\r").decode("ascii", "replace")
     kind = _kind_of_header(header)
     if kind is None:
+        if header.startswith(_PREFIX):  # a Tardis CSV of a data type the store has no table for
+            named = _OTHER.search(member.path.name)
+            what = named.group("what") if named else "this data type"
+            raise DataImportError(f"{member.where()}: Tardis {what} files are not imported (the store keeps "
+                                  f"{', '.join(KINDS)}); its columns: {header[len(_PREFIX):][:120]}")
         return None
     where = member.where()
     named = _NAME.search(member.name) or _NAME.search(member.path.name)

@@ -20,7 +20,7 @@ import json
 import lz4.frame
 import pytest
 
-from collectors.importers import EmptyInput, Format, ImportOptions, MissingOption
+from collectors.importers import DataImportError, EmptyInput, Format, ImportOptions, MissingOption
 from collectors.importers.core import open_members
 from collectors.importers.detect import detect
 from tests.importers.helpers import run, write, write_zip
@@ -140,3 +140,12 @@ def test_a_byte_order_mark_neither_hides_a_header_nor_eats_a_row(store, tmp_path
     tardis.write_bytes(bom + TARDIS_TRADES.encode())
     run(store, tardis)
     assert store["trades"].select("binance:BTC/USDT:USDT")["trade_id"].tolist() == [4470583013]
+
+
+def test_a_tardis_data_type_without_a_table_says_so(store, tmp_path):
+    # https://docs.tardis.dev/downloadable-csv-files#options_chain (out of the store's scope)
+    text = ("exchange,symbol,timestamp,local_timestamp,type,strike_price,expiration,open_interest,last_price,bid_price,"
+            "bid_amount,bid_iv,ask_price,ask_amount,ask_iv,mark_price,mark_iv,underlying_index,underlying_price,delta,gamma,vega,theta,rho\n"
+            "deribit,BTC-9JUN20-9875-P,1591574399413000,1591574400196008,put,9875,1591689600000000,0.1,0.0355,,,,0.0205,5,,,,,,,,,,\n")
+    with pytest.raises(DataImportError, match="Tardis options_chain files are not imported"):
+        run(store, write(tmp_path / "deribit_options_chain_2020-06-08_OPTIONS.csv.gz", text, gz=True))

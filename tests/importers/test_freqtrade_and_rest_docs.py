@@ -118,3 +118,17 @@ def test_ccxt_nulls_are_refused_not_stored_as_nan(store, tmp_path):
     with pytest.raises(MalformedInput, match="fundingRate is None"):
         run(store, write(tmp_path / "funding.json", json.dumps(funding)))
     assert store.tables() == []
+
+
+def test_rest_open_interest_history_usdm_and_coinm(store, tmp_path):
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Open-Interest-Statistics
+    # and .../coin-margined-futures/market-data/rest-api/Open-Interest-Statistics (pair, contractType)
+    um = [{"symbol": "BTCUSDT", "sumOpenInterest": "20403.63700000", "sumOpenInterestValue": "150570784.07809979", "timestamp": 1583127900000},
+          {"symbol": "BTCUSDT", "sumOpenInterest": "20401.36700000", "sumOpenInterestValue": "149940752.14464448", "timestamp": 1583128200000}]
+    cm = [{"pair": "BTCUSD", "contractType": "PERPETUAL", "sumOpenInterest": "20403", "sumOpenInterestValue": "176196512.2",
+           "timestamp": 1583127900000}]
+    run(store, write(tmp_path / "oi_um.json", json.dumps(um)), write(tmp_path / "oi_cm.json", json.dumps(cm)))
+    got = store["open_interest"].select("binance:BTC/USDT:USDT")
+    assert got.values.tolist() == [[float(r["sumOpenInterest"]), float(r["sumOpenInterestValue"])] for r in um]
+    assert [t.value for t in got.index] == [r["timestamp"] * 1_000_000 for r in um]
+    assert store["open_interest"].select("binance:BTC/USD:BTC")["oi"].tolist() == [20403.0]

@@ -151,7 +151,8 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         k = named.group("kind")
         if re.fullmatch(_INTERVAL, k):
             in_path = [p for p in PRICE_KLINES if f"/{p}/" in "/" + path]
-            kind, interval = kind or (in_path[0] if in_path else "klines"), k
+            # the folder says which price a kline file is of; its header row is the same for all
+            kind, interval = (in_path[0] if in_path else kind or "klines"), k
         else:
             kind = kind or k
     elif tdepth is not None:
@@ -199,7 +200,11 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         raise MissingOption(f"{where}: --market {market!r}: Binance markets are spot, usdm, coinm")
     if kind in _FUTURES_ONLY and market == "spot":
         raise DataImportError(f"{where}: {kind} files exist for futures only, not spot")
-    sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", symbol, market, where=where)
+    sym = user_symbol(options, "binance", market, where=where)
+    if sym is None and market == "coinm" and symbol is not None and not _COINM_ID.match(symbol):
+        raise MissingOption(f"{where}: {symbol!r} is a COIN-M pair, not a contract: its {kind} serve every contract "
+                            f"of the pair; pass --symbol with the one to file them under, e.g. binance:BTC/USD:BTC")
+    sym = sym or resolve_symbol("binance", symbol, market, where=where)
     hints = {"interval": interval} if interval else {}
     hints["fields"] = _data_fields(head)
     return Detected(Format.BINANCE_VISION, kind, "binance", market, sym, hints)

@@ -204,3 +204,21 @@ def test_epoch_units_read_per_value(values, want):
         assert got.tolist() == want  # integers are exact
     with pytest.raises(MalformedInput, match="not an epoch time after 2001"):
         epoch_to_ns(np.array([20240101]))
+
+
+KLINE_HEADER = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n"
+
+
+def test_price_klines_with_the_futures_header_row_follow_their_folder(store, tmp_path):
+    # since 2022 futures kline files carry the same header row whatever price they are of:
+    # the folder (premiumIndexKlines, indexPriceKlines, markPriceKlines) decides the table
+    run(store, write(tmp_path / "data/futures/um/daily/premiumIndexKlines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.csv",
+                     KLINE_HEADER + MARK_1M))
+    assert store["premium_ohlcv_1m"].select(PERP)["open"].tolist() == [float(r[1]) for r in _rows(MARK_1M)]
+    assert "ohlcv_1m" not in store.tables()
+    # COIN-M index klines are per pair (BTCUSD), shared by every contract of it: the store asks which
+    cm = write(tmp_path / "data/futures/cm/daily/indexPriceKlines/BTCUSD/1m/BTCUSD-1m-2024-01-01.csv", KLINE_HEADER + MARK_1M)
+    with pytest.raises(MissingOption, match="'BTCUSD' is a COIN-M pair, not a contract"):
+        run(store, cm)
+    run(store, cm, symbol=COINM)
+    assert store["index_ohlcv_1m"].select(COINM)["close"].tolist() == [float(r[4]) for r in _rows(MARK_1M)]

@@ -256,7 +256,7 @@ for target, want in ((reader, 400_000), (writer, 700_000), (reader, 700_000)):
     queue = ctx.Queue()
     child = ctx.Process(target=target, args=(root, queue))
     child.start()
-    child.join(90)
+    child.join(300)  # a hang, not a slow child: ~1 s alone, ~10 s on a loaded machine
     if child.is_alive():
         child.kill()
         sys.exit(f"the forked {{target.__name__}} hung")

@@ -67,6 +67,8 @@ class FrameKind(enum.Enum):
     REST = "rest"  # an HTTP response body (e.g. a depth snapshot); ``url`` where recorded
     CONNECT = "connect"  # a connection opened; ``raw`` is empty, ``url`` the websocket URL
     GAP = "gap"  # a gap-ledger record of a collector journal; ``raw`` is its JSON body
+    EVENTS = "events"  # already parsed (``collectors.replay.replay_frames`` from importers of
+    #                    formats without venue frames, e.g. Tardis CSVs): ``raw`` is a list of events
 
 
 class Frame(NamedTuple):

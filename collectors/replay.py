@@ -361,8 +361,12 @@ def _label(path: Path, conn, several: bool) -> str:
 class _Replay:
     """The pipeline shared by ``replay`` (capture files) and ``replay_frames`` (an iterable)."""
 
-    def __init__(self, store, *, book_levels, book_interval_ms, keep_diffs, flush_events, journal, book_state, source):
+    def __init__(self, store, *, book_levels, book_interval_ms, keep_diffs, flush_events, journal, book_state, source,
+                 sink=None, on_bad=None, book_rows="grid"):
         self.store = store
+        self.sink = sink  # (table, symbol, frame) -> None instead of store appends (importers)
+        self.on_bad = on_bad
+        self.book_rows = book_rows
         self.levels, self.interval_ms = int(book_levels), int(book_interval_ms)
         self.batcher = EventBatcher(book_table(book_levels))
         self.keep_diffs = keep_diffs
@@ -376,7 +380,10 @@ class _Replay:
         self.latency = array("q")
         self.n_ws = self.n_rest = self.n_events = self.n_snapshots = 0
         self.journaled = None  # journal position up to which every frame was processed
-        self.states = BookStates(Path(store.root) / BOOK_STATE_FILE) if store is not None and book_state else None
+        if book_state is True or book_state is False or book_state is None:
+            self.states = BookStates(Path(store.root) / BOOK_STATE_FILE) if store is not None and book_state else None
+        else:  # a BookStates-like object: load() -> (books, meta), save(books)
+            self.states = book_state
         self.saved = self.states.load()[0] if self.states is not None else {}
         self.restored: list[str] = []
 
@@ -385,7 +392,7 @@ class _Replay:
         b = self.books.get(symbol)
         if b is None:
             b = BookBuilder(symbol, src.feed.sequencing(src.market), levels=self.levels, interval_ms=self.interval_ms,
-                            quotes=src.feed.book_quotes)
+                            quotes=src.feed.book_quotes, rows=self.book_rows)
             state = self.saved.get(book_key(symbol, self.levels, self.interval_ms))
             if state is not None:
                 try:
@@ -417,8 +424,7 @@ class _Replay:
         try:
             snap = src.parser.parse_snapshot(frame.raw, frame.recv_ns, native_symbol=native)
         except BadFrame as exc:
-            self.bad[type(exc).__name__] += 1
-            src.file.bad[type(exc).__name__] += 1
+            self.bad_frame(exc, frame, src)
             return
         self.n_snapshots += 1
         src.file.events += 1
@@ -429,6 +435,11 @@ class _Replay:
     # -- the store ------------------------------------------------------------------------
     def flush(self) -> None:
         store, rows, skipped = self.store, self.rows, self.skipped
+        if self.sink is not None:
+            for (table, symbol), frame in self.batcher.drain().items():
+                self.sink(table, symbol, frame)
+                rows[(table, symbol)] += len(frame)
+            return
         for (table, symbol), frame in self.batcher.drain().items():
             if store is None:
                 rows[(table, symbol)] += len(frame)
@@ -444,9 +455,9 @@ class _Replay:
     # -- the hot loop ---------------------------------------------------------------------
     def run(self, items) -> None:
         """Process ``(Frame, _Source)`` items in order (journaled in chunks first)."""
-        WS, REST, CONNECT, GAP = FrameKind.WS, FrameKind.REST, FrameKind.CONNECT, FrameKind.GAP
+        WS, REST, EVENTS = FrameKind.WS, FrameKind.REST, FrameKind.EVENTS
         FRAME, SNAPSHOT = RecordKind.FRAME, RecordKind.SNAPSHOT
-        batcher, bad, books, keep_diffs, flush_events = self.batcher, self.bad, self.books, self.keep_diffs, self.flush_events
+        batcher, books, keep_diffs, flush_events = self.batcher, self.books, self.keep_diffs, self.flush_events
         latency_append = self.latency.append
         journal = self.journal
         damage = None
@@ -468,57 +479,72 @@ class _Replay:
                 chunk_end = journal.append_many(
                     [(FRAME if f[2] is WS else SNAPSHOT, f[1], f[0], src.tag) for f, src in chunk if f[2] is WS or f[2] is REST]
                 )
-            for (recv_ns, raw, kind, url, _), src in chunk:
+            for frame, src in chunk:
+                recv_ns, raw, kind, url, _ = frame
                 if kind is WS:
                     self.n_ws += 1
                     try:
                         events = src.parse(raw, recv_ns)
                     except BadFrame as exc:
-                        bad[type(exc).__name__] += 1
-                        src.file.bad[type(exc).__name__] += 1
+                        self.bad_frame(exc, frame, src)
                         continue
-                    if not events:
-                        continue
-                    self.n_events += len(events)
-                    src.file.events += len(events)
-                    ts = events[0].ts
-                    if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
-                        latency_append(recv_ns - ts)
-                        if ts - src.flushed_ns > FLUSH_EVERY_NS:
-                            # The exchange clock of this source reached ts: quiet books get their
-                            # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
-                            # would be >1 s out of order on one connection).
-                            src.flushed_ns = ts
-                            for sym in src.books:
-                                out = books[sym].flush(ts - FLUSH_LAG_NS)
-                                if out:
-                                    batcher.extend(out)
-                    route_events(events, batcher, src.book_of, keep_diffs=keep_diffs, on_snapshot=src.on_snapshot)
-                    if batcher.count >= flush_events:
-                        self.flush()
-                elif kind is REST:
-                    self.n_rest += 1
-                    if not src.feed.rest_snapshots:
-                        continue  # REST bodies of venues whose books come from the stream: unused
-                    if b"lastUpdateId" not in raw[:64]:
-                        bad["NotADepthSnapshot"] += 1
-                        continue
-                    native = native_symbol_of_url(url) if url else src.rest_native
-                    frame = Frame(recv_ns, raw, kind, url)
-                    if native is None and b'"symbol"' not in raw:
-                        if src.depth_symbol is None:
-                            src.pending.append(frame)  # resolved by the first depth frame
-                            continue
-                        native = from_tickstore(src.depth_symbol)[0]
-                    self.rest_snapshot(src, frame, native)
-                elif kind is GAP:
-                    self.gap_record(raw, recv_ns, src)
-                elif kind is not CONNECT:
-                    bad["UnknownRecord"] += 1
+                elif kind is EVENTS:
+                    events = raw
+                else:
+                    self.other(frame, src)
+                    continue
+                if not events:
+                    continue
+                self.n_events += len(events)
+                src.file.events += len(events)
+                ts = events[0].ts
+                if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
+                    latency_append(recv_ns - ts)
+                    if ts - src.flushed_ns > FLUSH_EVERY_NS:
+                        # The exchange clock of this source reached ts: quiet books get their
+                        # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
+                        # would be >1 s out of order on one connection).
+                        src.flushed_ns = ts
+                        for sym in src.books:
+                            out = books[sym].flush(ts - FLUSH_LAG_NS)
+                            if out:
+                                batcher.extend(out)
+                route_events(events, batcher, src.book_of, keep_diffs=keep_diffs, on_snapshot=src.on_snapshot)
+                if batcher.count >= flush_events:
+                    self.flush()
             if journal is not None:
                 self.journaled = chunk_end  # every frame up to here is processed
         if damage is not None:
             raise damage
+
+    def other(self, frame: Frame, src: _Source) -> None:
+        """A REST body, a journal's gap record or a connection record."""
+        recv_ns, raw, kind, url, _ = frame
+        if kind is FrameKind.REST:
+            self.n_rest += 1
+            if not src.feed.rest_snapshots:
+                return  # REST bodies of venues whose books come from the stream: unused
+            if b"lastUpdateId" not in raw[:64]:
+                self.bad["NotADepthSnapshot"] += 1
+                return
+            native = native_symbol_of_url(url) if url else src.rest_native
+            if native is None and b'"symbol"' not in raw:
+                if src.depth_symbol is None:
+                    src.pending.append(frame)  # resolved by the first depth frame
+                    return
+                native = from_tickstore(src.depth_symbol)[0]
+            self.rest_snapshot(src, frame, native)
+        elif kind is FrameKind.GAP:
+            self.gap_record(raw, recv_ns, src)
+        elif kind is not FrameKind.CONNECT:
+            self.bad["UnknownRecord"] += 1
+
+    def bad_frame(self, exc: BadFrame, frame: Frame, src: _Source) -> None:
+        """A frame the parser refused: counted, or handed to ``on_bad`` (which may raise)."""
+        self.bad[type(exc).__name__] += 1
+        src.file.bad[type(exc).__name__] += 1
+        if self.on_bad is not None:
+            self.on_bad(exc, frame)
 
     def gap_record(self, raw: bytes, recv_ns: int, src: _Source) -> None:
         """A collector journal's gap record: a ledger row; a connection gap resets the book."""
@@ -605,7 +631,7 @@ class _Replay:
 
 
 def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_frame_bytes: int, parsers: dict,
-                booked=frozenset()) -> _Source:
+                booked=frozenset(), markets=None) -> _Source:
     # One Binance parser per market (its float memo shared; spot quote times and settlements
     # need every frame of the market in order, and carry to the next replay); Bybit
     # and Hyperliquid parsers keep per-topic state, so each connection has its own.
@@ -621,7 +647,7 @@ def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_fr
                 except (ValueError, KeyError, TypeError):
                     pass
     else:
-        parser = feed.new_parser(market, max_frame_bytes=max_frame_bytes, book_natives=booked)
+        parser = feed.new_parser(market, max_frame_bytes=max_frame_bytes, book_natives=booked, markets=markets)
     rest_native = conn.partition(":")[2] or None if isinstance(conn, str) and issubclass(feed, BinanceFeed) else None
     src = _Source(_label(f.path, conn, several), f, feed, market, parser, _journal_tag(feed, market), rest_native)
     src.book_of = rp.book_of_source(src)
@@ -744,17 +770,39 @@ def replay_frames(
     keep_diffs: bool = False,
     flush_events: int = 500_000,
     max_frame_bytes: int = MAX_FRAME_BYTES,
-    book_state: bool = True,
+    book_state=True,
     source: str = SOURCE,
     name: str = "<frames>",
+    sink=None,
+    on_bad=None,
+    markets=None,
+    book_natives=(),
+    book_rows: str = "grid",
+    snapshot_rule=None,
 ) -> ReplayReport:
     """Replay frames of one connection of ``venue``/``market`` that are not in a capture
     file (an importer's archive, a test): the same parsers, books, book state and keys as
     ``replay``.
 
     ``frames`` yields ``(recv_ns, raw)`` websocket frames, or ``collectors.capture.Frame``
-    items (then REST depth snapshots and journal gap records are taken too). ``name``
-    labels the source in the report. Unlike ``replay`` an empty result is no error.
+    items: REST depth snapshots, journal gap records (a ``"*"`` gap resets the symbol's
+    book) and ``FrameKind.EVENTS`` items (``raw`` a list of events already parsed, for
+    formats without venue frames) are taken too; ``conn`` of a ``Frame`` is not used
+    (importers put the line number there). ``name`` labels the source in the report.
+    Unlike ``replay`` an empty result is no error.
+
+    ``sink(table, symbol, frame)``, when given, receives the rows instead of
+    ``store[table].append`` (``store`` may then be ``None``, or a store whose book state
+    is used). ``on_bad(exc, frame)`` is called for each frame the parser refuses (after
+    counting it; it may raise to stop the replay). ``book_state``: ``True`` (the store's
+    ``_book_state.json``), ``False``, or an object with ``load() -> (books, meta)`` and
+    ``save(books)`` (an importer saves only after its rows are committed). ``markets``:
+    a ``collectors.symbols.Markets`` for the parser (ids the built-in table lacks);
+    ``book_natives``: native ids whose book the connection carries (Bybit quotes come
+    from those books only); ``book_rows``: ``"grid"``, ``"frames"`` or ``"both"``
+    (``BookBuilder(rows=)``: also a row per snapshot frame at its time);
+    ``snapshot_rule(book, snapshot) -> rows`` replaces the venue's rule for snapshot
+    events (``VenueFeed.apply_snapshot``), e.g. Tardis' "a snapshot replaces the book".
     """
     t0 = time.perf_counter()
     feed = _venue_arg(venue)
@@ -764,9 +812,13 @@ def replay_frames(
     if value is None:
         raise ReplayError(f"replay_frames needs market= (one of {[m.value for m in feed.markets]})")
     rp = _Replay(store, book_levels=book_levels, book_interval_ms=book_interval_ms, keep_diffs=keep_diffs,
-                 flush_events=flush_events, journal=None, book_state=book_state, source=source)
+                 flush_events=flush_events, journal=None, book_state=book_state, source=source, sink=sink,
+                 on_bad=on_bad, book_rows=book_rows)
     f = _File(Path(name), None)
-    src = f.sources[None] = _new_source(rp, f, None, feed, feed.markets(value), False, max_frame_bytes, {})
+    src = f.sources[None] = _new_source(rp, f, None, feed, feed.markets(value), False, max_frame_bytes, {},
+                                        frozenset(book_natives), markets)
+    if snapshot_rule is not None:
+        src.on_snapshot = snapshot_rule
 
     def items():
         new, WS = tuple.__new__, FrameKind.WS

@@ -173,11 +173,13 @@ class VenueFeed:
 
     # -- the venue's wire, without a collector (the replayer, importers) ----------------
     @classmethod
-    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset()):
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset(), markets=None):
         """A fresh parser of the frames of one market (``.parse(raw, recv_ns) -> events``).
 
         ``book_natives``: native ids whose book the connection carries (``book_quotes``
-        venues quote those from the book, never from another stream).
+        venues quote those from the book, never from another stream). ``markets``: the
+        ``collectors.symbols.Markets`` mapping native ids (default the built-in table;
+        importers add the coins of an archive it lacks); Binance ids need none.
         """
         raise NotImplementedError
 
@@ -318,7 +320,7 @@ class BinanceFeed(VenueFeed):
 
     @classmethod
     def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset(),
-                   klines: bool = True) -> bn.BinanceParser:
+                   klines: bool = True, markets=None) -> bn.BinanceParser:
         return bn.BinanceParser(Market(market), max_frame_bytes=max_frame_bytes, exchange=cls.exchange, klines=klines)
 
     @classmethod
@@ -455,8 +457,9 @@ class BybitFeed(VenueFeed):
         return self.new_parser(cat, max_frame_bytes=self.config.max_frame_bytes, book_natives=booked)
 
     @classmethod
-    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset()) -> bb.BybitParser:
-        return bb.BybitParser(bb.Category(market), book_natives=frozenset(book_natives))
+    def new_parser(cls, market, *, max_frame_bytes: int = MAX_FRAME_BYTES, book_natives=frozenset(),
+                   markets=None) -> bb.BybitParser:
+        return bb.BybitParser(bb.Category(market), book_natives=frozenset(book_natives), markets=markets or MARKETS)
 
     @classmethod
     def book_native(cls, raw: bytes) -> str | None:
@@ -559,9 +562,9 @@ class HyperliquidFeed(VenueFeed):
 
     @classmethod
     def new_parser(cls, market=hl.Market.PERP, *, max_frame_bytes: int = MAX_FRAME_BYTES,
-                   book_natives=frozenset()) -> hl.HyperliquidParser:
+                   book_natives=frozenset(), markets=None) -> hl.HyperliquidParser:
         hl.Market(market)
-        return hl.HyperliquidParser()
+        return hl.HyperliquidParser(markets=markets or MARKETS)
 
     @classmethod
     def claims(cls, msg) -> bool:

@@ -18,8 +18,8 @@ Bodies (https://developers.binance.com/docs; spot /api/v3, USD-M /fapi/v1, COIN-
     /depth                      {"lastUpdateId":1027024,"E":1589436922972,"T":1589436922959,
                                  "bids":[["4.00000000","431.00000000"]],"asks":[...]}
                                 -> each body replaces the book (a partial book, as the live
-                                   depth<N> stream), sampled on the collector's grid: a file of
-                                   polled bodies (one per line) gives grid rows between them.
+                                   depth<N> stream) through the replay's books: a row at its
+                                   ``E`` and grid rows between polled bodies (one per line).
                                    Spot bodies carry no time and cannot be placed: refused.
     /futures/data/openInterestHist  [{"symbol":"BTCUSDT","sumOpenInterest":"20403.63700000",
                                   "sumOpenInterestValue":"150570784.07809979","timestamp":1583127900000}]
@@ -42,7 +42,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from collectors.capture import Frame, FrameKind
 from collectors.events import DepthSnapshot
+from collectors.exchanges import BadFrame
 from collectors.exchanges import binance as bn
 
 from .core import (
@@ -71,7 +73,7 @@ from .core import (
 )
 from .binance_vision import PRICE_KLINES, looks_like_price_klines
 from .detect import Detected
-from .frames import FrameFeed
+from .frames import replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -228,17 +230,21 @@ def _klines(rows, det, options, sink, where, lines) -> None:
 
 
 def _depth(bodies, det, options, sink, where, lines=None) -> None:
-    feed = FrameFeed("binance", det.market, sink, options, where=where)
     native = bn.to_native(det.symbol.split(":", 1)[1], bn.Market(det.market))
-    parser = feed.parser
-    for line, body in enumerate(bodies, 1):
-        raw = orjson.dumps(body)
-        snap = parser.parse_snapshot(raw, 0, native_symbol=native)
+    parser = bn.BinanceParser(bn.Market(det.market))
+    items = []
+    for i, body in enumerate(bodies):
+        line = int(lines[i]) if lines is not None else i + 1
+        try:
+            snap = parser.parse_snapshot(orjson.dumps(body), 0, native_symbol=native)
+        except BadFrame as exc:
+            raise MalformedInput(where, line, f"not a /depth body: {type(exc).__name__}: {exc}") from None
         # the body's E (event time) is its time; no receive time exists: recv = ts
         snap = DepthSnapshot(snap.symbol, snap.ts, snap.ts, snap.update_id, snap.bids, snap.asks)
-        book = feed.book_of(snap)
-        sink.events(book.on_partial(snap))
-    sink.events(feed.close())
+        items.append(Frame(snap.ts, [snap], FrameKind.EVENTS, None, line))
+    # each body is the whole top of the book at its time (as a partial-book frame): a row
+    # at its time and grid rows between the bodies, through the replay's books
+    replay_into(sink, items, venue="binance", market=det.market, options=options, where=where, book_rows="both")
 
 
 def _funding(rows, det, options, sink, where, lines) -> None:

@@ -6,9 +6,12 @@
                file of websocket frames, one per line, as the v5 public stream sends them:
                {"topic":"orderbook.500.BTCUSDT","type":"snapshot","ts":1704067200009,
                 "data":{"s":"BTCUSDT","b":[["42300.10","1.2"],...],"a":[...],"u":1,"seq":...},"cts":...}
-               -> the live Bybit parser and book rule (a snapshot resets the book, deltas chain
-                  on u), sampled on the collector's grid (``book``). The files carry no
-                  receive time: ``recv_ts`` is the frame's ``ts``.
+               -> ``collectors.replay.replay_frames``: the rows ``tickstore replay`` stores for
+                  the same frames (the Bybit parser and book rule: a snapshot is the book and
+                  its grid point is stored, deltas chain on u; ``book`` on the collector's
+                  grid, continued from the book state of the file before; ``quotes`` = the
+                  book's top at every change, as live). The files carry no receive time:
+                  ``recv_ts`` is the frame's ``ts``.
     trades     public.bybit.com/trading/<SYMBOL>/<SYMBOL><YYYY-MM-DD>.csv.gz (derivatives)
                timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,
                homeNotional,foreignNotional[,RPI]   (RPI: a 0/1 column added in 2025)
@@ -41,11 +44,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from collectors.capture import Frame, FrameKind
 from collectors.exchanges import bybit as bb
 
 from .core import Format, ImportOptions, MalformedInput, Member, MissingOption, Sink, csv_blocks, epoch_to_ns, resolve_symbol, user_symbol, utc, utc_index
 from .detect import Detected
-from .frames import FrameFeed, markets_for
+from .frames import markets_for, replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -133,15 +137,18 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     if det.kind == "trades":
         return (_linear_trades if det.market == "linear" else _spot_trades)(member, det, options, sink)
     where = member.where()
-    feed = FrameFeed("bybit", det.market, sink, options, where=where,
-                     markets=markets_for("bybit", [det.hints["native"]], det.market))
-    for line, text in member.lines():
-        try:
-            ts = int(orjson.loads(text)["ts"]) * 1_000_000
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise MalformedInput(where, line, f"not a Bybit orderbook frame with 'ts' ({exc})", text) from None
-        feed.frame(text, ts, line)
-    sink.events(feed.close())
+    native = det.hints["native"]
+
+    def frames():
+        for line, text in member.lines():
+            try:
+                ts = int(orjson.loads(text)["ts"]) * 1_000_000
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise MalformedInput(where, line, f"not a Bybit orderbook frame with 'ts' ({exc})", text) from None
+            yield Frame(ts, text, FrameKind.WS, None, line)
+
+    replay_into(sink, frames(), venue="bybit", market=det.market, options=options, where=where,
+                markets=markets_for("bybit", [native], det.market), book_natives=(native,))
 
 
 def seconds_text_to_ns(text: pd.Series, lines, where: str) -> np.ndarray:

@@ -504,6 +504,7 @@ class Sink:
         self._batch = batch
         self.state: dict = {}  # shared by the members of one file (e.g. a book built across them)
         self.columns_of: Callable[[str], list | None] = lambda table: None  # a stored table's columns
+        self.book_states = None  # the store's book state, saved once the file is committed (run.py)
         self._at_end: list[Callable[[], list]] = []
 
     def at_end(self, fn: Callable[[], list]) -> None:

@@ -7,8 +7,9 @@
         {"time": "2025-03-11T09:00:03.296545473", "ver_num": 1,
          "raw": {"channel": "l2Book", "data": {"coin": "SOL", "time": 1741683599768, "levels": [[...], [...]]}}}
         -> ``raw`` through the live Hyperliquid parser (``time`` is the receive time):
-           l2Book -> the whole book each frame, sampled on the collector's grid (``book``);
-           trades -> trades
+           through ``collectors.replay.replay_frames``: the rows ``tickstore replay`` stores
+           (l2Book -> the whole book each frame, sampled on the collector's grid into
+           ``book``, continued from the book state of the hour before; trades -> trades)
     s3://hyperliquid-archive/asset_ctxs/<YYYYMMDD>.csv.lz4
         time,coin,funding,open_interest,prev_day_px,day_ntl_vlm,premium,oracle_px,mark_px,
         mid_px,impact_bid_px,impact_ask_px
@@ -30,10 +31,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from collectors.capture import Frame, FrameKind
+
 from .core import Format, ImportOptions, MalformedInput, Member, Sink, csv_blocks, resolve_symbol, utc, utc_index
 from . import hyperliquid_node
 from .detect import Detected
-from .frames import FrameFeed, markets_for
+from .frames import markets_for, replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -70,7 +73,7 @@ def recv_ns_of(text: bytes | str, *, where: str, line: int) -> int:
     m = _ISO.match(b)
     if not m:
         raise MalformedInput(where, line, f"time {text!r} is not an ISO time like 2025-03-11T09:00:03.296545473")
-    day = np.datetime64(m.group(1).decode(), "D").astype(np.int64)
+    day = int(np.datetime64(m.group(1).decode(), "D").astype(np.int64))
     secs = day * 86400 + int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4))
     frac = (m.group(5) or b"").decode()
     return secs * 1_000_000_000 + int((frac + "000000000")[:9])
@@ -83,15 +86,18 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
         return hyperliquid_node.parse(member, det, sink)
     where = member.where()
     coins = [det.hints["coin"]] if det.hints.get("coin") else []
-    feed = FrameFeed("hyperliquid", "perp", sink, options, where=where, markets=markets_for("hyperliquid", coins, "perp"))
-    for line, text in member.lines():
-        try:
-            doc = orjson.loads(text)
-            raw, when = doc["raw"], doc["time"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise MalformedInput(where, line, f"not an archive line {{\"time\": ..., \"raw\": <frame>}} ({exc})", text) from None
-        feed.frame(orjson.dumps(raw), recv_ns_of(str(when), where=where, line=line), line)
-    sink.events(feed.close())
+
+    def frames():
+        for line, text in member.lines():
+            try:
+                doc = orjson.loads(text)
+                raw, when = doc["raw"], doc["time"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                raise MalformedInput(where, line, f"not an archive line {{\"time\": ..., \"raw\": <frame>}} ({exc})", text) from None
+            yield Frame(recv_ns_of(str(when), where=where, line=line), orjson.dumps(raw), FrameKind.WS, None, line)
+
+    replay_into(sink, frames(), venue="hyperliquid", market="perp", options=options, where=where,
+                markets=markets_for("hyperliquid", coins, "perp"))
 
 
 _CTX_NEEDED = ("time", "coin", "funding", "open_interest", "oracle_px", "mark_px")

@@ -9,8 +9,11 @@ Bodies (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-
                       "c":"0.0018","h":"0.0018","l":"0.0018","v":"1234","n":12}]
                     -> ohlcv_<i> (the trade count ``n`` is dropped)
     l2Book          {"coin":"DYDX","time":1689630203930,"levels":[[{"px":"2.111","sz":"134.4","n":1},...],[...]]}
-                    -> the live l2Book handling: each body is the whole book, sampled on the
-                       collector's grid (a file of polled bodies gives grid rows between them)
+                    -> the replay's l2Book handling (``collectors.replay.replay_frames``): each
+                       body is the whole book at its ``time``, stored as a row at that time and
+                       sampled on the collector's grid (a file of polled bodies gives grid rows
+                       between them; one body alone is one row, its grid rows come with the
+                       next body imported or replayed, through the book state)
 
 No receive time is recorded: ``recv_ts`` is ``ts``.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from collectors.capture import Frame, FrameKind
 
 from .core import (
     DataImportError,
@@ -41,7 +45,7 @@ from .core import (
     resolve_symbol,
 )
 from .detect import Detected
-from .frames import FrameFeed, markets_for
+from .frames import markets_for, replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -84,12 +88,11 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     try:
         if det.kind == "l2Book":
             coins = sorted({b["coin"] for b in bodies})
-            feed = FrameFeed("hyperliquid", "perp", sink, options, where=where, markets=markets_for("hyperliquid", coins, "perp"))
-            for line, body in enumerate(bodies, 1):
-                t = int(body["time"]) * 1_000_000
-                # the websocket frame of the same book: {"channel": "l2Book", "data": <body>}
-                feed.frame(orjson.dumps({"channel": "l2Book", "data": body}), t, line)
-            sink.events(feed.close())
+            # each body as the websocket frame of the same book: {"channel": "l2Book", "data": <body>}
+            frames = [Frame(int(body["time"]) * 1_000_000, orjson.dumps({"channel": "l2Book", "data": body}), FrameKind.WS,
+                            None, line) for line, body in enumerate(bodies, 1)]
+            replay_into(sink, frames, venue="hyperliquid", market="perp", options=options, where=where,
+                        markets=markets_for("hyperliquid", coins, "perp"), book_rows="both")
         elif det.kind == "fundingHistory":
             _funding(*records(doc), sink=sink, where=where)
         else:

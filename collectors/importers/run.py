@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from collectors.bookstate import BookStates
+from collectors.replay import BOOK_STATE_FILE
 from tickstore.clock import NS_PER_DAY
 from tickstore.errors import TickstoreError
 
@@ -246,6 +248,7 @@ def _import_one(store, path: Path, members: list[Member], found: list, options, 
     try:
         sink = Sink(staging.add, book_table=found[0][1].book_table(options))
         sink.columns_of = staging.columns_of
+        sink.book_states = states = BookStatesAfterCommit(Path(store.root) / BOOK_STATE_FILE)
         for i, det in found:
             parser_of(det.format)(members[i], det, options, sink)
             sink.flush()
@@ -255,12 +258,45 @@ def _import_one(store, path: Path, members: list[Member], found: list, options, 
             reason = f"import ...{path.name[-(_REASON_BYTES - 40):]} sha256:{digest[:16]}"
         source = f"import:{fmt.value}"
         rows, held, targets = staging.write(reason, source, progress=progress)
+        states.commit()  # the books as this file left them, now that its rows are stored
     finally:
         staging.close()
     ledger.add(store, digest, path, fmt.value, key, targets)
     status = "imported" if any(rows.values()) else "unchanged"
     return FileReport(str(path), fmt.value, ",".join(sorted({d.kind for _, d in found})), status, rows, held,
                       staging.repeated, tuple(sorted(staging.symbols)), digest)
+
+
+class BookStatesAfterCommit:
+    """The store's book state (``collectors.bookstate``) as the replays of one file see it:
+    read from the file, with what they saved on top, written only by ``commit`` (after the
+    file's rows are stored: a failed import leaves the books where the last one did)."""
+
+    def __init__(self, path: Path):
+        self.file = BookStates(path)
+        self.pending: dict = {}
+
+    @staticmethod
+    def _newer(new: dict, old: dict | None) -> bool:
+        return old is None or int(new.get("last_ts", -1)) >= int(old.get("last_ts", -1))
+
+    def load(self) -> tuple[dict, dict]:
+        books, meta = self.file.load()
+        for key, state in self.pending.items():
+            if self._newer(state, books.get(key)):
+                books[key] = state
+        return books, meta
+
+    def save(self, books: dict, **_) -> int:
+        for key, state in books.items():
+            if self._newer(state, self.pending.get(key)):
+                self.pending[key] = state
+        return len(books)
+
+    def commit(self) -> None:
+        if self.pending:
+            self.file.save(self.pending)
+            self.pending = {}
 
 
 class _Staging:

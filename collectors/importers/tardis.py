@@ -12,14 +12,18 @@ when Tardis received the message. Headers and what each becomes::
                          -> liquidations (side: buy = a short was liquidated, +1)
     quotes, book_ticker  ...,ask_amount,ask_price,bid_price,bid_amount -> quotes
     book_snapshot_5/25   ...,asks[0].price,asks[0].amount,bids[0].price,bids[0].amount,...
-                         -> each snapshot replaces the book (BookBuilder.on_partial), sampled
-                            on the collector's grid into book_<N> (default N = the file's)
+                         -> each snapshot replaces the book; book_<N> (default N = the file's)
     incremental_book_L2  ...,is_snapshot,side,price,amount
                          -> rows grouped into messages by local_timestamp; a run of
-                            is_snapshot=true rows is a snapshot (the book is reset and
-                            loaded), other messages are diffs; through BookBuilder on the
-                            collector's grid (book, 5 levels every 100 ms by default);
+                            is_snapshot=true rows is a snapshot (it replaces the book; one
+                            after updates means Tardis reconnected: a ``reconnect`` gap and
+                            the book's ``resync`` gap), other messages are diffs;
                             --keep-diffs also stores them in book_diffs
+                         Both go through ``collectors.replay.replay_frames`` (as parsed
+                         events): the venue's BookBuilder, its grid (book, 5 levels every
+                         100 ms by default; the grid point at a snapshot's time), Bybit's
+                         book-derived quotes, the replay's end of data and book state (a
+                         day's file continues the book of the day before).
     derivative_ticker    ...,funding_timestamp,funding_rate,predicted_funding_rate,
                          open_interest,last_price,index_price,mark_price
                          -> mark (a row where mark/index/funding/next funding changed) and
@@ -36,8 +40,9 @@ Exchange names map to the store's venues and markets::
 What the CSVs lack, and what is stored instead (documented losses, not guesses):
 quotes carry no update id, so ``update_id`` is ``local_timestamp`` (us): it orders quotes
 of one exchange millisecond and is the same from whichever file a quote comes. Book
-snapshots and diffs carry none either: ``update_id`` of book rows is the line number of
-the snapshot (or diff message) in the file. How Tardis builds the columns
+snapshots and diffs carry none either: ``update_id`` of book rows (and of Bybit's
+book-derived quotes) is an id anchored at the message's ``local_timestamp`` (us), one
+more than the previous where that is not larger. How Tardis builds the columns
 (github.com/tardis-dev/tardis-node, ``src/mappers``), and what that means here:
 
 - trades: Binance ``trade`` frames with ``X`` INSURANCE_FUND or ADL are left out by Tardis,
@@ -59,12 +64,13 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import orjson
 import pandas as pd
 
-from collectors.book import BookBuilder
+from collectors.capture import Frame, FrameKind
 from collectors.events import DepthDiff, DepthSnapshot
-from collectors.exchanges import binance as bn
 from collectors.exchanges import bybit as bb
+from collectors.venues import feed_class
 
 from .core import (
     DataImportError,
@@ -82,6 +88,7 @@ from .core import (
     utc_index,
 )
 from .detect import Detected
+from .frames import replay_into
 
 __all__ = ["EXCHANGES", "KINDS", "sniff", "parse"]
 
@@ -343,10 +350,24 @@ def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # -- books -------------------------------------------------------------------------------------
-def _builder(sym: str, det: Detected, options: ImportOptions, levels: int) -> BookBuilder:
-    # Tardis gives no exchange sequence ids: diffs are numbered here, each following the
-    # previous one (u = previous u + 1): Binance's spot rule of the builder.
-    return BookBuilder(sym, bn.Market.SPOT, levels=levels, interval_ms=options.book_interval_ms)
+# Books go through ``collectors.replay.replay_frames`` as already parsed events (Tardis rows
+# are no venue frames): the venue's BookBuilder rule and quotes (Bybit quotes its books), the
+# replay's grid flushes, end of data and book state, so a day file continues the book of the
+# day before. Tardis gives no exchange sequence ids: each message gets an id anchored at its
+# local_timestamp (us), one more than the previous id where that is not larger, so ids grow
+# within a file and from one day's file to the next, and each diff follows the one before.
+def _next_id(last: int, recv_ns: int) -> int:
+    return max(last + 1, recv_ns // 1000)
+
+
+def _whole(book, snap) -> list:
+    """Tardis' rule: a snapshot replaces the book (whatever the venue's snapshot rule)."""
+    return book.on_partial(snap)
+
+
+def _replay(sink, items, det: Detected, options: ImportOptions, where: str, levels: int) -> None:
+    replay_into(sink, items, venue=det.venue, market=det.market, options=options, where=where, levels=levels,
+                snapshot_rule=_whole)
 
 
 def _snapshots(member, det, options, symbols, sink) -> None:
@@ -358,33 +379,37 @@ def _snapshots(member, det, options, symbols, sink) -> None:
         cols += [f"asks[{i}].price", f"asks[{i}].amount", f"bids[{i}].price", f"bids[{i}].amount"]
     dtypes = {**_TIMES, **{c: np.float64 for c in cols[4:]}}
     step = options.book_interval_ms * 1_000_000
-    books: dict[str, BookBuilder] = {}
-    last_ts: dict[str, int] = {}
-    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("timestamp", "local_timestamp")):
-        for a, b, ex, native, line in _groups(lines, df["exchange"], df["symbol"]):
-            part, ln = df.iloc[a:b], lines[a:b]
-            sym = symbols(ex, native, line)
-            ts, recv = _times(part, ln, where)
-            # Only the last snapshot of each grid interval (g - step, g] can show in a row
-            # (the row at g is the book after every update at or before g; any later one
-            # triggers it): the others are skipped, with the same rows as a result.
-            bucket = -(-ts // step)
-            last = np.r_[bucket[1:] != bucket[:-1], True]
-            idx = np.flatnonzero(last)
-            ask_p = part[[f"asks[{i}].price" for i in range(n)]].to_numpy()
-            ask_q = part[[f"asks[{i}].amount" for i in range(n)]].to_numpy()
-            bid_p = part[[f"bids[{i}].price" for i in range(n)]].to_numpy()
-            bid_q = part[[f"bids[{i}].amount" for i in range(n)]].to_numpy()
-            book = books.get(sym) or books.setdefault(sym, _builder(sym, det, options, levels))
-            out = []
-            for i in idx:
-                bids = [(p, q) for p, q in zip(bid_p[i].tolist(), bid_q[i].tolist()) if p == p]
-                asks = [(p, q) for p, q in zip(ask_p[i].tolist(), ask_q[i].tolist()) if p == p]
-                out += book.on_partial(DepthSnapshot(sym, int(ts[i]), int(recv[i]), int(ln[i]), bids, asks))
-            sink.events(out)
-            last_ts[sym] = max(last_ts.get(sym, 0), int(ts.max()))
-    for sym, book in books.items():
-        sink.events(book.flush(last_ts[sym] + 1))
+    every = feed_class(det.venue).book_quotes  # quotes come from every change of the top
+    ids: dict[str, int] = {}
+
+    def items():
+        for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("timestamp", "local_timestamp")):
+            for a, b, ex, native, line in _groups(lines, df["exchange"], df["symbol"]):
+                part, ln = df.iloc[a:b], lines[a:b]
+                sym = symbols(ex, native, line)
+                ts, recv = _times(part, ln, where)
+                if every:
+                    idx = np.arange(len(ts))
+                else:
+                    # Only the last snapshot of each grid interval (g - step, g] can show in a
+                    # row (the row at g is the book after every update at or before g; any
+                    # later one triggers it): the others are skipped, with the same rows.
+                    bucket = -(-ts // step)
+                    idx = np.flatnonzero(np.r_[bucket[1:] != bucket[:-1], True])
+                ask_p = part[[f"asks[{i}].price" for i in range(n)]].to_numpy()
+                ask_q = part[[f"asks[{i}].amount" for i in range(n)]].to_numpy()
+                bid_p = part[[f"bids[{i}].price" for i in range(n)]].to_numpy()
+                bid_q = part[[f"bids[{i}].amount" for i in range(n)]].to_numpy()
+                u = ids.get(sym, 0)
+                for i in idx:
+                    bids = [(p, q) for p, q in zip(bid_p[i].tolist(), bid_q[i].tolist()) if p == p]
+                    asks = [(p, q) for p, q in zip(ask_p[i].tolist(), ask_q[i].tolist()) if p == p]
+                    u = _next_id(u, int(recv[i]))
+                    snap = DepthSnapshot(sym, int(ts[i]), int(recv[i]), u, bids, asks)
+                    yield Frame(int(recv[i]), [snap], FrameKind.EVENTS, None, int(ln[i]))
+                ids[sym] = u
+
+    _replay(sink, items(), det, options, where, levels)
 
 
 def _incremental(member, det, options, symbols, sink) -> None:
@@ -393,85 +418,94 @@ def _incremental(member, det, options, symbols, sink) -> None:
     cols = _BASE + ["is_snapshot", "side", "price", "amount"]
     dtypes = {**_TIMES, "price": np.float64, "amount": np.float64, "is_snapshot": str, "side": str}
     state: dict[str, _L2] = {}
-    pending = None  # the last message of a block may continue in the next one
-    for lines, df in csv_blocks(member, cols, dtypes, header=True, required=("timestamp", "local_timestamp", "price", "amount")):
-        snap = df["is_snapshot"].map({"true": True, "false": False})
-        if snap.isna().any():
-            i = int(np.argmax(snap.isna().to_numpy()))
-            raise MalformedInput(where, int(lines[i]), f"is_snapshot {df['is_snapshot'].iat[i]!r} is not true or false")
-        side = df["side"].map({"bid": 1, "ask": -1})
-        if side.isna().any():
-            i = int(np.argmax(side.isna().to_numpy()))
-            raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not bid or ask")
-        ts, recv = _times(df, lines, where)
-        frame = {
-            "pair": (df["exchange"] + "|" + df["symbol"]).to_numpy(), "snap": snap.to_numpy(bool),
-            "side": side.to_numpy(np.int8), "price": df["price"].to_numpy(), "qty": df["amount"].to_numpy(),
-            "ts": ts, "recv": recv, "line": lines,
-        }
-        if pending is not None:
-            frame = {k: np.concatenate([pending[k], v]) for k, v in frame.items()}
-        # a message: consecutive rows of one pair, one local_timestamp, one is_snapshot
-        key_change = (frame["pair"][1:] != frame["pair"][:-1]) | (frame["recv"][1:] != frame["recv"][:-1]) | (
-            frame["snap"][1:] != frame["snap"][:-1])
-        starts = np.r_[0, np.flatnonzero(key_change) + 1]
-        stops = np.r_[starts[1:], len(frame["ts"])]
-        for a, b in zip(starts[:-1], stops[:-1]):
-            _message(frame, int(a), int(b), state, symbols, det, options, levels, sink)
-        a = int(starts[-1])
-        pending = {k: v[a:] for k, v in frame.items()}
-    if pending is not None and len(pending["ts"]):
-        _message(pending, 0, len(pending["ts"]), state, symbols, det, options, levels, sink)
-    for st in state.values():
-        sink.events(st.book.flush(st.last_ts + 1))
+
+    def items():
+        pending = None  # the last message of a block may continue in the next one
+        for lines, df in csv_blocks(member, cols, dtypes, header=True,
+                                    required=("timestamp", "local_timestamp", "price", "amount")):
+            snap = df["is_snapshot"].map({"true": True, "false": False})
+            if snap.isna().any():
+                i = int(np.argmax(snap.isna().to_numpy()))
+                raise MalformedInput(where, int(lines[i]), f"is_snapshot {df['is_snapshot'].iat[i]!r} is not true or false")
+            side = df["side"].map({"bid": 1, "ask": -1})
+            if side.isna().any():
+                i = int(np.argmax(side.isna().to_numpy()))
+                raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not bid or ask")
+            ts, recv = _times(df, lines, where)
+            frame = {
+                "pair": (df["exchange"] + "|" + df["symbol"]).to_numpy(), "snap": snap.to_numpy(bool),
+                "side": side.to_numpy(np.int8), "price": df["price"].to_numpy(), "qty": df["amount"].to_numpy(),
+                "ts": ts, "recv": recv, "line": lines,
+            }
+            if pending is not None:
+                frame = {k: np.concatenate([pending[k], v]) for k, v in frame.items()}
+            # a message: consecutive rows of one pair, one local_timestamp, one is_snapshot
+            key_change = (frame["pair"][1:] != frame["pair"][:-1]) | (frame["recv"][1:] != frame["recv"][:-1]) | (
+                frame["snap"][1:] != frame["snap"][:-1])
+            starts = np.r_[0, np.flatnonzero(key_change) + 1]
+            stops = np.r_[starts[1:], len(frame["ts"])]
+            for a, b in zip(starts[:-1], stops[:-1]):
+                yield from _message(frame, int(a), int(b), state, symbols)
+            a = int(starts[-1])
+            pending = {k: v[a:] for k, v in frame.items()}
+        if pending is not None and len(pending["ts"]):
+            yield from _message(pending, 0, len(pending["ts"]), state, symbols)
+        for sym, st in state.items():  # a snapshot the file ends with is the book at its end
+            if st.in_snapshot:
+                yield _load_snapshot(st, sym)
+
+    _replay(sink, items(), det, options, where, levels)
 
 
 class _L2:
-    __slots__ = ("book", "u", "in_snapshot", "started", "last_ts", "snap_rows")
+    __slots__ = ("u", "in_snapshot", "started", "last_ts", "last_recv", "snap_rows")
 
-    def __init__(self, book: BookBuilder):
-        self.book = book
-        self.u = 0  # update id (line) of the last message
+    def __init__(self):
+        self.u = 0  # id of the last message
         self.in_snapshot = False  # the previous message was (part of) a snapshot
         self.started = False  # rows before the first snapshot are skipped (Tardis' rule)
-        self.last_ts = 0
+        self.last_ts = 0  # exchange time of the last message
+        self.last_recv = 0
         self.snap_rows: list = []  # (ts, recv, line, bids, asks) of the snapshot being read
 
 
-def _message(fr, a, b, state, symbols, det, options, levels, sink) -> None:
+def _message(fr, a, b, state, symbols):
+    """The replay items of one Tardis message (rows ``a:b`` of ``fr``)."""
     ex, native = str(fr["pair"][a]).split("|", 1)
     sym = symbols(ex, native, int(fr["line"][a]))
     st = state.get(sym)
     if st is None:
-        st = state[sym] = _L2(_builder(sym, det, options, levels))
+        st = state[sym] = _L2()
     is_snap = bool(fr["snap"][a])
     side, price, qty = fr["side"][a:b], fr["price"][a:b], fr["qty"][a:b]
     bids = list(zip(price[side == 1].tolist(), qty[side == 1].tolist()))
     asks = list(zip(price[side == -1].tolist(), qty[side == -1].tolist()))
     ts, recv, line = int(fr["ts"][a]), int(fr["recv"][a]), int(fr["line"][a])
-    out = []
     if is_snap:
         if not st.in_snapshot:
-            st.book.reset()  # a new snapshot: the exchange (re)sent the whole book
             st.snap_rows = []
+            if st.started:
+                # Updates, then a snapshot again: Tardis' connection to the exchange restarted
+                # and what happened between is unknown. A connection gap resets the book (as
+                # a collector's reconnect does); the snapshot then writes the resync gap.
+                yield Frame(recv, orjson.dumps({
+                    "symbol": sym, "ts": st.last_ts, "recv_ns": recv, "end_ts": max(ts, st.last_ts + 1), "stream": "*",
+                    "cause": "reconnect", "detail": f"Tardis sent the book again from line {line}: its connection restarted",
+                }), FrameKind.GAP, None, line)
         st.snap_rows.append((ts, recv, line, bids, asks))
         st.in_snapshot = st.started = True
     else:
         if st.in_snapshot:
-            out += _load_snapshot(st, sym)
+            yield _load_snapshot(st, sym)
         if st.started:
-            # update id = the message's line; it follows the previous one (U = previous u + 1)
-            diff = DepthDiff(sym, ts, recv, st.u + 1, line, st.u, bids, asks)
-            st.u = line
-            out += st.book.on_diff(diff)
-            if options.keep_diffs:
-                out.append(diff)
+            u = _next_id(st.u, recv)
+            diff = DepthDiff(sym, ts, recv, st.u + 1, u, st.u, bids, asks)  # follows the previous message
+            st.u = u
+            yield Frame(recv, [diff], FrameKind.EVENTS, None, line)
     st.last_ts = max(st.last_ts, ts)
-    if out:
-        sink.events(out)
 
 
-def _load_snapshot(st: _L2, sym: str) -> list:
+def _load_snapshot(st: _L2, sym: str) -> Frame:
     st.in_snapshot = False
     rows = st.snap_rows
     st.snap_rows = []
@@ -481,7 +515,6 @@ def _load_snapshot(st: _L2, sym: str) -> list:
         book_bids.update(bids)
         book_asks.update(asks)
     ts, recv, line = rows[-1][0], rows[-1][1], rows[-1][2]
-    st.u = line
+    st.u = _next_id(st.u, recv)
     snap = DepthSnapshot(sym, ts, recv, st.u, sorted(book_bids.items(), reverse=True), sorted(book_asks.items()))
-    return st.book.on_snapshot(snap)
-
+    return Frame(recv, [snap], FrameKind.EVENTS, None, line)

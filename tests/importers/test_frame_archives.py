@@ -104,38 +104,89 @@ def _bybit_book_frames(data_dir, conn="BYBIT.ws.2", topic="orderbook.200.BTCUSDT
     return out
 
 
-def test_bybit_orderbook_data_zip_real_frames(store, data_dir, tmp_path):
-    frames = _bybit_book_frames(data_dir)
-    path = tmp_path / "orderbook" / "linear" / "BTCUSDT" / "2026-08-09_BTCUSDT_ob200.data.zip"
-    path.parent.mkdir(parents=True)
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("2026-08-09_BTCUSDT_ob200.data", "\n".join(frames) + "\n")
-    run(store, path)
-    # independent replay: a snapshot replaces the book, a delta sets (0 removes) levels;
-    # the grid starts at the first delta (the builder syncs on it), ts = cts
-    bids, asks, states = {}, {}, []
-    first_delta = None
+def _bybit_reference(frames, step_ns=100_000_000):
+    """Independent parse of Bybit book frames: a snapshot replaces the book, a delta sets (0
+    removes) levels, ts = cts. Book rows: grid row at g = the book after every frame with
+    cts <= g, from the first snapshot's grid point to the last frame, exclusive (the point at
+    or after it comes with the next file, through the book state). Quotes: the top at every
+    frame that changes it, stamped with the frame's cts and u."""
+    bids, asks, states, quotes, top = {}, {}, [], [], None
     for f in map(json.loads, frames):
         d = f["data"]
         if f["type"] == "snapshot":
             bids, asks = {}, {}
-        elif first_delta is None:
-            first_delta = f["cts"] * 1_000_000
         for side, book in ((d["b"], bids), (d["a"], asks)):
             for p, q in side:
                 if float(q) == 0:
                     book.pop(float(p), None)
                 else:
                     book[float(p)] = float(q)
-        states.append((f["cts"] * 1_000_000, (sorted(bids.items(), reverse=True)[:5], sorted(asks.items())[:5])))
-    states = [s for s in states if s[0] >= states[0][0]]
-    want = [(g, s) for g, s in _grid(states) if g >= first_delta]
+        t = f["cts"] * 1_000_000
+        b5, a5 = sorted(bids.items(), reverse=True)[:5], sorted(asks.items())[:5]
+        states.append((t, (b5, a5)))
+        if (b5[0], a5[0]) != top:
+            top = (b5[0], a5[0])
+            quotes.append((t, d["u"], *b5[0], *a5[0]))
+    grid, g = [], -(-states[0][0] // step_ns) * step_ns
+    while g < states[-1][0]:
+        grid.append((g, [s for t, s in states if t <= g][-1]))
+        g += step_ns
+    return grid, quotes
+
+
+def _bybit_data_zip(tmp_path, frames, name="2026-08-09_BTCUSDT_ob200.data"):
+    path = tmp_path / "orderbook" / "linear" / "BTCUSDT" / f"{name}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(name, "\n".join(frames) + "\n")
+    return path
+
+
+def test_bybit_orderbook_data_zip_real_frames(store, data_dir, tmp_path):
+    frames = _bybit_book_frames(data_dir)
+    run(store, _bybit_data_zip(tmp_path, frames))
+    want, quotes = _bybit_reference(frames)
     got = store["book"].select("bybit:BTC/USDT:USDT")
     assert [t.value for t in got.index] == [g for g, _ in want]
     for (g, (b, a)), (_, row) in zip(want, got.iterrows()):
         assert [(row[f"bid_px_{i + 1}"], row[f"bid_qty_{i + 1}"]) for i in range(5)] == b
         assert [(row[f"ask_px_{i + 1}"], row[f"ask_qty_{i + 1}"]) for i in range(5)] == a
     assert (got["recv_ts"] >= got.index.min() - pd.Timedelta("1s")).all()  # recv = the frame's ts
+    # quotes from the book, as live and replay (BookBuilder(quotes=True)): every change of the top
+    q = store["quotes"].select("bybit:BTC/USDT:USDT")
+    assert list(zip(q.index.asi8, q["update_id"], q["bid_px"], q["bid_qty"], q["ask_px"], q["ask_qty"])) == quotes
+
+
+def _tables(store, symbol, tables):
+    return {t: store[t].select(symbol) for t in tables if symbol in store[t].symbols()}
+
+
+def test_imported_bybit_and_hyperliquid_frames_store_what_replay_stores(data_dir, tmp_path):
+    """The same frames through ``tickstore import`` and through ``tickstore replay`` (a
+    capture of them, receive time = what the archive says): equal tables, column for column."""
+    from collectors.replay import replay
+    from tickstore import Tickstore
+
+    bybit = _bybit_book_frames(data_dir)
+    hl = _hl_frames(data_dir)
+    hl_archive = tmp_path / "market_data" / "20250126" / "19" / "l2Book" / "BTC.lz4"
+    hl_archive.parent.mkdir(parents=True)
+    hl_archive.write_bytes(lz4.frame.compress("".join(
+        json.dumps({"time": _iso(r), "ver_num": 1, "raw": m}) + "\n" for r, m in hl).encode()))
+    with gzip.open(tmp_path / "bybit.gz", "wt") as fh:  # hftbacktest capture: <recv ns> <frame>
+        fh.writelines(f"{json.loads(f)['ts'] * 1_000_000} {f}\n" for f in bybit)
+    with gzip.open(tmp_path / "hl.gz", "wt") as fh:
+        fh.writelines(f"{r} {json.dumps(m)}\n" for r, m in hl)
+    with Tickstore(tmp_path / "imported") as imp, Tickstore(tmp_path / "replayed") as rep:
+        run(imp, _bybit_data_zip(tmp_path, bybit), hl_archive)
+        replay([tmp_path / "bybit.gz"], store=rep, venue="bybit", market="linear")
+        replay([tmp_path / "hl.gz"], store=rep, venue="hyperliquid")
+        for symbol, tables in (("bybit:BTC/USDT:USDT", ("book", "quotes", "trades", "gaps")), (HL, ("book", "quotes", "trades", "gaps"))):
+            a, b = _tables(imp, symbol, tables), _tables(rep, symbol, tables)
+            assert a.keys() == b.keys() and "book" in a, (symbol, a.keys(), b.keys())
+            for t in a:
+                assert len(a[t]) > 0
+                pd.testing.assert_frame_equal(a[t], b[t], check_exact=True, obj=f"{symbol} {t}")
 
 
 def test_bybit_trade_csvs(store, tmp_path):
@@ -184,15 +235,43 @@ def test_hyperliquid_rest_cassettes(store, data_dir, tmp_path):
     assert list(bars.index) == [pd.Timestamp(x["t"], unit="ms", tz="UTC") for x in c]
     assert bars[["open", "high", "low", "close", "volume"]].values.tolist() == [[float(x[k]) for k in "ohlcv"] for x in c]
     l2 = json.loads(_cassette_bodies(data_dir, "test_get_l2_snapshot.yaml")["l2Book"])
+    _lone_and_polled_l2_bodies(store, tmp_path, l2)
+
+
+def _lone_and_polled_l2_bodies(store, tmp_path, l2):
+    sym = "hyperliquid:DYDX/USDC:USDC"
+    t0 = l2["time"]
     lone = run(store, write(tmp_path / "l2.json", json.dumps(l2)))
-    assert lone.files[0].status == "unchanged"  # one body: no grid point after it is known
-    later = dict(l2, time=l2["time"] + 450, levels=[l2["levels"][0][1:], l2["levels"][1]])
+    # a snapshot is the whole book at its time: one row there (its grid point, 100 ms on,
+    # is not known yet: it comes with the next body, through the book state)
+    assert lone.files[0].status == "imported" and lone.files[0].rows == {"book": 1}
+    book = store["book"].select(sym)
+    assert [t.value // 1_000_000 for t in book.index] == [t0]
+    row = book.iloc[0]
+    assert [row[f"bid_px_{i}"] for i in range(1, 6)] == [float(x["px"]) for x in l2["levels"][0][:5]]
+    assert [row[f"ask_qty_{i}"] for i in range(1, 6)] == [float(x["sz"]) for x in l2["levels"][1][:5]]
+    assert row["recv_ts"].value // 1_000_000 == t0
+    later = dict(l2, time=t0 + 450, levels=[l2["levels"][0][1:], l2["levels"][1]])
     run(store, write(tmp_path / "l2s.jsonl", json.dumps(l2) + "\n" + json.dumps(later) + "\n"))
+    book = store["book"].select(sym)
+    g0 = -(-t0 // 100) * 100
+    grid = list(range(g0, t0 + 450, 100))  # each the last body at or before it
+    assert [t.value // 1_000_000 for t in book.index] == sorted({t0, t0 + 450, *grid})
+    first_bid = [float(x["px"]) for x in l2["levels"][0]][:2]
+    for t, r in book.iterrows():
+        body = l2 if t.value // 1_000_000 < t0 + 450 else later
+        assert [r["bid_px_1"], r["bid_px_2"]] == [float(x["px"]) for x in body["levels"][0][:2]]
+    assert book["bid_px_1"].iat[0] == first_bid[0]
+
+
+def test_lone_l2_snapshot_of_the_sdk_cassette_is_a_book_row(store, data_dir, tmp_path):
+    """The Hyperliquid SDK's recorded l2Book answer imported from the cassette itself."""
+    l2 = json.loads(_cassette_bodies(data_dir, "test_get_l2_snapshot.yaml")["l2Book"])
+    report = run(store, data_dir / "hyperliquid-python-sdk" / "test_get_l2_snapshot.yaml")
+    assert report.files[0].rows.get("book") == 1
     book = store["book"].select("hyperliquid:DYDX/USDC:USDC")
-    g0 = -(-l2["time"] // 100) * 100
-    assert [t.value // 1_000_000 for t in book.index] == list(range(g0, l2["time"] + 451, 100))
-    first = book.iloc[0]
-    assert [first[f"bid_px_{i}"] for i in range(1, 6)] == [float(x["px"]) for x in l2["levels"][0][:5]]
+    assert [t.value // 1_000_000 for t in book.index] == [l2["time"]]
+    assert book["ask_px_1"].iat[0] == float(l2["levels"][1][0]["px"])
 
 
 def test_binance_rest_bodies(store, tmp_path):
@@ -216,9 +295,11 @@ def test_binance_rest_bodies(store, tmp_path):
               "bids": [["4.00000000", str(431 + i)]], "asks": [["4.00000200", "12.00000000"]]} for i in range(3)]
     run(store, write(tmp_path / "BTCUSDT_depth.jsonl", "\n".join(map(json.dumps, depth)) + "\n"))
     book = store["book"].select("binance:BTC/USDT:USDT")
-    # grid rows between the polled bodies: 100 ms grid, each row the last body at or before it
-    assert [t.value // 1_000_000 for t in book.index] == [1589436922900, 1589436923000, 1589436923100]
-    assert book["bid_qty_1"].tolist() == [431.0, 431.0, 432.0]
+    # a row at each body's E, and grid rows between the polled bodies (100 ms grid, each row
+    # the last body at or before it; the body at ...900 is on the grid: one row)
+    assert [t.value // 1_000_000 for t in book.index] == [1589436922900, 1589436923000, 1589436923030, 1589436923100,
+                                                          1589436923160]
+    assert book["bid_qty_1"].tolist() == [431.0, 431.0, 432.0, 432.0, 433.0]
     with pytest.raises(Exception, match="spot /depth answers carry no time"):
         run(store, write(tmp_path / "s.json", json.dumps({"lastUpdateId": 1, "bids": [], "asks": []})), market="spot")
 

@@ -187,8 +187,10 @@ binance-futures,BTCUSDT,1704067200330000,1704067200331000,false,bid,100.5,0
 
 def _l2_reference(text, step_us=100_000):
     """Independent book replay: rows before the first snapshot skipped (Tardis' rule);
-    grid row at g = the book after every update with timestamp <= g, from the first diff
-    after the snapshot on (the live builder starts its grid when the first diff applies)."""
+    grid row at g = the book after every update with timestamp <= g, from the snapshot's
+    grid point on (a snapshot is a whole book at its time, as replay treats Bybit's) to the
+    last update, exclusive (the point at or after it comes with the next day's file,
+    through the book state, as in replay)."""
     rows = list(csv.DictReader(text.splitlines()))
     first = next(i for i, r in enumerate(rows) if r["is_snapshot"] == "true")
     rows = rows[first:]
@@ -202,9 +204,8 @@ def _l2_reference(text, step_us=100_000):
             book[side][px] = amt
         states.append((int(r["timestamp"]), {k: dict(v) for k, v in book.items()}))
     out = []
-    first_diff = next(int(r["timestamp"]) for r in rows if r["is_snapshot"] == "false")
-    g = -(-first_diff // step_us) * step_us
-    while g <= states[-1][0]:
+    g = -(-int(rows[0]["timestamp"]) // step_us) * step_us
+    while g < states[-1][0]:
         st = [s for t, s in states if t <= g][-1]
         bids = sorted(st["bid"].items(), reverse=True)[:5]
         asks = sorted(st["ask"].items())[:5]

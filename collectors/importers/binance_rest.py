@@ -60,6 +60,7 @@ from .core import (
     funding_frame,
     first_json,
     load_json,
+    one_symbol_for,
     ohlcv_frame,
     ohlcv_schema,
     ohlcv_table,
@@ -249,6 +250,7 @@ def _depth(bodies, det, options, sink, where, lines=None) -> None:
 
 def _funding(rows, det, options, sink, where, lines) -> None:
     natives = field_values(rows, "symbol", object, where=where, lines=lines)
+    one_symbol_for(options, natives, where=where)
     for native, rs, ls in record_groups(rows, lines, natives):
         market = "coinm" if _COINM.match(str(native)) else (det.market or "usdm")
         sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", str(native), market, where=where)
@@ -266,6 +268,7 @@ def _open_interest(rows, det, options, sink, where, lines) -> None:
         natives = [f"{r.get('pair')}_{contract.get(r.get('contractType'), r.get('contractType'))}" for r in rows]
     else:
         natives = list(field_values(rows, "symbol", object, where=where, lines=lines))
+    one_symbol_for(options, natives, where=where)
     for native, rs, ls in record_groups(rows, lines, natives):
         market = "coinm" if _COINM.match(str(native)) else (det.market or "usdm")
         sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", str(native), market, where=where)

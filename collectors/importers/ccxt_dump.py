@@ -36,6 +36,7 @@ from .core import (
     funding_frame,
     first_json,
     load_json,
+    one_symbol_for,
     ohlcv_frame,
     ohlcv_schema,
     ohlcv_table,
@@ -121,6 +122,7 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
         sink.frame(table, det.symbol, ohlcv_frame(ts, *vals), ohlcv_schema(table, what=f"{det.hints['interval']} OHLCV bars"))
         return
     symbols = field_values(rows, "symbol", object, where=where, lines=lines)
+    one_symbol_for(options, symbols, where=where)
     for unified, rs, ls in record_groups(rows, lines, symbols):
         try:
             market = MARKETS.info(det.venue, unified)

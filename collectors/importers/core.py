@@ -469,6 +469,14 @@ def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = 
     raise DataImportError(f"{where}: venue {venue!r} is not one the store collects (binance, binanceus, bybit, hyperliquid)")
 
 
+def one_symbol_for(options: ImportOptions, natives, *, where: str) -> None:
+    """``--symbol`` names one market: refused for a file whose rows name several."""
+    distinct = list(dict.fromkeys(str(n) for n in natives))
+    if options.symbol is not None and len(distinct) > 1:
+        raise MissingOption(f"{where}: --symbol {options.symbol} was given, but the file holds {distinct[0]!r} and "
+                            f"{distinct[1]!r}; import it without --symbol")
+
+
 #: the market word of each venue's perpetuals (``resolve_symbol``), for files of perpetuals only
 PERPETUAL_MARKET = {"binance": "usdm", "bybit": "linear", "hyperliquid": "perp"}
 

@@ -178,6 +178,10 @@ class _Symbols:
         sym = self._cache.get(key)
         if sym is None:
             if self.forced is not None:
+                if self._cache:  # a grouped file (PERPETUALS, ...): one --symbol cannot name them all
+                    first = next(iter(self._cache))[1]
+                    raise MissingOption(f"{self.where}, line {line}: --symbol {self.forced} was given, but the file "
+                                        f"holds {first!r} and {native!r}; import it without --symbol")
                 sym = self.forced
             else:
                 if exchange not in EXCHANGES:

@@ -132,3 +132,14 @@ def test_rest_open_interest_history_usdm_and_coinm(store, tmp_path):
     assert got.values.tolist() == [[float(r["sumOpenInterest"]), float(r["sumOpenInterestValue"])] for r in um]
     assert [t.value for t in got.index] == [r["timestamp"] * 1_000_000 for r in um]
     assert store["open_interest"].select("binance:BTC/USD:BTC")["oi"].tolist() == [20403.0]
+
+
+def test_rest_funding_of_several_symbols_cannot_take_one_symbol_option(store, tmp_path):
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Get-Funding-Rate-History
+    body = [{"symbol": "BTCUSDT", "fundingTime": 1698768000000, "fundingRate": "0.00010000", "markPrice": "34287.54619963"},
+            {"symbol": "ETHUSDT", "fundingTime": 1698768000001, "fundingRate": "0.00012000", "markPrice": "1800.1"}]
+    path = write(tmp_path / "funding.json", json.dumps(body))
+    with pytest.raises(MissingOption, match="holds 'BTCUSDT' and 'ETHUSDT'"):
+        run(store, path, symbol="binance:BTC/USDT:USDT")
+    run(store, path)
+    assert store["funding"].select("binance:ETH/USDT:USDT")["rate"].tolist() == [0.00012]

@@ -18,7 +18,7 @@ import io
 import pytest
 
 from collectors.exchanges.bybit import trade_id
-from collectors.importers import DataImportError
+from collectors.importers import DataImportError, MissingOption
 from tests.importers.helpers import run, write
 
 
@@ -122,3 +122,10 @@ def test_bybit_liquidations_keep_tardis_sides(store, tmp_path):
     assert got["side"].tolist() == [-1 if r["side"] == "sell" else 1 for r in rows]
     assert got[["price", "qty"]].values.tolist() == [[float(r["price"]), float(r["amount"])] for r in rows]
     assert [t.value for t in got.index] == [_us(r["timestamp"]) for r in rows]
+
+
+def test_one_symbol_option_cannot_rename_a_grouped_file(store, tmp_path):
+    path = write(tmp_path / "bybit_trades_2024-01-01_PERPETUALS.csv", BYBIT_TRADES)
+    with pytest.raises(MissingOption, match="holds 'BTCUSDT' and 'ETHUSDT'; import it without --symbol"):
+        run(store, path, symbol="bybit:BTC/USDT:USDT")
+    assert store.tables() == []

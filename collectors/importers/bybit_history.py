@@ -129,7 +129,11 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
                                 f"pass --market linear or spot")
         if market not in ("linear", "spot"):
             raise MissingOption(f"{where}: --market {market!r}: Bybit history files are linear or spot")
-        return Detected(Format.BYBIT_HISTORY, "orderbook", "bybit", market, None, {"native": topic.split(".")[-1]})
+        native = topic.split(".")[-1]
+        # the store's name for it, or the reason there is none (quote-saver.bycsi.com also
+        # publishes orderbook/inverse/BTCUSD/..._ob500: refused, never named BTC/USD:USD)
+        sym = resolve_symbol("bybit", native, market, where=where)
+        return Detected(Format.BYBIT_HISTORY, "orderbook", "bybit", market, sym, {"native": native})
     return None
 
 

@@ -64,7 +64,9 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
     coin = (raw.get("data") or {}).get("coin") if isinstance(raw.get("data"), dict) else None
     if coin is None and isinstance(raw.get("data"), list) and raw["data"]:
         coin = raw["data"][0].get("coin")
-    return Detected(Format.HYPERLIQUID_ARCHIVE, str(raw["channel"]), "hyperliquid", "perp", None, {"coin": coin})
+    # a spot pair's or another dex's book is refused here, never named COIN/USDC:USDC
+    sym = resolve_symbol("hyperliquid", str(coin), "perp", where=member.where()) if coin is not None else None
+    return Detected(Format.HYPERLIQUID_ARCHIVE, str(raw["channel"]), "hyperliquid", "perp", sym, {"coin": coin})
 
 
 def recv_ns_of(text: bytes | str, *, where: str, line: int) -> int:

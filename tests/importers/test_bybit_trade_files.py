@@ -85,3 +85,18 @@ def test_a_malformed_trade_names_file_and_line(store, tmp_path):
     with pytest.raises(MalformedInput, match=r"ATOMUSDT2025-09-02.csv.gz, line 3: timestamp '17567712O1.6'"):
         run(store, path)
     assert store.tables() == []
+
+
+def test_an_inverse_order_book_file_is_refused_not_misnamed(store, tmp_path):
+    # quote-saver.bycsi.com/orderbook/inverse/BTCUSD/<day>_BTCUSD_ob500.data.zip: v5 frames of an inverse contract
+    import zipfile
+
+    frame = ('{"topic":"orderbook.500.BTCUSD","type":"snapshot","ts":1735689600000,"data":{"s":"BTCUSD",'
+             '"b":[["100","1"]],"a":[["101","1"]],"u":1,"seq":2},"cts":1735689600000}\n')
+    path = tmp_path / "orderbook/inverse/BTCUSD/2025-01-01_BTCUSD_ob500.data.zip"
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("2025-01-01_BTCUSD_ob500.data", frame)
+    with pytest.raises(DataImportError, match="'BTCUSD' is a Bybit inverse contract"):
+        run(store, path)
+    assert store.tables() == []

@@ -105,3 +105,15 @@ def test_node_trades_are_refused_with_the_reason(store, tmp_path):
 
     with pytest.raises(DataImportError, match="node_trades file carries no trade id"):
         run(store, _lz4(tmp_path / "node_trades/hourly/20240919/10.lz4", [line, dict(line, side="A")]))
+
+
+def test_a_spot_pairs_l2book_archive_is_refused(store, tmp_path):
+    # market_data/<date>/<hour>/l2Book/<coin>.lz4 lines {"time": ..., "ver_num": 1, "raw": <ws frame>}
+    frame = {"time": "2025-03-11T09:00:03.296545473", "ver_num": 1,
+             "raw": {"channel": "l2Book", "data": {"coin": "@107", "time": 1741683599768,
+                                                   "levels": [[{"px": "38.1", "sz": "1.0", "n": 1}], [{"px": "38.2", "sz": "2.0", "n": 1}]]}}}
+    from collectors.importers import DataImportError
+
+    with pytest.raises(DataImportError, match="'@107' is a Hyperliquid spot pair"):
+        run(store, _lz4(tmp_path / "market_data/20250311/9/l2Book/@107.lz4", [frame]))
+    assert store.tables() == []

@@ -40,9 +40,12 @@ Rate limits: ccxt's ``enableRateLimit`` spaces requests; transient failures (ccx
 429/418 - and ``BadResponse``) are retried with exponential backoff (``RetryPolicy``); other errors stop the run and the
 days already stored stay stored.
 
-Funding is stored with ``ts`` = settlement time and ``interval_h`` = the hours the rate
-covers, from the data's spacing (the shorter of the gaps to the previous and the next
-settlement, so one missing settlement does not double an interval; the chunk is fetched
+Funding is stored with ``ts`` = settlement time, the venue's stamp on its whole hour
+(``collectors.funding.settlement_times``: Binance stamps 08:00:00.002; importers and the
+live settlements use the same rule, so a settlement is one row whichever way it came), and
+``interval_h`` = the hours the rate covers, from the data's spacing
+(``collectors.funding.funding_intervals``, so one missing settlement does not double an
+interval; the chunk is fetched
 with one maximal interval of margin each side to see the neighbours), falling back to the
 market's nominal interval for an isolated row.
 
@@ -68,6 +71,7 @@ import ccxt
 import numpy as np
 import pandas as pd
 
+from collectors.funding import SettlementError, funding_intervals, settlement_times
 from collectors.symbols import MARKETS, MarketInfo, Markets, MarketType
 from tickstore.errors import TickstoreError
 from tickstore.schemas import Column, Partition, Schema
@@ -408,9 +412,9 @@ class _Job:
         around them (funding spacing needs the neighbours)."""
         if self.kind is Kind.FUNDING:
             ts = np.array([r["timestamp"] for r in rows], dtype="i8")
+            around = np.array(sorted(r["timestamp"] for r in context), dtype="i8") * _NS_PER_MS
             data = {"rate": np.array([r["fundingRate"] for r in rows], dtype="f8"),
-                    "interval_h": _intervals(ts, np.array(sorted(r["timestamp"] for r in context), dtype="i8"),
-                                             self.market.funding_interval_h)}
+                    "interval_h": funding_intervals(ts * _NS_PER_MS, around, nominal=self.market.funding_interval_h)}
         elif self.kind is Kind.OHLCV:
             ts = np.array([r[0] for r in rows], dtype="i8")
             arr = np.array([r[1:6] for r in rows], dtype="f8").reshape(len(rows), 5)
@@ -437,22 +441,19 @@ def _nan(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _intervals(ts: np.ndarray, around: np.ndarray, nominal: float | None) -> np.ndarray:
-    """Hours each settlement covers: the shorter gap to a neighbour, rounded to whole hours."""
-    out = np.empty(len(ts), dtype="f8")
-    for i, t in enumerate(ts):
-        j = np.searchsorted(around, t)
-        gaps = []
-        if j > 0:
-            gaps.append(t - around[j - 1])
-        if j + 1 < len(around):
-            gaps.append(around[j + 1] - t)
-        gaps = [g for g in gaps if g > 0]
-        if gaps:
-            out[i] = max(1.0, round(min(gaps) / 3_600_000))
-        else:
-            out[i] = nominal if nominal is not None else np.nan
-    return out
+def _settlements(rows: list, where: str) -> list:
+    """Funding rows with ``timestamp`` = their settlement time: the venue's stamp (Binance's
+    history says 08:00:00.002) on its whole hour, by ``collectors.funding.settlement_times``,
+    the rule of every writer of ``funding`` (importers, live settlements), so one settlement
+    is one row whichever way it came."""
+    if not rows:
+        return rows
+    ts = np.array([r["timestamp"] for r in rows], dtype="i8") * _NS_PER_MS
+    try:
+        snapped = settlement_times(ts, source=where).asi8 // _NS_PER_MS
+    except SettlementError as exc:
+        raise BackfillError(str(exc)) from None
+    return [dict(r, timestamp=int(t)) for r, t in zip(rows, snapped)]
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame, *, ignore: tuple = ()) -> bool:
@@ -554,6 +555,8 @@ def backfill(
         for chunk in _chunks(todo, per_chunk):
             lo, hi = _ms(chunk[0]), _ms(chunk[-1]) + _MS_PER_DAY - 1
             rows = job.fetch(lo - margin, hi + margin)
+            if kind is Kind.FUNDING:
+                rows = _settlements(rows, f"{exchange} {market.tickstore}")
             job.fetched_ns = time.time_ns()
             ts_of = (lambda r: r[0]) if kind is Kind.OHLCV else (lambda r: r["timestamp"])
             now_ms = store.clock.now_ns() // _NS_PER_MS

@@ -17,7 +17,8 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
     book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty
                                                                           key: the whole row  [exchange event time]
     funding         rate (per interval), interval_h                       key ts  [exchange event time:
-                    (year files: a few rows a day)                        the settlement time]
+                    (year files: a few rows a day)                        the settlement time, on
+                                                                          its whole hour]
     mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts  [event]
     open_interest   oi, oi_value                                          key ts  [exchange event time]
     liquidations    recv_ts, side, price, qty (month files)               [exchange transaction time]
@@ -378,7 +379,8 @@ _FIXED = {
         _cols("rate interval_h"),
         key=("ts",),
         partition=Partition.YEAR,  # 1,095 rows a year at 8 h (8,760 at 1 h)
-        description="settled funding rates per interval; ts is the settlement time",
+        description="settled funding rates per interval; ts is the settlement time on its whole hour (the venue's "
+                    "stamp, e.g. 08:00:00.002, rounded to the nearest hour by every writer: backfill, import, live)",
         clock=TsClock.EVENT,
     ),
     "mark": Schema(

@@ -50,13 +50,16 @@ def run(store, sim, kind, symbol, exchange, start, end, **kw):
 
 
 def _csv_funding(data_dir, venue, start, end):
-    """The recorded funding history (UTC+3 wall clock in the file), as (ts, rate) in [start, end)."""
+    """The recorded funding history (UTC+3 wall clock in the file), as (ts, rate) in [start, end),
+    ts the settlement time: the venue's stamp (00:00:00.002) on its whole hour, the rule of
+    every writer of ``funding``."""
     path = next((data_dir / "historical-funding-rates-fetcher").glob(f"BTC-USDT_{venue}_*.csv"))
     lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     out = []
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
             t = pd.Timestamp(datetime.fromisoformat(r["Date"]).replace(tzinfo=timezone(timedelta(hours=3)))).tz_convert("UTC")
+            t = t.round("h")
             if lo <= t < hi:
                 out.append((t, float(r["Funding Rate"])))
     return out
@@ -66,7 +69,11 @@ def _hl_funding(data_dir):
     doc = yaml.safe_load((data_dir / "hyperliquid-python-sdk" / "test_get_funding_history[None].yaml").read_text())
     body = next(i["response"]["body"]["string"] for i in doc["interactions"]
                 if json.loads(i["request"]["body"])["type"] == "fundingHistory")
-    return [(pd.Timestamp(r["time"], unit="ms", tz="UTC"), float(r["fundingRate"])) for r in json.loads(body)]
+    return [(pd.Timestamp(r["time"], unit="ms", tz="UTC").round("h"), float(r["fundingRate"])) for r in json.loads(body)]
+
+
+def _on_the_hour(ms: int) -> int:
+    return int(pd.Timestamp(ms, unit="ms", tz="UTC").round("h").value // 1_000_000)
 
 
 @pytest.mark.parametrize("venue, symbol", [("binance", "BTC/USDT:USDT"), ("bybit", "BTCUSDT")])
@@ -111,8 +118,9 @@ def test_page_edges_lose_and_double_nothing(store, sim, venue, kind, symbol, sta
     report = run(store, sim, kind, symbol, venue, start, end, page_limit=page_limit, timeframe=timeframe)
     market = {"binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
     lo, hi = (int(pd.Timestamp(x, tz="UTC").value // 1_000_000) for x in (start, end))
-    if kind is Kind.FUNDING:
-        src = [r for r in sim.data.funding[(venue, market[venue])] if lo <= r[0] < hi]
+    if kind is Kind.FUNDING:  # stored at the settlement time: the stamp on its hour
+        src = [(_on_the_hour(r[0]), *r[1:]) for r in sim.data.funding[(venue, market[venue])]]
+        src = [r for r in src if lo <= r[0] < hi]
         table, cols = "funding", ["rate"]
     elif kind is Kind.OHLCV:
         native = "ADABTC" if symbol == "ADA/BTC" else "BTCUSDT"

@@ -1,28 +1,35 @@
-"""Benchmark: this project's tickstore vs Behemoth's LocalTickstore vs ArcticDB (LMDB), in one run.
+"""Benchmark: this project's tickstore vs ArcticDB (LMDB) vs Behemoth's LocalTickstore, in one run.
 
-    python benchmarks/bench_store.py --quick        # ~1/15 scale, a couple of minutes
-    python benchmarks/bench_store.py                # full scale (see README: ~minutes, ~2 GB RAM)
+    python benchmarks/bench_store.py --quick        # ~1/10 scale, a few minutes
+    python benchmarks/bench_store.py                # full scale (see README)
     python benchmarks/bench_store.py --only 2,4     # some workloads only
     python benchmarks/bench_store.py --profile      # cProfile every measured store operation
 
-Workloads (full scale; --quick divides sizes by ~10-20):
+Workloads (full scale; --quick divides sizes by ~10):
 
 1. 4 years of 1-minute OHLCV bars for one symbol (1,461 days, 2.1M rows, ``ohlcv_1m``, month
    partitions), loaded day by day with ``insert`` (as a downloader does), then
-   ``table.compact()`` once; select all 4 years (ours cold = fresh ``Tickstore`` object, warm
-   = second select on the same object) vs Behemoth vs ArcticDB.
-2. 10 days x 1,000,000 trades: insert one day (fsync included) vs ArcticDB append vs
-   Behemoth; select one day and all 10 days; bytes on disk vs Behemoth's blosc-9 files.
-3. 20 versions of one day: select ``as_of`` version k (k = 1..20) vs the latest select.
-4. An index of 50 symbols x 1,800 days (90,000 entries): one (symbol, day, as_of) lookup
-   through the store's index path vs Behemoth's pandas MultiIndex mask.
+   ``table.compact()`` once; select all 4 years.
+2. 10 days x 1,000,000 trades: insert one day (fsync and checksums included) vs ArcticDB's
+   ``append`` of the day; select one day and all 10 days; bytes on disk.
+3. 20 versions of one 1M-trade day: select ``as_of`` version k vs the latest; ArcticDB reads
+   ``as_of`` its version k.
+4. An index of 50 symbols x 1,800 days (90,000 entries): one (symbol, day, as_of) lookup.
 
-Times are ``time.perf_counter`` best-of-N (medians are in the JSON). Results are printed as
-a table (absolute times, ratios vs each baseline, PASS/MISS vs each target) and written to
-``benchmarks/results/bench_<utc time>_<scale>.json``. Data lives in a temp dir under /tmp,
-removed at the end (``--keep`` to keep it). The OS page cache is *not* dropped: "cold"
-means a fresh store object (index files, HDF5 handles and metadata caches reloaded), not a
-cold disk.
+Every select is measured three ways, ours and ArcticDB's in alternation (ours, ArcticDB,
+ours, ...) so that load from other processes hits both alike:
+
+* fresh process: a new Python process imports the library, opens the store and times its
+  first select (import and open are reported apart);
+* cold: a fresh store object in this process (ours: ``Tickstore(root)``; ArcticDB: a new
+  ``Arctic`` + ``get_library``), the OS page cache is not dropped;
+* warm: the same store object again.
+
+Each measure reports the median and the best of its runs, the ratio ArcticDB / ours of
+both (> 1: we are faster), and the spread of the runs ((p75 - p25) / median). The machine's
+own noise is measured by a fixed CPU task timed between the workloads. Results go to
+``benchmarks/results/bench_<utc>_<scale>.json`` (every run's time) and a ``.txt`` copy of
+the table; data lives in a temp dir under /tmp, removed at the end (``--keep``).
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ import platform
 import pstats
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -59,62 +68,29 @@ try:
 except ImportError:  # dev extra only
     arcticdb = None
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SYMBOL = "binance:BTC/USDT:USDT"
 
 FULL = dict(ohlcv_days=1461, trade_days=10, trades_per_day=1_000_000, versions=20, version_rows=1_000_000,
-            idx_symbols=50, idx_days=1800, repeat=7, slow_repeat=2, lookups=20_000)
+            idx_symbols=50, idx_days=1800, repeat=9, fresh=5, slow_repeat=2, lookups=20_000, as_of_rounds=7)
 QUICK = dict(ohlcv_days=96, trade_days=10, trades_per_day=100_000, versions=20, version_rows=100_000,
-             idx_symbols=50, idx_days=1800, repeat=5, slow_repeat=2, lookups=5_000)
+             idx_symbols=50, idx_days=1800, repeat=7, fresh=3, slow_repeat=2, lookups=5_000, as_of_rounds=5)
 
 
 # --------------------------------------------------------------------------------------------
 # timing, reporting
 # --------------------------------------------------------------------------------------------
-class Report:
-    def __init__(self, args):
-        self.args = args
-        self.rows: list[dict] = []  # printed table
-        self.metrics: dict = {}  # everything, for JSON
-        self.targets: list[dict] = []
-        self.profiles: dict[str, str] = {}
-        self.notes: list[str] = []
-        self.profile_ops: dict[str, callable] = {}
-        self.missed_labels: set[str] = set()
-
-    def metric(self, key, timing):
-        self.metrics[key] = timing
-        return timing
-
-    def target(self, workload, name, ours, base, ratio_needed, kind, profile=None):
-        """kind 'faster': base/ours >= ratio_needed; 'not_slower': ours <= base * ratio_needed;
-        'abs': ours <= ratio_needed (seconds); 'lte': ours <= base (bytes)."""
-        if ours is None or base is None:
-            status = "SKIP"
-        elif kind == "faster":
-            status = "PASS" if base / ours >= ratio_needed else "MISS"
-        elif kind == "not_slower":
-            status = "PASS" if ours <= base * ratio_needed else "MISS"
-        elif kind == "abs":
-            status = "PASS" if ours <= ratio_needed else "MISS"
-        else:
-            status = "PASS" if ours <= base else "MISS"
-        t = dict(workload=workload, target=name, ours=ours, baseline=base, status=status)
-        self.targets.append(t)
-        if status == "MISS" and profile is not None:
-            self.missed_labels.add(profile)
-        return status
-
-    def row(self, workload, what, ours=None, behemoth=None, arctic=None, unit="s", note=""):
-        self.rows.append(dict(workload=workload, what=what, ours=ours, behemoth=behemoth, arctic=arctic, unit=unit, note=note))
-
-
-def timed(run, repeat):
-    """``run()`` -> seconds (it times itself, so setup can be excluded); best and median."""
-    times = []
-    for _ in range(repeat):
-        times.append(run())
-    return dict(best=min(times), median=statistics.median(times), n=len(times), times=times)
+def stats(times) -> dict:
+    """best, median, spread ((p75 - p25) / median) and every run of a list of seconds."""
+    times = [float(t) for t in times]
+    med = statistics.median(times)
+    if len(times) >= 4:
+        q = statistics.quantiles(times, n=4)
+        spread = (q[2] - q[0]) / med if med else 0.0
+    else:
+        spread = (max(times) - min(times)) / med if med else 0.0
+    return dict(best=min(times), median=med, spread=spread, n=len(times), times=times)
 
 
 def clock(fn):
@@ -128,6 +104,17 @@ def clock(fn):
     finally:
         if was:
             gc.enable()
+
+
+def alternate(runs: dict, repeat: int) -> dict:
+    """Call each ``runs[name]()`` (-> seconds) ``repeat`` times, in rounds that alternate
+    their order; -> name -> stats."""
+    times = {k: [] for k in runs}
+    names = list(runs)
+    for i in range(repeat):
+        for k in names if i % 2 == 0 else names[::-1]:
+            times[k].append(runs[k]())
+    return {k: stats(v) for k, v in times.items()}
 
 
 def fmt_s(v):
@@ -160,17 +147,151 @@ def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in Path(path).rglob("*") if p.is_file())
 
 
+class Report:
+    def __init__(self, args):
+        self.args = args
+        self.rows: list[dict] = []
+        self.metrics: dict = {}
+        self.targets: list[dict] = []
+        self.profiles: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.profile_ops: dict[str, callable] = {}
+        self.missed_labels: set[str] = set()
+        self.noise: list[float] = []
+        self.load: list[tuple[float, float, float]] = []
+
+    def metric(self, key, value):
+        self.metrics[key] = value
+        return value
+
+    def row(self, workload, what, ours=None, arctic=None, behemoth=None, unit="s", note=""):
+        """``ours``/``arctic``/``behemoth``: stats dicts (or plain numbers for bytes)."""
+        self.rows.append(dict(workload=workload, what=what, ours=ours, arctic=arctic, behemoth=behemoth, unit=unit, note=note))
+
+    def target(self, workload, name, ours, base, factor, kind, profile=None):
+        """kind 'not_slower': ours <= base * factor; 'faster': base / ours >= factor;
+        'abs': ours <= factor (seconds); 'lte': ours <= base (bytes)."""
+        if ours is None or base is None:
+            status = "SKIP"
+        elif kind == "faster":
+            status = "PASS" if base / ours >= factor else "MISS"
+        elif kind == "not_slower":
+            status = "PASS" if ours <= base * factor else "MISS"
+        elif kind == "abs":
+            status = "PASS" if ours <= factor else "MISS"
+        else:
+            status = "PASS" if ours <= base else "MISS"
+        self.targets.append(dict(workload=workload, target=name, ours=ours, baseline=base, status=status))
+        if status == "MISS" and profile is not None:
+            self.missed_labels.add(profile)
+        return status
+
+    def against_arctic(self, workload, label, ours: dict, arc: dict | None, factor=1.0, profile=None):
+        """Targets on the median and on the best: ours <= ArcticDB's * factor."""
+        if arc is None:
+            return
+        what = "no slower than" if factor == 1.0 else f"within {factor:g}x of"
+        self.target(workload, f"{label} {what} ArcticDB (median)", ours["median"], arc["median"], factor, "not_slower", profile)
+        self.target(workload, f"{label} {what} ArcticDB (best)", ours["best"], arc["best"], factor, "not_slower", profile)
+
+    def probe_noise(self, rounds=5):
+        """The machine's noise: a fixed CPU and memory task (sort 1M floats), timed now."""
+        a = np.random.default_rng(0).random(1_000_000)
+        for _ in range(rounds):
+            self.noise.append(clock(lambda: np.sort(a, kind="quicksort"))[0])
+        self.load.append(os.getloadavg())
+
+
 def profile(label: str, fn, report: Report, top=25):
     pr = cProfile.Profile()
     pr.enable()
     fn()
     pr.disable()
     out = io.StringIO()
-    st = pstats.Stats(pr, stream=out).strip_dirs().sort_stats("cumulative")
-    st.print_stats(top)
+    pstats.Stats(pr, stream=out).strip_dirs().sort_stats("cumulative").print_stats(top)
     out2 = io.StringIO()
     pstats.Stats(pr, stream=out2).strip_dirs().sort_stats("tottime").print_stats(15)
     report.profiles[label] = out.getvalue() + "\n--- by tottime ---\n" + out2.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# fresh processes
+# --------------------------------------------------------------------------------------------
+_FRESH_OURS = textwrap.dedent(
+    """
+    import json, sys, time
+    t0 = time.perf_counter()
+    import pandas as pd
+    from tickstore import Tickstore
+    t1 = time.perf_counter()
+    a = json.loads(sys.argv[1])
+    store = Tickstore(a["root"])
+    table = store[a["table"]]
+    t2 = time.perf_counter()
+    as_of = None if a["as_of"] is None else pd.Timestamp(a["as_of"], tz="UTC")
+    r = table.select(a["symbol"], pd.Timestamp(a["start"], tz="UTC"), pd.Timestamp(a["end"], tz="UTC"), as_of=as_of)
+    t3 = time.perf_counter()
+    assert len(r) == a["rows"], (len(r), a["rows"])
+    print(json.dumps(dict(imports=t1 - t0, open=t2 - t1, select=t3 - t2)))
+    """
+)
+_FRESH_ARCTIC = textwrap.dedent(
+    """
+    import json, sys, time
+    t0 = time.perf_counter()
+    import pandas as pd
+    import arcticdb
+    t1 = time.perf_counter()
+    a = json.loads(sys.argv[1])
+    lib = arcticdb.Arctic(a["uri"]).get_library(a["library"])
+    t2 = time.perf_counter()
+    r = lib.read(a["symbol"], date_range=(pd.Timestamp(a["start"], tz="UTC"), pd.Timestamp(a["end"], tz="UTC") - pd.Timedelta(1, "ns")),
+                 as_of=a["as_of"]).data
+    t3 = time.perf_counter()
+    assert len(r) == a["rows"], (len(r), a["rows"])
+    print(json.dumps(dict(imports=t1 - t0, open=t2 - t1, select=t3 - t2)))
+    """
+)
+
+
+def fresh(script: str, args: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(args, default=str)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    if out.returncode:
+        raise RuntimeError(f"fresh-process select failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fresh_pair(rep: Report, key: str, ours_args: dict, arc_args: dict | None, repeat: int) -> tuple[dict, dict | None]:
+    """Fresh-process selects, ours and ArcticDB's alternating; -> (ours, arctic) stats of
+    the select itself (imports and open are in the JSON)."""
+    runs = {"ours": lambda: fresh(_FRESH_OURS, ours_args)}
+    if arc_args is not None and arcticdb is not None:
+        runs["arctic"] = lambda: fresh(_FRESH_ARCTIC, arc_args)
+    got = {k: [] for k in runs}
+    names = list(runs)
+    for i in range(repeat):
+        for k in names if i % 2 == 0 else names[::-1]:
+            got[k].append(runs[k]())
+    out = {}
+    for k, v in got.items():
+        out[k] = stats([r["select"] for r in v])
+        rep.metrics[f"{key}_fresh_{k}"] = dict(out[k], imports=stats([r["imports"] for r in v]),
+                                               open=stats([r["open"] for r in v]))
+    return out["ours"], out.get("arctic")
+
+
+def select_rows(rep: Report, W: str, label: str, measures: dict, arc_measures: dict | None, beh: dict | None, key: str,
+                profile_prefix: str):
+    """Rows and targets of one select workload: fresh process, cold, warm."""
+    for how in ("fresh", "cold", "warm"):
+        ours = measures[how]
+        arc = arc_measures.get(how) if arc_measures else None
+        rep.metrics[f"{key}_{how}"] = dict(ours=ours, arctic=arc)
+        rep.row(W, f"select {label}, {how}", ours, arc, beh if how == "cold" else None,
+                note="first select of a new process" if how == "fresh" else "")
+        rep.against_arctic(W, f"select {label} ({how})", ours, arc, profile=f"{profile_prefix}_{'cold' if how == 'fresh' else how}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,22 +335,26 @@ def trades_day(rng, day: pd.Timestamp, n: int, first_id: int, last_px: float):
 class Arctic:
     """One ArcticDB LMDB store; ``reopen`` drops every handle first (LMDB allows one per process)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, library="bench"):
         self.uri = f"lmdb://{path}"
-        self.path = path
+        self.path, self.library = path, library
         self.ac = arcticdb.Arctic(self.uri)
-        self.lib = self.ac.get_library("bench", create_if_missing=True)
+        self.lib = self.ac.get_library(library, create_if_missing=True)
 
     def reopen(self):
         self.lib = self.ac = None
         gc.collect()
         self.ac = arcticdb.Arctic(self.uri)
-        self.lib = self.ac.get_library("bench")
+        self.lib = self.ac.get_library(self.library)
         return self.lib
 
     def close(self):
         self.lib = self.ac = None
         gc.collect()
+
+
+def _iso(ts) -> str:
+    return pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).isoformat()
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,24 +379,13 @@ def w1_ohlcv(cfg, tmp: Path, rep: Report):
     t = store["ohlcv_1m"]
     t_ins, _ = clock(lambda: [t.insert(SYMBOL, d, f, source="bench") for d, f in zip(days, frames)])
     files_before = len(t._index(SYMBOL).visible(None))
-    # a select before compaction shows why a downloader should compact at the end
-    store.close()
-    cold_store = Tickstore(root)
-    t_pre, r = clock(lambda: cold_store["ohlcv_1m"].select(SYMBOL, start, end))
-    assert len(r) == n_rows, (len(r), n_rows)
-    cold_store.close()
-    del r, cold_store
     t_cmp, merged = clock(lambda: t.compact())
     files_after = len(t._index(SYMBOL).visible(None))
     store.close()
-    load_ours = t_ins + t_cmp
-    rep.metrics["w1_load_ours"] = dict(insert=t_ins, compact=t_cmp, total=load_ours, files_before=files_before,
-                                       files_after=files_after, partitions_merged=merged, select_before_compact=t_pre)
-    rep.notes.append(
-        f"w1: compact() {'WAS needed' if merged else 'was not needed'}: {files_before} visible files after the "
-        f"day-by-day load -> {files_after} after compact ({merged} month partitions merged, {fmt_s(t_cmp)}); a cold "
-        f"select before compaction took {fmt_s(t_pre)}"
-    )
+    rep.metrics["w1_load_ours"] = dict(insert=t_ins, compact=t_cmp, files_before=files_before, files_after=files_after,
+                                       partitions_merged=merged)
+    rep.notes.append(f"w1: {files_before} visible files after the day-by-day load -> {files_after} after compact() "
+                     f"({merged} partitions merged, {fmt_s(t_cmp)})")
 
     broot = tmp / "behemoth1" / "ohlcv_1m"
     beh = BehemothTickstore(broot)
@@ -283,24 +397,17 @@ def w1_ohlcv(cfg, tmp: Path, rep: Report):
 
     load_beh, _ = clock(beh_load)
     del beh
-
-    load_arc = None
-    arc = None
+    load_arc, arc = None, None
     if arcticdb is not None:
         arc = Arctic(tmp / "arctic1")
-
-        def arc_load():
-            for f in frames:
-                arc.lib.append("btc", f)
-
-        load_arc, _ = clock(arc_load)
-    rep.row(W, f"load {n_days} days (insert/day)", load_ours, load_beh, load_arc,
-            note=f"ours = {fmt_s(t_ins)} inserts + {fmt_s(t_cmp)} compact")
-    rep.metrics["w1_load"] = dict(ours=load_ours, behemoth=load_beh, arctic=load_arc)
+        load_arc, _ = clock(lambda: [arc.lib.append("btc", f) for f in frames])
+    rep.row(W, f"load {n_days} days (insert/day)", stats([t_ins + t_cmp]), stats([load_arc]) if load_arc else None,
+            stats([load_beh]), note=f"ours = {fmt_s(t_ins)} inserts + {fmt_s(t_cmp)} compact; one run")
     del frames
 
     # -- select all
     R = cfg["repeat"]
+    sel_end = end - pd.Timedelta(1, "ns")  # ArcticDB's and Behemoth's ranges are inclusive
 
     def ours_cold():
         s = Tickstore(root)
@@ -317,42 +424,42 @@ def w1_ohlcv(cfg, tmp: Path, rep: Report):
         assert len(r) == n_rows
         return el
 
-    cold = rep.metric("w1_select_ours_cold", timed(ours_cold, R))
-    warm = rep.metric("w1_select_ours_warm", timed(ours_warm, R))
+    def arc_cold():
+        lib = arc.reopen()
+        el, r = clock(lambda: lib.read("btc", date_range=(start, sel_end)).data)
+        assert len(r) == n_rows
+        return el
+
+    def arc_warm():
+        el, r = clock(lambda: arc.lib.read("btc", date_range=(start, sel_end)).data)
+        assert len(r) == n_rows
+        return el
+
+    cold = alternate({"ours": ours_cold, **({"arctic": arc_cold} if arc else {})}, R)
+    if arc:
+        arc_warm()
+    warm = alternate({"ours": ours_warm, **({"arctic": arc_warm} if arc else {})}, R)
+    f_ours, f_arc = fresh_pair(rep, "w1_select", dict(root=str(root), table="ohlcv_1m", symbol=SYMBOL, start=_iso(start),
+                                                      end=_iso(end), as_of=None, rows=n_rows),
+                               dict(uri=arc.uri, library="bench", symbol="btc", start=_iso(start), end=_iso(end), as_of=None,
+                                    rows=n_rows) if arc else None, cfg["fresh"])
     rep.profile_ops["w1_select_cold"] = lambda: Tickstore(root)["ohlcv_1m"].select(SYMBOL, start, end)
     rep.profile_ops["w1_select_warm"] = lambda: warm_store["ohlcv_1m"].select(SYMBOL, start, end)
 
     def beh_select():
         b = BehemothTickstore(broot)  # opening loads index.h5, as a fresh LocalTickstore does
-        el, r = clock(lambda: b.select(SYMBOL, start, end - pd.Timedelta(1, "ns")))
+        el, r = clock(lambda: b.select(SYMBOL, start, sel_end))
         assert len(r) == n_rows, len(r)
         return el
 
-    bsel = rep.metric("w1_select_behemoth", timed(beh_select, cfg["slow_repeat"]))
-    asel_cold = asel_warm = None
-    if arc is not None:
-        def arc_cold():
-            lib = arc.reopen()
-            el, r = clock(lambda: lib.read("btc", date_range=(start, end - pd.Timedelta(1, "ns"))).data)
-            assert len(r) == n_rows
-            return el
-
-        def arc_warm():
-            el, r = clock(lambda: arc.lib.read("btc", date_range=(start, end - pd.Timedelta(1, "ns"))).data)
-            assert len(r) == n_rows
-            return el
-
-        asel_cold = rep.metric("w1_select_arctic_cold", timed(arc_cold, R))["best"]
-        asel_warm = rep.metric("w1_select_arctic_warm", timed(arc_warm, R))["best"]
+    bsel = rep.metric("w1_select_behemoth", stats([beh_select() for _ in range(cfg["slow_repeat"])]))
+    select_rows(rep, W, f"all {n_days} days", dict(fresh=f_ours, cold=cold["ours"], warm=warm["ours"]),
+                dict(fresh=f_arc, cold=cold.get("arctic"), warm=warm.get("arctic")) if arc else None, bsel, "w1_select",
+                "w1_select")
+    rep.target(W, ">=100x faster than Behemoth (cold, median)", cold["ours"]["median"], bsel["median"], 100, "faster",
+               "w1_select_cold")
+    if arc:
         arc.close()
-    rep.row(W, f"select all {n_days} days, cold", cold["best"], bsel["best"], asel_cold,
-            note="cold = fresh store object (page cache warm)")
-    rep.row(W, f"select all {n_days} days, warm", warm["best"], bsel["best"], asel_warm)
-    rep.row(W, "select before compact (cold, 1 run)", t_pre, bsel["best"], None, note=f"{files_before} files")
-    rep.target(W, ">=100x faster than Behemoth (cold)", cold["best"], bsel["best"], 100, "faster", "w1_select_cold")
-    rep.target(W, ">=100x faster than Behemoth (warm)", warm["best"], bsel["best"], 100, "faster", "w1_select_warm")
-    rep.target(W, "no slower than ArcticDB (cold vs cold)", cold["best"], asel_cold, 1.0, "not_slower", "w1_select_cold")
-    rep.target(W, "no slower than ArcticDB (warm vs warm)", warm["best"], asel_warm, 1.0, "not_slower", "w1_select_warm")
     return warm_store
 
 
@@ -367,31 +474,24 @@ def w2_trades(cfg, tmp: Path, rep: Report):
     broot = tmp / "behemoth2" / "trades"
     beh = BehemothTickstore(broot)
     arc = Arctic(tmp / "arctic2") if arcticdb is not None else None
-    ins_ours, ins_beh, ins_arc = [], [], []
+    ins = {"ours": [], "arctic": [], "behemoth": []}
     first_id, px = 1_000_000_000, 65000.0
-    keep_day = None
     for i, d in enumerate(days):
         df, px = trades_day(rng, d, n, first_id, px)
         first_id += n
-        el, _ = clock(lambda: t.insert(SYMBOL, d, df, source="bench"))
-        ins_ours.append(el)
-        el, _ = clock(lambda: beh.insert(SYMBOL, d.date(), df))
-        ins_beh.append(el)
+        runs = {"ours": lambda: t.insert(SYMBOL, d, df, source="bench"), "behemoth": lambda: beh.insert(SYMBOL, d.date(), df)}
         if arc is not None:
-            el, _ = clock(lambda: arc.lib.append("btc", df))
-            ins_arc.append(el)
-        if i == n_days // 2:
-            keep_day = df
+            runs["arctic"] = lambda: arc.lib.append("btc", df)
+        for k in list(runs) if i % 2 == 0 else list(runs)[::-1]:  # alternate who goes first
+            ins[k].append(clock(runs[k])[0])
         del df
     beh.close()
-    rep.metrics["w2_insert"] = dict(ours=ins_ours, behemoth=ins_beh, arctic=ins_arc)
-    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    best = lambda xs: min(xs) if xs else None  # noqa: E731
-    rep.row(W, f"insert 1 day of {n:,} (median of {n_days})", med(ins_ours), med(ins_beh), med(ins_arc),
-            note="ours incl. validation, sha256, 6 fsyncs; arctic = append")
-    rep.target(W, "insert no slower than 2x ArcticDB (median)", med(ins_ours), med(ins_arc), 2.0, "not_slower", "w2_insert")
+    ins = {k: stats(v) for k, v in ins.items() if v}
+    rep.metrics["w2_insert"] = ins
+    rep.row(W, f"insert 1 day of {n:,} (of {n_days})", ins["ours"], ins.get("arctic"), ins["behemoth"],
+            note="ours: validation, sha256 + xxh3, fsyncs; ArcticDB: append")
+    rep.against_arctic(W, "insert 1 day", ins["ours"], ins.get("arctic"), 1.25, "w2_insert")
 
-    # profile op for the insert: a fresh day into a separate store
     prof_df, _ = trades_day(np.random.default_rng(9), days[-1] + pd.Timedelta(days=5), n, 1, 100.0)
     prof_root = tmp / "ours2prof"
 
@@ -411,7 +511,7 @@ def w2_trades(cfg, tmp: Path, rep: Report):
     }
     warm_store = Tickstore(root)
     for label, (a, b, rows) in ranges.items():
-        key = label.replace(" ", "")
+        key = f"w2_select_{label.replace(' ', '')}"
 
         def ours_cold(a=a, b=b, rows=rows):
             s = Tickstore(root)
@@ -425,11 +525,28 @@ def w2_trades(cfg, tmp: Path, rep: Report):
             assert len(r) == rows
             return el
 
+        def arc_cold(a=a, b=b, rows=rows):
+            lib = arc.reopen()
+            el, r = clock(lambda: lib.read("btc", date_range=(a, b - pd.Timedelta(1, "ns"))).data)
+            assert len(r) == rows
+            return el
+
+        def arc_warm(a=a, b=b, rows=rows):
+            el, r = clock(lambda: arc.lib.read("btc", date_range=(a, b - pd.Timedelta(1, "ns"))).data)
+            assert len(r) == rows
+            return el
+
         warm_store["trades"].select(SYMBOL, a, b)
-        cold = rep.metric(f"w2_select_{key}_ours_cold", timed(ours_cold, R))
-        warm = rep.metric(f"w2_select_{key}_ours_warm", timed(ours_warm, R))
-        rep.profile_ops[f"w2_select_{key}_cold"] = lambda a=a, b=b: Tickstore(root)["trades"].select(SYMBOL, a, b)
-        rep.profile_ops[f"w2_select_{key}_warm"] = lambda a=a, b=b: warm_store["trades"].select(SYMBOL, a, b)
+        cold = alternate({"ours": ours_cold, **({"arctic": arc_cold} if arc else {})}, R)
+        if arc:
+            arc_warm()
+        warm = alternate({"ours": ours_warm, **({"arctic": arc_warm} if arc else {})}, R)
+        f_ours, f_arc = fresh_pair(rep, key, dict(root=str(root), table="trades", symbol=SYMBOL, start=_iso(a), end=_iso(b),
+                                                  as_of=None, rows=rows),
+                                   dict(uri=arc.uri, library="bench", symbol="btc", start=_iso(a), end=_iso(b), as_of=None,
+                                        rows=rows) if arc else None, cfg["fresh"])
+        rep.profile_ops[f"{key}_cold"] = lambda a=a, b=b: Tickstore(root)["trades"].select(SYMBOL, a, b)
+        rep.profile_ops[f"{key}_warm"] = lambda a=a, b=b: warm_store["trades"].select(SYMBOL, a, b)
 
         def beh_sel(a=a, b=b, rows=rows):
             bb = BehemothTickstore(broot)
@@ -437,42 +554,22 @@ def w2_trades(cfg, tmp: Path, rep: Report):
             assert len(r) == rows, (len(r), rows)
             return el
 
-        bsel = rep.metric(f"w2_select_{key}_behemoth", timed(beh_sel, cfg["slow_repeat"]))
-        ac = aw = None
-        if arc is not None:
-            def arc_cold(a=a, b=b, rows=rows):
-                lib = arc.reopen()
-                el, r = clock(lambda: lib.read("btc", date_range=(a, b - pd.Timedelta(1, "ns"))).data)
-                assert len(r) == rows
-                return el
-
-            def arc_warm(a=a, b=b, rows=rows):
-                el, r = clock(lambda: arc.lib.read("btc", date_range=(a, b - pd.Timedelta(1, "ns"))).data)
-                assert len(r) == rows
-                return el
-
-            ac = rep.metric(f"w2_select_{key}_arctic_cold", timed(arc_cold, R))["best"]
-            aw = rep.metric(f"w2_select_{key}_arctic_warm", timed(arc_warm, R))["best"]
-        rep.row(W, f"select {label}, cold", cold["best"], bsel["best"], ac)
-        rep.row(W, f"select {label}, warm", warm["best"], bsel["best"], aw)
-        rep.target(W, f"select {label} no slower than ArcticDB (cold)", cold["best"], ac, 1.0, "not_slower",
-                   f"w2_select_{key}_cold")
-        rep.target(W, f"select {label} no slower than ArcticDB (warm)", warm["best"], aw, 1.0, "not_slower",
-                   f"w2_select_{key}_warm")
+        bsel = rep.metric(f"{key}_behemoth", stats([beh_sel() for _ in range(cfg["slow_repeat"])]))
+        select_rows(rep, W, label, dict(fresh=f_ours, cold=cold["ours"], warm=warm["ours"]),
+                    dict(fresh=f_arc, cold=cold.get("arctic"), warm=warm.get("arctic")) if arc else None, bsel, key, key)
         gc.collect()
 
     ours_b = tree_bytes(root / "trades", "*_[0-9][0-9][0-9][0-9].h5")
     ours_idx = tree_bytes(root / "trades" / "_index")
     beh_b = BehemothTickstore(broot).data_bytes()
     arc_b = disk_bytes(arc.path) if arc is not None else None
-    rep.metrics["w2_bytes"] = dict(ours_files=ours_b, ours_index=ours_idx, behemoth_files=beh_b, arctic_allocated=arc_b,
-                                   raw=n * n_days * (8 * 5 + 1))
-    rep.row(W, f"bytes on disk, {n_days} days", ours_b, beh_b, arc_b, unit="B",
-            note=f"raw {fmt_b(n * n_days * 41)}; ours index {ours_idx / 1024:.0f} KiB; arctic = allocated")
+    rep.metrics["w2_bytes"] = dict(ours_files=ours_b, ours_index=ours_idx, behemoth_files=beh_b, arctic_allocated=arc_b)
+    rep.row(W, f"bytes on disk, {n_days} days", ours_b, arc_b, beh_b, unit="B",
+            note=f"ours index {ours_idx / 1024:.0f} KiB; ArcticDB = allocated")
     rep.target(W, "bytes <= Behemoth blosc-9", ours_b, beh_b, 1.0, "lte")
     if arc is not None:
         arc.close()
-    return warm_store, keep_day
+    return warm_store
 
 
 def w3_versions(cfg, tmp: Path, rep: Report):
@@ -490,48 +587,72 @@ def w3_versions(cfg, tmp: Path, rep: Report):
         if k > 1:  # a small correction: a few prices move by a tick
             pos = rng.integers(0, n, 10)
             df.iloc[pos, df.columns.get_loc("price")] = df["price"].to_numpy()[pos] + 0.1
-        c = t.insert(SYMBOL, day, df, reason=f"correction {k}", source="bench")
-        commits.append(c.committed_at)
+        commits.append(t.insert(SYMBOL, day, df, reason=f"correction {k}", source="bench").committed_at)
         if arc is not None:
             arc.lib.write("btc", df)
-        time.sleep(0.002)
     a, b = day, day + pd.Timedelta(days=1)
-    R = cfg["repeat"]
     t.select(SYMBOL, a, b)
 
-    # interleaved rounds (latest, v1..vK, latest, v1..vK, ...) so load from other processes
-    # on the shared cores hits every k alike; best of the rounds per k
-    targets = [None] + list(commits)
-    times = [[] for _ in targets]
-    for _ in range(max(R, 15)):
-        for i, as_of in enumerate(targets):
+    # warm: interleaved rounds (latest, v1, ArcticDB v1, v2, ArcticDB v2, ...) so that load
+    # from other processes hits every version, and both stores, alike
+    ours = [[] for _ in range(K + 1)]  # [latest, v1..vK]
+    theirs = [[] for _ in range(K + 1)]  # [latest, version 0..K-1]
+    for _ in range(cfg["as_of_rounds"]):
+        for i, as_of in enumerate([None, *commits]):
             el, r = clock(lambda: t.select(SYMBOL, a, b, as_of=as_of))
             assert len(r) == n
-            times[i].append(el)
+            ours[i].append(el)
             del r
-    latest = rep.metric("w3_latest", dict(best=min(times[0]), median=statistics.median(times[0]), times=times[0]))
-    per_k = [min(x) for x in times[1:]]
-    rep.metrics["w3_as_of_median"] = [statistics.median(x) for x in times[1:]]
-    rep.metrics["w3_as_of_best"] = per_k
-    worst = max(per_k)
-    rep.row(W, f"select latest (1 day, {n:,} rows)", latest["best"], None, None)
-    rep.row(W, "select as_of v1", per_k[0], None, None)
-    rep.row(W, f"select as_of v{K}", per_k[-1], None, None)
-    rep.row(W, f"select as_of worst of v1..v{K}", worst, None, None,
-            note=f"worst/latest {worst / latest['best']:.2f}, max/min over k {max(per_k) / min(per_k):.2f}")
+            if arc is not None:
+                el, r = clock(lambda: arc.lib.read("btc", as_of=None if i == 0 else i - 1).data)
+                assert len(r) == n
+                theirs[i].append(el)
+                del r
+    latest = stats(ours[0])
+    as_of_all = stats([x for xs in ours[1:] for x in xs])
+    per_k_median = [statistics.median(x) for x in ours[1:]]
+    rep.metrics["w3_warm"] = dict(latest=latest, as_of_all=as_of_all, per_k_median=per_k_median,
+                                  per_k_best=[min(x) for x in ours[1:]])
+    arc_latest = stats(theirs[0]) if arc else None
+    arc_as_of = stats([x for xs in theirs[1:] for x in xs]) if arc else None
+    rep.metrics["w3_warm_arctic"] = dict(latest=arc_latest, as_of_all=arc_as_of)
+    rep.row(W, f"select latest (1 day, {n:,} rows), warm", latest, arc_latest)
+    rep.against_arctic(W, "select latest (warm)", latest, arc_latest, profile="w3_latest")
+
+    # cold (a fresh store object) and fresh process, as of the first version
+    def ours_cold():
+        s = Tickstore(root)
+        el, r = clock(lambda: s["trades"].select(SYMBOL, a, b, as_of=commits[0]))
+        assert len(r) == n
+        s.close()
+        return el
+
+    def arc_cold():
+        lib = arc.reopen()
+        el, r = clock(lambda: lib.read("btc", as_of=0).data)
+        assert len(r) == n
+        return el
+
+    cold = alternate({"ours": ours_cold, **({"arctic": arc_cold} if arc else {})}, cfg["repeat"])
+    f_ours, f_arc = fresh_pair(rep, "w3_select_as_of", dict(root=str(root), table="trades", symbol=SYMBOL, start=_iso(a),
+                                                            end=_iso(b), as_of=int(commits[0].value), rows=n),
+                               dict(uri=arc.uri, library="bench", symbol="btc", start=_iso(a), end=_iso(b), as_of=0, rows=n)
+                               if arc else None, cfg["fresh"])
+    select_rows(rep, W, f"as_of v1..v{K}", dict(fresh=f_ours, cold=cold["ours"], warm=as_of_all),
+                dict(fresh=f_arc, cold=cold.get("arctic"), warm=arc_as_of) if arc else None, None, "w3_select_as_of", "w3_as_of")
+    rep.rows[-3]["note"] = "as of v1 (the oldest); ArcticDB as_of=0"
+    rep.rows[-2]["note"] = "as of v1"
+    rep.rows[-1]["note"] = f"every k, {cfg['as_of_rounds']} rounds"
+    worst = max(per_k_median)
+    rep.row(W, f"  worst k (median of its runs) / latest", stats([worst]), None,
+            note=f"{worst / latest['median']:.2f} of latest; max/min over k {max(per_k_median) / min(per_k_median):.2f}")
+    rep.target(W, "as_of within 10% of latest (worst k, medians)", worst, latest["median"], 1.10, "not_slower", "w3_as_of")
+    rep.target(W, "flat from 1 to K (max/min of medians <= 1.10)", max(per_k_median), min(per_k_median), 1.10, "not_slower")
+    rep.profile_ops["w3_as_of_warm"] = lambda: t.select(SYMBOL, a, b, as_of=commits[0])
+    rep.profile_ops["w3_as_of_cold"] = lambda: Tickstore(root)["trades"].select(SYMBOL, a, b, as_of=commits[0])
+    rep.profile_ops["w3_latest"] = lambda: t.select(SYMBOL, a, b)
     if arc is not None:
-        arc_latest = timed(lambda: clock(lambda: arc.lib.read("btc").data)[0], R)["best"]
-        arc_k = [timed(lambda v=v: clock(lambda: arc.lib.read("btc", as_of=v).data)[0], max(3, R // 2))["best"]
-                 for v in range(K)]
-        rep.metrics["w3_arctic"] = dict(latest=arc_latest, as_of=arc_k)
-        rep.rows[-4]["arctic"] = arc_latest
-        rep.rows[-3]["arctic"] = arc_k[0]
-        rep.rows[-2]["arctic"] = arc_k[-1]
-        rep.rows[-1]["arctic"] = max(arc_k)
         arc.close()
-    rep.target(W, "as_of within 10% of latest (worst k)", worst, latest["best"], 1.10, "not_slower", "w3_as_of")
-    rep.target(W, "flat from 1 to K (max/min <= 1.10)", max(per_k), min(per_k), 1.10, "not_slower")
-    rep.profile_ops["w3_as_of"] = lambda: t.select(SYMBOL, a, b, as_of=commits[0])
     return store
 
 
@@ -579,7 +700,7 @@ def w4_index(cfg, tmp: Path, rep: Report):
             idxs.get(table, s, part).lookup(d, as_of_ns)
         return (time.perf_counter() - t0) / len(qs)
 
-    ours = rep.metric("w4_lookup_ours", timed(ours_batch, 5))
+    ours = rep.metric("w4_lookup_ours", stats([ours_batch() for _ in range(5)]))
 
     def ours_lookup_only():
         loaded = {s: idxs.get(table, s, part) for s in symbols}
@@ -588,7 +709,7 @@ def w4_index(cfg, tmp: Path, rep: Report):
             loaded[s].lookup(d, as_of_ns)
         return (time.perf_counter() - t0) / len(qs)
 
-    only = rep.metric("w4_lookup_ours_no_stat", timed(ours_lookup_only, 5))
+    only = rep.metric("w4_lookup_ours_no_stat", stats([ours_lookup_only() for _ in range(5)]))
 
     def ours_cold_one():
         s2 = Tickstore(root)
@@ -597,7 +718,7 @@ def w4_index(cfg, tmp: Path, rep: Report):
         s2._indexes.get(table, sym, part).lookup(d, as_of_ns)
         return time.perf_counter() - t0
 
-    cold = rep.metric("w4_lookup_ours_cold", timed(ours_cold_one, 5))
+    cold = rep.metric("w4_lookup_ours_cold", stats([ours_cold_one() for _ in range(5)]))
 
     # Behemoth: one 90k-row DataFrame with a (symbol, date, version) MultiIndex
     dates = pd.DatetimeIndex((parts * NS_PER_DAY).view("M8[ns]"))
@@ -623,40 +744,49 @@ def w4_index(cfg, tmp: Path, rep: Report):
             bidx.select(s, d, d, as_of_naive)
         return (time.perf_counter() - t0) / len(bqs)
 
-    beh = rep.metric("w4_lookup_behemoth", timed(beh_batch, 3))
+    beh = rep.metric("w4_lookup_behemoth", stats([beh_batch() for _ in range(3)]))
     rep.metrics["w4_build"] = dict(seconds=build_s, entries=n_sym * n_days)
-    rep.row(W, f"lookup (sym, day, as_of) in {n_sym * n_days:,} entries", ours["best"], beh["best"], None,
+    rep.row(W, f"lookup (sym, day, as_of) in {n_sym * n_days:,} entries", ours, None, beh,
             note=f"mean of {len(qs):,} random lookups incl. IndexCache.get (stat)")
-    rep.row(W, "  same, index object already in hand", only["best"], beh["best"], None)
-    rep.row(W, "  first lookup on a fresh store (loads index)", cold["best"], None, None)
-    rep.target(W, "lookup < 50 us", ours["best"], 50e-6, 50e-6, "abs", "w4_lookup")
+    rep.row(W, "  same, index object already in hand", only, None, beh)
+    rep.row(W, "  first lookup on a fresh store (loads index)", cold)
+    rep.target(W, "lookup < 50 us (median)", ours["median"], 50e-6, 50e-6, "abs", "w4_lookup")
     rep.profile_ops["w4_lookup"] = lambda: [idxs.get(table, s, part).lookup(d, as_of_ns) for s, d in qs]
     return store
 
 
 # --------------------------------------------------------------------------------------------
 def print_report(rep: Report, cfg, scale, elapsed):
-    lines = []
-    lines.append(f"tickstore benchmark ({scale} scale) - {time.strftime('%Y-%m-%d %H:%M:%S')} - {elapsed:.0f} s")
-    lines.append(f"python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "
-                 f"arcticdb {getattr(arcticdb, '__version__', 'missing')}, cpus {os.cpu_count()} (shared)")
-    hdr = f"{'workload':9} {'measure':48} {'ours':>10} {'Behemoth':>10} {'ArcticDB':>10} {'vs Beh':>7} {'vs Arc':>7}  note"
-    lines.append(hdr)
-    lines.append("-" * len(hdr))
+    lines = [
+        f"tickstore benchmark ({scale} scale) - {time.strftime('%Y-%m-%d %H:%M:%S')} - {elapsed:.0f} s",
+        f"python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "
+        f"arcticdb {getattr(arcticdb, '__version__', 'missing')}, cpus {os.cpu_count()}",
+    ]
+    if rep.noise:
+        nz = stats(rep.noise)
+        loads = ", ".join(f"{la[0]:.1f}" for la in rep.load)
+        lines.append(
+            f"machine noise: sorting 1M floats {len(rep.noise)} times through the run: median {fmt_s(nz['median'])}, best "
+            f"{fmt_s(nz['best'])}, spread (p75-p25)/median {nz['spread']:.2f}, worst/median {max(rep.noise) / nz['median']:.2f}; "
+            f"1-minute load average at the probes: {loads}"
+        )
+    hdr = (f"{'workload':9} {'measure':34} {'ours med':>9} {'ours best':>9} {'Arc med':>9} {'Arc best':>9} "
+           f"{'Arc/ours med':>12} {'best':>6} {'spread o/a':>10} {'Behemoth':>9}  note")
+    lines += [hdr, "-" * len(hdr)]
     for r in rep.rows:
-        f = fmt_b if r["unit"] == "B" else fmt_s
-        if r["unit"] == "B":  # for bytes, ratio = baseline / ours (>1 means we are smaller)
-            rb, ra = ratio(r["behemoth"], r["ours"]), ratio(r["arctic"], r["ours"])
-        else:
-            rb, ra = ratio(r["behemoth"], r["ours"]), ratio(r["arctic"], r["ours"])
-        lines.append(f"{r['workload']:9} {r['what'][:48]:48} {f(r['ours']):>10} {f(r['behemoth']):>10} "
-                     f"{f(r['arctic']):>10} {rb:>7} {ra:>7}  {r['note']}")
-    lines.append("")
-    lines.append("ratios are baseline time / our time (>1: we are faster; for bytes >1: we are smaller)")
-    lines.append("")
-    lines.append("targets:")
-    for t in rep.targets:
-        lines.append(f"  [{t['status']:4}] {t['workload']:9} {t['target']}")
+        o, a, b = r["ours"], r["arctic"], r["behemoth"]
+        if r["unit"] == "B":
+            lines.append(f"{r['workload']:9} {r['what'][:34]:34} {fmt_b(o):>9} {'':>9} {fmt_b(a):>9} {'':>9} "
+                         f"{ratio(a, o):>12} {'':>6} {'':>10} {fmt_b(b):>9}  {r['note']} (bytes: ratio = theirs / ours)")
+            continue
+        om, ob = (o["median"], o["best"]) if o else (None, None)
+        am, ab = (a["median"], a["best"]) if a else (None, None)
+        spread = f"{o['spread']:.2f}/{a['spread']:.2f}" if o and a else (f"{o['spread']:.2f}/-" if o else "-")
+        lines.append(f"{r['workload']:9} {r['what'][:34]:34} {fmt_s(om):>9} {fmt_s(ob):>9} {fmt_s(am):>9} {fmt_s(ab):>9} "
+                     f"{ratio(am, om):>12} {ratio(ab, ob):>6} {spread:>10} {fmt_s(b['median'] if b else None):>9}  {r['note']}")
+    lines += ["", "ratios: ArcticDB time / our time, > 1: we are faster (median / best of the runs); spread: (p75 - p25) / "
+              "median of our / ArcticDB's runs", "", "targets:"]
+    lines += [f"  [{t['status']:4}] {t['workload']:9} {t['target']}" for t in rep.targets]
     if rep.notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in rep.notes)
@@ -667,7 +797,7 @@ def print_report(rep: Report, cfg, scale, elapsed):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="reduced scale (~1/10-1/20)")
+    p.add_argument("--quick", action="store_true", help="reduced scale (~1/10)")
     p.add_argument("--only", default="1,2,3,4", help="comma-separated workloads to run (default all)")
     p.add_argument("--profile", action="store_true", help="cProfile every measured store op (not only misses)")
     p.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
@@ -684,6 +814,7 @@ def main(argv=None):
     keep_alive = []
     t_start = time.perf_counter()
     try:
+        rep.probe_noise()
         for w, fn in [(1, w1_ohlcv), (2, w2_trades), (3, w3_versions), (4, w4_index)]:
             if w in only:
                 t0 = time.perf_counter()
@@ -691,6 +822,7 @@ def main(argv=None):
                 keep_alive.append(fn(cfg, tmp, rep))
                 print(f"    done in {time.perf_counter() - t0:.1f} s", flush=True)
                 gc.collect()
+                rep.probe_noise()
         if not args.no_profile:
             labels = rep.profile_ops if args.profile else sorted(rep.missed_labels & set(rep.profile_ops))
             for label in labels:
@@ -702,8 +834,8 @@ def main(argv=None):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         out = RESULTS_DIR / f"bench_{stamp}_{scale}.json"
         out.write_text(json.dumps(dict(scale=scale, config=cfg, elapsed_s=elapsed, rows=rep.rows, targets=rep.targets,
-                                       metrics=rep.metrics, notes=rep.notes, profiles=rep.profiles,
-                                       tickstore=getattr(tickstore, "__version__", None),
+                                       metrics=rep.metrics, notes=rep.notes, noise=rep.noise, load=rep.load,
+                                       profiles=rep.profiles, tickstore=getattr(tickstore, "__version__", None),
                                        arcticdb=getattr(arcticdb, "__version__", None)), indent=1, default=str))
         (RESULTS_DIR / f"bench_{stamp}_{scale}.txt").write_text(
             text + "\n\n" + "\n\n".join(f"=== profile {k} ===\n{v}" for k, v in rep.profiles.items()))
@@ -713,7 +845,6 @@ def main(argv=None):
         print(f"\nresults: {out}")
     finally:
         for s in keep_alive:
-            s = s[0] if isinstance(s, tuple) else s
             if s is not None and hasattr(s, "close"):
                 s.close()
         keep_alive.clear()

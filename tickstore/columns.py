@@ -24,7 +24,7 @@ import mmap
 
 import numpy as np
 
-__all__ = ["Columns"]
+__all__ = ["Columns", "mapped"]
 
 _HUGE = 2 << 20  # a transparent huge page (x86-64; arm64 with 4 KiB base pages)
 MAPPED_MIN = 1 << 20  # smaller reads come from the heap: a huge page would be mostly unused
@@ -33,7 +33,7 @@ _FLAGS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
 
 
-def _mapped(nbytes: int) -> np.ndarray | None:
+def mapped(nbytes: int) -> np.ndarray | None:
     """``nbytes`` of fresh memory (uint8) starting on a 2 MiB boundary, advised for huge
     pages; None where the platform has no such advice."""
     if _MADV_HUGEPAGE is None or not _FLAGS:
@@ -63,7 +63,7 @@ class Columns:
         1 MiB or more in one huge-page mapping (see the module's docstring)."""
         dtypes = {name: np.dtype(dt) for name, dt in dtypes.items()}
         sizes = [-(-n * dt.itemsize // _ALIGN) * _ALIGN for dt in dtypes.values()]
-        block = _mapped(sum(sizes)) if sum(sizes) >= MAPPED_MIN else None
+        block = mapped(sum(sizes)) if sum(sizes) >= MAPPED_MIN else None
         if block is None:
             return cls({name: np.empty(n, dt) for name, dt in dtypes.items()})
         data, at = {}, 0

@@ -74,29 +74,44 @@ class _Workers:
     def run(self, jobs: list, nbytes: int) -> None:
         """Call every job (no arguments); the first exception is raised once all stopped.
         ``nbytes`` (the data the jobs produce) decides: below ``PARALLEL_BYTES`` waking
-        the workers costs more than it saves, the caller runs them alone."""
+        the workers costs more than it saves, the caller runs them alone.
+
+        The caller works through the queue too and then waits only for jobs a worker has
+        taken: a worker that the scheduler has not run yet (a loaded machine) finds the
+        queue empty when it starts, so the caller never waits for a thread to be scheduled.
+        """
         if len(jobs) < 2 or THREADS < 2 or nbytes < PARALLEL_BYTES:
             for job in jobs:
                 job()
             return
         todo = collections.deque(jobs)
         failed: list[BaseException] = []
+        left = [len(jobs)]
+        lock = threading.Lock()
+        done = threading.Event()
 
         def drain() -> None:
-            while not failed:
+            while True:
                 try:
                     job = todo.popleft()
                 except IndexError:
                     return
                 try:
-                    job()
+                    if not failed:
+                        job()
                 except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
                     failed.append(exc)
+                finally:
+                    with lock:
+                        left[0] -= 1
+                        if not left[0]:
+                            done.set()
 
-        helpers = [self._executor().submit(drain) for _ in range(min(THREADS, len(jobs)) - 1)]
+        pool = self._executor()
+        for _ in range(min(THREADS, len(jobs)) - 1):
+            pool.submit(drain)
         drain()
-        for h in helpers:
-            h.result()
+        done.wait()
         if failed:
             raise failed[0]
 

@@ -57,9 +57,9 @@ the schema). Chunks are compressed on all cores (``chunks``) and stored with HDF
 direct chunk write; they are ordinary blosc2 frames, so any HDF5 reader with the blosc2
 filter (PyTables, h5py + hdf5plugin) reads the arrays. This package reads them without
 HDF5: the layout says where every chunk is, so a read is, per chunk and on all cores,
-``pread`` + check + decompress straight into the result (opening a file through PyTables costs ~3 ms, each column node
-~0.5 ms, which dominated reads of many small files, and a damaged HDF5 header can crash
-the HDF5 library). The row range of a time window is found by bisecting
+``pread`` + check + decompress straight into the result (opening a file through PyTables
+costs ~3 ms, each column node ~0.5 ms, which dominated reads of many small files, and a
+damaged HDF5 header can crash the HDF5 library). The row range of a time window is found by bisecting
 ``chunk_first_ts`` and reading one chunk of ``ts``: time and column pushdown, only the
 chunks of the asked-for columns that hold the window are decompressed.
 

@@ -377,7 +377,9 @@ def w1_ohlcv(cfg, tmp: Path, rep: Report):
     root = tmp / "ours1"
     store = Tickstore(root)
     t = store["ohlcv_1m"]
-    t_ins, _ = clock(lambda: [t.insert(SYMBOL, d, f, source="bench") for d, f in zip(days, frames)])
+    t_ins, commits = clock(lambda: [t.insert(SYMBOL, d, f, source="bench").committed_at for d, f in zip(days, frames)])
+    half = n_days // 2  # as of the commit of day `half`: merged month files are filtered by their rows' _kt
+    half_rows = sum(len(f) for f in frames[:half])
     files_before = len(t._index(SYMBOL).visible(None))
     t_cmp, merged = clock(lambda: t.compact())
     files_after = len(t._index(SYMBOL).visible(None))
@@ -458,6 +460,28 @@ def w1_ohlcv(cfg, tmp: Path, rep: Report):
                 "w1_select")
     rep.target(W, ">=100x faster than Behemoth (cold, median)", cold["ours"]["median"], bsel["median"], 100, "faster",
                "w1_select_cold")
+
+    # -- as of half-way through the load: after compact() the month files hold rows of many
+    # commits, so this read filters each merged file by its rows' knowledge time (_kt)
+    as_of = commits[half - 1]
+
+    def ours_as_of():
+        el, r = clock(lambda: warm_store["ohlcv_1m"].select(SYMBOL, start, end, as_of=as_of))
+        assert len(r) == half_rows, (len(r), half_rows)
+        return el
+
+    def arc_as_of():
+        el, r = clock(lambda: arc.lib.read("btc", date_range=(start, sel_end), as_of=half - 1).data)
+        assert len(r) == half_rows
+        return el
+
+    ours_as_of()
+    past = alternate({"ours": ours_as_of, **({"arctic": arc_as_of} if arc else {})}, R)
+    rep.metrics["w1_select_as_of_half"] = past
+    rep.row(W, f"select as of day {half} (_kt filter), warm", past["ours"], past.get("arctic"),
+            note=f"{half_rows:,} of the merged rows; ArcticDB as_of={half - 1}")
+    rep.against_arctic(W, f"select as of day {half} (warm)", past["ours"], past.get("arctic"), profile="w1_as_of")
+    rep.profile_ops["w1_as_of"] = lambda: warm_store["ohlcv_1m"].select(SYMBOL, start, end, as_of=as_of)
     if arc:
         arc.close()
     return warm_store

@@ -20,8 +20,19 @@ State machine (Binance's documented procedure; ids are ``U`` = first, ``u`` = la
             +-------------------------------+   (needs a fresh one)                       |
             +---- sequence break / crossed book: Gap(cause="sequence_break") -------------+
 
-    spot     drop u <= lastUpdateId; first applied U <= lastUpdateId+1 <= u; then U == prev u + 1
+    spot     drop u <= lastUpdateId; first applied U <= lastUpdateId+1 <= u; then every event
+             with U <= book u + 1 <= u (ignore u <= book u; U > book u + 1 is a break)
     futures  drop u <  lastUpdateId; first applied U <= lastUpdateId <= u;   then pu == prev u
+
+Spot: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams ("How to
+manage a local order book correctly": "If the event u is <= the update ID of your local
+order book, ignore the event. If the event U is > the update ID of your local order book
++ 1, something went wrong"); an event overlapping ids already applied carries absolute
+quantities and is applied. USD-M / COIN-M: https://developers.binance.com/docs/derivatives/
+usds-margined-futures/websocket-market-streams/How-to-manage-a-local-order-book-correctly
+("Drop any event where u is < lastUpdateId", "The first processed event should have U <=
+lastUpdateId AND u >= lastUpdateId", "each new event's pu should be equal to the previous
+event's u"). Bybit (``exchanges.bybit``) uses the spot rule with ``U == u``.
 
 A diff whose ``u`` is not newer than the book (a duplicate) is ignored and counted. A book
 whose best bid reaches its best ask is never output: it is treated as a sequence break.
@@ -256,8 +267,8 @@ class BookBuilder:
         if self.state is BookState.SYNCED:
             if self._futures:
                 ok = diff.prev_update_id == self.update_id
-            else:
-                ok = diff.first_update_id == self.update_id + 1
+            else:  # spot: any event with U <= book id + 1 < u + 1 (it may overlap what was applied)
+                ok = diff.first_update_id <= self.update_id + 1 <= diff.update_id
             if ok:
                 out = self._sample_until(diff.ts) if self._grid and diff.ts > self._next_grid else []
                 return out + self._apply(diff)
@@ -274,6 +285,15 @@ class BookBuilder:
         if self.state is BookState.BRIDGING:
             return self._bridge()
         return []
+
+    def break_chain(self, diff: DepthDiff, detail: str) -> list:
+        """The venue says the update chain restarted with ``diff`` (Bybit's ``u=1``): a synced
+        book becomes invalid (``sequence_break`` gap) until the next snapshot; a book that
+        is not synced takes it as any diff (buffered until a snapshot supersedes it)."""
+        if self.state is not BookState.SYNCED:
+            return self.on_diff(diff)
+        self.stats.diffs += 1
+        return self._break(diff, detail, keep=False)
 
     def on_snapshot(self, snap: DepthSnapshot) -> list:
         """Load a REST snapshot (``update_id`` = ``lastUpdateId``) and replay buffered diffs.

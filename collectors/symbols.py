@@ -25,6 +25,22 @@ category a frame came from knows it); suffixed forms (``BTCUSDT-PERP``, cryptofe
 ``BTC-USDT-PERP``) and unified symbols are unambiguous. Unknown names raise
 ``SymbolNotFound`` listing close matches (difflib).
 
+Ids seen on the wire (a frame of the venue names them, so the market exists) go through
+``Markets.wire_info``: the registry first, then the venue's own naming rules, which give
+ccxt's unified symbol for every market the venue lists (checked against ccxt's parse of
+the venues' recorded instrument lists)::
+
+    bybit spot      <BASE><QUOTE>               BTC/USDT, MNT/USD1, BTC/RLUSD (known quotes)
+    bybit linear    <BASE>USDT / <BASE>PERP      BTC/USDT:USDT / BTC/USDC:USDC (USDC perpetual)
+                    <BASE>USDT-14AUG26           BTC/USDT:USDT-260814 (USDC futures: BTC-26DEC25)
+    bybit inverse   <BASE>USD                    BTC/USD:BTC (inverse futures need the loaded
+                                                 markets: their delivery date is not in the id)
+    hyperliquid     <COIN>                       COIN/USDC:USDC (ccxt upper-cases: kPEPE -> KPEPE)
+
+Hyperliquid spot ids (``@107``, ``PURR/USDC``) and builder-deployed perps (``xyz:TSLA``) are
+refused with ``SymbolNotFound`` saying so: the collectors take Hyperliquid perpetuals of the
+main dex only. User-typed names (configs, CLI) go through ``info`` and must be known.
+
 Market metadata comes from ccxt where available: a registry starts from a small built-in
 table (enough to run offline and in tests) and ``Markets.set_markets`` merges markets a
 ccxt exchange loaded (``exchange.markets``) or any list of ccxt market structures.
@@ -35,6 +51,7 @@ internet.
 
 from __future__ import annotations
 
+import datetime as _dt
 import difflib
 import enum
 import re
@@ -51,6 +68,7 @@ __all__ = [
     "binance_market",
     "binance_venues",
     "is_coinm_id",
+    "BYBIT_CATEGORIES",
     "register_binance",
     "venue_of_url",
     "MarketType",
@@ -239,6 +257,94 @@ def _binance_info(exchange: str, native: str, market: BinanceMarket) -> "MarketI
         exchange, unified, native.upper(), kind, m["base"], m["quote"], m["settle"],
         funding_interval_h=8.0 if kind is MarketType.SWAP else None,
     )
+
+
+# -- Bybit and Hyperliquid ids seen on the wire: the venues' naming rules ----------------------
+#: Bybit v5 categories whose ids ``Markets.wire_info`` can name
+BYBIT_CATEGORIES = ("spot", "linear", "inverse")
+# Quote coins of Bybit spot pairs, longest first (so XUSD wins over USD, USD1 over nothing).
+_BYBIT_SPOT_QUOTES = tuple(
+    sorted("USDT USDC USDE USD1 RLUSD XUSD EUR BTC ETH SOL BRL BRZ GBP AED PLN TRY DAI USD".split(), key=len, reverse=True)
+)
+_BYBIT_USDT_PERP = re.compile(r"^(?P<base>[A-Z0-9]+)USDT$")
+_BYBIT_USDC_PERP = re.compile(r"^(?P<base>[A-Z0-9]+)PERP$")
+_BYBIT_DATED = re.compile(r"^(?P<base>[A-Z0-9]+?)(?P<usdt>USDT)?-(?P<day>\d{2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})$")
+_BYBIT_INVERSE_PERP = re.compile(r"^(?P<base>[A-Z0-9]+)USD$")
+_MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)}
+_CCXT_COMMON = {"XBT": "BTC", "BCHSV": "BSV"}  # ccxt's commonCurrencies (safeCurrencyCode)
+_HL_COIN = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def _code(coin: str) -> str:
+    """ccxt's currency code of a venue coin name (upper case, common aliases)."""
+    coin = coin.upper()
+    return _CCXT_COMMON.get(coin, coin)
+
+
+def bybit_wire_info(native: str, category: str) -> "MarketInfo":
+    """The market of a Bybit v5 id in ``category`` (``spot``/``linear``/``inverse``) by
+    Bybit's naming, as ccxt names it (see the module docstring); ``SymbolNotFound`` if the
+    id follows none of the rules."""
+    if category not in BYBIT_CATEGORIES:
+        raise SymbolNotFound(f"bybit category must be one of {list(BYBIT_CATEGORIES)}, got {category!r}")
+    nid = str(native).upper()
+    S, P, F = MarketType.SPOT, MarketType.SWAP, MarketType.FUTURE
+    if category == "spot":
+        for quote in _BYBIT_SPOT_QUOTES:
+            if nid.endswith(quote) and len(nid) > len(quote):
+                base = _code(nid[: -len(quote)])
+                return MarketInfo("bybit", f"{base}/{quote}", nid, S, base, quote)
+        raise SymbolNotFound(
+            f"bybit spot id {native!r} ends in no known quote coin ({', '.join(_BYBIT_SPOT_QUOTES)}); "
+            f"load Bybit's markets with Markets.set_markets('bybit', ccxt_exchange.markets)"
+        )
+    if category == "linear":
+        m = _BYBIT_DATED.match(nid)
+        if m:
+            try:
+                day = _dt.date(2000 + int(m["yy"]), _MONTHS[m["mon"]], int(m["day"]))
+            except (KeyError, ValueError):
+                raise SymbolNotFound(f"bybit linear id {native!r}: {m['day']}{m['mon']}{m['yy']} is not a date") from None
+            base, quote = _code(m["base"]), "USDT" if m["usdt"] else "USDC"
+            return MarketInfo("bybit", f"{base}/{quote}:{quote}-{day:%y%m%d}", nid, F, base, quote, quote)
+        for rx, quote in ((_BYBIT_USDT_PERP, "USDT"), (_BYBIT_USDC_PERP, "USDC")):
+            m = rx.match(nid)
+            if m:
+                base = _code(m["base"])
+                return MarketInfo("bybit", f"{base}/{quote}:{quote}", nid, P, base, quote, quote)
+        raise SymbolNotFound(
+            f"bybit linear id {native!r} is none of <BASE>USDT, <BASE>PERP, <BASE>USDT-DDMMMYY, <BASE>-DDMMMYY; "
+            f"load Bybit's markets with Markets.set_markets('bybit', ccxt_exchange.markets)"
+        )
+    m = _BYBIT_INVERSE_PERP.match(nid)
+    if m:  # 1 contract = 1 USD, margined and settled in the coin
+        base = _code(m["base"])
+        return MarketInfo("bybit", f"{base}/USD:{base}", nid, P, base, "USD", base)
+    raise SymbolNotFound(
+        f"bybit inverse id {native!r} is not an inverse perpetual <BASE>USD; an inverse future's delivery date is "
+        f"not in its id: load Bybit's markets with Markets.set_markets('bybit', ccxt_exchange.markets)"
+    )
+
+
+def hyperliquid_wire_info(coin: str) -> "MarketInfo":
+    """The market of a Hyperliquid coin of the main perp dex (``BTC`` -> ``BTC/USDC:USDC``);
+    ``SymbolNotFound`` for spot ids (``@107``, ``PURR/USDC``) and builder-deployed perps
+    (``xyz:TSLA``), which the collectors do not take."""
+    coin = str(coin)
+    if coin.startswith("@") or "/" in coin:
+        raise SymbolNotFound(
+            f"hyperliquid {coin!r} is a spot market (spot ids are '@<index>' or 'PURR/USDC'); the collectors "
+            f"store Hyperliquid perpetuals only"
+        )
+    if ":" in coin:
+        raise SymbolNotFound(
+            f"hyperliquid {coin!r} is a builder-deployed (HIP-3) perpetual: its collateral is not in the id; "
+            f"load its dex's markets with Markets.set_markets('hyperliquid', ...) to store it"
+        )
+    if not _HL_COIN.match(coin):
+        raise SymbolNotFound(f"hyperliquid coin {coin!r} is not a perpetual's name like 'BTC' or 'kPEPE'")
+    base = _code(coin)
+    return MarketInfo("hyperliquid", f"{base}/USDC:USDC", coin, MarketType.SWAP, base, "USDC", "USDC", funding_interval_h=1.0)
 
 
 @dataclass(frozen=True)
@@ -470,6 +576,37 @@ class Markets:
         if exchange == "binanceus" and market is not BinanceMarket.SPOT:
             raise SymbolNotFound(f"binanceus: {text!r} is a {market.value} market; Binance.US lists spot markets only")
         return info
+
+    def wire_info(self, exchange: str, native: str, *, category: str | None = None) -> MarketInfo:
+        """The market of a venue-native id read from a frame (the venue names it, so it
+        exists): the registry's market of that id, else the venue's naming rules
+        (``bybit_wire_info``, ``hyperliquid_wire_info``). ``category``: Bybit's
+        ``spot``/``linear``/``inverse`` (a bare id is both a spot pair and a perpetual).
+
+        Raises ``SymbolNotFound`` saying why (a Hyperliquid spot id, an id no rule fits).
+        """
+        exchange = _check_exchange(exchange)
+        if exchange == "bybit":
+            if category not in BYBIT_CATEGORIES:
+                raise SymbolNotFound(f"bybit id {native!r} needs its category, one of {list(BYBIT_CATEGORIES)}; got {category!r}")
+            want = (MarketType.SPOT,) if category == "spot" else (MarketType.SWAP, MarketType.FUTURE)
+            inverse = category == "inverse"
+            nid = str(native).upper()
+            for c in self.markets("bybit"):
+                if c.native.upper() == nid and c.type in want and (c.type is MarketType.SPOT or c.linear is not inverse):
+                    return c
+            return bybit_wire_info(native, category)
+        if exchange == "hyperliquid":
+            for c in self.markets("hyperliquid"):
+                if c.native == native and c.type is not MarketType.SPOT:
+                    return c
+            return hyperliquid_wire_info(native)
+        # Binance ids: binance_unified (collectors.exchanges.binance.to_tickstore) by market
+        raise SymbolNotFound(f"{exchange} wire ids are named by binance_unified(native, market), not wire_info")
+
+    def wire_symbol(self, exchange: str, native: str, *, category: str | None = None) -> str:
+        """``<exchange>:<unified>`` of a venue-native id read from a frame (see ``wire_info``)."""
+        return self.wire_info(exchange, native, category=category).tickstore
 
     def resolve(self, exchange: str, symbol: str, *, market_type: MarketType | None = None) -> str:
         """ccxt unified symbol of ``symbol`` on ``exchange`` (see ``info``)."""

@@ -415,6 +415,25 @@ _NS_PER_HOUR = 3_600_000_000_000
 _STATE_FORMAT = 1
 
 
+def _taker(m) -> int:
+    """The taker side of a trade from ``m`` ("Is the buyer the market maker?"): true means
+    the seller took the bid, -1; false +1. Anything but a JSON boolean is refused."""
+    if m is True:
+        return -1
+    if m is False:
+        return 1
+    raise InvalidValue(f"m={m!r}: expected true or false (is the buyer the maker)")
+
+
+def _order_side(side) -> int:
+    """A liquidation order's side ``S``: BUY +1 (a short was liquidated), SELL -1."""
+    if side == "BUY":
+        return 1
+    if side == "SELL":
+        return -1
+    raise InvalidValue(f"S={side!r}: expected 'BUY' or 'SELL'")
+
+
 class BinanceParser:
     """Raw frame -> events for one market, in receive order (see the module docstring).
 
@@ -611,7 +630,7 @@ class BinanceParser:
         x = d.get("X")
         return [
             Trade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns, int64(d["t"], "t"),
-                  positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1,
+                  positive(d["p"], "p"), nonneg(d["q"], "q"), _taker(d["m"]),
                   0 if x is None or x == "MARKET" else _KIND_OF.get(x, _OTHER))
         ]
 
@@ -623,7 +642,7 @@ class BinanceParser:
             raise InvalidValue(f"aggTrade last trade id l={last} is before the first f={first}")
         return [
             AggTrade((self._symbols.get(d["s"]) or self._symbol(d["s"])), ms_to_ns(d["T"], recv_ns, "T"), recv_ns,
-                     int64(d["a"], "a"), first, last, positive(d["p"], "p"), nonneg(d["q"], "q"), -1 if d["m"] else 1)
+                     int64(d["a"], "a"), first, last, positive(d["p"], "p"), nonneg(d["q"], "q"), _taker(d["m"]))
         ]
 
     def _quote(self, d, recv_ns, _):
@@ -721,11 +740,14 @@ class BinanceParser:
     def _liquidation(self, d, recv_ns, _):
         # {"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT","f":"IOC",
         #  "q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014","z":"0.014","T":1568014460893}}
-        # S is the liquidation order's side: SELL = a long was liquidated. price/qty are the
-        # order's (p, q) like cryptofeed; ts is the order trade time T.
+        # https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Liquidation-Order-Streams
+        # (COIN-M adds "ps":"BTCUSD" in o and counts q in contracts). S is the liquidation
+        # order's side: SELL = a long was liquidated (-1). price/qty are the order's (p, q),
+        # as cryptofeed and Binance's liquidationSnapshot archive (collectors.importers) keep
+        # them; Tardis stores the average fill ap and the filled z instead. ts is o.T.
         o = d["o"]
         return [
-            Liquidation(self._symbol(o["s"]), ms_to_ns(o["T"], recv_ns, "T"), recv_ns, 1 if o["S"] == "BUY" else -1,
+            Liquidation(self._symbol(o["s"]), ms_to_ns(o["T"], recv_ns, "T"), recv_ns, _order_side(o["S"]),
                         positive(o["p"], "p"), nonneg(o["q"], "q"))
         ]
 
@@ -738,7 +760,9 @@ class BinanceParser:
             return []
         k = d["k"]
         freq = _KLINE_FREQ.get(k["i"])
-        if not k["x"] or freq is None:
+        if k["x"] is not True or freq is None:
+            if type(k["x"]) is not bool:
+                raise InvalidValue(f"k.x={k['x']!r}: expected true or false (is this kline closed)")
             return []
         return [
             Bar(self._symbols.get(d["s"]) or self._symbol(d["s"]), ms_to_ns(k["t"], recv_ns, "t"),

@@ -2,8 +2,13 @@
 
 Endpoints (one connection per category)::
 
-    wss://stream.bybit.com/v5/public/linear     USDT perpetuals  -> bybit:BTC/USDT:USDT
-    wss://stream.bybit.com/v5/public/spot       spot             -> bybit:BTC/USDT
+    wss://stream.bybit.com/v5/public/linear     USDT/USDC contracts -> bybit:BTC/USDT:USDT, bybit:BTC/USDC:USDC
+    wss://stream.bybit.com/v5/public/spot       spot                -> bybit:BTC/USDT
+    wss://stream.bybit.com/v5/public/inverse    inverse contracts   -> bybit:BTC/USD:BTC (replay; the
+                                                                       collector takes linear and spot)
+
+Ids are named as ccxt names them (``collectors.symbols.Markets.wire_info``: the registry,
+else Bybit's naming rules), so a capture of any listed symbol replays.
 
 Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/1000, and the older 500)::
 
@@ -14,11 +19,14 @@ Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/1000, and the o
     allLiquidation.BTCUSDT     -> Liquidation (linear only)
     {"op": "subscribe"|"ping"|"pong", ...} acks      -> nothing (failed subscribe raises)
 
-Order book rule (Bybit's, not Binance's): every ``snapshot`` replaces the book and its
-``u`` restarts the chain (``u == 1``: Bybit restarted its book service); each ``delta``
-must carry ``u == previous u + 1``. ``orderbook.1`` (every category) sends snapshots only,
-re-sent with the same ``u`` after 3 s without a change; depths 50/200/1000 (and the older
-500) send one snapshot per subscription, then deltas. A delta becomes
+Order book rule (Bybit's, not Binance's; https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook):
+every ``snapshot`` replaces the book and its ``u`` restarts the chain (``u == 1``: Bybit
+restarted its book service, "overwrite the locally saved orderbook"); each ``delta`` must
+carry ``u == previous u + 1``. ``orderbook.1`` (linear, inverse and spot) sends snapshots
+only, re-sent with the same ``u`` after 3 s without a change; depths 50/200/1000 (and the
+older 500; spot 200 is pushed every 200 ms, linear every 100 ms) send one snapshot per
+subscription, then deltas. A delta with ``u == 1`` on a book further along (a restart the
+venue announced as a delta) breaks the chain instead of being taken for a duplicate. A delta becomes
 ``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which is Binance's spot
 chain rule (``U == last u + 1``; the first diff spans ``snapshot u + 1``), so the generic
 ``collectors/book.BookBuilder`` built with ``Market.SPOT`` syncs Bybit books and writes
@@ -47,13 +55,22 @@ counted in ``dropped`` and ignored). Mark rows come out when a frame touches mar
 indexPrice, fundingRate or nextFundingTime; open-interest rows when it touches
 openInterest or openInterestValue.
 
-Event times: trades ``T``, books ``cts`` (matching-engine time, comparable to trade ``T``;
-falls back to ``ts``), tickers ``ts``, liquidations ``T``. All ms on the wire, ns out.
+Event times, each table's declared clock (``tickstore.TsClock``): trades ``T`` and
+liquidations ``T`` (transaction time); books, their quotes and tickers ``ts`` (event time:
+"the timestamp that the system generates the data", as Binance's ``E``; a book's ``cts``,
+the matching engine's time, is its transaction time and is absent from older captures, so
+it is not used). All ms on the wire, ns out.
+
+Sides: trades ``S`` is the taker's side (``Buy`` = buyer aggressor, +1); liquidations ``S``
+is the *position's* side ("When you receive a Buy update, this means that a long position
+has been liquidated"), i.e. the forced order sells: -1 in ``liquidations``. Any other value
+is an ``InvalidValue``, never a guessed side.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -104,6 +121,7 @@ class Category(enum.Enum):
 
     LINEAR = "linear"
     SPOT = "spot"
+    INVERSE = "inverse"  # coin-margined contracts (replay; the collector takes linear and spot)
 
     @property
     def market_type(self) -> MarketType:
@@ -181,9 +199,11 @@ def category_of_url(url: str) -> Category | None:
 def infer_category(raw) -> Category | None:
     """The category of a frame from its fields alone; None when they cannot tell.
 
-    Order books look the same on both; what differs: linear trade ids are UUIDs (spot:
-    decimal), linear tickers carry ``markPrice``/``fundingRate`` (spot: ``usdIndexPrice``),
-    and liquidations exist on linear only.
+    Order books look the same everywhere; what differs: derivative trade ids are UUIDs
+    (spot: decimal), derivative tickers carry ``markPrice``/``fundingRate`` (spot:
+    ``usdIndexPrice``), liquidations exist for derivatives only; among derivatives, inverse
+    ids end in ``USD`` (``BTCUSD``, futures ``BTCUSDH25``), linear ones do not. Ids that
+    only contracts use (``BTCPERP``, ``BTCUSDT-14AUG26``) are linear whatever the topic.
     """
     try:
         msg = orjson.loads(raw)
@@ -191,19 +211,28 @@ def infer_category(raw) -> Category | None:
         return None
     if not claims(msg) or "topic" not in msg:
         return None
-    kind = msg["topic"].split(".", 1)[0]
+    kind, _, rest = msg["topic"].partition(".")
+    native = rest.rpartition(".")[2]
+    if _LINEAR_ONLY.match(native):
+        return Category.LINEAR
+    derivative = Category.INVERSE if _INVERSE_ID.match(native) else Category.LINEAR
     data = msg.get("data")
     if kind == "publicTrade" and isinstance(data, list) and data and isinstance(data[0], dict):
         i = str(data[0].get("i", ""))
-        return Category.SPOT if i.isdigit() else Category.LINEAR if i else None
+        return Category.SPOT if i.isdigit() else derivative if i else None
     if kind == "tickers" and isinstance(data, dict):
         if any(k in data for k in ("markPrice", "fundingRate", "openInterest", "nextFundingTime")):
-            return Category.LINEAR
+            return derivative
         if "usdIndexPrice" in data:
             return Category.SPOT
     if kind in ("allLiquidation", "liquidation"):
-        return Category.LINEAR
+        return derivative
     return None
+
+
+# ids only a linear contract has (a USDC perpetual, a dated USDT/USDC future); inverse ids
+_LINEAR_ONLY = re.compile(r"^[A-Z0-9]+(PERP|-\d{2}[A-Z]{3}\d{2})$")
+_INVERSE_ID = re.compile(r"^[A-Z0-9]+USD([FGHJKMNQUVXZ]\d{2})?$")
 
 
 def is_control_frame(raw: bytes) -> bool:
@@ -225,6 +254,22 @@ def trade_id(i: str) -> int:
         return uuid.UUID(i).int >> 65
     except ValueError:
         raise ValueError(f"bybit trade id {i!r} is neither decimal nor a UUID") from None
+
+
+_SIDES = {"Buy": 1, "Sell": -1}
+
+
+def _side(value, what: str) -> int:
+    """+1 for ``Buy``, -1 for ``Sell``; anything else is not a side."""
+    side = _SIDES.get(value) if type(value) is str else None
+    if side is None:
+        raise InvalidValue(f"{what}={value!r}: expected 'Buy' or 'Sell'")
+    return side
+
+
+def _rate(value, what: str) -> float:
+    """A funding rate; ``""`` (a dated future's ticker: no funding) is NaN."""
+    return float("nan") if value == "" or value is None else finite(value, what)
 
 
 def _excerpt(raw) -> str:
@@ -261,7 +306,7 @@ class BybitParser:
         except KeyError:
             pass
         try:
-            sym = self.markets.tickstore_symbol(EXCHANGE, native, market_type=self.category.market_type)
+            sym = self.markets.wire_symbol(EXCHANGE, native, category=self.category.value)
         except SymbolNotFound as exc:
             raise UnknownSymbol(str(exc)) from None
         self._symbols[native] = sym
@@ -319,7 +364,9 @@ class BybitParser:
         #   {"T":1786310819680,"s":"BTCUSDT","S":"Sell","v":"0.004","p":"65114.20","L":"MinusTick",
         #    "i":"a9188a0a-82bc-50de-be60-03eedbe3cdd7","BT":false,"RPI":false,"seq":753843954913}]}
         # S is the taker side: Buy = buyer aggressor. BT: a block trade (an OTC print reported
-        # to the tape) -> kind BLOCK; the rest are order-book trades (tickstore.TradeKind).
+        # to the tape) -> kind BLOCK; the rest are order-book trades (tickstore.TradeKind),
+        # RPI (retail price improvement) fills included: they are order-book trades.
+        # https://bybit-exchange.github.io/docs/v5/websocket/public/trade
         out = []
         for x in msg["data"]:
             out.append(
@@ -330,7 +377,7 @@ class BybitParser:
                     int64(trade_id(x["i"]), "i"),
                     positive(x["p"], "p"),
                     nonneg(x["v"], "v"),
-                    1 if x["S"] == "Buy" else -1,
+                    _side(x["S"], "S"),
                     _BLOCK if x.get("BT") else 0,
                 )
             )
@@ -341,7 +388,8 @@ class BybitParser:
         # {"topic":"orderbook.200.BTCUSDT","type":"delta","ts":1786310818130,"data":{"s":"BTCUSDT",
         #   "b":[["65095.30","0.005"],["65093.10","0"]],"a":[["65116.60","0"]],"u":15076953,
         #   "seq":753843913870},"cts":1786310818129}
-        # (snapshot: same shape, type "snapshot", up to 200 levels a side, best first)
+        # (snapshot: same shape, type "snapshot", up to 200 levels a side, best first; ts is
+        # the frame's "ts" (event time), see the module docstring)
         d = msg["data"]
         native = d["s"]
         depth = int(msg["topic"].split(".", 2)[1])
@@ -352,11 +400,14 @@ class BybitParser:
             self._depth[native] = depth
         sym = self.symbol(native)
         u = int64(d["u"], "u")
-        ts = ms_to_ns(msg.get("cts") or msg["ts"], recv_ns, "cts")
+        ts = ms_to_ns(msg["ts"], recv_ns, "ts")
         bids = [(nonneg(p, "price"), nonneg(q, "size")) for p, q in d["b"]]
         asks = [(nonneg(p, "price"), nonneg(q, "size")) for p, q in d["a"]]
+        kind = msg["type"]
+        if kind not in ("snapshot", "delta"):
+            raise MalformedFrame(f"bybit: orderbook frame of type {kind!r}, expected 'snapshot' or 'delta'")
         book = self._books.setdefault(msg["topic"], _Book())
-        if msg["type"] == "snapshot":
+        if kind == "snapshot":
             book.last_u = u
             return [DepthSnapshot(sym, ts, recv_ns, u, bids, asks)]
         if book.last_u >= 0 and u != book.last_u + 1:
@@ -369,6 +420,9 @@ class BybitParser:
     _OI_FIELDS = ("openInterest", "openInterestValue")
 
     def _ticker(self, msg, recv_ns: int) -> list:
+        # https://bybit-exchange.github.io/docs/v5/websocket/public/ticker: "This topic utilises
+        # the snapshot field and delta field. If a response param is not found in the message,
+        # then its value has not changed." Spot tickers are snapshots without mark/funding.
         # {"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","lastPrice":"65114.30",
         #   "markPrice":"65117.44","indexPrice":"65137.76","openInterest":"59891.732",
         #   "openInterestValue":"3899996265.01","fundingIntervalHour":"8","nextFundingTime":"1786320000000",
@@ -376,6 +430,8 @@ class BybitParser:
         #   "ask1Size":"10.470",...},"cs":753843907770,"ts":1786310817883}
         # {"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","bid1Price":"65114.20",
         #   "bid1Size":"6.054","ask1Price":"65114.30","ask1Size":"10.486"},"cs":753843907770,"ts":1786310817883}
+        # Dated futures (USDT/USDC futures, inverse futures) have no funding: "fundingRate":"",
+        # "nextFundingTime":"0" or "" -> rate NaN, next funding time 0 (as Binance's delivery marks).
         d = msg["data"]
         native = d["symbol"]
         if msg.get("type") == "snapshot":
@@ -392,7 +448,8 @@ class BybitParser:
         sym = self.symbol(native)
         ts = ms_to_ns(msg["ts"], recv_ns, "ts")
         out: list = []
-        if any(k in d for k in self._MARK_FIELDS):
+        if any(k in d for k in self._MARK_FIELDS) and "markPrice" in state and "indexPrice" in state:
+            nxt = state.get("nextFundingTime")
             out.append(
                 Mark(
                     sym,
@@ -400,13 +457,22 @@ class BybitParser:
                     recv_ns,
                     finite(state["markPrice"], "markPrice"),
                     finite(state["indexPrice"], "indexPrice"),
-                    finite(state["fundingRate"], "fundingRate"),
-                    future_ms_to_ns(state["nextFundingTime"], recv_ns, "nextFundingTime"),
+                    _rate(state.get("fundingRate"), "fundingRate"),
+                    future_ms_to_ns(nxt, recv_ns, "nextFundingTime") if nxt not in (None, "") else 0,
                 )
             )
-        if any(k in d for k in self._OI_FIELDS):
-            out.append(OpenInterest(sym, ts, nonneg(state["openInterest"], "openInterest"),
-                                    nonneg(state["openInterestValue"], "openInterestValue")))
+        if any(k in d for k in self._OI_FIELDS) and "openInterest" in state:
+            oi = nonneg(state["openInterest"], "openInterest")
+            if self.category is Category.INVERSE:
+                # an inverse contract is 1 USD: openInterest is in USD, the quote currency
+                # ("BTCUSD(inverse) is USD", https://bybit-exchange.github.io/docs/v5/market/open-interest);
+                # openInterestValue is in the coin, not the quote: not used
+                value = oi
+            elif "openInterestValue" in state:
+                value = nonneg(state["openInterestValue"], "openInterestValue")
+            else:
+                value = float("nan")
+            out.append(OpenInterest(sym, ts, oi, value))
         if (
             native not in self._depth  # with a book on the connection, quotes come from the book
             and native not in self.book_natives
@@ -429,25 +495,27 @@ class BybitParser:
 
     # -- liquidations -----------------------------------------------------------------
     def _liquidations(self, msg, recv_ns: int) -> list:
+        # https://bybit-exchange.github.io/docs/v5/websocket/public/all-liquidation
         # {"topic":"allLiquidation.ROSEUSDT","type":"snapshot","ts":1739502303204,
         #  "data":[{"T":1739502302929,"s":"ROSEUSDT","S":"Sell","v":"20000","p":"0.04499"}]}
         # S is the side of the liquidated *position*: "Buy" = a long was liquidated, i.e.
         # a forced sell (-1 in the liquidations table); "Sell" = a short, a forced buy (+1).
-        # (legacy liquidation.<sym>: data is one object {updatedTime,symbol,side,size,price})
+        # p is the bankruptcy price, v the executed size; ts is T.
+        # Deprecated liquidation.<sym> (https://bybit-exchange.github.io/docs/v5/websocket/public/liquidation):
+        # data is one object {"updatedTime","symbol","side","size","price"} (the table of
+        # that page names the time "updateTime"), same side convention.
         data = msg["data"]
         rows = data if isinstance(data, list) else [data]
         out = []
         for x in rows:
-            side = x.get("S", x.get("side"))
+            if "S" in x:
+                native, t, side, price, size = x["s"], x["T"], x["S"], x["p"], x["v"]
+            else:
+                native, side, price, size = x["symbol"], x["side"], x["price"], x["size"]
+                t = x["updatedTime"] if "updatedTime" in x else x["updateTime"]
             out.append(
-                Liquidation(
-                    self.symbol(x.get("s", x.get("symbol"))),
-                    ms_to_ns(x.get("T", x.get("updatedTime")), recv_ns, "T"),
-                    recv_ns,
-                    -1 if side == "Buy" else 1,
-                    positive(x.get("p", x.get("price")), "p"),
-                    nonneg(x.get("v", x.get("size")), "v"),
-                )
+                Liquidation(self.symbol(native), ms_to_ns(t, recv_ns, "T"), recv_ns, -_side(side, "S"),
+                            positive(price, "p"), nonneg(size, "v"))
             )
         return out
 
@@ -483,8 +551,16 @@ def apply_to_book(book, event) -> list:
                             the span; except on a snapshot-only stream (the book never saw
                             a delta), where each snapshot is the whole story and u may jump
 
+    A *delta* with ``u == 1`` on a book further along is Bybit's restart announced as a
+    delta: the chain is broken (``sequence_break`` gap; the collector resubscribes), never
+    taken for a duplicate of an early update.
+
     Returns the builder's ``BookTop``/``Gap`` rows.
     """
+    if type(event) is DepthDiff:
+        if event.update_id == 1 and book.synced and book.update_id > 1:
+            return book.break_chain(event, f"bybit restarted its book: a delta with u=1 after u={book.update_id}")
+        return book.on_diff(event)
     if isinstance(event, DepthSnapshot):
         if book.synced:
             u, last = event.update_id, book.update_id

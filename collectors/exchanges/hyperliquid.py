@@ -13,6 +13,18 @@ id, ``BTC`` -> ``hyperliquid:BTC/USDC:USDC``)::
                                                                  OpenInterest per known perp
     {"method":"ping"} -> {"channel":"pong"};  acks are {"channel":"subscriptionResponse",...}
 
+Coins are named as ccxt names them (``collectors.symbols.Markets.wire_info``: the registry,
+else ``COIN/USDC:USDC``), so a capture of any perp of the main dex replays. Spot coins
+(``@107``, ``PURR/USDC``: spot trades, books and ``activeSpotAssetCtx``) and
+builder-deployed perps (``xyz:TSLA``) are refused as ``UnknownSymbol`` frames saying so:
+the collector and replay store perpetuals only. ``allMids`` (mid prices without sizes) and
+``candle`` frames are recognised and stored nowhere (bars come from trades or the REST
+backfill).
+
+Sides (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/notation):
+"B = Bid = Buy, A = Ask = Short. Side is aggressing side for trades": ``B`` is +1 (buyer
+aggressor), ``A`` -1; anything else is an ``InvalidValue``.
+
 Books: every ``l2Book`` frame is the whole visible book (20 levels a side), so there is no
 diff chain to check; ``update_id`` is the book's ``time`` (ms), which only grows. With
 ``book_depth`` set, the parser also emits one ``BookTop`` per book frame (Hyperliquid
@@ -162,6 +174,16 @@ def _excerpt(raw) -> str:
     return repr(text[:160] + ("..." if len(text) > 160 else ""))
 
 
+_SIDES = {"B": 1, "A": -1}
+
+
+def _side(value) -> int:
+    side = _SIDES.get(value) if type(value) is str else None
+    if side is None:
+        raise InvalidValue(f"side={value!r}: expected 'B' (bid, buyer aggressor) or 'A' (ask)")
+    return side
+
+
 def _levels(side) -> list:
     return [(nonneg(lv["px"], "px"), nonneg(lv["sz"], "sz")) for lv in side]
 
@@ -185,7 +207,7 @@ class HyperliquidParser:
         sym = self._symbols.get(coin)
         if sym is None:
             try:
-                sym = self._symbols[coin] = self.markets.tickstore_symbol(EXCHANGE, coin)
+                sym = self._symbols[coin] = self.markets.wire_symbol(EXCHANGE, coin)
             except SymbolNotFound as exc:
                 raise UnknownSymbol(str(exc)) from None
         return sym
@@ -210,7 +232,10 @@ class HyperliquidParser:
                 return self._ctx(msg["data"], recv_ns)
             if ch == "allDexsAssetCtxs":
                 return self._all_ctxs(msg["data"], recv_ns)
-            if ch in ("subscriptionResponse", "pong"):
+            if ch in ("subscriptionResponse", "pong", "allMids", "candle"):
+                return []  # acks; mids without sizes and running candles: stored nowhere
+            if ch == "activeSpotAssetCtx":
+                self.symbol(msg["data"]["coin"])  # refuses the spot coin, saying so
                 return []
             if ch == "error":
                 raise VenueErrorFrame(f"hyperliquid error: {_excerpt(raw)}")
@@ -230,7 +255,7 @@ class HyperliquidParser:
         # so every print is kind MARKET (tickstore.TradeKind); liquidations: LiquidationPoller.
         return [
             Trade(self.symbol(t["coin"]), ms_to_ns(t["time"], recv_ns, "time"), recv_ns, int64(t["tid"], "tid"),
-                  positive(t["px"], "px"), nonneg(t["sz"], "sz"), 1 if t["side"] == "B" else -1)
+                  positive(t["px"], "px"), nonneg(t["sz"], "sz"), _side(t["side"]))
             for t in data
         ]
 
@@ -240,7 +265,8 @@ class HyperliquidParser:
         #   [{"n":13,"px":"105056.0","sz":"6.34472"},...]]}}                                     asks, best first
         sym = self.symbol(d["coin"])
         t = int64(d["time"], "time")
-        bids, asks = _levels(d["levels"][0]), _levels(d["levels"][1])
+        bid_side, ask_side = d["levels"]  # exactly two sides: [bids, asks]
+        bids, asks = _levels(bid_side), _levels(ask_side)
         out: list = [DepthSnapshot(sym, ms_to_ns(t, recv_ns, "time"), recv_ns, t, bids, asks)]
         if self.book_depth is not None:
             out.append(book_top(out[0], self.book_depth))
@@ -265,10 +291,11 @@ class HyperliquidParser:
         # {"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"funding":"0.0000125",
         #   "openInterest":"12345.678","oraclePx":"105050.0","markPx":"105055.0","midPx":"105055.5",
         #   "premium":"0.00004","impactPxs":["105055.0","105056.0"],"dayNtlVlm":"...","prevDayPx":"..."}}}
+        sym = self.symbol(d["coin"])  # a spot coin is refused here, saying so
         c = d["ctx"]
         if "funding" not in c:
-            return []  # a spot asset context (activeSpotAssetCtx shape): nothing we store
-        return _ctx_events(self.symbol(d["coin"]), c, recv_ns)
+            raise MalformedFrame(f"hyperliquid: a perp asset context of {d['coin']!r} without 'funding'")
+        return _ctx_events(sym, c, recv_ns)
 
     def _all_ctxs(self, d, recv_ns: int) -> list:
         # {"channel":"allDexsAssetCtxs","data":{"ctxs":[["",[{"funding":"0.0000125","openInterest":"12345.6",
@@ -397,12 +424,12 @@ class LiquidationPoller:
                 t = int(f["time"])
                 self._cursor[user] = max(self._cursor[user], t)  # inclusive: ties are de-duplicated below
                 liq = f.get("liquidation")
-                if not liq or (user, f["tid"]) in self._seen or f["coin"].startswith("@"):
+                if not liq or (user, f["tid"]) in self._seen or f["coin"].startswith("@") or "/" in f["coin"]:
                     continue
                 self._seen.add((user, f["tid"]))
                 taker_buy = f["side"] == "B"
                 own = str(liq.get("liquidatedUser", "")).lower() == user.lower()
                 side = (1 if taker_buy else -1) if own else (-1 if taker_buy else 1)
-                sym = self.markets.tickstore_symbol(EXCHANGE, f["coin"])
+                sym = self.markets.wire_symbol(EXCHANGE, f["coin"])
                 out.append(Liquidation(sym, t * _MS, recv_ns, side, float(f["px"]), float(f["sz"])))
         return out

@@ -103,7 +103,7 @@ def test_trade_ids_are_stable_unique_int64(data_dir):
             for x in m["data"]:
                 ids[cat].add(trade_id(x["i"]))
                 raw_ids[cat].add(x["i"])
-    for cat in Category:
+    for cat in (Category.LINEAR, Category.SPOT):  # the capture has no inverse connection
         assert len(ids[cat]) == len(raw_ids[cat]) > 0
         assert all(0 <= i < 2**63 for i in ids[cat])
     spot = next(iter(raw_ids[Category.SPOT]))
@@ -309,8 +309,9 @@ def test_bad_frames_raise_clear_errors():
         p.parse(b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","data":[{"T":1786310819680,"s":"BTCUSDT"}]}', 1)
     with pytest.raises(UnknownStream, match="'weird.BTCUSDT'"):
         p.parse(b'{"topic":"weird.BTCUSDT","data":{}}', 1)
-    with pytest.raises(UnknownSymbol, match="'NOPEUSDT'"):
-        p.parse(b'{"topic":"publicTrade.NOPEUSDT","data":[{"T":1,"s":"NOPEUSDT","S":"Buy","v":"1","p":"1","i":"1"}]}', 1)
+    # an id Bybit's naming rules cannot place (a linear id is <BASE>USDT, <BASE>PERP or dated)
+    with pytest.raises(UnknownSymbol, match="'NOPEUSDX'"):
+        p.parse(b'{"topic":"publicTrade.NOPEUSDX","data":[{"T":1786310819680,"s":"NOPEUSDX","S":"Buy","v":"1","p":"1","i":"1"}]}', 1)
     with pytest.raises(VenueErrorFrame, match="handler not found"):
         p.parse(b'{"success":false,"ret_msg":"error:handler not found","op":"subscribe"}', 1)
     assert p.parse(b'{"success":true,"ret_msg":"pong","conn_id":"x","op":"ping"}', 1) == []

@@ -120,10 +120,11 @@ def test_subscriptions_and_bad_frames():
     assert p.parse(b'{"channel":"pong"}', 1) == []
     with pytest.raises(MalformedFrame, match="channel"):
         p.parse(b"[1,2]", 1)
-    with pytest.raises(UnknownStream, match="'candle'"):
-        p.parse(b'{"channel":"candle","data":{}}', 1)
-    with pytest.raises(UnknownSymbol, match="'NOPE'"):
-        p.parse(b'{"channel":"trades","data":[{"coin":"NOPE","px":"1","sz":"1","side":"B","tid":1,"time":1}]}', 1)
+    with pytest.raises(UnknownStream, match="'webData2'"):
+        p.parse(b'{"channel":"webData2","data":{}}', 1)
+    assert p.parse(b'{"channel":"candle","data":{}}', 1) == []  # recognised, stored nowhere
+    with pytest.raises(UnknownSymbol, match="'@107' is a spot market"):
+        p.parse(b'{"channel":"trades","data":[{"coin":"@107","px":"1","sz":"1","side":"B","tid":1,"time":1}]}', 1)
     with pytest.raises(ValueError, match="book_depth"):
         HyperliquidParser(book_depth=50)
 

@@ -118,7 +118,7 @@ def bybit_expected(data_dir) -> dict:
                         side.pop(float(p), None)
                     else:
                         side[float(p)] = float(q)
-            ts = (m.get("cts") or m["ts"]) * MS
+            ts = m["ts"] * MS  # event time (TsClock.EVENT), as Binance's E; cts is the engine's
             t5 = top(b["bids"], b["asks"])
             b["states"].append((ts, t5))
             best = (t5[0][0], t5[1][0], t5[2][0], t5[3][0])
@@ -191,7 +191,7 @@ def _orderbook1_capture(data_dir, tmp_path, *, fmt: str = "hftbacktest"):
                  "cts": m["cts"]}
         for k in range(2 if u % 5 == 0 else 1):
             lines.append(b"%d %s\n" % (recv + k, orjson.dumps(frame)))
-        out.append((m["cts"] * MS, u, float(bb), float(bids[bb]), float(ba), float(asks[ba])))
+        out.append((m["ts"] * MS, u, float(bb), float(bids[bb]), float(ba), float(asks[ba])))
     path = tmp_path / "bybit_ob1.gz"
     path.write_bytes(gzip.compress(b"".join(lines)))
     return path, out

@@ -392,7 +392,7 @@ class _Replay:
         b = self.books.get(symbol)
         if b is None:
             b = BookBuilder(symbol, src.feed.sequencing(src.market), levels=self.levels, interval_ms=self.interval_ms,
-                            quotes=src.feed.book_quotes, rows=self.book_rows)
+                            quotes=src.feed.book_quotes and src.parser.book_quotes(symbol), rows=self.book_rows)
             state = self.saved.get(book_key(symbol, self.levels, self.interval_ms))
             if state is not None:
                 try:

@@ -40,14 +40,24 @@ and diffs buffered before it are older. ``apply_to_book`` feeds it to the builde
 Quotes: the best bid/offer of a symbol comes from its order book when the connection
 carries one (any depth; ``orderbook.1`` is Bybit's BBO stream): the book builder emits a
 ``Quote`` at every change of the top (``BookBuilder(quotes=True)``, ``VenueFeed.book_quotes``),
-stamped with the update's ``cts`` and ``u``. Linear ``tickers`` bid1/ask1 (a 100 ms sample
+stamped with the update's ``ts`` and ``u``. Linear ``tickers`` bid1/ask1 (a 100 ms sample
 of the same top, with the ticker's ``cs``) give quotes only for symbols without a book
-topic on the connection, so one symbol's quotes never mix the two: ``book_natives`` names
-the symbols whose book the connection carries (the collector knows its topics, the
-replayer scans the capture first); a book topic not named there stops the ticker quotes
-of its symbol when its first frame arrives. One book per
-symbol and connection: frames of a shallower ``orderbook`` topic of a symbol whose deeper
-topic was seen are ignored.
+topic on the connection, so one symbol's quotes never mix the two.
+
+One book per symbol and connection, fed by one topic: a connection may carry several
+depths of a symbol (hftbacktest's Bybit collector records ``orderbook.1``, ``.50`` and
+``.500`` of every symbol), each with its own ``u`` chain, so mixing them would break the
+chain at every frame. ``book_natives`` names the books the connection carries, as
+``<depth>.<native id>`` (the topic's tail; ``book_native`` of a frame) or a bare native id
+(depth not known): the replayer scans the whole capture first, so the deepest depth of
+each symbol feeds its book from the first frame and the others are ignored, in every file
+of a capture alike (a book continued from an earlier file's state keeps its chain). Where
+no depth is known, the deepest topic seen so far feeds it: frames of a shallower topic
+after a deeper one are ignored (the deeper topic's first snapshot replaces the book).
+When ``book_natives`` names a symbol's ``orderbook.1`` beside a deeper depth, its quotes
+come from ``orderbook.1`` (Bybit's BBO stream, pushed every 10 ms where a 200-level book
+is pushed every 100 ms), a ``Quote`` at every change of the best level with its ``u`` and
+``ts``, and its book must not quote (``book_quotes(symbol)`` is False).
 
 Tickers: a ``snapshot`` carries every field, a ``delta`` only the changed ones, so deltas
 merge into the last full ticker of the symbol (deltas before the first snapshot are
@@ -177,13 +187,31 @@ def claims(msg) -> bool:
 
 
 def book_native(raw) -> str | None:
-    """The native id of an ``orderbook.<depth>.<id>`` frame (a byte scan, no JSON), else None."""
+    """``"<depth>.<native id>"`` of an ``orderbook.<depth>.<id>`` frame (a byte scan, no JSON),
+    else None: what ``BybitParser.book_natives`` takes (see the module docstring)."""
     at = raw.find(b'"topic":"orderbook.')
     if at < 0:
         return None
     end = raw.find(b'"', at + 19)
     topic = raw[at + 19 : end].decode("ascii", "replace")  # "<depth>.<id>"
-    return topic.partition(".")[2] or None
+    depth, _, native = topic.partition(".")
+    return topic if native and depth.isdigit() else None
+
+
+def _booked(book_natives) -> tuple[frozenset, dict, frozenset]:
+    """(native ids, {native id: depth of the topic that feeds its book}, native ids whose
+    ``orderbook.1`` rides beside a deeper book) of ``book_natives``."""
+    natives, depths, level1 = set(), {}, set()
+    for item in book_natives:
+        depth, dot, native = str(item).partition(".")
+        if dot and depth.isdigit() and native:
+            natives.add(native)
+            depths[native] = max(depths.get(native, 0), int(depth))
+            if depth == "1":
+                level1.add(native)
+        else:
+            natives.add(str(item))
+    return frozenset(natives), depths, frozenset(n for n in level1 if depths[n] > 1)
 
 
 def category_of_url(url: str) -> Category | None:
@@ -292,13 +320,30 @@ class BybitParser:
 
     category: Category
     markets: object = field(default=MARKETS, repr=False)
-    book_natives: frozenset = frozenset()  # native ids whose book this connection carries (known upfront)
+    book_natives: frozenset = frozenset()  # books this connection carries: "<depth>.<native>" or native ids
     dropped: int = 0  # ticker deltas that arrived before their snapshot
     breaks: dict = field(default_factory=dict)  # topic -> deltas whose u did not follow the last u
     _books: dict = field(default_factory=dict, repr=False)
     _tickers: dict = field(default_factory=dict, repr=False)
     _symbols: dict = field(default_factory=dict, repr=False)
-    _depth: dict = field(default_factory=dict, repr=False)  # native id -> deepest orderbook topic seen
+    _depth: dict = field(default_factory=dict, repr=False)  # native id -> depth of the topic feeding its book
+
+    def __post_init__(self):
+        self._booked, self._book_depth, self._bbo = _booked(self.book_natives)
+        self._depth.update(self._book_depth)
+        self._bbo_last: dict = {}  # native -> best (bid px, bid qty, ask px, ask qty) last quoted
+
+    def book_quotes(self, symbol: str) -> bool:
+        """Whether the book of tickstore ``symbol`` quotes its top (``BookBuilder(quotes=)``):
+        False when the connection carries the symbol's ``orderbook.1`` beside a deeper book,
+        whose quotes this parser takes from ``orderbook.1`` (Bybit's 10 ms BBO stream)."""
+        for native in self._bbo:
+            try:
+                if self.symbol(native) == symbol:
+                    return False
+            except UnknownSymbol:
+                continue
+        return True
 
     def symbol(self, native: str) -> str:
         try:
@@ -393,11 +438,18 @@ class BybitParser:
         d = msg["data"]
         native = d["s"]
         depth = int(msg["topic"].split(".", 2)[1])
-        deepest = self._depth.get(native, 0)
-        if depth < deepest:
-            return []  # the symbol's deeper book on this connection says all this one does
-        if depth > deepest:
-            self._depth[native] = depth
+        known = self._book_depth.get(native)
+        if known is not None:
+            if depth == 1 and native in self._bbo:
+                return self._bbo_quote(msg, d, native, recv_ns)
+            if depth != known:
+                return []  # another depth of a symbol whose book comes from its deepest topic
+        else:
+            deepest = self._depth.get(native, 0)
+            if depth < deepest:
+                return []  # the symbol's deeper book on this connection says all this one does
+            if depth > deepest:
+                self._depth[native] = depth
         sym = self.symbol(native)
         u = int64(d["u"], "u")
         ts = ms_to_ns(msg["ts"], recv_ns, "ts")
@@ -414,6 +466,31 @@ class BybitParser:
             self.breaks[msg["topic"]] = self.breaks.get(msg["topic"], 0) + 1
         book.last_u = u
         return [DepthDiff(sym, ts, recv_ns, u, u, u - 1, bids, asks)]
+
+    def _bbo_quote(self, msg, d, native: str, recv_ns: int) -> list:
+        """An ``orderbook.1`` frame of a symbol whose book is a deeper topic: a ``Quote`` when
+        the best bid/offer changed (the 3 s keep-alive repeat changes nothing); an empty side
+        is NaN."""
+        nan = float("nan")
+        last = self._bbo_last.get(native)
+        b, a = d["b"], d["a"]
+        best = [
+            nonneg(b[0][0], "price") if b else nan, nonneg(b[0][1], "size") if b else nan,
+            nonneg(a[0][0], "price") if a else nan, nonneg(a[0][1], "size") if a else nan,
+        ]
+        if msg["type"] == "delta":  # level 1 is snapshots only today; older spot streams sent deltas
+            if last is None:
+                return []  # no snapshot yet: the other side is not known
+            for i, side in ((0, b), (2, a)):
+                if not side:
+                    best[i : i + 2] = last[i : i + 2]  # that side did not change
+                elif best[i + 1] == 0.0:
+                    best[i : i + 2] = nan, nan  # the best level left; the next one is not in a level-1 stream
+        best = tuple(best)
+        if last is not None and all(x == y or (x != x and y != y) for x, y in zip(best, last)):
+            return []
+        self._bbo_last[native] = best
+        return [Quote(self.symbol(native), ms_to_ns(msg["ts"], recv_ns, "ts"), recv_ns, int64(d["u"], "u"), *best)]
 
     # -- tickers ----------------------------------------------------------------------
     _MARK_FIELDS = ("markPrice", "indexPrice", "fundingRate", "nextFundingTime")
@@ -475,7 +552,7 @@ class BybitParser:
             out.append(OpenInterest(sym, ts, oi, value))
         if (
             native not in self._depth  # with a book on the connection, quotes come from the book
-            and native not in self.book_natives
+            and native not in self._booked
             and any(k in d for k in ("bid1Price", "bid1Size", "ask1Price", "ask1Size"))
             and "bid1Price" in state
         ):

@@ -186,7 +186,7 @@ def test_config_errors_name_the_field(tmp_path):
     check(by + 'exchange = "kraken"\n', r"feeds\[0\]\.exchange: must be one of \['binance', 'binanceus', 'bybit', 'hyperliquid'\], got 'kraken'")
     check(by + 'exchange = "bybit"\nvenue = "binance"\n', r"feeds\[0\]\.exchange: 'bybit' contradicts venue 'binance'")
     check(by + 'channels = ["agg_trades"]\n', r"feeds\[0\]\.channels: \['agg_trades'\] not offered by bybit")
-    check(by + '[feeds.endpoints.usdm]\nws = "ws://x"\n', r"feeds\[0\]\.endpoints\.usdm: unknown market of bybit; known: \['linear', 'spot'\]")
+    check(by + '[feeds.endpoints.usdm]\nws = "ws://x"\n', r"feeds\[0\]\.endpoints\.usdm: unknown market of bybit; known: \['linear', 'spot', 'inverse'\]")
     check(by + '[feeds.book]\nlevels = 300\n', r"feeds\[0\]\.book_levels: bybit books go to 200 levels")
     check('[[feeds]]\nname = "hl"\nvenue = "hyperliquid"\nsymbols = ["bybit:BTC/USDT"]\n',
           r"feeds\[0\]\.symbols: 'bybit:BTC/USDT' is not a hyperliquid tickstore symbol")
@@ -201,7 +201,7 @@ def test_config_errors_name_the_field(tmp_path):
     p = tmp_path / "infer.toml"
     p.write_text('[collector]\nstore = "/tmp/x"\nsymbols = ["hyperliquid:BTC/USDC:USDC"]\n')
     assert load_feeds(p)[0].venue is Venue.HYPERLIQUID  # the exchange every symbol names
-    with pytest.raises(CollectorError, match=r"endpoints must map Category \(\['linear', 'spot'\]\) to Endpoints"):
+    with pytest.raises(CollectorError, match=r"endpoints must map Category \(\['linear', 'spot', 'inverse'\]\) to Endpoints"):
         CollectorConfig(store="/tmp/x", venue=Venue.BYBIT, symbols=(BPERP,), endpoints={Market.USDM: None})
     with pytest.raises(CollectorError, match=r"symbols: 'bybit:ETH/USDT:USDT' is not a binance tickstore symbol"):
         CollectorConfig(store="/tmp/x", symbols=(BPERP,))  # venue defaults to binance

@@ -391,6 +391,25 @@ def test_bybit_orderbook_1_is_snapshots_only():
         assert rows[0] == 100.0 and rows[100] == rows[3000] == 100.5  # grid rows from the snapshot's own time
 
 
+def test_bybit_orderbook_1_beside_a_deeper_book_gives_the_quotes():
+    # a connection carrying orderbook.1 and orderbook.50 of a symbol: the book is the deeper
+    # topic's, the quotes Bybit's BBO stream (level 1 pushed every 10 ms, level 50 every 20 ms)
+    t0 = 1_700_000_000_000
+    p = bb.BybitParser(bb.Category.LINEAR, book_natives=frozenset({"1.BTCUSDT", "50.BTCUSDT"}))
+    sym = "bybit:BTC/USDT:USDT"
+    assert not p.book_quotes(sym) and bb.BybitParser(bb.Category.LINEAR, book_natives=frozenset({"50.BTCUSDT"})).book_quotes(sym)
+    one = _book_frame("snapshot", 10, t0, [["100", "1"]], [["101", "2"]], depth=1)
+    assert p.parse(one, 0) == [Quote(sym, t0 * MS, 0, 10, 100.0, 1.0, 101.0, 2.0)]
+    assert p.parse(_book_frame("snapshot", 10, t0 + 3000, [["100", "1"]], [["101", "2"]], depth=1), 0) == []  # keep-alive
+    (snap,) = p.parse(_book_frame("snapshot", 500, t0 + 5, [["100", "1"], ["99", "4"]], [["101", "2"]]), 0)
+    assert type(snap) is DepthSnapshot and snap.update_id == 500
+    # older spot level-1 streams also sent deltas: a side absent is unchanged, a size 0 empties it
+    delta = _book_frame("delta", 11, t0 + 3010, [["100.5", "3"]], [], depth=1)
+    assert p.parse(delta, 0) == [Quote(sym, (t0 + 3010) * MS, 0, 11, 100.5, 3.0, 101.0, 2.0)]
+    (q,) = p.parse(_book_frame("delta", 12, t0 + 3020, [], [["101", "0"]], depth=1), 0)
+    assert (q.bid_px, q.update_id) == (100.5, 12) and math.isnan(q.ask_px) and math.isnan(q.ask_qty)
+
+
 def test_bybit_tickers_linear_inverse_future_and_spot():
     # BYBIT_DOCS/ticker: "If a response param is not found in the message, then its value
     # has not changed"; mark/OI rows at the frame's ts
@@ -577,3 +596,63 @@ def test_replay_of_hyperliquid_coins_beyond_the_builtin_table(data_dir, store, t
         else:
             with pytest.raises(Exception, match="yielded no rows.*UnknownSymbol"):
                 replay([path], store=store)
+
+
+def test_hftbacktest_bybit_capture_of_three_depths_in_two_files(data_dir, store, tmp_path):
+    """hftbacktest's Bybit collector records ``orderbook.1``, ``.50`` and ``.500`` of every
+    symbol on one connection (collector/src/main.rs of nkaz001/hftbacktest), each topic with
+    its own ``u`` chain, and rotates files without resubscribing. Built from the real linear
+    BTCUSDT ``orderbook.200`` frames of ../shared/data (renamed ``orderbook.500``), with
+    ``orderbook.1`` (the top, its own ``u``) and ``orderbook.50`` (top-50 snapshots, its own
+    ``u``) frames interleaved, split in two files replayed one run each: the book is the
+    deepest topic's, without a gap, in both runs; the quotes are ``orderbook.1``'s (Bybit's
+    BBO stream, pushed every 10 ms), not the deep book's top."""
+    from tests.collectors.test_replay_venues import GRID, bybit_frames, grid_rows, same, stored_tops, top
+
+    frames = [(recv, m) for cat, recv, m in bybit_frames(data_dir)
+              if cat == "linear" and m.get("topic") in ("orderbook.200.BTCUSDT", "publicTrade.BTCUSDT")]
+    bids, asks, lines, states, quotes = {}, {}, [], [], []
+    u1, u50 = 7000, 90000
+    for recv, m in frames:
+        if m["topic"].startswith("publicTrade"):
+            lines.append((recv, m))
+            continue
+        if m["type"] == "snapshot":
+            bids, asks = {}, {}
+        for side, levels in ((bids, m["data"]["b"]), (asks, m["data"]["a"])):
+            for px, q in levels:
+                side.pop(float(px), None) if float(q) == 0 else side.__setitem__(float(px), float(q))
+        lines.append((recv, {**m, "topic": "orderbook.500.BTCUSDT"}))
+        t5 = top(bids, asks)
+        states.append((m["ts"] * MS, t5))
+        u1 += 1
+        best = (t5[0][0], t5[1][0], t5[2][0], t5[3][0])
+        if not quotes or quotes[-1][2:] != best:  # quotes: orderbook.1 (the BBO stream), its u
+            quotes.append((m["ts"] * MS, u1, *best))
+        u50 += 1
+        b50, a50 = sorted(bids, reverse=True)[:50], sorted(asks)[:50]
+        for depth, u, bb_, aa_ in ((1, u1, b50[:1], a50[:1]), (50, u50, b50, a50)):
+            lines.append((recv + 1, {"topic": f"orderbook.{depth}.BTCUSDT", "type": "snapshot", "ts": m["ts"],
+                                     "data": {"s": "BTCUSDT", "b": [[repr(p), repr(bids[p])] for p in bb_],
+                                              "a": [[repr(p), repr(asks[p])] for p in aa_], "u": u, "seq": 1}, "cts": m["ts"]}))
+    lines.sort(key=lambda x: x[0])
+    half = len(lines) // 2
+    paths = []
+    for k, part in enumerate((lines[:half], lines[half:])):
+        path = tmp_path / f"btcusdt_2026080{k + 8}.gz"
+        path.write_bytes(gzip.compress(b"".join(b"%d %s\n" % (r, orjson.dumps(m)) for r, m in part)))
+        paths.append(path)
+    for path in paths:  # one run per file, as a day's files are replayed
+        report = replay([path], store=store, market="linear")
+        assert report.gaps == 0 and report.sequence_breaks == 0 and report.unsynced_books == (), report.summary()
+    sym = "bybit:BTC/USDT:USDT"
+    got = store["book"].select(sym)
+    first = -(-states[0][0] // GRID) * GRID
+    assert got.index.asi8[0] == first and (pd_diff := (got.index.asi8[1:] - got.index.asi8[:-1]) == GRID).all(), pd_diff
+    want = grid_rows(states, first, int(got.index.asi8[-1]) + 1)
+    tops = stored_tops(got)
+    assert tops.keys() == want.keys() and all(same(tops[g], want[g]) for g in want)
+    assert len(want) > 100
+    q = store["quotes"].select(sym)
+    assert list(zip(q.index.asi8, q.update_id, q.bid_px, q.bid_qty, q.ask_px, q.ask_qty)) == quotes
+    assert len(store["trades"].select(sym)) == sum(len(m["data"]) for _, m in frames if m["topic"].startswith("publicTrade"))

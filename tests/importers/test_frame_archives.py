@@ -106,10 +106,11 @@ def _bybit_book_frames(data_dir, conn="BYBIT.ws.2", topic="orderbook.200.BTCUSDT
 
 def _bybit_reference(frames, step_ns=100_000_000):
     """Independent parse of Bybit book frames: a snapshot replaces the book, a delta sets (0
-    removes) levels, ts = cts. Book rows: grid row at g = the book after every frame with
-    cts <= g, from the first snapshot's grid point to the last frame, exclusive (the point at
-    or after it comes with the next file, through the book state). Quotes: the top at every
-    frame that changes it, stamped with the frame's cts and u."""
+    removes) levels, ts = the frame's ts (event time, the books' declared clock, as Binance's
+    E; cts is the matching engine's). Book rows: grid row at g = the book after every frame
+    with ts <= g, from the first snapshot's grid point to the last frame, exclusive (the
+    point at or after it comes with the next file, through the book state). Quotes: the top
+    at every frame that changes it, stamped with the frame's ts and u."""
     bids, asks, states, quotes, top = {}, {}, [], [], None
     for f in map(json.loads, frames):
         d = f["data"]
@@ -121,7 +122,7 @@ def _bybit_reference(frames, step_ns=100_000_000):
                     book.pop(float(p), None)
                 else:
                     book[float(p)] = float(q)
-        t = f["cts"] * 1_000_000
+        t = f["ts"] * 1_000_000
         b5, a5 = sorted(bids.items(), reverse=True)[:5], sorted(asks.items())[:5]
         states.append((t, (b5, a5)))
         if (b5[0], a5[0]) != top:

@@ -138,30 +138,55 @@ def int64(value, what: str) -> int:
     raise InvalidValue(f"{what}={_show(value)} does not fit int64")
 
 
-def finite(value, what: str) -> float:
-    """A finite float from a number or a numeric string (bool is not a number)."""
-    if type(value) is bool or (type(value) is str and len(value) > 64):
-        raise InvalidValue(f"{what}={_show(value)}: expected a number")
+def _bad_number(value, what: str, need: str) -> InvalidValue:
+    """The refusal of a value ``finite``/``nonneg``/``positive`` could not accept."""
+    if type(value) is bool or not isinstance(value, (str, int, float)) or (type(value) is str and len(value) > 64):
+        return InvalidValue(f"{what}={_show(value)}: expected a number")
     try:
         f = float(value)
-    except (TypeError, ValueError):
-        raise InvalidValue(f"{what}={_show(value)}: expected a number") from None
-    if -_INF < f < _INF:
-        return f
-    raise InvalidValue(f"{what}={_show(value)} is not finite")
+    except ValueError:
+        return InvalidValue(f"{what}={_show(value)}: expected a number")
+    if not -_INF < f < _INF:
+        return InvalidValue(f"{what}={_show(value)} is not finite")
+    return InvalidValue(f"{what}={_show(value)} is {need}")
+
+
+# The three below are one inlined check each (no call to a shared helper): they run for
+# every price and size of every frame. bool is excluded by the exact type test.
+def finite(value, what: str) -> float:
+    """A finite float from a number or a numeric string (bool is not a number)."""
+    t = type(value)
+    if (t is str and len(value) <= 64) or t is float or t is int:
+        try:
+            f = float(value)
+        except ValueError:
+            raise _bad_number(value, what, "") from None
+        if -_INF < f < _INF:
+            return f
+    raise _bad_number(value, what, "")
 
 
 def nonneg(value, what: str) -> float:
     """A finite float >= 0 (sizes; book prices, where a size 0 removes the level)."""
-    f = finite(value, what)
-    if f >= 0.0:
-        return f
-    raise InvalidValue(f"{what}={_show(value)} is negative")
+    t = type(value)
+    if (t is str and len(value) <= 64) or t is float or t is int:
+        try:
+            f = float(value)
+        except ValueError:
+            raise _bad_number(value, what, "negative") from None
+        if 0.0 <= f < _INF:
+            return f
+    raise _bad_number(value, what, "negative")
 
 
 def positive(value, what: str) -> float:
     """A finite float > 0 (trade prices)."""
-    f = finite(value, what)
-    if f > 0.0:
-        return f
-    raise InvalidValue(f"{what}={_show(value)} is not > 0")
+    t = type(value)
+    if (t is str and len(value) <= 64) or t is float or t is int:
+        try:
+            f = float(value)
+        except ValueError:
+            raise _bad_number(value, what, "not > 0") from None
+        if 0.0 < f < _INF:
+            return f
+    raise _bad_number(value, what, "not > 0")

@@ -204,6 +204,8 @@ class _BoundedFrames(frame_buffer):
     def recv_frame(self) -> ABNF:
         while True:
             if self._dropping and self.header is not None and self.length is not None:
+                if self.needs_mask():  # a masked frame whose mask a timeout interrupted
+                    self.recv_mask()
                 while self._discard:
                     n = min(self._discard, 1 << 16)
                     self.recv_strict(n)
@@ -224,8 +226,6 @@ class _BoundedFrames(frame_buffer):
                     self._message, self._dropping = 0, False
                 self._message += self.length
                 if self._dropping or self._message > self.limit:
-                    if self.needs_mask():
-                        self.recv_mask()
                     self._dropping, self._discard = True, self.length
                     continue
             return super().recv_frame()

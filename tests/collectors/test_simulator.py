@@ -257,6 +257,8 @@ def test_replays_a_recorded_capture_at_accelerated_speed():
     # the 2023 capture: 100 s of BTCUSDT futures, 13,384 lines = 13,383 frames + 1 REST snapshot
     assert status == 200 and snap["lastUpdateId"] > 0
     assert len(frames) == 13_383
-    assert took < 5.0  # 100 s of market at 50x: ~2 s
+    # 100 s of market at 50x is ~2 s; real time would be 100 s. Half of real time proves the
+    # acceleration and leaves room for a loaded machine (a tight bound would be a flaky test)
+    assert took < 50.0
     trades = [e.trade_id for f in frames for e in bn.parse(f, 0, Market.USDM) if type(e).__name__ == "Trade"]
     assert len(trades) == 2197 and s.sent.trade_ids["binance:BTC/USDT:USDT"] == trades

@@ -178,6 +178,7 @@ class BookBuilder:
         the book after every frame of its time: it is emitted when a frame of a later time
         arrives, at ``flush`` past it, or at ``close_outage``; ``save_state`` keeps it. A
         grid row at a frame's time is that same row (the store keeps one of identical rows).
+        ``"none"``: no book rows at all, a book kept for its quotes (``quotes=True``) and gaps.
     """
 
     def __init__(
@@ -193,8 +194,8 @@ class BookBuilder:
         rows: str = "grid",
     ):
         book_table(levels)  # validates
-        if rows not in ("grid", "frames", "both"):
-            raise ValueError(f"rows must be 'grid', 'frames' or 'both', got {rows!r}")
+        if rows not in ("grid", "frames", "both", "none"):
+            raise ValueError(f"rows must be 'grid', 'frames', 'both' or 'none', got {rows!r}")
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         if max_buffer <= 0:
@@ -230,8 +231,8 @@ class BookBuilder:
         self._quotes = bool(quotes)
         self._top: tuple | None = None  # best (bid px, bid qty, ask px, ask qty) last quoted
         self.rows = rows
-        self._grid = rows != "frames"
-        self._frames = rows != "grid"
+        self._grid = rows in ("grid", "both")
+        self._frames = rows in ("frames", "both")
         self._pending_row: BookTop | None = None  # frame rows: the newest, until its time is over
 
     # -- public --------------------------------------------------------------------------------

@@ -261,7 +261,9 @@ class Collector:
         # partial-book channels (Binance depth5/10/20) and no diffs: a row per frame (and/or the grid)
         partial_only = not any(c in _DIFF_CHANNELS for c in cfg.channels)
         rows = cfg.partial_book_rows if partial_only else "grid"
-        if any(c in _BOOK_CHANNELS for c in cfg.channels):
+        if self.feed.quote_books(cfg):
+            rows = "none"  # books kept for their quotes only (Bybit orderbook.1): no book rows
+        if any(c in _BOOK_CHANNELS for c in cfg.channels) or rows == "none":
             for conn in self._connections:
                 for s in conn.symbols:
                     if s not in self.books:

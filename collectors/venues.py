@@ -16,13 +16,17 @@ each venue maps the ones it offers and refuses the others by name::
 
     channel       binance              bybit linear / spot                  hyperliquid
     trades        <s>@trade            publicTrade.<s>                      trades
-    quotes        <s>@bookTicker       tickers.<s> bid1/ask1 / (none)       bbo
+    quotes        <s>@bookTicker       the book's top: orderbook.1.<s>      bbo
+                                       (or the depth topic when configured)
     depth         <s>@depth@100ms      orderbook.50|200.<s>                 l2Book (20 levels)
     mark          <s>@markPrice@1s     tickers.<s>: mark, funding, OI / -   activeAssetCtx: mark, funding, OI
     liquidations  <s>@forceOrder       allLiquidation.<s> / -               none (see below)
 
 Channels a market lacks are skipped for its symbols (Binance and Bybit spot have no mark
-or liquidations; Bybit spot tickers carry no best bid/ask). **Hyperliquid has no public
+or liquidations). Bybit's quotes are the top of a book on both markets, as replay makes
+them (``BookBuilder(quotes=True)``): ``quotes`` alone subscribes ``orderbook.1`` (Bybit's
+best bid/offer stream, snapshots only; the book is kept for its quotes and writes no book
+rows), with ``depth`` the depth topic's book quotes its top (spot tickers carry no bid/ask). **Hyperliquid has no public
 liquidation stream** (nor a public REST list): ``liquidations`` is skipped there; the
 account-level polling hook is ``exchanges.hyperliquid.LiquidationPoller``.
 
@@ -170,6 +174,12 @@ class VenueFeed:
         return self.sequencing(self._market[symbol])
 
     dropped_events: frozenset = frozenset()  # event classes of unsubscribed channels
+
+    @classmethod
+    def quote_books(cls, config) -> bool:
+        """Whether books are kept only to quote their top (no book channel configured: the
+        venue's best bid/offer stream is a book, Bybit's orderbook.1); they write no book rows."""
+        return False
 
     # -- the venue's wire, without a collector (the replayer, importers) ----------------
     @classmethod
@@ -390,12 +400,14 @@ class BybitFeed(VenueFeed):
 
     def __init__(self, config):
         super().__init__(config)
-        self.depth = 50 if config.book_levels <= 50 else 200
+        # the book topic: the configured depth, or orderbook.1 (Bybit's best bid/offer stream,
+        # snapshots only) when only quotes are asked for: quotes are the book's top, as in replay
+        self.depth = self.book_depth(config)
         drop = set()
         if Channel.QUOTES not in config.channels:
             drop.add(Quote)  # tickers were subscribed for mark only
         if Channel.MARK not in config.channels:
-            drop.update((Mark, OpenInterest))  # ... or for quotes only
+            drop.update((Mark, OpenInterest))
         self.dropped_events = frozenset(drop)
         self._asked: dict[str, float] = {}  # symbol -> monotonic time of the last resubscribe
 
@@ -414,20 +426,34 @@ class BybitFeed(VenueFeed):
         if config.book_levels > cls.MAX_LEVELS and Channel.DEPTH in config.channels:
             raise ValueError(f"book_levels: bybit books go to {cls.MAX_LEVELS} levels (orderbook.200), got {config.book_levels}")
         for s in config.symbols:
-            if not cls._topics(config, s, cls.market_of(s), 50):
+            if not cls._topics(config, s, cls.market_of(s)):
                 raise ValueError(f"channels: none of {[c.name.lower() for c in config.channels]} exists for bybit spot symbol {s!r}")
 
     @staticmethod
-    def _topics(cfg, symbol: str, cat: bb.Category, depth: int) -> list[str]:
+    def book_depth(config) -> int | None:
+        """The ``orderbook.<depth>`` topic of a config: 50 or 200 for ``depth`` (as deep as
+        ``book_levels`` needs), 1 for ``quotes`` alone, None for neither."""
+        if Channel.DEPTH in config.channels:
+            return 50 if config.book_levels <= 50 else 200
+        return 1 if Channel.QUOTES in config.channels else None
+
+    @classmethod
+    def quote_books(cls, config) -> bool:
+        """``quotes`` without ``depth``: books of orderbook.1, kept for their top only."""
+        return cls.book_depth(config) == 1
+
+    @classmethod
+    def _topics(cls, cfg, symbol: str, cat: bb.Category) -> list[str]:
         native = MARKETS.from_tickstore(symbol).native
         linear = cat is bb.Category.LINEAR
         ch = set(cfg.channels)
         out = []
         if Channel.TRADES in ch:
             out.append(bb.topic(bb.Channel.TRADES, native))
-        if Channel.DEPTH in ch:
+        depth = cls.book_depth(cfg)
+        if depth is not None:  # depth, or quotes (orderbook.1): quotes are the book's top
             out.append(bb.topic(bb.Channel.BOOK, native, depth=depth))
-        if linear and ch & {Channel.QUOTES, Channel.MARK}:  # spot tickers carry neither
+        if linear and Channel.MARK in ch:  # spot tickers carry no mark
             out.append(bb.topic(bb.Channel.TICKERS, native))
         if linear and Channel.LIQUIDATIONS in ch:
             out.append(bb.topic(bb.Channel.LIQUIDATIONS, native))
@@ -438,7 +464,7 @@ class BybitFeed(VenueFeed):
         by_cat: dict[bb.Category, list[tuple[str, list[str]]]] = defaultdict(list)
         for s in cfg.symbols:
             cat = self._market[s]
-            by_cat[cat].append((s, self._topics(cfg, s, cat, self.depth)))
+            by_cat[cat].append((s, self._topics(cfg, s, cat)))
         out = []
         for cat, items in by_cat.items():
             for i, g in enumerate(_chunks(items, cfg.streams_per_connection)):
@@ -452,7 +478,7 @@ class BybitFeed(VenueFeed):
     def _new_parser(self, tag: str) -> bb.BybitParser:
         cat = self.group_of_tag(tag)
         booked = frozenset()
-        if Channel.DEPTH in self.config.channels:
+        if self.book_depth(self.config) is not None:  # a book topic per symbol: quotes come from it
             booked = frozenset(MARKETS.from_tickstore(s).native for s in self.symbols_of_group(cat))
         return self.new_parser(cat, max_frame_bytes=self.config.max_frame_bytes, book_natives=booked)
 

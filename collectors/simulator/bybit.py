@@ -13,11 +13,14 @@
 
 Topics, as the real ones (shapes checked against the cryptofeed capture ``BYBIT.jsonl.zst``):
 
-- ``orderbook.{1,50,200}.<s>`` (linear also 500): a ``snapshot`` of the top N levels on
+- ``orderbook.{50,200}.<s>`` (linear also 500): a ``snapshot`` of the top N levels on
   subscribe, then a ``delta`` per step with the levels that changed inside the top N
   (``"0"`` = removed), ``u`` = previous ``u`` + 1 per topic, ``seq`` the symbol's cross
   sequence, ``ts``/``cts`` the step time. Every subscriber of a topic shares one chain, so
   a resubscribe gets a snapshot whose ``u`` the following deltas continue.
+- ``orderbook.1.<s>`` (Bybit's best bid/offer stream): snapshots only, as Bybit documents
+  it - one on subscribe, one per step that changes the top (``u`` + 1), and the same
+  snapshot again (same ``u``) after 3 s without a change.
 - ``publicTrade.<s>``: the step's prints in one frame; ids are UUIDs on linear and
   decimal on spot (what ``exchanges.bybit.trade_id`` folds to the stored int).
 - ``tickers.<s>``: linear: a full ``snapshot`` on subscribe, then ``delta`` frames with only
@@ -50,6 +53,7 @@ from .market import START, Dialect, Frame, SymbolMarket, Tick, market_info
 __all__ = ["BybitDialect"]
 
 _FUNDING_MS = 8 * 3600 * 1000
+_BBO_RESEND_MS = 3000  # orderbook.1: an unchanged book is sent again after 3 s
 _SPOT_TRADE_ID0 = 2_280_000_000_000_000_000  # spot ids are decimal, this large (capture)
 _MAX_SPOT_ARGS = 10
 
@@ -62,6 +66,7 @@ class _View:
     u: int
     bids: dict = field(default_factory=dict)  # ticks -> qty
     asks: dict = field(default_factory=dict)
+    sent_ms: int = 0  # when the last frame went out (orderbook.1 re-sends an unchanged book)
 
 
 @dataclass
@@ -171,6 +176,7 @@ class BybitDialect(Dialect):
         kind = topic.split(".")[0]
         if kind == "orderbook":
             view = self._view(m, int(topic.split(".")[1]))
+            view.sent_ms = m.now_ms
             return [Frame("", m.symbol, self._book_frame(m, view, "snapshot", sorted(view.bids.items(), reverse=True), sorted(view.asks.items())))]
         if kind == "tickers":
             return [Frame("", m.symbol, self._ticker_frame(m, self._ticker(m), "snapshot"))]
@@ -259,6 +265,16 @@ class BybitDialect(Dialect):
         for view in st.views.values():
             bids, asks = m.top(view.depth)
             db, da = _changes(view.bids, bids, reverse=True), _changes(view.asks, asks, reverse=False)
+            if view.depth == 1:  # snapshots only: at each change of the top, else every 3 s
+                if db or da:
+                    view.u += 1
+                    st.seq += 1
+                elif now - view.sent_ms < _BBO_RESEND_MS:
+                    continue
+                view.sent_ms = now
+                top = self._book_frame(m, view, "snapshot", sorted(view.bids.items(), reverse=True), sorted(view.asks.items()))
+                out.append(Frame(f"orderbook.1.{native}", sym, top, depth=True))
+                continue
             if db or da:
                 view.u += 1
                 st.seq += 1

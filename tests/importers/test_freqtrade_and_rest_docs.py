@@ -143,3 +143,17 @@ def test_rest_funding_of_several_symbols_cannot_take_one_symbol_option(store, tm
         run(store, path, symbol="binance:BTC/USDT:USDT")
     run(store, path)
     assert store["funding"].select("binance:ETH/USDT:USDT")["rate"].tolist() == [0.00012]
+
+
+def test_freqtrade_jsongz_mark_candles(store, tmp_path):
+    # --data-format-ohlcv jsongz: the json rows, gzip-compressed, named .json.gz
+    import gzip
+
+    rows = [[1704067200000, 42000.0, 42100.0, 41900.0, 42050.0, 0.0], [1704096000000, 42050.0, 42300.0, 42000.0, 42200.0, 0.0]]
+    path = tmp_path / "data/bybit/futures/BTC_USDT_USDT-8h-mark.json.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(json.dumps(rows).encode()))
+    run(store, path)
+    got = store["mark_ohlcv_8h"].select("bybit:BTC/USDT:USDT")
+    assert got.values.tolist() == [r[1:] for r in rows]
+    assert [t.value for t in got.index] == [r[0] * 1_000_000 for r in rows]

@@ -9,6 +9,7 @@
                                          the columns of TABLE (dtype, default)
     tickstore versions TABLE SYMBOL DATE
     tickstore snapshot NAME | --list
+    tickstore prune --before T [--reason R] | --list
     tickstore verify
     tickstore reindex [TABLE...]
     tickstore export TABLE SYMBOL... [--start] [--end] [--as-of] --format parquet|arrow|csv -o PATH
@@ -325,6 +326,39 @@ def snapshot(ctx, name, note, list_, fmt):
     from .export import iso_utc
 
     click.echo(f"snapshot {name} as of {iso_utc([at])[0]}")
+
+
+@main.command()
+@click.option("--before", help="Forget versions visible at no knowledge time at or after this (ISO time).")
+@click.option("--reason", default="", help="Why (kept in the prune log).")
+@click.option("--list", "list_", is_flag=True, help="Show the prune log instead of pruning.")
+@_format_option
+@click.pass_context
+def prune(ctx, before, reason, list_, fmt):
+    """Forget history before --before (snapshots keep what they name), or --list the log.
+
+    Corrections and deletes keep their old versions until a prune: every version visible
+    at no knowledge time at or after --before, and at no snapshot, is removed from the
+    index and from disk. Reads as of an earlier time then fail with a clear error; reads
+    as of a snapshot still work. Each prune is logged (when, before, why, what it
+    removed). Example:
+
+        tickstore prune --before 2024-01-01 --reason "keep one year of corrections"
+    """
+    if list_ == (before is not None):
+        raise click.UsageError("give --before T to prune, or --list (not both)")
+    store = _store(ctx)
+    if list_:
+        emit(store.prunes(), fmt)
+        return
+    from .clock import ns_to_timestamp
+    from .export import iso_utc
+
+    r = store.prune(before, reason=reason)
+    click.echo(
+        f"pruned before {iso_utc([ns_to_timestamp(r['before'])])[0]}: {r['versions']} versions, "
+        f"{r['bytes'] / 1e6:.1f} MB; reads as of earlier times now fail (snapshots still read)"
+    )
 
 
 @main.command("export")

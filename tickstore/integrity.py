@@ -193,10 +193,15 @@ def _row(store, table, part: int, meta: FileMeta, rel: str, *, contents: bool = 
     return e
 
 
-def _link(rows: list[np.ndarray], metas: list[FileMeta]) -> np.ndarray:
+def _link(rows: list[np.ndarray], metas: list[FileMeta], closed: dict[tuple[int, int], int]) -> np.ndarray:
     """One symbol's index rows sorted by (partition, version), each closed at the commit
-    time of the earliest file of its partition that replaces it."""
+    time of the earliest file of its partition that replaces it, or when the prune log
+    says (``closed``: its superseder was pruned)."""
     entries = np.concatenate(rows) if rows else np.zeros(0, ENTRY)
+    for i, e in enumerate(entries):
+        at = closed.get((int(e["partition"]), int(e["version"])))
+        if at is not None:
+            entries["superseded_at"][i] = at
     for e, meta in zip(entries.copy(), metas):
         if meta.replaces:
             m = (entries["partition"] == e["partition"]) & np.isin(entries["version"], meta.replaces)
@@ -332,7 +337,7 @@ def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: Veri
             continue
         rows.append(row)
         metas.append(meta)
-    derived = _link(rows, metas)  # superseded_at from every file the index names
+    derived = _link(rows, metas, store._retention.closed(table.name, idx.symbol))  # superseded_at from the files
     stored = {(int(e["partition"]), int(e["version"])): e for e in idx.entries}
     for d in derived:
         e = stored[(int(d["partition"]), int(d["version"]))]
@@ -441,20 +446,17 @@ def _reindex_table(store, table, report: ReindexReport) -> int:
         except TickstoreError:
             report.skipped.append(f"{rel}: not a data file of table {name} (left in place)")
             continue
-        if rel in dropped:
+        if rel in dropped or rel in in_flight:
+            # named by an intent and not by the old index: a write that died before its
+            # commit point created it, or a merge or prune committed its removal
             if sym not in old:
                 old[sym] = _old_paths(store, table, sym)
             if old[sym] is not None and rel not in old[sym]:
                 (root / rel).unlink(missing_ok=True)
-                report.removed.append(f"{rel}: merged or pruned (its removal was committed)")
+                why = "merged or pruned (its removal was committed)" if rel in dropped else "written by a write that died before its commit point"
+                report.removed.append(f"{rel}: {why}")
                 continue
         if rel in in_flight:
-            if sym not in old:
-                old[sym] = _old_paths(store, table, sym)
-            if old[sym] is not None and rel not in old[sym]:
-                (root / rel).unlink(missing_ok=True)
-                report.removed.append(f"{rel}: written by a write that died before its commit point")
-                continue
             if old[sym] is None:
                 report.kept.append(f"{rel}: a write was in flight and the old index is unreadable; kept as committed")
         try:
@@ -489,7 +491,8 @@ def _reindex_table(store, table, report: ReindexReport) -> int:
                 report.skipped.append(f"{rel}: unreadable, left out of the index ({exc})")
         by_symbol[sym] = rows
         if rows:
-            store._indexes.put(SymbolIndex(name, sym, table.schema.partition, _link(rows, metas)))
+            closed = store._retention.closed(name, sym)
+            store._indexes.put(SymbolIndex(name, sym, table.schema.partition, _link(rows, metas, closed)))
             count += len(rows)
     for p in (table.dir / "_index").glob("*.h5"):
         try:

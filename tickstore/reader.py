@@ -1,4 +1,5 @@
-"""Reading version files into one result: row slices, knowledge-time filter, tie order.
+"""Reading a table as of a knowledge time: the files, row slices, knowledge-time filter,
+tie order, and the re-read of a pin.
 
 A read is a list of ``FileRef`` per symbol (its visible files in partition, version
 order, from the index or from a pin). ``assemble`` decompresses each file's slice of the
@@ -11,18 +12,24 @@ result by content (see ``pin``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .clock import NS_PER_DAY
 from .columns import Columns
+from .errors import CorruptionError, PinError
 from .frames import rows_to_frame
-from .pin import PinnedPart, part_digest
+from .intent import await_commit
+from .pin import Pin, PinnedFile, PinnedPart, part_digest
 from .schemas import Schema
 from .splay import KT, FileCache
 
-__all__ = ["FileRef", "assemble", "to_frame", "digests", "part_key"]
+__all__ = ["FileRef", "assemble", "to_frame", "digests", "part_key", "read_as_of", "read_pin"]
+
+_READ_RETRIES = 5  # a read that found a file merged away re-reads the new index
 
 
 @dataclass(frozen=True)
@@ -140,3 +147,99 @@ def digests(symbol: str, rows: Columns | None, groups) -> list[PinnedPart]:
 
 def part_key(p: PinnedPart):
     return (p.symbol, p.partition)
+
+
+def read_as_of(table, syms, lo, hi, at: int, cols, *, pin: bool, protected: bool = False):
+    """Rows of each symbol of ``table`` as of knowledge time ``at``, with the files and
+    part digests of a pin if ``pin``.
+
+    A commit at or before ``at`` still being written is waited for (``intent``); a file
+    that a merge or prune deleted after the index was loaded makes the read load the new
+    index and read again (the same answer as of ``at``); a prune horizon after ``at`` (not
+    a snapshot's time: ``protected``) is a ``PrunedError``, checked after reading, since
+    the horizon is recorded before any index changes.
+    """
+    floor = table.schema.partition.floor
+    first_part = None if lo is None else int(floor(np.array([lo // NS_PER_DAY]))[0])
+    last_part = None if hi is None else int(floor(np.array([(hi - 1) // NS_PER_DAY]))[0])
+    for attempt in range(_READ_RETRIES):
+        for sym in syms:
+            await_commit(table._intent_path(sym), at, timeout=table.store.read_wait, what=f"{table.name} {sym}")
+        idxs = [table._index(sym) for sym in syms]
+        files: list[PinnedFile] = []
+        parts: list[PinnedPart] = []
+        per_symbol = []
+        try:
+            for sym, idx in zip(syms, idxs):
+                entries = idx.visible(at, first_part, last_part)
+                refs = [
+                    FileRef(table._abs(idx.path_of(e)), int(e["rows"]), int(e["first_ts"]), int(e["last_ts"]),
+                         int(e["partition"]), int(e["kt_max"]) > at)
+                    for e in entries
+                ]
+                rows, groups = assemble(table.store._files, table.schema, refs, lo, hi, cols, at)
+                per_symbol.append(rows)
+                if pin:
+                    files.extend(
+                        PinnedFile(sym, int(e["partition"]), idx.path_of(e), int(e["version"]), e["checksum"].decode(),
+                                   int(e["rows"]), int(e["kt_max"]))
+                        for e in entries
+                    )
+                    parts.extend(digests(sym, rows, groups))
+        except CorruptionError:
+            # a merge or prune may have deleted a file after this read loaded the index:
+            # the new index answers the same as of ``at`` (or the prune check below fails)
+            if attempt + 1 < _READ_RETRIES and any(table._index(s) is not i for s, i in zip(syms, idxs)):
+                continue
+            raise
+        break
+    if not protected:
+        table.store._retention.check(at, table.store._snapshot_times)
+    return per_symbol, files, parts
+
+
+def read_pin(table, pin: Pin, *, check: bool = True) -> pd.DataFrame:
+    """``Table.read_pin`` (see there)."""
+    if pin.table != table.name:
+        raise PinError(f"pin is for table {pin.table!r}, not {table.name!r}")
+    cols = list(pin.columns) if pin.columns else None
+    for c in cols or ():
+        table.schema.column(c)
+    files = table.store._files
+    present = all(os.path.exists(table._abs(f.path)) for f in pin.files)
+    if present:
+        try:
+            if check:
+                for f in pin.files:
+                    got = files.sha256(table._abs(f.path))
+                    if got != f.checksum:
+                        raise PinError(f"pinned file {f.path} was altered: sha256 {got} != pinned {f.checksum}")
+            per_symbol, parts = [], []
+            for sym in pin.symbols:
+                refs = [
+                    FileRef(table._abs(f.path), f.rows, np.iinfo(np.int64).min, np.iinfo(np.int64).max, f.partition,
+                         (f.kt_max is None or f.kt_max > pin.as_of) and files.has_column(table._abs(f.path), KT))
+                    for f in pin.files if f.symbol == sym
+                ]
+                rows, groups = assemble(files, table.schema, refs, pin.start, pin.end, cols, pin.as_of)
+                per_symbol.append(rows)
+                parts.extend(digests(sym, rows, groups) if check and pin.parts is not None else ())
+        except CorruptionError:
+            if all(os.path.exists(table._abs(f.path)) for f in pin.files):
+                raise
+            present = False  # merged away while being opened: read through the index
+    if not present:
+        if check and pin.parts is None:
+            missing = next(f for f in pin.files if not os.path.exists(table._abs(f.path)))
+            raise PinError(
+                f"pinned file {missing.path} (version {missing.version}) is gone (merged or pruned), and this "
+                f"pin names no row digests to check a re-read against (made by an older version, or built "
+                f"from the index); read_pin(pin, check=False) re-reads it as of its time unchecked"
+            )
+        per_symbol, _, parts = read_as_of(table, list(pin.symbols), pin.start, pin.end, pin.as_of, cols, pin=check)
+    if check and pin.parts is not None and sorted(parts, key=part_key) != sorted(pin.parts, key=part_key):
+        raise PinError(
+            f"the rows read for pin as of {pin.as_of_time} differ from its digests "
+            f"({len(parts)} parts read, {len(pin.parts)} pinned); the store does not reproduce it"
+        )
+    return to_frame(table.schema, per_symbol, list(pin.symbols), pin.multi, cols)

@@ -46,7 +46,7 @@ import pandas as pd
 from . import diskio
 from .columns import Columns
 from .clock import MAX_NS, NS_PER_DAY, Clock, StoreClock, SystemClock, ns_to_timestamp, to_day, to_ns
-from .compaction import merge_rows, merge_start
+from .compaction import auto_compact, compact_symbol
 from .errors import (
     CorruptionError,
     FrameError,
@@ -63,18 +63,17 @@ from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, i
 from .intent import await_commit, crash_point, intent_tmp, recover, write_intent
 from .layout import data_path, decode_symbol, encode_symbol, parse_data_path, validate_symbol
 from .lock import TableLock
-from .pin import Pin, PinnedFile, PinnedPart, Selection
-from .reader import FileRef, assemble, digests, part_key, to_frame
-from .retention import Retention
+from .pin import Pin, Selection
+from .reader import read_as_of, read_pin, to_frame
+from .retention import Retention, prune
 from .schemas import Partition, Schema, builtin_schema
-from .splay import KT, FileCache, FileMeta, read_meta, write_file
+from .splay import KT, FileCache, FileMeta, write_file
 
 if TYPE_CHECKING:
     from .integrity import ReindexReport, VerifyReport
 
 __all__ = ["Tickstore", "Table", "Commit"]
 
-_READ_RETRIES = 5  # a read that found a file merged away re-reads the new index
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")  # matched whole (fullmatch)
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 log = logging.getLogger("tickstore")
@@ -124,6 +123,7 @@ class Table:
         self.name = schema.name
         self.dir = store.root / schema.name
         self._lock = TableLock(self.dir / ".lock", timeout=store.lock_timeout)
+        self._intents: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"<Table {self.name} ({self.schema.partition.value} partitions) at {self.dir}>"
@@ -508,7 +508,7 @@ class Table:
         without a key would store the rows twice. Logged and rolled back; the next write of
         the symbol (or ``compact()``) merges again."""
         try:
-            self._auto_compact(symbol, touched)
+            auto_compact(self, symbol, touched)
         except (TickstoreError, OSError):
             log.warning("%s %s: compaction after a committed write failed; retried by the next write", self.name, symbol, exc_info=True)
             try:
@@ -517,7 +517,10 @@ class Table:
                 log.warning("%s %s: rolling back the failed compaction failed", self.name, symbol, exc_info=True)
 
     def _intent_path(self, symbol: str) -> Path:
-        return index_path(self.store.root, self.name, symbol).with_suffix(".intent")
+        p = self._intents.get(symbol)  # every read stats it: built once per symbol
+        if p is None:
+            p = self._intents[symbol] = index_path(self.store.root, self.name, symbol).with_suffix(".intent")
+        return p
 
     def _recover(self, symbol: str) -> None:
         """Finish or roll back a write of ``symbol`` that died (lock held; see ``intent``)."""
@@ -558,103 +561,8 @@ class Table:
         with self._lock.hold():
             for sym in symbols:
                 with self._writing(sym):
-                    vis = self._index(sym).visible(None)
-                    parts, counts = np.unique(vis["partition"], return_counts=True)
-                    for p in parts[counts > 1]:
-                        done += self._close(sym, int(p))
+                    done += compact_symbol(self, sym)
         return done
-
-    def _mergeable(self, idx: SymbolIndex, part: int) -> list:
-        """The visible files of a partition that may merge: those from the last one that
-        superseded something on (a merge is a suffix whose first file alone may have
-        superseded versions, so that the merged file can say which, see ``_merge``)."""
-        vis = idx.lookup(part, None)
-        closed = set(idx.history(part)["superseded_at"].tolist())
-        start = max((i for i, e in enumerate(vis) if int(e["committed_at"]) in closed), default=0)
-        return vis[start:]
-
-    def _close(self, symbol: str, part: int) -> int:
-        """Merge a partition's files into one (as far as ``_mergeable`` allows)."""
-        files = self._mergeable(self._index(symbol), part)
-        if len(files) < 2:
-            return 0
-        self._merge(symbol, part, files)
-        return 1
-
-    def _auto_compact(self, symbol: str, touched: list[int]) -> None:
-        idx = self._index(symbol)
-        # 1. partitions before the ones being written are closed: one file each
-        vis = idx.visible(None)
-        parts, counts = np.unique(vis["partition"], return_counts=True)
-        for p in parts[(counts > 1) & (parts < min(touched))]:
-            self._close(symbol, int(p))
-        # 2. size tiers in the partitions just written (see compaction.py)
-        for p in touched:
-            while True:
-                files = self._mergeable(self._index(symbol), p)
-                j = merge_start([int(e["rows"]) for e in files])
-                if j is None:
-                    break
-                self._merge(symbol, p, files[j:])
-
-    def _merge(self, symbol: str, part: int, entries: list) -> None:
-        """Merge a suffix (in version order) of a partition's visible files into one file
-        that takes over their knowledge-time window; then delete them.
-
-        The merged file ``replaces`` its members and, like its first member, the versions
-        that one superseded (still in the index, committed before it), so that the index
-        rebuilt from the files alone closes them when it did.
-        """
-        idx = self._index(symbol)
-        members = [int(e["version"]) for e in entries]
-        since = int(entries[0]["committed_at"])
-        history = idx.history(part)
-        earlier = set(history["version"][history["committed_at"] < since].tolist())
-        superseded = [v for v in read_meta(self._abs(idx.path_of(entries[0]))).replaces if v in earlier]
-        rows = merge_rows([self._read_entry(idx, e, with_kt=True) for e in entries], since)
-        version = idx.next_version(part)
-        target = self._target(symbol, part, version)
-        drop = [idx.path_of(e) for e in entries]
-        intent = self._intent_path(symbol)
-        write_intent(intent, "merge", new=[target], drop=drop)
-        crash_point("merge:intent")
-        notes = "; ".join(
-            f"v{int(e['version'])} {e['op'].decode()}: {e['reason'].decode('utf-8', 'replace')}"
-            for e in entries
-            if e["op"] not in (b"append", b"compact") and e["reason"]
-        )
-        reason = f"merged v{members[0]}..v{members[-1]} ({len(members)} files)" + (f"; {notes}" if notes else "")
-        e = self._write(
-            symbol, target, part, version, rows,
-            committed_at=since, op="compact", replaces=sorted(superseded) + members,
-            reason=reason.encode()[:REASON_BYTES].decode("utf-8", "ignore"), source=_sources(entries),
-        )
-        crash_point("merge:file")
-        self.store._indexes.put(idx.merge(part, members, np.array([e], ENTRY)))  # the commit point
-        crash_point("merge:published")
-        self._drop_files(drop)
-        intent.unlink()
-
-    # -- retention ------------------------------------------------------------------------
-    def _prune(self, symbol: str, before: int, protected: np.ndarray) -> tuple[int, int]:
-        """Forget the versions of ``symbol`` visible at no time >= ``before`` and at no
-        ``protected`` time (lock held); return (versions, bytes) removed."""
-        idx = self._index(symbol)
-        e = idx.entries
-        drop = e["superseded_at"] <= before
-        for t in protected:
-            drop &= ~((e["committed_at"] <= t) & (t < e["superseded_at"]))
-        if not drop.any():
-            return 0, 0
-        rels = [idx.path_of(x) for x in e[drop]]
-        intent = self._intent_path(symbol)
-        write_intent(intent, "prune", drop=rels)
-        crash_point("prune:intent")
-        self.store._indexes.put(idx.without(drop))  # the commit point
-        crash_point("prune:published")
-        self._drop_files(rels)
-        intent.unlink()
-        return int(drop.sum()), int(e["size"][drop].sum())
 
     # -- reads --------------------------------------------------------------------------
     def select(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> pd.DataFrame:
@@ -704,52 +612,11 @@ class Table:
             raise FrameError(f"start {ns_to_timestamp(lo)} is not before end {ns_to_timestamp(hi)}")
         as_of_ns, protected = self.store._resolve(as_of)
         at = as_of_ns if as_of_ns is not None else self.store._clock.now()
-        per_symbol, files, parts = self._read(syms, lo, hi, at, cols, pin=pin, protected=protected)
+        per_symbol, files, parts = read_as_of(self, syms, lo, hi, at, cols, pin=pin, protected=protected)
         frame = to_frame(self.schema, per_symbol, syms, multi, cols)
         if not pin:
             return frame, None
         return frame, Pin(self.name, tuple(syms), lo, hi, at, tuple(cols) if cols else None, multi, tuple(files), tuple(parts))
-
-    def _read(self, syms, lo, hi, at: int, cols, *, pin: bool, protected: bool = False):
-        """Rows of each symbol as of knowledge time ``at`` (see the module doc), with the
-        files and part digests of a pin if ``pin``."""
-        floor = self.schema.partition.floor
-        first_part = None if lo is None else int(floor(np.array([lo // NS_PER_DAY]))[0])
-        last_part = None if hi is None else int(floor(np.array([(hi - 1) // NS_PER_DAY]))[0])
-        for attempt in range(_READ_RETRIES):
-            for sym in syms:
-                await_commit(self._intent_path(sym), at, timeout=self.store.read_wait, what=f"{self.name} {sym}")
-            idxs = [self._index(sym) for sym in syms]
-            files: list[PinnedFile] = []
-            parts: list[PinnedPart] = []
-            per_symbol = []
-            try:
-                for sym, idx in zip(syms, idxs):
-                    entries = idx.visible(at, first_part, last_part)
-                    refs = [
-                        FileRef(self._abs(idx.path_of(e)), int(e["rows"]), int(e["first_ts"]), int(e["last_ts"]),
-                             int(e["partition"]), int(e["kt_max"]) > at)
-                        for e in entries
-                    ]
-                    rows, groups = assemble(self.store._files, self.schema, refs, lo, hi, cols, at)
-                    per_symbol.append(rows)
-                    if pin:
-                        files.extend(
-                            PinnedFile(sym, int(e["partition"]), idx.path_of(e), int(e["version"]), e["checksum"].decode(),
-                                       int(e["rows"]), int(e["kt_max"]))
-                            for e in entries
-                        )
-                        parts.extend(digests(sym, rows, groups))
-            except CorruptionError:
-                # a merge or prune may have deleted a file after this read loaded the index:
-                # the new index answers the same as of ``at`` (or the prune check below fails)
-                if attempt + 1 < _READ_RETRIES and any(self._index(s) is not i for s, i in zip(syms, idxs)):
-                    continue
-                raise
-            break
-        if not protected:
-            self.store._retention.check(at, ())
-        return per_symbol, files, parts
 
     def read_pin(self, pin: Pin, *, check: bool = True) -> pd.DataFrame:
         """Reproduce a pinned read exactly.
@@ -757,62 +624,18 @@ class Table:
         The pinned files are read while they all exist (with ``check``, each one's sha256
         is verified through the very handle that reads it); once compaction merged them
         away (or a prune removed them), the same partitions are read as of the pin's time
-        through the index. With ``check``, the rows of every (symbol, partition) must
-        then match the pin's digests.
+        through the index. With ``check``, the rows of every (symbol, partition) must then
+        match the pin's digests.
 
         Raises
         ------
         PinError
             A pinned file was altered, or the rows differ from the pin's digests, or a
-            file is gone and the pin (format 1) has no digests to check a re-read with.
+            file is gone and the pin has no digests to check a re-read with.
         PrunedError
             The pinned files are gone and the pin's time lies before a prune horizon.
         """
-        if pin.table != self.name:
-            raise PinError(f"pin is for table {pin.table!r}, not {self.name!r}")
-        cols = list(pin.columns) if pin.columns else None
-        for c in cols or ():
-            self.schema.column(c)
-        files = self.store._files
-        present = all(os.path.exists(self._abs(f.path)) for f in pin.files)
-        if present:
-            try:
-                if check:
-                    for f in pin.files:
-                        got = files.sha256(self._abs(f.path))
-                        if got != f.checksum:
-                            raise PinError(f"pinned file {f.path} was altered: sha256 {got} != pinned {f.checksum}")
-                per_symbol, parts = [], []
-                for sym in pin.symbols:
-                    refs = [
-                        FileRef(self._abs(f.path), f.rows, np.iinfo(np.int64).min, np.iinfo(np.int64).max, f.partition,
-                             (f.kt_max is None or f.kt_max > pin.as_of) and files.has_column(self._abs(f.path), KT))
-                        for f in pin.files if f.symbol == sym
-                    ]
-                    rows, groups = assemble(files, self.schema, refs, pin.start, pin.end, cols, pin.as_of)
-                    per_symbol.append(rows)
-                    parts.extend(digests(sym, rows, groups) if check and pin.parts is not None else ())
-            except CorruptionError:
-                if all(os.path.exists(self._abs(f.path)) for f in pin.files):
-                    raise
-                present = False  # merged away while being opened: read through the index
-        if not present:
-            if check and pin.parts is None:
-                missing = next(f for f in pin.files if not os.path.exists(self._abs(f.path)))
-                raise PinError(
-                    f"pinned file {missing.path} (version {missing.version}) is gone (merged or pruned), and this "
-                    f"pin names no row digests to check a re-read against (made by an older version, or built "
-                    f"from the index); read_pin(pin, check=False) re-reads it as of its time unchecked"
-                )
-            protected = pin.as_of in set(self.store._snapshot_times())
-            per_symbol, _, parts = self._read(list(pin.symbols), pin.start, pin.end, pin.as_of, cols,
-                                              pin=check, protected=protected)
-        if check and pin.parts is not None and sorted(parts, key=part_key) != sorted(pin.parts, key=part_key):
-            raise PinError(
-                f"the rows read for pin as of {pin.as_of_time} differ from its digests "
-                f"({len(parts)} parts read, {len(pin.parts)} pinned); the store does not reproduce it"
-            )
-        return to_frame(self.schema, per_symbol, list(pin.symbols), pin.multi, cols)
+        return read_pin(self, pin, check=check)
 
     # -- metadata -----------------------------------------------------------------------
     def versions(self, symbol: str, date) -> pd.DataFrame:
@@ -857,16 +680,9 @@ class Table:
         await_commit(self._intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
         e = self._index(symbol).visible(at)
         if not protected:
-            self.store._retention.check(at, ())
+            self.store._retention.check(at, self.store._snapshot_times)
         parts = np.unique(e["partition"][e["rows"] > 0])
         return pd.DatetimeIndex((parts * NS_PER_DAY).view("M8[ns]"), tz="UTC", name="date")
-
-
-def _sources(entries) -> str:
-    """The source of a merged file: where its rows came from (its members' sources)."""
-    seen = list(dict.fromkeys(e["source"].decode("utf-8", "replace") for e in entries if e["source"]))
-    text = "+".join(seen) or "compaction"
-    return text.encode()[:SOURCE_BYTES].decode("utf-8", "ignore")
 
 
 def _read_schema(path: Path) -> Schema:
@@ -1084,7 +900,7 @@ class Tickstore:
         """
         ns, protected = self._resolve(as_of)
         if ns is not None and not protected:
-            self._retention.check(ns, ())
+            self._retention.check(ns, self._snapshot_times)
         return ns
 
     def _resolve(self, as_of) -> tuple[int | None, bool]:
@@ -1112,6 +928,22 @@ class Tickstore:
         h = self._retention.horizon
         return ns_to_timestamp(h) if h else None
 
+    def prunes(self) -> pd.DataFrame:
+        """The prune log: when, before what, why, by whom, what was removed, whether done."""
+        log = self._retention.load()["log"]
+        frame = pd.DataFrame(
+            {
+                "at": pd.DatetimeIndex([ns_to_timestamp(r["at"]) for r in log]),
+                "before": pd.DatetimeIndex([ns_to_timestamp(r["before"]) for r in log]),
+                "reason": [r["reason"] for r in log],
+                "by": [r["by"] for r in log],
+                "versions": [int(r["versions"]) for r in log],
+                "bytes": [int(r["bytes"]) for r in log],
+                "done": [bool(r["done"]) for r in log],
+            }
+        )
+        return frame
+
     def prune(self, before, *, reason: str = "") -> dict:
         """Forget history: versions visible at no knowledge time >= ``before`` and at no
         snapshot are removed from the index and from disk (snapshots protect what they name).
@@ -1132,23 +964,8 @@ class Tickstore:
         LockedError
             A writer holds a table for longer than ``lock_timeout``.
         """
-        before_ns = to_ns(before, what="before")
-        now = self._clock.now()
-        if before_ns > now:
-            raise SnapshotError(f"prune before {ns_to_timestamp(before_ns)} is later than now ({ns_to_timestamp(now)})")
         _text(reason, what="reason", limit=REASON_BYTES)
-        with self._snap_lock.hold():  # one prune at a time, and no snapshot list change meanwhile
-            protected = np.array(sorted(set(self._snapshot_times())), dtype=np.int64)
-            i = self._retention.begin(before_ns, reason, self._clock.now())
-            crash_point("prune:recorded")
-            versions = size = 0
-            for name in self.tables():
-                table = self[name]
-                for sym in table.symbols():
-                    with table._writing(sym):
-                        v, b = table._prune(sym, before_ns, protected)
-                    versions, size = versions + v, size + b
-            return self._retention.finish(i, versions=versions, files=versions, bytes_=size)
+        return prune(self, before, reason)
 
 
     # -- integrity ------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -96,14 +95,8 @@ class ImportReport:
 _CHECKSUM = ".checksum"
 
 
-def _natural(path: Path) -> list:
-    """Sort key reading runs of digits as numbers: Hyperliquid's archive names its hours
-    ``9``, ``10``, ..., and books continue from one file to the next only in time order."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
-
-
 def _expand(paths) -> list[Path]:
-    """The data files of ``paths`` (folders: every file under them, in natural order). Hidden files
+    """The data files of ``paths`` (folders: every file under them, sorted). Hidden files
     and the ``.CHECKSUM`` files Binance's archive keeps beside each zip are not data: a
     checksum is verified against the file it names (``_verify_checksum``), never imported."""
     if isinstance(paths, (str, bytes, os.PathLike)):
@@ -111,7 +104,7 @@ def _expand(paths) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted((q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")), key=_natural)
+            out += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
         elif p.exists():
             out.append(p)
         else:

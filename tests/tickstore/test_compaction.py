@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import pytest
 
 from tickstore import Pin, Tickstore
 from tickstore.compaction import FANOUT, merge_start
@@ -173,3 +174,27 @@ def test_funding_is_year_partitioned_and_old_day_splayed_stores_still_read(tmp_p
         assert store["funding"].partition.value == "day"
         pdt.assert_frame_equal(store["funding"].select(SYM), df.iloc[:9], check_freq=False)
         assert len(_files_on_disk(store["funding"].dir)) == 3
+
+
+def test_create_table_takes_a_partition_and_ls_shows_it(tmp_path, clock):
+    from click.testing import CliRunner
+
+    from tickstore import Column, Schema, SchemaError
+    from tickstore.cli import main
+
+    schema = Schema("signals", (Column("value", "float64"),), key=("ts",))
+    with Tickstore(tmp_path, clock=clock) as store:
+        t = store.create_table("signals", schema, partition="month")
+        assert t.partition.value == "month"
+        idx = pd.date_range("2024-01-30", periods=4, freq="D", tz="UTC", name="ts")
+        t.append(SYM, pd.DataFrame({"value": [1.0, 2.0, 3.0, 4.0]}, index=idx))
+        assert sorted(p.count("/") for p in t.index(SYM)["path"]) == [3, 3]  # signals/YYYY/MM/<file>: two months
+        assert store.create_table("signals", schema, partition="month") is not None  # idempotent
+        with pytest.raises(SchemaError):
+            store.create_table("signals", schema, partition="year")  # exists with another partition
+        with pytest.raises(SchemaError, match="partition 'week'"):
+            store.create_table("other", schema.__class__("other", schema.columns), partition="week")
+    out = CliRunner().invoke(main, ["--root", str(tmp_path), "ls", "-l"])
+    assert out.exit_code == 0
+    lines = {line.split()[0]: line for line in out.output.splitlines()[2:]}
+    assert "month" in lines["signals"]

@@ -29,11 +29,13 @@
                ``id`` numbers the prints of the file (1, 2, 3, ...), not Bybit's trade id, so
                prints imported from these files and the same prints seen live are two rows.
 
-The category (linear or spot) comes from the path (``/linear/``, ``/spot/``), the name
-(``ob500`` is linear, ``ob200`` spot), the trade columns, or ``--market linear|spot``.
-Symbols are ccxt's (``BTCUSDT`` -> ``bybit:BTC/USDT:USDT``); inverse contracts (``BTCUSD``,
-``BTCUSDZ24``) are refused (the store collects linear and spot), dated and ``...PERP``
-contracts need ``--symbol``.
+The category (linear, inverse or spot) comes from the path (``/linear/``, ``/spot/``), the
+name (``ob500`` is derivatives, ``ob200`` spot), the trade columns, the id, or ``--market``.
+Symbols are named by the project's one mapping (``collectors.symbols`` wire rules, ccxt's
+symbols): ``BTCUSDT`` -> ``bybit:BTC/USDT:USDT``, ``BTCPERP`` -> ``bybit:BTC/USDC:USDC``,
+``BTC-14MAR25`` -> ``bybit:BTC/USDC:USDC-250314``, inverse ``BTCUSD`` -> ``bybit:BTC/USD:BTC``
+(its order books go through the inverse parser); an inverse future (``BTCUSDZ24``: the
+delivery date is not in the id) needs ``--symbol``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from collectors.exchanges import bybit as bb
 
 from .core import Format, ImportOptions, MalformedInput, Member, MissingOption, Sink, csv_blocks, epoch_to_ns, resolve_symbol, user_symbol, utc, utc_index
 from .detect import Detected
-from .frames import markets_for, replay_into
+from .frames import replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -127,12 +129,15 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         if market is None:
             raise MissingOption(f"{where}: cannot tell Bybit linear from spot (path and name say neither); "
                                 f"pass --market linear or spot")
-        if market not in ("linear", "spot"):
-            raise MissingOption(f"{where}: --market {market!r}: Bybit history files are linear or spot")
+        if market not in ("linear", "spot", "inverse"):
+            raise MissingOption(f"{where}: --market {market!r}: Bybit history files are linear, inverse or spot")
         native = topic.split(".")[-1]
-        # the store's name for it, or the reason there is none (quote-saver.bycsi.com also
-        # publishes orderbook/inverse/BTCUSD/..._ob500: refused, never named BTC/USD:USD)
+        # the store's name for it (or the reason there is none); quote-saver.bycsi.com also
+        # publishes orderbook/inverse/BTCUSD/..._ob500: its frames go through the inverse parser
         sym = resolve_symbol("bybit", native, market, where=where)
+        unified = sym.split(":", 1)[1]
+        if market != "spot" and unified.split(":")[1].split("-")[0] != unified.split("/")[1].split(":")[0]:
+            market = "inverse"  # settled in the coin, not in the quote
         return Detected(Format.BYBIT_HISTORY, "orderbook", "bybit", market, sym, {"native": native})
     return None
 
@@ -152,7 +157,7 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
             yield Frame(ts, text, FrameKind.WS, None, line)
 
     replay_into(sink, frames(), venue="bybit", market=det.market, options=options, where=where,
-                markets=markets_for("bybit", [native], det.market), book_natives=(native,))
+                book_natives=(native,))
 
 
 def seconds_text_to_ns(text: pd.Series, lines, where: str) -> np.ndarray:

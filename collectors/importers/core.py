@@ -32,7 +32,7 @@ import pandas as pd
 
 from collectors.events import EventBatcher
 from collectors.exchanges import binance as bn
-from collectors.symbols import EXCHANGES, MARKETS, MarketType, SymbolNotFound
+from collectors.symbols import EXCHANGES, MARKETS, SymbolNotFound
 from tickstore.errors import SymbolError, TickstoreError
 
 __all__ = [
@@ -412,24 +412,20 @@ def _check_epoch(v, where, lines, what) -> None:
 
 
 # -- symbols -----------------------------------------------------------------------------------
-_HL_SPOT = re.compile(r"^@\d+$")
-_BYBIT_LINEAR = re.compile(r"^[A-Z0-9]+(?:USDT|USDC)$")
-_BYBIT_INVERSE = re.compile(r"^[A-Z0-9]+USD(?:[FGHJKMNQUVXZ]\d{2})?$")
-
-
 def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = "") -> str:
     """The tickstore symbol of a venue-native id (``BTCUSDT``, ``BTCUSD_PERP``, ``BTC``).
 
     ``market``: Binance ``spot``/``usdm``/``coinm`` (``binanceus``: spot only); Bybit
-    ``spot``/``linear``; Hyperliquid ``perp``. Binance ids are split by
-    ``collectors.exchanges.binance``; Bybit and Hyperliquid ids are looked up in
-    ``collectors.symbols.MARKETS`` and, for markets it does not list, formed by the same
-    rules as ccxt: Bybit linear perpetuals ``<BASE>USDT``/``<BASE>USDC`` ->
-    ``BASE/QUOTE:QUOTE``; a Hyperliquid coin -> ``COIN/USDC:USDC``. What those rules cannot
-    name exactly is refused rather than guessed: Bybit inverse contracts (``BTCUSD``,
-    ``BTCUSDZ24``: the store collects linear and spot), Bybit dated futures and USDC
-    ``...PERP`` contracts (pass ``--symbol``), Hyperliquid spot pairs (``@107``,
-    ``PURR/USDC``) and builder-deployed perpetuals of other dexes (``xyz:TSLA``).
+    ``spot``, ``linear`` or ``inverse`` (``linear``: the id says which of linear and inverse
+    it is, as Bybit's derivatives files and Tardis' ``bybit`` hold both); Hyperliquid
+    ``perp``. Binance ids are split by ``collectors.exchanges.binance``; Bybit and
+    Hyperliquid ids are named as the live parsers name what a frame says
+    (``collectors.symbols.Markets.wire_info``: ccxt's symbols by the venues' naming rules):
+    ``BTCUSDT`` -> ``BTC/USDT:USDT``, ``BTCPERP`` -> ``BTC/USDC:USDC``, ``BTC-14MAR25`` ->
+    ``BTC/USDC:USDC-250314``, ``BTCUSD`` (inverse) -> ``BTC/USD:BTC``, ``kPEPE`` ->
+    ``KPEPE/USDC:USDC``. What those rules cannot name is refused rather than guessed: a
+    Bybit inverse future (its delivery date is not in the id: pass ``--symbol``), Hyperliquid
+    spot pairs (``@107``, ``PURR/USDC``) and other dexes' perpetuals (``xyz:TSLA``).
     """
     try:
         if venue in ("binance", "binanceus"):
@@ -437,31 +433,20 @@ def resolve_symbol(venue: str, native: str, market: str | None, *, where: str = 
                 raise MissingOption(f"{where}: cannot tell the Binance market of {native!r}; pass --market spot, usdm or coinm")
             return bn.to_tickstore(native, bn.Market(market), venue)
         if venue == "bybit":
-            mtype = MarketType.SPOT if market == "spot" else MarketType.SWAP
-            try:
-                return MARKETS.tickstore_symbol("bybit", native, market_type=mtype)
-            except SymbolNotFound:
-                pass
-            if mtype is MarketType.SWAP:
-                if _BYBIT_INVERSE.match(native):
-                    raise DataImportError(f"{where}: {native!r} is a Bybit inverse contract; the store collects Bybit "
-                                          f"linear (USDT/USDC) perpetuals and spot")
-                if not _BYBIT_LINEAR.match(native):
-                    raise MissingOption(f"{where}: cannot name Bybit contract {native!r} as ccxt does (a dated future or "
-                                        f"a USDC ...PERP contract); pass --symbol with its ccxt symbol, e.g. "
-                                        f"bybit:BTC/USDC:USDC-250314")
-            unified = bn.to_unified(native, bn.Market.SPOT if mtype is MarketType.SPOT else bn.Market.USDM)
-            return f"bybit:{unified}"
+            categories = ("spot",) if market == "spot" else ("inverse",) if market == "inverse" else ("linear", "inverse")
+            why = []
+            for category in categories:
+                try:
+                    return MARKETS.wire_symbol("bybit", native, category=category)
+                except SymbolNotFound as exc:
+                    why.append(str(exc))
+            raise MissingOption(f"{where}: cannot name Bybit {'/'.join(categories)} id {native!r} as ccxt does "
+                                f"({'; '.join(why)}); pass --symbol with its ccxt symbol, e.g. bybit:BTC/USD:BTC-241227")
         if venue == "hyperliquid":
-            if _HL_SPOT.match(native) or "/" in native:
-                raise DataImportError(f"{where}: {native!r} is a Hyperliquid spot pair; only perpetuals are stored")
-            if ":" in native:
-                raise DataImportError(f"{where}: {native!r} is a perpetual of another Hyperliquid dex (HIP-3); "
-                                      f"only the main dex's perpetuals are stored")
             try:
-                return MARKETS.tickstore_symbol("hyperliquid", native)
-            except SymbolNotFound:
-                return f"hyperliquid:{native.upper()}/USDC:USDC"
+                return MARKETS.wire_symbol("hyperliquid", native)
+            except SymbolNotFound as exc:
+                raise DataImportError(f"{where}: {exc}") from None
     except (SymbolError, ValueError) as exc:
         if isinstance(exc, DataImportError):
             raise

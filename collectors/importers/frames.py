@@ -19,41 +19,12 @@ hour's archive continues the book), saved only once the file's rows are committe
 
 from __future__ import annotations
 
-from collectors.exchanges import binance as bn
 from collectors.replay import replay_frames
-from collectors.symbols import Markets, MarketType, SymbolNotFound
+from collectors.symbols import Markets
 
 from .core import ImportOptions, MalformedInput, Sink
 
-__all__ = ["replay_into", "markets_for"]
-
-
-def markets_for(venue: str, natives, market: str | None) -> Markets:
-    """A market registry knowing ``natives`` (venue ids the built-in table may lack).
-
-    The live parsers map ids through a ``collectors.symbols.Markets``; an archive of a coin
-    the built-in table does not list gets it added, named as ccxt names it
-    (Hyperliquid ``WIF`` -> ``WIF/USDC:USDC``; Bybit ``PEPEUSDT`` -> ``PEPE/USDT:USDT``).
-    """
-    reg = Markets()
-    mtype = MarketType.SPOT if market == "spot" else MarketType.SWAP
-    for native in natives:
-        try:
-            reg.info(venue, native, market_type=mtype)
-            continue
-        except SymbolNotFound:
-            pass
-        if venue == "hyperliquid":
-            base = native.upper()
-            reg.set_markets(venue, [{"id": native, "baseName": native, "symbol": f"{base}/USDC:USDC", "base": base,
-                                     "quote": "USDC", "settle": "USDC", "type": "swap"}])
-        elif venue == "bybit":
-            unified = bn.to_unified(native, bn.Market.SPOT if mtype is MarketType.SPOT else bn.Market.USDM)
-            pair = unified.split(":")[0]
-            base, quote = pair.split("/")
-            reg.set_markets(venue, [{"id": native, "symbol": unified, "base": base, "quote": quote,
-                                     "settle": None if mtype is MarketType.SPOT else quote, "type": mtype.value}])
-    return reg
+__all__ = ["replay_into"]
 
 
 def replay_into(sink: Sink, items, *, venue: str, market: str, options: ImportOptions, where: str,

@@ -36,7 +36,7 @@ from collectors.capture import Frame, FrameKind
 from .core import Format, ImportOptions, MalformedInput, Member, Sink, csv_blocks, resolve_symbol, utc, utc_index
 from . import hyperliquid_node
 from .detect import Detected
-from .frames import markets_for, replay_into
+from .frames import replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -87,7 +87,6 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     if det.kind in hyperliquid_node.KINDS:
         return hyperliquid_node.parse(member, det, sink)
     where = member.where()
-    coins = [det.hints["coin"]] if det.hints.get("coin") else []
 
     def frames():
         for line, text in member.lines():
@@ -98,8 +97,7 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
                 raise MalformedInput(where, line, f"not an archive line {{\"time\": ..., \"raw\": <frame>}} ({exc})", text) from None
             yield Frame(recv_ns_of(str(when), where=where, line=line), orjson.dumps(raw), FrameKind.WS, None, line)
 
-    replay_into(sink, frames(), venue="hyperliquid", market="perp", options=options, where=where,
-                markets=markets_for("hyperliquid", coins, "perp"))
+    replay_into(sink, frames(), venue="hyperliquid", market="perp", options=options, where=where)
 
 
 _CTX_NEEDED = ("time", "coin", "funding", "open_interest", "oracle_px", "mark_px")
@@ -141,6 +139,3 @@ def _asset_ctxs(member: Member, det: Detected, options: ImportOptions, sink: Sin
             ok = ~np.isnan(oi)
             sink.frame("open_interest", sym, pd.DataFrame({"oi": oi[ok], "oi_value": oi[ok] * mark[ok]}, index=utc_index(tt[ok])))
 
-
-def _symbol(coin: str, where: str) -> str:
-    return markets_for("hyperliquid", [coin], "perp").tickstore_symbol("hyperliquid", coin)

@@ -45,7 +45,7 @@ from .core import (
     resolve_symbol,
 )
 from .detect import Detected
-from .frames import markets_for, replay_into
+from .frames import replay_into
 
 __all__ = ["sniff", "parse"]
 
@@ -87,12 +87,11 @@ def parse(member: Member, det: Detected, options: ImportOptions, sink: Sink) -> 
     bodies = doc if isinstance(doc, list) else [doc]
     try:
         if det.kind == "l2Book":
-            coins = sorted({b["coin"] for b in bodies})
             # each body as the websocket frame of the same book: {"channel": "l2Book", "data": <body>}
             frames = [Frame(int(body["time"]) * 1_000_000, orjson.dumps({"channel": "l2Book", "data": body}), FrameKind.WS,
                             None, line) for line, body in enumerate(bodies, 1)]
             replay_into(sink, frames, venue="hyperliquid", market="perp", options=options, where=where,
-                        markets=markets_for("hyperliquid", coins, "perp"), book_rows="both")
+                        book_rows="both")
         elif det.kind == "fundingHistory":
             _funding(*records(doc), sink=sink, where=where)
         else:

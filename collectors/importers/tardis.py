@@ -34,8 +34,9 @@ Exchange names map to the store's venues and markets::
     binance -> binance spot     binance-futures -> binance usdm    binance-delivery -> binance coinm
     binance-us -> binanceus spot
     bybit   -> bybit linear     bybit-spot      -> bybit spot       hyperliquid      -> hyperliquid
-    (Tardis' ``bybit`` also holds inverse contracts, BTCUSD: refused, as the collectors do not
-    collect them; dated futures need --symbol; Hyperliquid spot pairs are refused)
+    (Tardis' ``bybit`` holds linear and inverse contracts: each id is named by the project's
+    mapping, ``collectors.symbols`` wire rules: BTCUSD -> BTC/USD:BTC; an inverse future, whose
+    delivery date is not in its id, needs --symbol; Hyperliquid spot pairs are refused)
 
 What the CSVs lack, and what is stored instead (documented losses, not guesses):
 quotes carry no update id, so ``update_id`` is ``local_timestamp`` (us): it orders quotes
@@ -335,8 +336,9 @@ def _ticker(member, symbols, sink) -> None:
             if osel.any():
                 if _linear(unified):
                     value = oi[osel] * mark[osel, 0]
-                else:  # inverse: contracts of a fixed USD value
-                    value = oi[osel] * _COINM_CONTRACT_USD.get(unified.split("/")[0], 10.0)
+                else:  # inverse: contracts of a fixed USD value (Bybit: 1 USD; Binance COIN-M: 100 BTC, 10 others)
+                    usd = 1.0 if venue == "bybit" else _COINM_CONTRACT_USD.get(unified.split("/")[0], 10.0)
+                    value = oi[osel] * usd
                 sink.frame("open_interest", sym, pd.DataFrame({"oi": oi[osel], "oi_value": value}, index=utc_index(ts[osel])))
             if len(mark):
                 last[sym] = (tuple(mark[-1]), oi[-1])

@@ -20,7 +20,7 @@ import io
 import pytest
 
 from collectors.exchanges.bybit import trade_id
-from collectors.importers import DataImportError, MalformedInput, MissingOption
+from collectors.importers import MalformedInput, MissingOption
 from tests.importers.helpers import run, write
 
 LINEAR = ("timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional,RPI\n"
@@ -66,17 +66,24 @@ def test_spot_trades_daily_and_monthly_symbol_from_the_name(store, tmp_path):
     assert [t.value for t in sol.index] == [1752224400000 * 10**6, 1752224460000 * 10**6]
 
 
-def test_contracts_the_store_does_not_collect_are_refused_not_misnamed(store, tmp_path):
-    inverse = LINEAR.replace("ATOMUSDT", "BTCUSD")
-    with pytest.raises(DataImportError, match="'BTCUSD' is a Bybit inverse contract"):
-        run(store, write(tmp_path / "trading/BTCUSD/BTCUSD2025-09-02.csv.gz", inverse, gz=True))
-    dated = LINEAR.replace("ATOMUSDT", "BTC-14MAR25")
-    path = write(tmp_path / "trading/BTC-14MAR25/BTC-14MAR252025-03-01.csv.gz", dated, gz=True)
+def test_every_contract_named_as_ccxt_names_it_or_asked_for(store, tmp_path):
+    # the derivatives folder holds linear, inverse and dated contracts: named by the project's
+    # one mapping (collectors.symbols wire rules, ccxt's symbols), never by a guess
+    for native, sym in (("BTCUSD", "bybit:BTC/USD:BTC"),                # inverse perpetual (1 contract = 1 USD)
+                        ("BTCPERP", "bybit:BTC/USDC:USDC"),            # USDC perpetual
+                        ("BTC-14MAR25", "bybit:BTC/USDC:USDC-250314")):  # USDC future
+        run(store, write(tmp_path / f"trading/{native}/{native}2025-03-01.csv.gz", LINEAR.replace("ATOMUSDT", native), gz=True))
+        got = store["trades"].select(sym)
+        assert got["qty"].tolist() == [0.1, 12.5, 1.0] and got["trade_id"].tolist() == [trade_id(r["trdMatchID"]) for r in
+                                                                                      csv.DictReader(io.StringIO(LINEAR))]
+    # an inverse future's delivery date is not in its id: asked for, nothing written
+    path = write(tmp_path / "trading/BTCUSDZ24/BTCUSDZ242024-12-01.csv.gz", LINEAR.replace("ATOMUSDT", "BTCUSDZ24"), gz=True)
+    before = sorted(store["trades"].symbols())
     with pytest.raises(MissingOption, match="pass --symbol"):
         run(store, path)
-    assert store.tables() == []
-    run(store, path, symbol="bybit:BTC/USDC:USDC-250314")
-    assert len(store["trades"].select("bybit:BTC/USDC:USDC-250314")) == 3
+    assert sorted(store["trades"].symbols()) == before
+    run(store, path, symbol="bybit:BTC/USD:BTC-241227")
+    assert len(store["trades"].select("bybit:BTC/USD:BTC-241227")) == 3
 
 
 def test_a_malformed_trade_names_file_and_line(store, tmp_path):
@@ -87,16 +94,21 @@ def test_a_malformed_trade_names_file_and_line(store, tmp_path):
     assert store.tables() == []
 
 
-def test_an_inverse_order_book_file_is_refused_not_misnamed(store, tmp_path):
+def test_an_inverse_order_book_file_goes_through_the_inverse_parser(store, tmp_path):
     # quote-saver.bycsi.com/orderbook/inverse/BTCUSD/<day>_BTCUSD_ob500.data.zip: v5 frames of an inverse contract
     import zipfile
 
     frame = ('{"topic":"orderbook.500.BTCUSD","type":"snapshot","ts":1735689600000,"data":{"s":"BTCUSD",'
-             '"b":[["100","1"]],"a":[["101","1"]],"u":1,"seq":2},"cts":1735689600000}\n')
+             '"b":[["100","1"]],"a":[["101","1"]],"u":1,"seq":2},"cts":1735689600000}\n'
+             '{"topic":"orderbook.500.BTCUSD","type":"delta","ts":1735689600250,"data":{"s":"BTCUSD",'
+             '"b":[["100","3"]],"a":[],"u":2,"seq":3},"cts":1735689600250}\n')
     path = tmp_path / "orderbook/inverse/BTCUSD/2025-01-01_BTCUSD_ob500.data.zip"
     path.parent.mkdir(parents=True)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("2025-01-01_BTCUSD_ob500.data", frame)
-    with pytest.raises(DataImportError, match="'BTCUSD' is a Bybit inverse contract"):
-        run(store, path)
-    assert store.tables() == []
+    report = run(store, path)
+    assert report.files[0].symbols == ("bybit:BTC/USD:BTC",)  # never bybit:BTC/USD:USD
+    book = store["book"].select("bybit:BTC/USD:BTC")
+    # grid rows from the snapshot's point to the last frame (exclusive): t0, t0+100ms, t0+200ms
+    assert [t.value for t in book.index] == [1735689600000_000_000 + i * 100_000_000 for i in range(3)]
+    assert book[["bid_px_1", "bid_qty_1", "ask_px_1", "ask_qty_1"]].values.tolist() == [[100.0, 1.0, 101.0, 1.0]] * 3

@@ -114,6 +114,6 @@ def test_a_spot_pairs_l2book_archive_is_refused(store, tmp_path):
                                                    "levels": [[{"px": "38.1", "sz": "1.0", "n": 1}], [{"px": "38.2", "sz": "2.0", "n": 1}]]}}}
     from collectors.importers import DataImportError
 
-    with pytest.raises(DataImportError, match="'@107' is a Hyperliquid spot pair"):
+    with pytest.raises(DataImportError, match="'@107' is a spot market"):
         run(store, _lz4(tmp_path / "market_data/20250311/9/l2Book/@107.lz4", [frame]))
     assert store.tables() == []

@@ -49,11 +49,12 @@ def test_grouped_bybit_trades_split_by_symbol_with_live_trade_ids(store, tmp_pat
         assert got["qty"].tolist() == [float(r["amount"]) for r in rows]
 
 
-def test_bybit_inverse_rows_are_refused(store, tmp_path):
+def test_bybit_inverse_rows_named_as_ccxt(store, tmp_path):
+    # Tardis' bybit holds linear and inverse contracts: each named by the project's mapping
     text = BYBIT_TRADES.replace("bybit,ETHUSDT", "bybit,BTCUSD")
-    with pytest.raises(DataImportError, match="'BTCUSD' is a Bybit inverse contract"):
-        run(store, write(tmp_path / "bybit_trades_2024-01-01_PERPETUALS.csv", text))
-    assert store.tables() == []
+    run(store, write(tmp_path / "bybit_trades_2024-01-01_PERPETUALS.csv", text))
+    assert store["trades"].select("bybit:BTC/USD:BTC")["qty"].tolist() == [1.5]
+    assert len(store["trades"].select("bybit:BTC/USDT:USDT")) == 2
 
 
 HL_TRADES = """exchange,symbol,timestamp,local_timestamp,id,side,price,amount
@@ -66,7 +67,7 @@ def test_hyperliquid_coins_named_as_ccxt_and_spot_refused(store, tmp_path):
     run(store, write(tmp_path / "hyperliquid_trades_2024-01-01_kPEPE.csv", HL_TRADES))
     got = store["trades"].select("hyperliquid:KPEPE/USDC:USDC")
     assert got["trade_id"].tolist() == [123456790, 123456791] and got["side"].tolist() == [-1, 1]
-    with pytest.raises(DataImportError, match="'@107' is a Hyperliquid spot pair"):
+    with pytest.raises(DataImportError, match="'@107' is a spot market"):
         run(store, write(tmp_path / "hyperliquid_trades_2024-01-01_@107.csv", HL_TRADES.replace("kPEPE", "@107")))
 
 
@@ -129,3 +130,13 @@ def test_one_symbol_option_cannot_rename_a_grouped_file(store, tmp_path):
     with pytest.raises(MissingOption, match="holds 'BTCUSDT' and 'ETHUSDT'; import it without --symbol"):
         run(store, path, symbol="bybit:BTC/USDT:USDT")
     assert store.tables() == []
+
+
+def test_bybit_inverse_open_interest_is_usd_contracts(store, tmp_path):
+    # Bybit inverse contracts are worth 1 USD each (https://bybit-exchange.github.io/docs/v5/market/open-interest:
+    # "BTCUSD(inverse) is USD"): oi_value = contracts, as the live Bybit parser stores it
+    text = ("exchange,symbol,timestamp,local_timestamp,funding_timestamp,funding_rate,predicted_funding_rate,open_interest,"
+            "last_price,index_price,mark_price\n"
+            "bybit,BTCUSD,1704067200000000,1704067200100000,1704096000000000,0.0001,,512345678,42300.5,42301.0,42302.0\n")
+    run(store, write(tmp_path / "bybit_derivative_ticker_2024-01-01_BTCUSD.csv", text))
+    assert store["open_interest"].select("bybit:BTC/USD:BTC")[["oi", "oi_value"]].values.tolist() == [[512345678.0] * 2]

@@ -195,7 +195,7 @@ class _Source:
 
 
 class _File:
-    __slots__ = ("path", "reader", "sources", "events", "bad", "frames")
+    __slots__ = ("path", "reader", "sources", "events", "bad", "frames", "first_bad")
 
     def __init__(self, path: Path, reader):
         self.path = path
@@ -204,6 +204,7 @@ class _File:
         self.events = 0  # events its frames yielded (rows produced, stored or not)
         self.bad: Counter = Counter()
         self.frames = 0
+        self.first_bad: str | None = None  # the message of its first bad frame (why a file gave nothing)
 
 
 def _journal_tag(feed: type[VenueFeed], market) -> str:
@@ -543,6 +544,8 @@ class _Replay:
         """A frame the parser refused: counted, or handed to ``on_bad`` (which may raise)."""
         self.bad[type(exc).__name__] += 1
         src.file.bad[type(exc).__name__] += 1
+        if src.file.first_bad is None:
+            src.file.first_bad = f"{type(exc).__name__}: {str(exc)[:300]}"
         if self.on_bad is not None:
             self.on_bad(exc, frame)
 
@@ -750,7 +753,7 @@ def replay(
     if empty:
         detail = "; ".join(
             f"{f.path}: {f.reader.frames} frames, none with rows"
-            + (f" (bad frames {dict(f.bad)})" if f.bad else " (acks, control or unused frames only)")
+            + (f" (bad frames {dict(f.bad)}; the first: {f.first_bad})" if f.bad else " (acks, control or unused frames only)")
             for f in empty
         )
         err = ReplayError(f"{len(empty)} of {len(files)} file(s) yielded no rows: {detail}")

@@ -37,7 +37,7 @@ from collectors.exchanges import InvalidValue, MalformedFrame, UnknownSymbol
 from collectors.exchanges import binance as bn
 from collectors.exchanges import bybit as bb
 from collectors.exchanges import hyperliquid as hl
-from collectors.replay import replay
+from collectors.replay import ReplayError, replay
 from collectors.symbols import MARKETS, Markets, MarketType, SymbolNotFound
 from tickstore import TradeKind
 
@@ -594,7 +594,7 @@ def test_replay_of_hyperliquid_coins_beyond_the_builtin_table(data_dir, store, t
             assert report.bad_frames == {} and len(store["trades"].select("hyperliquid:FARTCOIN/USDC:USDC")) == n > 0
             assert len(store["book"].select("hyperliquid:FARTCOIN/USDC:USDC")) > 0
         else:
-            with pytest.raises(Exception, match="yielded no rows.*UnknownSymbol"):
+            with pytest.raises(ReplayError, match="yielded no rows.*UnknownSymbol.*'@107' is a spot market"):
                 replay([path], store=store)
 
 

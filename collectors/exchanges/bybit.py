@@ -14,9 +14,11 @@ Topics handled (``<name>.<native id>``; orderbook depth 1/50/200/1000, and the o
 
     publicTrade.BTCUSDT        -> Trade
     orderbook.200.BTCUSDT      -> DepthSnapshot (type=snapshot) / DepthDiff (type=delta)
-    tickers.BTCUSDT            -> Mark, OpenInterest (linear only), Quote (linear bid1/ask1,
-                                  only for symbols without a book on the connection)
-    allLiquidation.BTCUSDT     -> Liquidation (linear only)
+    tickers.BTCUSDT            -> Mark, OpenInterest (contracts: linear, inverse), Quote
+                                  (contracts' bid1/ask1, only for symbols without a book on
+                                  the connection); spot tickers carry none of these
+    allLiquidation.BTCUSDT     -> Liquidation (contracts; also the deprecated liquidation.<id>)
+    kline.1.BTCUSDT            -> nothing (bars come from trades or the REST backfill)
     {"op": "subscribe"|"ping"|"pong", ...} acks      -> nothing (failed subscribe raises)
 
 Order book rule (Bybit's, not Binance's; https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook):
@@ -26,8 +28,8 @@ carry ``u == previous u + 1``. ``orderbook.1`` (linear, inverse and spot) sends 
 only, re-sent with the same ``u`` after 3 s without a change; depths 50/200/1000 (and the
 older 500; spot 200 is pushed every 200 ms, linear every 100 ms) send one snapshot per
 subscription, then deltas. A delta with ``u == 1`` on a book further along (a restart the
-venue announced as a delta) breaks the chain instead of being taken for a duplicate. A delta becomes
-``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which is Binance's spot
+venue announced as a delta) breaks the chain instead of being taken for a duplicate. A
+delta becomes ``DepthDiff(first_update_id=u, update_id=u, prev_update_id=u-1)``, which is Binance's spot
 chain rule (``U == last u + 1``; the first diff spans ``snapshot u + 1``), so the generic
 ``collectors/book.BookBuilder`` built with ``Market.SPOT`` syncs Bybit books and writes
 every ``sequence_break``/``resync`` gap. One thing differs from Binance's REST snapshots

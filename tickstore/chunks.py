@@ -37,7 +37,7 @@ import blosc2
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
-from .columns import mapped
+from .memory import mapped
 
 __all__ = ["THREADS", "CODECS", "run", "scratch", "cparams", "compress", "decompress"]
 

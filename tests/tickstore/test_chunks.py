@@ -13,7 +13,7 @@ import pandas.testing as pdt
 import pytest
 import tables
 
-from tickstore import CorruptionError, Tickstore, chunks, diskio
+from tickstore import CorruptionError, Tickstore, chunks, diskio, memory
 from tickstore.columns import MAPPED_MIN, Columns
 from tickstore.splay import CHUNK_ROWS
 from tests.tickstore.helpers import SYM, trades
@@ -158,3 +158,58 @@ def test_create_new_returns_the_sha256_of_what_it_wrote(tmp_path):
     assert path.read_bytes() == b"".join(parts)
     assert digest == hashlib.sha256(b"".join(parts)).hexdigest()
     assert not list(path.parent.glob(".*tmp*"))
+
+
+def test_a_dropped_reads_memory_is_reused_and_the_pool_is_bounded(monkeypatch):
+    memory.release()
+    n = 1_000_000
+    first = Columns.empty({"ts": np.int64, "price": np.float64}, n)
+    address = first["ts"].ctypes.data
+    price = first["price"]
+    del first
+    assert memory.pooled() == 0  # an array over the mapping is alive: not reusable
+    other = Columns.empty({"ts": np.int64, "price": np.float64}, n)
+    assert other["ts"].ctypes.data != address
+    del price
+    assert memory.pooled() == 16 << 20  # the first read's mapping, now free
+    again = Columns.empty({"ts": np.int64, "price": np.float64}, n - 5)  # fits: reused
+    assert again["ts"].ctypes.data == address and memory.pooled() == 0
+    del again, other
+    assert memory.pooled() == 32 << 20
+    big = Columns.empty({"ts": np.int64}, 30_000_000)  # 240 MB: no pooled mapping fits
+    assert big["ts"].ctypes.data != address
+    monkeypatch.setattr(memory, "POOL_BYTES", 64 << 20)
+    del big  # 240 MB > POOL_BYTES: unmapped at once
+    assert memory.pooled() == 32 << 20
+    monkeypatch.setattr(memory, "IDLE_SECONDS", 0.0)
+    small = Columns.empty({"ts": np.int64}, 200_000)  # 1.6 MB: no pooled one fits, and the idle ones expire
+    assert memory.pooled() == 0
+    monkeypatch.setattr(memory, "IDLE_SECONDS", 30.0)
+    del small
+    assert memory.pooled() == 2 << 20
+    assert memory.release() == 2 << 20 and memory.pooled() == 0
+
+
+def test_a_read_keeps_its_values_whatever_happens_to_other_reads(tmp_path):
+    """Pooled memory is handed out again only once no array uses it."""
+    n = CHUNK_ROWS * 3
+    df = trades("2024-08-08", n, step="100ms")
+    with Tickstore(tmp_path) as store:
+        store["trades"].insert(SYM, "2024-08-08", df)
+        kept = store["trades"].select(SYM)["price"]  # the frame is dropped, one column kept
+        for _ in range(3):
+            store["trades"].select(SYM, columns=["qty"])
+        pdt.assert_series_equal(kept, df["price"], check_freq=False)
+
+
+def test_idle_pooled_memory_is_unmapped_even_if_nothing_reads_again(monkeypatch):
+    import time
+
+    memory.release()
+    monkeypatch.setattr(memory, "IDLE_SECONDS", 0.05)
+    rows = Columns.empty({"ts": np.int64}, 1_000_000)
+    del rows
+    deadline = time.monotonic() + 30
+    while memory.pooled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert memory.pooled() == 0

@@ -43,8 +43,12 @@ def _root(ctx: click.Context, root: str | None) -> str:
 @click.option("--skip-bad-lines", is_flag=True, help="Count lines that are no capture line and go on (default: stop there).")
 @click.option("--no-book-state", is_flag=True,
               help="Neither continue books from the store's saved book state nor save it (each book starts from a snapshot).")
+@click.option("--partial-book-rows", type=click.Choice(["frames", "grid", "both"]), default="frames", show_default=True,
+              help="Captures of Binance partial books only (depth5/10/20, no diffs): a book row per frame at its "
+              "exchange time, on the grid, or both (the collector's [book] partial_rows).")
 @click.pass_context
-def replay(ctx, files, root, venue, market, levels, interval_ms, keep_diffs, skip_bad_lines, no_book_state):
+def replay(ctx, files, root, venue, market, levels, interval_ms, keep_diffs, skip_bad_lines, no_book_state,
+           partial_book_rows):
     """Replay recorded captures of Binance, Bybit v5 or Hyperliquid into the store.
 
     FILES are hftbacktest '<recv_ts> <json>' files, cryptofeed raw captures (*.ws.1.0,
@@ -72,6 +76,7 @@ def replay(ctx, files, root, venue, market, levels, interval_ms, keep_diffs, ski
             keep_diffs=keep_diffs,
             skip_bad_lines=skip_bad_lines,
             book_state=not no_book_state,
+            partial_book_rows=partial_book_rows,
         )
     click.echo(report.summary())
 

@@ -30,8 +30,9 @@ Exactly-once into the store (``kill -9`` at any instant):
 
 - before the append: the records are in the journal, after the checkpoint: replayed;
 - between the append and the checkpoint: replayed too, so their rows are produced again.
-  Keyed tables (trades: trade_id; quotes: ts+update_id; book, mark: ts) drop them in
-  ``Table.append``; keyless tables (gaps, liquidations, book_diffs) are reconciled: the
+  Keyed tables (trades: trade_id; quotes: ts+update_id; book, mark: ts; gaps: the whole
+  row; book_diffs: the level's place in its diff) drop them in ``Table.append``; keyless
+  tables (liquidations) are reconciled: the
   first flush after a restart removes rows already stored (multiset difference on every
   column over the batch's time span; ``recv_ts`` comes from the journal, so a replayed
   row is bit-identical to the stored one);
@@ -668,6 +669,7 @@ class Collector:
         touched = None
         status = self._stream_status
         drop = self.feed.dropped_events
+        keep_diffs = self.config.keep_diffs
         for ev in events:
             cls = type(ev)
             if drop and cls in drop:
@@ -682,6 +684,8 @@ class Collector:
                 book = self.books.get(ev.symbol)
                 if book is None:
                     continue
+                if keep_diffs:  # as route_events does for replay and import
+                    self.batcher.add(ev)
                 out = book.on_diff(ev)
                 if out:
                     self.batcher.extend(out)

@@ -44,7 +44,10 @@ class CollectorConfig:
     ``partial_book_rows``: with partial-book channels only (Binance ``book5`` =
     ``depth5@100ms``, ...), ``"frames"`` stores every frame as a book row at its exchange
     time, ``"grid"`` samples them onto the ``book_interval_ms`` grid instead, ``"both"``
-    does both. ``klines``: store closed klines (channel ``klines``) in ``ohlcv_1m``
+    does both; ``replay`` of the collector's journal takes the same option (same default).
+    ``keep_diffs``: also store every depth diff in ``book_diffs`` (one row per level, its
+    ``ordinal`` in the diff), as ``replay``/``import`` ``--keep-diffs`` do.
+    ``klines``: store closed klines (channel ``klines``) in ``ohlcv_1m``
     (True) or ignore kline frames (False); they are never counted as bad frames.
     """
 
@@ -73,6 +76,7 @@ class CollectorConfig:
     name: str = ""  # feed name of a multi-feed daemon; "" = the only feed
     partial_book_rows: str = "frames"
     klines: bool = True
+    keep_diffs: bool = False
 
     def __post_init__(self):
         def bad(name, why):
@@ -102,6 +106,8 @@ class CollectorConfig:
             bad("partial_book_rows", "must be 'frames', 'grid' or 'both'")
         if not isinstance(self.klines, bool):
             bad("klines", "must be true or false")
+        if not isinstance(self.keep_diffs, bool):
+            bad("keep_diffs", "must be true or false")
         for name in ("book_interval_ms", "snapshot_limit", "streams_per_connection", "max_frame_bytes", "max_backlog_rows"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")
@@ -164,7 +170,7 @@ _TOML_KEYS = {
     },
     "book": {
         "levels": ("book_levels", int), "interval_ms": ("book_interval_ms", int),
-        "partial_rows": ("partial_book_rows", str),
+        "partial_rows": ("partial_book_rows", str), "keep_diffs": ("keep_diffs", bool),
         "snapshot_limit": ("snapshot_limit", int), "snapshot_min_interval_s": ("snapshot_min_interval_s", (int, float)),
     },
     "session": {
@@ -186,7 +192,7 @@ def load_config(path, *, overrides: dict | None = None) -> CollectorConfig:
 
     Sections: ``[collector]`` (venue, store, journal, symbols, channels, flush_interval_s,
     streams_per_connection, max_frame_bytes, max_backlog_rows, stop_retry_s,
-    store_retry_max_s), ``[book]`` (levels, interval_ms,
+    store_retry_max_s), ``[book]`` (levels, interval_ms, partial_rows, keep_diffs,
     snapshot_limit), ``[session]`` (stale_after_s, ping_interval_s, max_connection_age_s,
     rest_timeout_s), ``[backoff]``, ``[journal]`` (segment_bytes, fsync, fsync_interval_s,
     keep_committed) and ``[endpoints.<market>]`` (ws, rest; markets: binance spot, usdm,

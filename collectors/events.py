@@ -288,13 +288,18 @@ def events_to_frame(events: list) -> pd.DataFrame:
                     cols[f"{side}_{what}_{i + 1}"] = mat[:, i]
         ts = [e.ts for e in events]
     elif cls is DepthDiff:
+        # one row per level, bids then asks in the order the venue sent them; ordinal is the
+        # row's position in its diff (a diff may name one price twice: both rows are kept)
         rows = []
         for e in events:
+            n = 0
             for side, levels in ((1, e.bids), (-1, e.asks)):
                 for px, qty in levels:
-                    rows.append((e.ts, e.recv_ns, e.first_update_id, e.update_id, e.prev_update_id, side, px, qty))
-        arr = np.array(rows, dtype="i8,i8,i8,i8,i8,i1,f8,f8") if rows else np.zeros(0, "i8,i8,i8,i8,i8,i1,f8,f8")
-        names = ["ts", "recv_ts", "first_update_id", "update_id", "prev_update_id", "side", "price", "qty"]
+                    rows.append((e.ts, e.recv_ns, e.first_update_id, e.update_id, e.prev_update_id, side, px, qty, n))
+                    n += 1
+        dtype = "i8,i8,i8,i8,i8,i1,f8,f8,i4"
+        arr = np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype)
+        names = ["ts", "recv_ts", "first_update_id", "update_id", "prev_update_id", "side", "price", "qty", "ordinal"]
         arr.dtype.names = names
         cols = {n: arr[n] for n in names[1:]}
         cols["recv_ts"] = _utc(arr["recv_ts"])

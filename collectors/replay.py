@@ -37,13 +37,17 @@ saved state is newer than its frames). REST snapshots that do not name their sym
 (hftbacktest spot/USD-M) belong to the depth stream of their own source: the last depth
 symbol seen in it, or, when the snapshot comes first, the next one.
 
+Book rows: on the grid (``book_interval_ms``), except for a source whose book frames are
+all Binance partial books (``depth5/10/20``, no diff in the whole capture): a row per frame
+at its exchange time by default (``partial_book_rows``, the collector's option and default).
+
 Book rows for a quiet book (no diff for a while) are flushed from the exchange clock of
 the other frames of its source, every second and 1 s behind it (a diff more than 1 s out
 of order on one connection would make such a row stale).
 
 Idempotent: a second replay of the same capture writes nothing. Keyed tables
 (``tickstore.schemas``: trades by trade id, quotes, books, mark by time, the gap ledger
-and book diffs by their whole row) skip stored keys in ``Table.append``; the keyless
+by its whole row, book diffs by each level's place in its diff) skip stored keys in ``Table.append``; the keyless
 ``liquidations`` append only the rows not stored yet (``collectors.reconcile``). Bad frames (malformed JSON, unknown streams, oversized)
 are counted per error class in the report, never fatal. Damaged input (a cut or corrupt
 gzip/zstd stream, a line that is no capture line unless ``skip_bad_lines``) stops the
@@ -174,7 +178,7 @@ class _Source:
 
     __slots__ = (
         "label", "file", "feed", "market", "parser", "parse", "tag", "rest_native", "on_snapshot", "depth_symbol",
-        "pending", "books", "flushed_ns", "book_of",
+        "pending", "books", "flushed_ns", "book_of", "book_rows",
     )
 
     def __init__(self, label: str, file, feed: type[VenueFeed], market, parser, tag: str, rest_native: str | None):
@@ -192,6 +196,7 @@ class _Source:
         self.books: set[str] = set()  # symbols whose depth this source carries
         self.flushed_ns = 0  # exchange time up to which this source's books were flushed
         self.book_of = None  # route_events' book_of for this source's frames
+        self.book_rows = "grid"  # BookBuilder(rows=) of the books this source creates
 
 
 class _File:
@@ -240,22 +245,33 @@ def _market_arg(feed: type[VenueFeed] | None, market):
 
 # -- which venue and market each source is --------------------------------------------------------
 def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
-    """{conn: (feed, market)} of every source of one capture (see the module docstring)."""
+    """{conn: (feed, market, book natives, partial only)} of every source of one capture
+    (see the module docstring)."""
     reader = CaptureReader(path, skip_bad_lines=skip_bad_lines)
-    found: dict = {}  # conn -> [feed, market, evidence, native ids with a book topic]
+    # conn -> [feed, market, evidence, native ids with a book topic, depth frame kinds seen]
+    found: dict = {}
     decided: set = set()
+    WS = FrameKind.WS
     for frame in reader:
         conn = frame.conn
         if conn in decided:
-            feed = found[conn][0]
+            entry = found[conn]
+            feed = entry[0]
             if feed.book_quotes:  # quotes from books: which symbols have one (the whole capture)
                 native = feed.book_native(frame.raw)
                 if native is not None:
-                    found[conn][3].add(native)
+                    entry[3].add(native)
+            elif feed.partial_books and "diff" not in entry[4]:
+                # partial books only (a row per frame, as the collector) unless a diff comes:
+                # the whole capture is read until one does
+                if frame.kind is WS and frame.raw:
+                    kind = feed.depth_frame_kind(frame.raw)
+                    if kind is not None:
+                        entry[4].add(kind)
             elif reader.format.one_connection:
                 break
             continue
-        entry = found.setdefault(conn, [None, None, None, set()])
+        entry = found.setdefault(conn, [None, None, None, set(), set()])
         if frame.kind is FrameKind.GAP:
             continue
         feed = mkt = None
@@ -293,6 +309,10 @@ def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
         entry[0] = feed
         if entry[2] is None:
             entry[2] = evidence
+        if feed.partial_books and frame.kind is WS and frame.raw:
+            kind = feed.depth_frame_kind(frame.raw)
+            if kind is not None:
+                entry[4].add(kind)
         if feed.book_quotes and frame.raw:
             native = feed.book_native(frame.raw)
             if native is not None:
@@ -301,7 +321,7 @@ def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
             entry[1], entry[2] = mkt, evidence
             decided.add(conn)
     out = {}
-    for conn, (feed, mkt, evidence, booked) in found.items():
+    for conn, (feed, mkt, evidence, booked, depth_kinds) in found.items():
         where = _label(path, conn, len(found) > 1)
         if feed is None and feed_arg is None:
             if evidence is None and conn is not None and not reader.format.one_connection:
@@ -338,7 +358,7 @@ def _detect(path: Path, feed_arg, market_arg, skip_bad_lines: bool) -> dict:
                 f"cannot tell the {_NAMES[feed.venue]} market of {where!r} from its frames; pass market= (--market) "
                 f"{', '.join(m.value for m in feed.markets)}"
             )
-        out[conn] = (feed, mkt, frozenset(booked))
+        out[conn] = (feed, mkt, frozenset(booked), depth_kinds == {"partial"})
     return out
 
 
@@ -351,7 +371,7 @@ def detect(path, *, venue: Venue | str | None = None, market=None, skip_bad_line
     """
     feed = _venue_arg(venue)
     found = _detect(Path(path), feed, _market_arg(feed, market), skip_bad_lines)
-    return {conn: (f.venue, m) for conn, (f, m, _) in found.items()}
+    return {conn: (f.venue, m) for conn, (f, m, _, _) in found.items()}
 
 
 def _label(path: Path, conn, several: bool) -> str:
@@ -363,11 +383,10 @@ class _Replay:
     """The pipeline shared by ``replay`` (capture files) and ``replay_frames`` (an iterable)."""
 
     def __init__(self, store, *, book_levels, book_interval_ms, keep_diffs, flush_events, journal, book_state, source,
-                 sink=None, on_bad=None, book_rows="grid"):
+                 sink=None, on_bad=None):
         self.store = store
         self.sink = sink  # (table, symbol, frame) -> None instead of store appends (importers)
         self.on_bad = on_bad
-        self.book_rows = book_rows
         self.levels, self.interval_ms = int(book_levels), int(book_interval_ms)
         self.batcher = EventBatcher(book_table(book_levels))
         self.keep_diffs = keep_diffs
@@ -393,7 +412,7 @@ class _Replay:
         b = self.books.get(symbol)
         if b is None:
             b = BookBuilder(symbol, src.feed.sequencing(src.market), levels=self.levels, interval_ms=self.interval_ms,
-                            quotes=src.feed.book_quotes and src.parser.book_quotes(symbol), rows=self.book_rows)
+                            quotes=src.feed.book_quotes and src.parser.book_quotes(symbol), rows=src.book_rows)
             state = self.saved.get(book_key(symbol, self.levels, self.interval_ms))
             if state is not None:
                 try:
@@ -634,7 +653,7 @@ class _Replay:
 
 
 def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_frame_bytes: int, parsers: dict,
-                booked=frozenset(), markets=None) -> _Source:
+                booked=frozenset(), markets=None, book_rows: str = "grid") -> _Source:
     # One Binance parser per market (its float memo shared; spot quote times and settlements
     # need every frame of the market in order, and carry to the next replay); Bybit
     # and Hyperliquid parsers keep per-topic state, so each connection has its own.
@@ -654,6 +673,7 @@ def _new_source(rp: _Replay, f: _File, conn, feed, market, several: bool, max_fr
     rest_native = conn.partition(":")[2] or None if isinstance(conn, str) and issubclass(feed, BinanceFeed) else None
     src = _Source(_label(f.path, conn, several), f, feed, market, parser, _journal_tag(feed, market), rest_native)
     src.book_of = rp.book_of_source(src)
+    src.book_rows = book_rows
     return src
 
 
@@ -672,6 +692,7 @@ def replay(
     skip_bad_lines: bool = False,
     book_state: bool = True,
     source: str = SOURCE,
+    partial_book_rows: str = "frames",
 ) -> ReplayReport:
     """Replay capture files into ``store`` through the live parsing path.
 
@@ -706,6 +727,12 @@ def replay(
         Continue books from, and leave them in, ``<store root>/_book_state.json``.
     source:
         The ``source`` of every version written.
+    partial_book_rows:
+        Book rows of a source whose book frames are all Binance partial books
+        (``depth5/10/20``, no diff in the capture): ``"frames"`` (a row per frame at its
+        exchange time, the default), ``"grid"`` or ``"both"``, as
+        ``CollectorConfig.partial_book_rows`` (same default), so a replay of a collector's
+        journal stores what the collector stored. Sources with diffs are on the grid.
 
     Raises
     ------
@@ -725,6 +752,8 @@ def replay(
     paths = [Path(p) for p in paths]
     if not paths:
         raise ReplayError("replay needs at least one capture file")
+    if partial_book_rows not in ("frames", "grid", "both"):
+        raise ReplayError(f"partial_book_rows must be 'frames', 'grid' or 'both', got {partial_book_rows!r}")
     feed_arg = _venue_arg(venue)
     market_arg = _market_arg(feed_arg, market)
     placed = [(p, _detect(p, feed_arg, market_arg, skip_bad_lines)) for p in paths]  # all checked first
@@ -734,8 +763,9 @@ def replay(
     files = []
     for p, conns in placed:
         f = _File(p, CaptureReader(p, skip_bad_lines=skip_bad_lines))
-        for conn, (feed, mkt, booked) in conns.items():
-            f.sources[conn] = _new_source(rp, f, conn, feed, mkt, len(conns) > 1, max_frame_bytes, parsers, booked)
+        for conn, (feed, mkt, booked, partial_only) in conns.items():
+            f.sources[conn] = _new_source(rp, f, conn, feed, mkt, len(conns) > 1, max_frame_bytes, parsers, booked,
+                                          book_rows=partial_book_rows if partial_only else "grid")
         files.append(f)
     enabled = gc.isenabled()
     gc.disable()
@@ -816,10 +846,10 @@ def replay_frames(
         raise ReplayError(f"replay_frames needs market= (one of {[m.value for m in feed.markets]})")
     rp = _Replay(store, book_levels=book_levels, book_interval_ms=book_interval_ms, keep_diffs=keep_diffs,
                  flush_events=flush_events, journal=None, book_state=book_state, source=source, sink=sink,
-                 on_bad=on_bad, book_rows=book_rows)
+                 on_bad=on_bad)
     f = _File(Path(name), None)
     src = f.sources[None] = _new_source(rp, f, None, feed, feed.markets(value), False, max_frame_bytes, {},
-                                        frozenset(book_natives), markets)
+                                        frozenset(book_natives), markets, book_rows=book_rows)
     if snapshot_rule is not None:
         src.on_snapshot = snapshot_rule
 

@@ -116,6 +116,7 @@ class VenueFeed:
     rest_snapshots = False
     snapshots_advance_clock = True
     book_quotes = False  # the venue's quotes are the top of its book (BookBuilder(quotes=True))
+    partial_books = False  # the venue has partial-book streams besides diffs (Binance depth5/10/20)
 
     def __init__(self, config):
         self.config = config
@@ -199,6 +200,14 @@ class VenueFeed:
         return None
 
     @classmethod
+    def depth_frame_kind(cls, raw: bytes) -> str | None:
+        """``"diff"`` or ``"partial"`` for a depth frame of a venue with partial-book streams
+        (``partial_books``), else None (cheap scan). A source whose book frames are all
+        partial books stores a row per frame by default, as the collector does for a
+        config of partial-book channels only (``CollectorConfig.partial_book_rows``)."""
+        return None
+
+    @classmethod
     def sequencing(cls, market) -> Market:
         """The ``BookBuilder`` diff rule of a market's books (a Binance ``Market`` value)."""
         return Market.SPOT
@@ -254,6 +263,7 @@ class BinanceFeed(VenueFeed):
     ENDPOINTS = bn.ENDPOINTS
     CHANNELS = tuple(Channel)
     rest_snapshots = True
+    partial_books = True
     snapshots_advance_clock = True  # futures partial books carry E; spot ones as dated (see below)
     exchange = "binance"  # the ccxt id of the symbols (Binance.US: "binanceus")
     TAG_PREFIX = ""  # journal tags: "<market>-<i>" (unchanged since before other venues)
@@ -288,6 +298,10 @@ class BinanceFeed(VenueFeed):
                 f"channels: {[c.name.lower() for c in shallow]} carry {shallow[0].partial_levels} levels, fewer than "
                 f"book_levels={config.book_levels}; use a deeper partial book or a smaller book_levels"
             )
+
+    @classmethod
+    def depth_frame_kind(cls, raw: bytes) -> str | None:
+        return bn.depth_frame_kind(raw)
 
     @staticmethod
     def advances_clock(ev: DepthSnapshot) -> bool:

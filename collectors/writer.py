@@ -15,8 +15,8 @@ checkpoint moves only past rows the store committed::
       a bug: any exception at all)             off); nothing is dropped, nothing counted stored
 
 Exactly once: a failed append may still have committed (an error after the commit point,
-e.g. while compacting). Keyed tables (trades, quotes, book, mark) skip rows whose key is
-stored; for keyless ones (gaps, liquidations, book_diffs) a (table, symbol) whose append
+e.g. while compacting). Keyed tables (trades, quotes, book, mark, gaps, book_diffs) skip rows
+whose key is stored; for keyless ones (liquidations) a (table, symbol) whose append
 failed is *reconciled* at its next attempt: rows already stored are removed first
 (``collectors.reconcile``: multiset difference on every column over the frame's time span). The collector asks for
 the same while it replays its journal after a restart (``reconcile=True``). A reconcile

@@ -14,8 +14,10 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
     quotes          recv_ts, update_id:int64, bid_px, bid_qty, ask_px, ask_qty   [exchange event time]
     book, book_<N>  recv_ts, update_id, bid_px_1..N, bid_qty_1..N, ask_px_1..N, ask_qty_1..N
                     (``book`` is N=5)                                     key ts  [exchange event time]
-    book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty
-                                                                          key: the whole row  [exchange event time]
+    book_diffs      recv_ts, first_update_id, update_id, prev_update_id, side, price, qty,
+                    ordinal:int32 (position in the diff: bids then asks; -1 in files
+                    written before it)   key ts, first_update_id, update_id, ordinal,
+                    side, price, qty  [exchange event time]
     funding         rate (per interval), interval_h                       key ts  [exchange event time:
                     (year files: a few rows a day)                        the settlement time, on
                                                                           its whole hour]
@@ -36,8 +38,9 @@ and ``recv_ts`` equals it, so such rows can always be told apart.
 Column defaults: a column may declare a ``default`` (numeric columns only). A frame given
 to ``insert``/``append`` without that column gets the default in every row, and files
 written before the column was added to the schema read as the default, so frames and
-files of an older schema keep working. ``trades.kind`` defaults to ``TradeKind.MARKET``;
-``select`` always returns it.
+files of an older schema keep working. ``trades.kind`` defaults to ``TradeKind.MARKET``,
+``book_diffs.ordinal`` to -1 (rows written before it: their position is not known);
+``select`` always returns them.
 
 Each table's partition (how many days one file covers) fits its rate, so that reading
 years does not mean opening thousands of tiny files. A store whose files were written
@@ -366,12 +369,17 @@ _FIXED = {
         "book_diffs",
         _cols(
             "recv_ts:datetime first_update_id:int64 update_id:int64 prev_update_id:int64 "
-            "side:int8 price qty"
+            "side:int8 price qty ordinal:int32=-1"
         ),
-        # the whole row is the key: replaying a capture again (or a collector replaying its
-        # journal) adds nothing, and no two levels of a diff can ever conflict
-        key=("ts", "recv_ts", "first_update_id", "update_id", "prev_update_id", "side", "price", "qty"),
-        description="raw order-book diffs, one row per price level; qty 0 removes the level",
+        # A row is a level at a position of one diff: (ts, first/last update id, ordinal).
+        # A diff may name one price twice (Binance's T_DEPTH files do): both rows are kept,
+        # and replaying or importing the same diff again adds nothing, whichever path wrote
+        # it first (recv_ts is not in the key). side/price/qty keep rows written before the
+        # ordinal existed (ordinal -1, one row per distinct level of a diff) distinct.
+        key=("ts", "first_update_id", "update_id", "ordinal", "side", "price", "qty"),
+        description="raw order-book diffs, one row per price level in the order the venue sent them "
+                    "(bids, then asks); ordinal: the row's position in its diff (-1: written before "
+                    "ordinals); qty 0 removes the level",
         clock=TsClock.EVENT,
     ),
     "funding": Schema(

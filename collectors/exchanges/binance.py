@@ -82,6 +82,7 @@ from . import BadFrame, InvalidValue, MalformedFrame, OversizedFrame, UnknownStr
 
 __all__ = [
     "EXCHANGE",
+    "depth_frame_kind",
     "Market",
     "Channel",
     "Endpoints",
@@ -155,6 +156,22 @@ class Channel(enum.Enum):
 
 
 _PARTIAL = re.compile(r"depth(5|10|20)(?:@\d+ms)?")
+_STREAM_DEPTH = re.compile(rb'"stream"\s*:\s*"[^"@]*@(depth[^"]*)"')
+
+
+def depth_frame_kind(raw: bytes) -> str | None:
+    """``"diff"``, ``"partial"`` (a depth5/10/20 frame: the whole top-N book) or None for a
+    raw frame, as the parser routes it (by the combined stream's name; a bare
+    ``depthUpdate`` event is a diff), from the bytes alone (a cheap scan, no JSON)."""
+    m = _STREAM_DEPTH.search(raw, 0, 200)
+    if m is not None:
+        kind = m.group(1).decode("ascii", "replace")
+        if kind == "depth" or kind.startswith("depth@"):
+            return "diff"
+        return "partial" if _PARTIAL.fullmatch(kind) else None
+    if b'"stream"' not in raw[:200] and b'"e":"depthUpdate"' in raw[:200]:
+        return "diff"
+    return None
 
 
 @dataclass(frozen=True)

@@ -250,7 +250,7 @@ PINNED = {
     },
     "mark diffs book_10": {
         "book_10": "4d975219446f5a9c",
-        "book_diffs": "cf2ad06d3ca6f6cc",
+        "book_diffs": "d8fc559becc30987",  # ordinal column added (cf2ad06d3ca6f6cc without it: rows unchanged)
         "mark": "11920b901103f753",
         "quotes": "77bb619a1784fd0c",
         "trades": "1e622ef9b9639d0f",  # kind column added (all MARKET)

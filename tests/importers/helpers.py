@@ -9,9 +9,10 @@ from pathlib import Path
 from collectors.importers import ImportOptions, import_files
 
 
-def run(store, *paths, fmt=None, **options):
+def run(store, *paths, fmt=None, force=False, **options):
     """``import_files`` of ``paths`` without a progress bar; returns the report."""
-    return import_files(store, [str(p) for p in paths], format=fmt, options=ImportOptions(**options), progress=False)
+    return import_files(store, [str(p) for p in paths], format=fmt, options=ImportOptions(**options), progress=False,
+                        force=force)
 
 
 def write(path: Path, text: str, *, gz: bool = False) -> Path:

@@ -125,6 +125,11 @@ def test_real_t_depth_update_diffs_and_a_book_from_snapshot_plus_diffs(store, da
     assert diffs["qty"].tolist() == [float(r["qty"]) for r in exp]
     assert diffs["update_id"].unique().tolist() == [int(rows[0]["last_update_id"])]
     assert diffs["prev_update_id"].unique().tolist() == [int(rows[0]["pu"])]
+    # 37 rows repeat a side, price and quantity of the same update: every row is kept, at its
+    # position in the update (ordinal), and importing the file again adds nothing
+    assert len(diffs) == 100 and diffs["ordinal"].tolist() == list(range(100))
+    assert len({(r["side"], r["price"], r["qty"]) for r in rows}) == 63
+    assert sum(run(store, upd, keep_diffs=True, force=True).rows.values()) == 0
     assert store.tables() == ["book_diffs"]  # no snapshot in that file: no book rows
     # the real snapshot, then the real update rows renumbered to continue it (as the tar of
     # one day holds them): the book syncs, and its grid rows are the independent book

@@ -100,6 +100,7 @@ def test_binance_depth_snapshot_rows_round_trip(store, data_dir):
             "side": np.where(raw["side"] == "b", 1, -1).astype("i1"),
             "price": raw["price"].to_numpy("f8"),
             "qty": raw["qty"].to_numpy("f8"),
+            "ordinal": np.arange(len(raw), dtype="i4"),  # the row's position in the snapshot
         },
         index=_utc(raw["timestamp"], "ms").rename("ts"),
     )

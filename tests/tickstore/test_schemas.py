@@ -132,6 +132,47 @@ def test_files_written_before_kind_existed_read_as_market(tmp_path, monkeypatch)
         assert t.select(SYM)["kind"].iloc[0] == TradeKind.LIQUIDATION
 
 
+def _diffs(ts: str, update_id: int, levels: list, *, ordinal: bool = True) -> pd.DataFrame:
+    """One order-book diff: ``levels`` [(side, price, qty)] in the order the venue sent them."""
+    t = pd.DatetimeIndex([pd.Timestamp(ts, tz="UTC")] * len(levels), name="ts")
+    df = pd.DataFrame({
+        "recv_ts": t, "first_update_id": np.full(len(levels), update_id - 3, "i8"), "update_id": np.full(len(levels), update_id, "i8"),
+        "prev_update_id": np.full(len(levels), update_id - 4, "i8"), "side": np.array([s for s, _, _ in levels], "i1"),
+        "price": [float(p) for _, p, _ in levels], "qty": [float(q) for _, _, q in levels],
+    }, index=t)
+    return df.assign(ordinal=np.arange(len(levels), dtype="i4")) if ordinal else df
+
+
+def test_book_diffs_keep_a_level_named_twice_in_one_diff_and_old_files_read_ordinal_minus_one(tmp_path, monkeypatch):
+    """Rows are keyed by their position in the diff (``ordinal``): a diff naming one price
+    twice keeps both rows, appending the same diff again adds nothing. Files written before
+    the column existed (keyed by the whole row) read as ordinal -1 and stay correctable."""
+    current = builtin_schema("book_diffs")
+    assert current.column("ordinal").default == -1 and "ordinal" in current.key and "recv_ts" not in current.key
+    old = Schema("book_diffs", tuple(c for c in current.columns if c.name != "ordinal"),
+                 key=("ts", "recv_ts", "first_update_id", "update_id", "prev_update_id", "side", "price", "qty"))
+    first = _diffs("2024-08-08 10:00", 100, [(1, 10.0, 1.0), (-1, 11.0, 2.0)], ordinal=False)
+    with monkeypatch.context() as m:
+        m.setitem(schemas_mod._FIXED, "book_diffs", old)
+        with Tickstore(tmp_path) as store:
+            store["book_diffs"].append(SYM, first)
+    repeated = _diffs("2024-08-08 10:01", 200, [(1, 10.0, 1.0), (1, 10.0, 1.0), (-1, 11.0, 0.0), (-1, 11.0, 0.0)])
+    with Tickstore(tmp_path) as store:
+        t = store["book_diffs"]
+        assert t.append(SYM, repeated).rows == 4  # the same level twice in one diff: both kept
+        assert t.append(SYM, repeated).rows == 0  # the same diff again: nothing
+        # received again at another time (another capture of it): still the same rows
+        assert t.append(SYM, repeated.assign(recv_ts=repeated["recv_ts"] + pd.Timedelta(5, "s"))).rows == 0
+        got = t.select(SYM)
+        assert got["ordinal"].tolist() == [-1, -1, 0, 1, 2, 3]
+        pdt.assert_frame_equal(got.iloc[2:], repeated, check_freq=False)
+        day = t.select(SYM, "2024-08-08", "2024-08-09")  # a correction of old and new rows
+        day.iloc[0, day.columns.get_loc("qty")] = 1.5
+        t.insert(SYM, "2024-08-08", day, reason="fix")
+        assert t.select(SYM)["qty"].tolist() == [1.5, 2.0, 1.0, 1.0, 0.0, 0.0]
+        assert store.verify().ok
+
+
 def _agg(start: str, n: int, first_agg: int = 100, first_trade: int = 5000) -> pd.DataFrame:
     idx = pd.date_range(start, periods=n, freq="250ms", tz="UTC", name="ts")
     counts = np.arange(n) % 4 + 1

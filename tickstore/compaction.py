@@ -134,9 +134,9 @@ def merge(table, symbol: str, part: int, entries: list) -> None:
     superseded = [v for v in read_meta(table._abs(idx.path_of(entries[0]))).replaces if v in earlier]
     rows = merge_rows([table._read_entry(idx, e, with_kt=True) for e in entries], since)
     version = idx.next_version(part)
-    target = table._target(symbol, part, version)
+    target = table._tx.target(symbol, part, version)
     drop = [idx.path_of(e) for e in entries]
-    intent = table._intent_path(symbol)
+    intent = table._tx.intent_path(symbol)
     write_intent(intent, "merge", new=[target], drop=drop)
     crash_point("merge:intent")
     notes = "; ".join(
@@ -145,7 +145,7 @@ def merge(table, symbol: str, part: int, entries: list) -> None:
         if e["op"] not in (b"append", b"compact") and e["reason"]
     )
     reason = f"merged v{members[0]}..v{members[-1]} ({len(members)} files)" + (f"; {notes}" if notes else "")
-    e = table._write(
+    e = table._tx.write(
         symbol, target, part, version, rows,
         committed_at=since, op="compact", replaces=sorted(superseded) + members,
         reason=reason.encode()[:REASON_BYTES].decode("utf-8", "ignore"), source=_sources(entries),
@@ -153,7 +153,7 @@ def merge(table, symbol: str, part: int, entries: list) -> None:
     crash_point("merge:file")
     table.store._indexes.put(idx.merge(part, members, np.array([e], ENTRY)))  # the commit point
     crash_point("merge:published")
-    table._drop_files(drop)
+    table._tx.drop_files(drop)
     intent.unlink()
 
 

@@ -138,7 +138,7 @@ def prune(store, before, reason: str) -> dict:
         for name in store.tables():
             table = store[name]
             for sym in table.symbols():
-                with table._writing(sym):
+                with table._tx.writing(sym):
                     v, b = _prune_symbol(table, sym, before_ns, protected)
                 versions, size = versions + v, size + b
         return store._retention.finish(i, versions=versions, files=versions, bytes_=size)
@@ -162,11 +162,11 @@ def _prune_symbol(table, symbol: str, before: int, protected: np.ndarray) -> tup
     if facts:
         table.store._retention.add_closed(table.name, symbol, facts)
     rels = [idx.path_of(x) for x in e[drop]]
-    intent = table._intent_path(symbol)
+    intent = table._tx.intent_path(symbol)
     write_intent(intent, "prune", drop=rels)
     crash_point("prune:intent")
     table.store._indexes.put(idx.without(drop))  # the commit point
     crash_point("prune:published")
-    table._drop_files(rels)
+    table._tx.drop_files(rels)
     intent.unlink()
     return int(drop.sum()), int(e["size"][drop].sum())

@@ -1,24 +1,9 @@
 """The store facade: ``Tickstore`` (a root of tables) and ``Table`` (insert/append/delete/select).
 
 Composes the layout (paths), splay (one file), index (visibility), lock (one writer),
-intent (writes in progress), compaction (which files to merge), retention (prune), reader
-(assembling a read) and frames (validation). A write is one transaction on one (table,
-symbol)::
-
-    lock table -> finish or roll back a dead writer's intent -> validate everything
-      -> write intent (paths about to appear/go) -> knowledge time t (StoreClock.next)
-      -> write files (tmp, fsync, link; every row's knowledge time is t)
-      -> replace the symbol's index (tmp, fsync, rename)   <- the commit point
-      -> delete what a merge or prune dropped -> remove intent -> unlock
-
-A ``kill -9`` before the commit point leaves files no index names; after it, files the
-index no longer names. The next writer deletes both (they are listed in the intent). Any
-other failure before the commit point (a full disk, a read-only file system: a
-``StorageError``) rolls the write back at once, so the store is left as it was. A write
-refuses to start when the symbol's index is missing while its data files exist (it would
-reuse their version numbers): ``tickstore reindex`` first. The automatic compaction that
-follows a committed write never turns it into an error: a failed merge is logged, rolled
-back and retried by the next write (or ``compact()``).
+transaction (a write: intent, files, index, rollback), compaction (which files to merge),
+retention (prune), reader (assembling a read) and frames (validation). Every write is one
+transaction on one (table, symbol) (``transaction``): all or nothing, ``kill -9`` safe.
 
 Reads never lock. A read is made as of one knowledge time T (``as_of``, or "now" from the
 store clock): it waits for a commit at or before T still being written (``intent``),
@@ -31,12 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import re
 import weakref
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,12 +28,10 @@ import pandas as pd
 from . import diskio
 from .columns import Columns
 from .clock import MAX_NS, NS_PER_DAY, Clock, StoreClock, SystemClock, ns_to_timestamp, to_day, to_ns
-from .compaction import auto_compact, compact_symbol
+from .compaction import compact_symbol
 from .errors import (
-    CorruptionError,
     FrameError,
     NotFoundError,
-    PinError,
     SchemaError,
     SnapshotError,
     StorageError,
@@ -59,15 +39,16 @@ from .errors import (
     UnknownTableError,
 )
 from .frames import check_unique_key, frame_to_rows, key_values
-from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_partition, index_path
-from .intent import await_commit, crash_point, intent_tmp, recover, write_intent
-from .layout import data_path, decode_symbol, encode_symbol, parse_data_path, validate_symbol
+from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_partition
+from .intent import await_commit
+from .layout import decode_symbol, validate_symbol
 from .lock import TableLock
 from .pin import Pin, Selection
 from .reader import read_as_of, read_pin, to_frame
 from .retention import Retention, prune
 from .schemas import Partition, Schema, builtin_schema
-from .splay import KT, FileCache, FileMeta, write_file
+from .splay import KT, FileCache
+from .transaction import Commit, Writer
 
 if TYPE_CHECKING:
     from .integrity import ReindexReport, VerifyReport
@@ -76,19 +57,6 @@ __all__ = ["Tickstore", "Table", "Commit"]
 
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")  # matched whole (fullmatch)
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
-log = logging.getLogger("tickstore")
-
-
-@dataclass(frozen=True)
-class Commit:
-    """What a write did: one knowledge time, the versions it created, rows written/skipped."""
-
-    table: str
-    symbol: str
-    committed_at: pd.Timestamp | None
-    versions: tuple[tuple[pd.Timestamp, int], ...]  # (partition date, version)
-    rows: int
-    skipped: int = 0
 
 
 def _text(value, *, what: str, limit: int) -> bytes:
@@ -123,7 +91,7 @@ class Table:
         self.name = schema.name
         self.dir = store.root / schema.name
         self._lock = TableLock(self.dir / ".lock", timeout=store.lock_timeout)
-        self._intents: dict[str, Path] = {}
+        self._tx = Writer(self)
 
     def __repr__(self) -> str:
         return f"<Table {self.name} ({self.schema.partition.value} partitions) at {self.dir}>"
@@ -188,7 +156,7 @@ class Table:
         rows = check_unique_key(self.schema, rows)
         reason_b = _text(reason, what="reason", limit=REASON_BYTES)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._writing(symbol):
+        with self._tx.writing(symbol):
             return self._replace_day(symbol, day, rows, "insert", reason_b, source_b)
 
     def delete(self, symbol: str, date, *, reason: str, source: str = "") -> Commit:
@@ -205,7 +173,7 @@ class Table:
         if not reason_b:
             raise FrameError("delete needs a reason (the audit trail says why data disappeared)")
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._writing(symbol):
+        with self._tx.writing(symbol):
             return self._replace_day(symbol, day, None, "delete", reason_b, source_b)
 
     def _replace_day(self, symbol, day, rows, op, reason_b, source_b) -> Commit:
@@ -224,8 +192,8 @@ class Table:
         elif not holding:
             # a new day in a month/year partition is not a correction: it is added like an
             # append (no superseded copy of the partition); compaction merges it in
-            commit = self._commit(symbol, idx, [(part, rows, [])], op, reason_b, source_b)
-            self._compact_after_commit(symbol, [part])
+            commit = self._tx.commit(symbol, idx, [(part, rows, [])], op, reason_b, source_b)
+            self._tx.compact_after_commit(symbol, [part])
             return commit
         else:
             # files holding rows of this day (and empty ones) are replaced; rows of other
@@ -244,10 +212,10 @@ class Table:
             before, after = merged[merged["ts"] < lo], merged[merged["ts"] >= hi]
             new_rows = Columns.concat([before, new_rows, after])
         replaced = sorted(replaced, key=lambda e: int(e["version"]))
-        commit = self._commit(
+        commit = self._tx.commit(
             symbol, idx, [(part, new_rows, [int(e["version"]) for e in replaced])], op, reason_b, source_b
         )
-        self._compact_after_commit(symbol, [part])
+        self._tx.compact_after_commit(symbol, [part])
         return commit
 
     def append(self, symbol: str, df: pd.DataFrame, *, source: str = "") -> Commit:
@@ -268,7 +236,7 @@ class Table:
         rows = frame_to_rows(self.schema, df)
         rows = check_unique_key(self.schema, rows)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._writing(symbol):
+        with self._tx.writing(symbol):
             idx = self._index(symbol)
             if not len(rows):
                 return Commit(self.name, symbol, None, (), 0, 0)
@@ -283,8 +251,8 @@ class Table:
                     plan.append((int(p), fresh, []))
             if not plan:
                 return Commit(self.name, symbol, None, (), 0, skipped)
-            commit = self._commit(symbol, idx, plan, "append", b"", source_b, skipped=skipped)
-            self._compact_after_commit(symbol, [p for p, _, _ in plan])
+            commit = self._tx.commit(symbol, idx, plan, "append", b"", source_b, skipped=skipped)
+            self._tx.compact_after_commit(symbol, [p for p, _, _ in plan])
             return commit
 
     def ingest(self, symbol: str, df: pd.DataFrame, *, reason: str, source: str) -> Commit:
@@ -308,7 +276,7 @@ class Table:
         rows = check_unique_key(self.schema, rows)
         reason_b = _text(reason, what="reason", limit=REASON_BYTES)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
-        with self._writing(symbol):
+        with self._tx.writing(symbol):
             idx = self._index(symbol)
             if not len(rows):
                 return Commit(self.name, symbol, None, (), 0, 0)
@@ -326,7 +294,7 @@ class Table:
                     plan.append((p, merged, [int(e["version"]) for e in visible]))
             if not plan:
                 return Commit(self.name, symbol, None, (), 0, skipped)
-            return self._commit(symbol, idx, plan, "insert", reason_b, source_b, skipped=skipped)
+            return self._tx.commit(symbol, idx, plan, "insert", reason_b, source_b, skipped=skipped)
 
     def _held(self, rows: Columns, stored: Columns) -> np.ndarray:
         """Mask of ``rows`` already in ``stored``: by key, or as a multiset of whole rows."""
@@ -371,184 +339,6 @@ class Table:
             seen = np.isin(new_keys, old_keys)
         return rows[~seen]
 
-    def _entry(self, part: int, version: int, rows: Columns, meta: FileMeta, checksum: str, size: int):
-        """The index row of a file just written."""
-        e = np.zeros((), ENTRY)
-        k0 = self.schema.key[0] if self.schema.key else "ts"
-        n = len(rows)
-        e["partition"], e["version"] = part, version
-        e["committed_at"], e["superseded_at"] = meta.committed_at, MAX_NS
-        e["op"] = meta.op.encode()
-        e["rows"], e["first_ts"], e["last_ts"] = n, meta.first_ts, meta.last_ts
-        e["kmin"] = int(rows[k0].min()) if n else 0
-        e["kmax"] = int(rows[k0].max()) if n else 0
-        e["size"], e["checksum"] = size, checksum.encode()
-        e["reason"] = meta.reason.encode()[:REASON_BYTES]
-        e["source"] = meta.source.encode()[:SOURCE_BYTES]
-        e["kt_max"] = int(rows[KT].max()) if KT in rows.names and n else meta.committed_at
-        return e
-
-    def _target(self, symbol: str, part: int, version: int) -> str:
-        """The path of a new version, which must not exist yet (checked before the intent:
-        a rollback deletes what the intent names)."""
-        rel = data_path(self.name, self.schema.partition, part, symbol, version)
-        if os.path.lexists(self._abs(rel)):
-            raise CorruptionError(
-                f"{rel} exists but the index of {self.name} {symbol} does not name it; a write never "
-                f"replaces a data file: run `tickstore verify`, then `tickstore reindex {self.name}`"
-            )
-        return rel
-
-    def _write(self, symbol: str, rel: str, part: int, version: int, rows: Columns, *, committed_at: int, op: str,
-               replaces: list[int], reason: str, source: str):
-        """Write one version file; return its index row."""
-        n = len(rows)
-        meta = FileMeta(
-            table=self.name,
-            symbol=symbol,
-            partition=self.schema.partition.value,
-            partition_start=str(np.datetime64(part, "D")),
-            version=version,
-            committed_at=committed_at,
-            op=op,
-            replaces=tuple(replaces),
-            reason=reason,
-            source=source,
-            rows=n,
-            first_ts=int(rows["ts"][0]) if n else 0,
-            last_ts=int(rows["ts"][-1]) if n else 0,
-            schema=json.dumps(self.schema.to_json()),
-        )
-        checksum, size = write_file(
-            Path(self._abs(rel)),
-            rows,
-            meta,
-            complib=self.schema.complib,
-            complevel=self.schema.complevel,
-            shuffle=self.schema.shuffle,
-            encoding=self.schema.encoding,
-        )
-        return self._entry(part, version, rows, meta, checksum, size)
-
-    def _commit(self, symbol, idx, plan, op, reason_b, source_b, *, skipped: int = 0) -> Commit:
-        """Write one file per planned partition and publish them in one index update, at
-        one new knowledge time.
-
-        ``plan`` is ``[(partition, rows, versions it supersedes), ...]``.
-        """
-        versions = [idx.next_version(part) for part, _, _ in plan]
-        targets = [self._target(symbol, part, v) for (part, _, _), v in zip(plan, versions)]
-        intent = self._intent_path(symbol)
-        diskio.makedirs(intent.parent)
-        # readers as of a time >= floor wait for this commit (see intent.py); its time is
-        # taken after the intent exists, so it is >= floor
-        write_intent(intent, "commit", new=targets, floor=self.store._clock.floor())
-        crash_point("commit:intent")
-        now = self.store._clock.next(idx.last_commit + 1)
-        new, supersede = [], {}
-        for (part, rows, replaces), version, rel in zip(plan, versions, targets):
-            new.append(self._write(symbol, rel, part, version, rows, committed_at=now, op=op, replaces=replaces,
-                                   reason=reason_b.decode(), source=source_b.decode()))
-            crash_point("commit:file")
-            supersede.setdefault(part, []).extend(replaces)
-        new = np.array(new, ENTRY)
-        self.store._indexes.put(idx.commit(new, supersede, now))  # the commit point
-        crash_point("commit:published")
-        intent.unlink()
-        return Commit(
-            self.name,
-            symbol,
-            ns_to_timestamp(now),
-            tuple((ns_to_timestamp(int(p) * NS_PER_DAY), int(v)) for p, v in zip(new["partition"], new["version"])),
-            int(new["rows"].sum()),
-            skipped,
-        )
-
-    @contextmanager
-    def _writing(self, symbol: str):
-        """One write of ``symbol``: the table lock, a dead writer's files rolled back, and
-        no write without an index. A failure before the commit point deletes this write's
-        files before it reaches the caller (nothing changed); an ``OSError`` that no layer
-        turned into a ``StorageError`` is turned here."""
-        with self._lock.hold():
-            self._recover(symbol)
-            self._check_writable(symbol)
-            try:
-                yield
-            except BaseException as exc:
-                try:
-                    self._recover(symbol)
-                except Exception:  # noqa: BLE001 - the next writer retries the rollback
-                    log.warning("%s %s: rolling back a failed write failed; the next write retries", self.name, symbol, exc_info=True)
-                if isinstance(exc, OSError):
-                    raise StorageError.from_os(exc, getattr(exc, "filename", None) or self.dir, "writing") from None
-                raise
-
-    def _check_writable(self, symbol: str) -> None:
-        """Refuse to write a symbol whose index is missing while its data files exist: the
-        writer would number versions from 1 again and ignore what is committed."""
-        if os.path.lexists(index_path(self.store.root, self.name, symbol)):
-            return
-        depth = {Partition.DAY: 3, Partition.MONTH: 2, Partition.YEAR: 1}[self.schema.partition]
-        for path in self.dir.glob("/".join(["[0-9]*"] * depth + [f"{encode_symbol(symbol)}_*.h5"])):
-            try:
-                if parse_data_path(str(path.relative_to(self.store.root)), self.schema.partition)[1] != symbol:
-                    continue  # another symbol whose name extends this one with '_...'
-            except TickstoreError:
-                continue
-            raise CorruptionError(
-                f"{self.name} {symbol}: the index is missing but data files exist "
-                f"(e.g. {path.relative_to(self.store.root)}); run `tickstore reindex {self.name}` to rebuild "
-                f"it from the files before writing"
-            )
-
-    def _compact_after_commit(self, symbol: str, touched: list[int]) -> None:
-        """The automatic compaction after a committed write. Its failure (a full disk...)
-        must not make the committed write look failed: a caller would retry it, and a table
-        without a key would store the rows twice. Logged and rolled back; the next write of
-        the symbol (or ``compact()``) merges again."""
-        try:
-            auto_compact(self, symbol, touched)
-        except (TickstoreError, OSError):
-            log.warning("%s %s: compaction after a committed write failed; retried by the next write", self.name, symbol, exc_info=True)
-            try:
-                self._recover(symbol)
-            except Exception:  # noqa: BLE001 - the next writer retries the rollback
-                log.warning("%s %s: rolling back the failed compaction failed", self.name, symbol, exc_info=True)
-
-    def _intent_path(self, symbol: str) -> Path:
-        p = self._intents.get(symbol)  # every read stats it: built once per symbol
-        if p is None:
-            p = self._intents[symbol] = index_path(self.store.root, self.name, symbol).with_suffix(".intent")
-        return p
-
-    def _recover(self, symbol: str) -> None:
-        """Finish or roll back a write of ``symbol`` that died (lock held; see ``intent``)."""
-        intent = self._intent_path(symbol)
-        intent_tmp(intent).unlink(missing_ok=True)  # a writer died writing its intent
-        if not intent.exists():
-            return
-        idx = self._index(symbol)
-        if recover(intent, {idx.path_of(e) for e in idx.entries}, self.store.root):
-            for leftover in intent.parent.glob(f".{encode_symbol(symbol)}.h5.tmp-*"):
-                leftover.unlink(missing_ok=True)
-            diskio.fsync_dir(intent.parent)
-
-    def _drop_files(self, rels: list[str]) -> None:
-        """Delete files the committed index no longer names (after a merge or prune).
-
-        Not fsynced: a deletion a power cut undoes leaves a file no index names, which
-        ``verify`` reports and a read never sees.
-        """
-        paths = [self._abs(r) for r in rels]
-        self.store._files.discard(paths)
-        for p in paths:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-            crash_point("drop:file")
-
     # -- compaction ---------------------------------------------------------------------
     def compact(self, symbol: str | None = None) -> int:
         """Merge every partition's visible files into one; returns how many partitions were merged.
@@ -560,7 +350,7 @@ class Table:
         done = 0
         with self._lock.hold():
             for sym in symbols:
-                with self._writing(sym):
+                with self._tx.writing(sym):
                     done += compact_symbol(self, sym)
         return done
 
@@ -677,7 +467,7 @@ class Table:
         validate_symbol(symbol)
         as_of_ns, protected = self.store._resolve(as_of)
         at = as_of_ns if as_of_ns is not None else self.store._clock.now()
-        await_commit(self._intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
+        await_commit(self._tx.intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
         e = self._index(symbol).visible(at)
         if not protected:
             self.store._retention.check(at, self.store._snapshot_times)

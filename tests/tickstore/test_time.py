@@ -88,7 +88,7 @@ def _commit_in_flight(store, pid: int, floor: int) -> None:
     """The intent a writer leaves while it writes its files (see tickstore/intent.py)."""
     from tickstore.intent import _started
 
-    path = store["trades"]._intent_path(SYM)
+    path = store["trades"]._tx.intent_path(SYM)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"kind": "commit", "pid": pid, "started": _started(pid), "floor": floor, "new": [], "drop": []}))
 
@@ -118,4 +118,4 @@ def test_a_read_waits_for_a_commit_in_flight_at_its_time_and_not_for_a_dead_writ
     # its writer is dead: the commit never lands, reads go on (the next writer rolls back)
     assert len(t.select(SYM)) == 5
     t.append(SYM, trades("2024-08-08 10:00", 2, first_id=100))
-    assert not t._intent_path(SYM).exists() and store.verify().ok
+    assert not t._tx.intent_path(SYM).exists() and store.verify().ok

@@ -53,7 +53,7 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
 
     Each file's row slice is found first, then every needed column is decompressed
     into one preallocated array per column (no concatenation copy; columns not asked
-    for are never read). Rows of merged files committed after ``at`` are filtered out
+    for are never read), the chunks of all the files together on all cores. Rows of merged files committed after ``at`` are filtered out
     by their ``_kt``. Files of one partition that overlap in time (live segments)
     are then stably sorted by ts, version order breaking ties.
     """
@@ -89,6 +89,7 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
     fill = schema.defaults  # files written before a column with a default existed
     pos, group_start, prev, overlap = 0, 0, None, False
     groups = []  # (partition, row offset, row end, files overlap in time)
+    whole = []  # files whose rows all land in the result: read together, on all cores
     for path, start, stop, part, first, last, keep in plan:
         if prev is None or prev[0] != part:
             if prev is not None:
@@ -98,7 +99,7 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
             overlap = True
         if keep is None:
             n = stop - start
-            files.read_into(path, start, stop, {name: a[pos : pos + n] for name, a in arrays.items()}, fill=fill)
+            whole.append((path, start, stop, {name: a[pos : pos + n] for name, a in arrays.items()}))
         else:
             n = int(keep.sum())
             tmp = Columns.empty(dtypes, stop - start)
@@ -108,6 +109,7 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
         pos += n
         prev = (part, max(last, prev[1]) if prev is not None and prev[0] == part else last)
     groups.append((prev[0], group_start, pos, overlap))
+    files.read_many(whole, fill=fill)
     for _, a, b, overlap in groups:
         if overlap:
             order = np.argsort(arrays["ts"][a:b], kind="stable")

@@ -677,9 +677,6 @@ class _Layout:
         self.read_chunk("ts", j - 1, ts)
         return a + int(np.searchsorted(ts[: min(self.k, self.n - a)], value, side="left"))
 
-    def read_into(self, start: int, stop: int, out: dict[str, np.ndarray]) -> None:
-        chunks.run(self.jobs(start, stop, out), sum(o.nbytes for o in out.values()))
-
     def jobs(self, start: int, stop: int, out: dict[str, np.ndarray]) -> list:
         """One job per chunk of each column of ``out`` that rows ``start:stop`` touch; each
         decompresses (and decodes) its rows into their place in ``out``."""
@@ -804,22 +801,39 @@ class FileCache:
         column was added to its schema, see ``Column.default``): such a column is filled
         with the value. A missing column without a fill value is a ``CorruptionError``.
         """
-        if stop <= start:
-            return
+        self.read_many([(path, start, stop, out)], fill=fill)
+
+    def read_many(self, reads, *, fill: dict | None = None) -> None:
+        """``read_into`` of many ``(path, start, stop, out)``: the chunks of all the files
+        are decompressed together on all cores (48 month files of bars are one batch of
+        jobs, not 48); the handles a batch uses stay open until it ran."""
         with self._lock:
-            f = self._open(path)
-            if not 0 <= start <= stop <= f.n:
-                raise CorruptionError(f"{path}: rows {start}:{stop} asked for, the file holds {f.n}; run `tickstore verify`")
-            try:
+            batch, nbytes, held = [], 0, 0
+            for path, start, stop, out in reads:
+                if stop <= start:
+                    continue
+                f = self._open(path)
+                if not 0 <= start <= stop <= f.n:
+                    raise CorruptionError(f"{path}: rows {start}:{stop} asked for, the file holds {f.n}; run `tickstore verify`")
                 if fill:
                     missing = [n for n in out if n in fill and not f.has(n)]
                     if missing:
                         for n in missing:
                             out[n][...] = fill[n]
                         out = {n: o for n, o in out.items() if n not in missing}
-                f.read_into(start, stop, out)
-            except (tables.HDF5ExtError, ValueError) as exc:  # format 1, read through HDF5
-                raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None
+                if not isinstance(f, _Layout):  # format 1, read through HDF5
+                    try:
+                        f.read_into(start, stop, out)
+                    except (tables.HDF5ExtError, ValueError) as exc:
+                        raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None
+                    continue
+                batch += f.jobs(start, stop, out)
+                nbytes += sum(o.nbytes for o in out.values())
+                held += 1
+                if held >= max(1, self.capacity // 2):  # opening more could close a handle a job reads
+                    chunks.run(batch, nbytes)
+                    batch, nbytes, held = [], 0, 0
+            chunks.run(batch, nbytes)
 
     def has_column(self, path: str, name: str) -> bool:
         with self._lock:

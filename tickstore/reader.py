@@ -30,6 +30,7 @@ from .splay import KT, FileCache
 __all__ = ["FileRef", "assemble", "to_frame", "digests", "part_key", "read_as_of", "read_pin"]
 
 _READ_RETRIES = 5  # a read that found a file merged away re-reads the new index
+_UNKNOWN = np.iinfo(np.int64).min  # FileRef.first of a pinned file: the pin does not say
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
     for r in refs:
         if not r.rows or (lo is not None and r.last < lo) or (hi is not None and r.first >= hi):
             continue
+        # the index's row count and time span decide which rows are read: they must be the
+        # file's own (a pin knows the count only)
+        files.check_shape(r.path, r.rows, *((r.first, r.last) if r.first != _UNKNOWN else ()))
         if (lo is None or r.first >= lo) and (hi is None or r.last < hi):
             start, stop = 0, r.rows  # the whole file: no bisection needed
         else:
@@ -219,7 +223,7 @@ def read_pin(table, pin: Pin, *, check: bool = True) -> pd.DataFrame:
             per_symbol, parts = [], []
             for sym in pin.symbols:
                 refs = [
-                    FileRef(table._abs(f.path), f.rows, np.iinfo(np.int64).min, np.iinfo(np.int64).max, f.partition,
+                    FileRef(table._abs(f.path), f.rows, _UNKNOWN, np.iinfo(np.int64).max, f.partition,
                          (f.kt_max is None or f.kt_max > pin.as_of) and files.has_column(table._abs(f.path), KT))
                     for f in pin.files if f.symbol == sym
                 ]

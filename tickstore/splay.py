@@ -845,6 +845,33 @@ class FileCache:
         with self._lock:
             return self._open(path).sha256(path)
 
+    def check_shape(self, path: str, rows: int, first: int | None = None, last: int | None = None) -> None:
+        """Refuse a file whose own (checksummed) layout disagrees with what the index or a
+        pin says of it: its row count, and (format 3 and an index entry) its first and
+        last ts, which decide whether a read takes the whole file or bisects it. Free: the
+        handle holds them.
+
+        Raises
+        ------
+        CorruptionError
+            They differ (a hand-edited or damaged index or pin).
+        """
+        with self._lock:
+            f = self._open(path)
+            meta = getattr(f, "meta", None)
+        bad = []
+        if f.n != rows:
+            bad.append(f"{rows} rows (the file holds {f.n})")
+        if meta is not None and first is not None and meta.first_ts != first:
+            bad.append(f"first ts {first} (the file's is {meta.first_ts})")
+        if meta is not None and last is not None and meta.last_ts != last:
+            bad.append(f"last ts {last} (the file's is {meta.last_ts})")
+        if bad:
+            raise CorruptionError(
+                f"{path}: the index (or pin) says {', '.join(bad)}: the index was altered or is damaged; "
+                f"nothing was read. Run `tickstore verify`, then `tickstore reindex`"
+            )
+
     def discard(self, paths) -> None:
         """Close the handles of deleted files (an open handle keeps a deleted file's disk
         space allocated)."""

@@ -120,7 +120,9 @@ class Table:
             return Columns.empty(dtypes)
         # a file without _kt holds the rows of one commit: its committed_at
         fill = {**self.schema.defaults, KT: int(e["committed_at"])}
-        return self.store._files.read(self._abs(idx.path_of(e)), dtypes, fill=fill)
+        path = self._abs(idx.path_of(e))
+        self.store._files.check_shape(path, int(e["rows"]), int(e["first_ts"]), int(e["last_ts"]))
+        return self.store._files.read(path, dtypes, fill=fill)
 
     def _has_rows(self, idx: SymbolIndex, e, lo: int, hi: int) -> bool:
         if not int(e["rows"]) or int(e["first_ts"]) >= hi or int(e["last_ts"]) < lo:

@@ -85,6 +85,44 @@ def test_verify_catches_every_tampered_index_field(store, field):
     assert store.verify().ok
 
 
+@pytest.mark.parametrize("field", ["rows", "first_ts", "last_ts"])
+def test_a_read_checks_the_index_against_the_files_own_layout(store, field):
+    """The index's row count and time span decide which rows a read takes from a file: a
+    hand-edited one must raise, never give a shorter read or rows outside the window."""
+    t = store["trades"]
+    day0 = t.select(SYM, DAYS[0], DAYS[1])
+    other = t.select(SYM, DAYS[2], DAYS[3])
+    pinned = t.select_pinned(SYM, DAYS[0], DAYS[1])
+    edit = {
+        "rows": lambda e: e["rows"].__setitem__(_day(e, DAYS[0]), 999),  # one row short
+        # the file looks wholly inside a window that ends before its last row
+        "last_ts": lambda e: e["last_ts"].__setitem__(_day(e, DAYS[0]), e["last_ts"][_day(e, DAYS[0])] - 10**10),
+        "first_ts": lambda e: e["first_ts"].__setitem__(_day(e, DAYS[0]), e["first_ts"][_day(e, DAYS[0])] + 10**10),
+    }[field]
+    _tamper(store, edit)
+    cut = DAYS[0] + pd.Timedelta(hours=1)
+    for start, end in [(DAYS[0], DAYS[1]), (None, None), (DAYS[0], cut), (cut, DAYS[1])]:
+        with pytest.raises(CorruptionError, match="altered or is damaged") as info:
+            t.select(SYM, start, end)
+        assert "2024/08/01" in str(info.value)
+    with pytest.raises(CorruptionError, match="altered"):
+        t.append(SYM, day0.iloc[:10])  # a write reading the file (its keys) checks it too
+    pdt.assert_frame_equal(t.select(SYM, DAYS[2], DAYS[3]), other)  # other days read on
+    pdt.assert_frame_equal(store.read_pin(pinned.pin), day0)  # the pin says the file's own count
+    store.reindex()
+    pdt.assert_frame_equal(t.select(SYM, DAYS[0], DAYS[1]), day0)
+
+
+def test_a_pin_with_an_altered_row_count_raises(store):
+    import dataclasses
+
+    t = store["trades"]
+    sel = t.select_pinned(SYM, DAYS[0], DAYS[1])
+    files = tuple(dataclasses.replace(f, rows=f.rows - 1) for f in sel.pin.files)
+    with pytest.raises(CorruptionError, match="altered"):
+        store.read_pin(dataclasses.replace(sel.pin, files=files), check=False)
+
+
 def test_verify_catches_an_extra_or_a_dropped_version(store):
     _tamper(store, lambda e: e["version"].__setitem__(_day(e, DAYS[0]), 7))
     report = store.verify()

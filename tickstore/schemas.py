@@ -24,6 +24,9 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
     mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts  [event]
     open_interest   oi, oi_value                                          key ts  [exchange event time]
     liquidations    recv_ts, side, price, qty (month files)               [exchange transaction time]
+                    what was executed: price = average fill price, qty = filled quantity
+                    (Binance forceOrder ap/z, liquidationSnapshot average_price/
+                    accumulated_fill_quantity; Bybit publishes only the bankruptcy price)
     ohlcv_<freq>    open, high, low, close, volume; ts is the bar open    key ts  [exchange event time]
                     (month files for sub-hour bars, year files for >= 1h)
     gaps            recv_ts, end_ts, stream:str, cause:str, detail:str   (the gap ledger)
@@ -409,7 +412,11 @@ _FIXED = {
         "liquidations",
         _cols("recv_ts:datetime side:int8 price qty"),
         partition=Partition.MONTH,  # tens to thousands a day per symbol
-        description="forced liquidation orders; side +1 buy (short liquidated), -1 sell",
+        description=(
+            "forced liquidations as executed: price the average fill price, qty the filled quantity "
+            "(contracts; Binance ap and z, Bybit's published bankruptcy price and executed size); "
+            "side +1 buy (short liquidated), -1 sell"
+        ),
         clock=TsClock.TRANSACTION,
     ),
     "gaps": Schema(

@@ -759,13 +759,18 @@ class BinanceParser:
         #  "q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014","z":"0.014","T":1568014460893}}
         # https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Liquidation-Order-Streams
         # (COIN-M adds "ps":"BTCUSD" in o and counts q in contracts). S is the liquidation
-        # order's side: SELL = a long was liquidated (-1). price/qty are the order's (p, q),
-        # as cryptofeed and Binance's liquidationSnapshot archive (collectors.importers) keep
-        # them; Tardis stores the average fill ap and the filled z instead. ts is o.T.
+        # order's side: SELL = a long was liquidated (-1). The liquidations table holds what
+        # was executed (schema ``liquidations``, every path): price = the average fill price
+        # ap, qty = the filled quantity z (the order's limit price p and size q are not
+        # kept; COIN-M docs: p 9425.5, ap 9496.5). An update that filled nothing (z = 0) is
+        # no liquidation print: no row. ts is o.T.
         o = d["o"]
+        qty = nonneg(o["z"], "z")
+        if qty == 0:
+            return []
         return [
             Liquidation(self._symbol(o["s"]), ms_to_ns(o["T"], recv_ns, "T"), recv_ns, _order_side(o["S"]),
-                        positive(o["p"], "p"), nonneg(o["q"], "q"))
+                        positive(o["ap"], "ap"), qty)
         ]
 
     def _kline(self, d, recv_ns, _):

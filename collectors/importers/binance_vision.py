@@ -22,8 +22,11 @@ from every value. What each kind becomes::
                   -> funding (calc_time snapped to the hour; interval from the file)
     metrics       create_time,symbol,sum_open_interest,sum_open_interest_value,...
                   -> open_interest (5-minute samples)
-    liquidationSnapshot  time,side,order_type,time_in_force,original_quantity,price,...
-                  -> liquidations (COIN-M; price/qty of the order, as the live forceOrder)
+    liquidationSnapshot  time,side,order_type,time_in_force,original_quantity,price,average_price,
+                  order_status,last_fill_quantity,accumulated_fill_quantity
+                  -> liquidations (COIN-M): what was executed, as the live forceOrder's ap/z:
+                     price = average_price, qty = accumulated_fill_quantity (contracts); a
+                     row that filled nothing is no print
     bookDepth     timestamp,percentage,depth,notional -> book_depth (created: depth within
                   +-percentage of the mid, no live equivalent)
     T_DEPTH       symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu
@@ -391,17 +394,26 @@ def _liquidations(member, det, options, sink) -> None:
     where = member.where()
     with member.open() as fh:
         header = fh.readline().removeprefix(b"\xef\xbb\xbf").decode("ascii", "replace").strip().split(",")
-    dtypes = {"time": np.int64, "original_quantity": np.float64, "price": np.float64, "side": str}
-    for lines, df in csv_blocks(member, header, dtypes, header=True, required=("time", "side", "original_quantity", "price")):
+    # what was executed, as every path stores liquidations (the live forceOrder's ap and z):
+    # average_price and accumulated_fill_quantity; rows that filled nothing are no print
+    dtypes = {"time": np.int64, "average_price": np.float64, "accumulated_fill_quantity": np.float64, "side": str}
+    for lines, df in csv_blocks(member, header, dtypes, header=True,
+                                required=("time", "side", "average_price", "accumulated_fill_quantity")):
         ts = _time(df["time"], lines, where)
         side = df["side"].str.upper().map({"BUY": 1, "SELL": -1})
         if side.isna().any():
             i = int(np.argmax(side.isna().to_numpy()))
             raise MalformedInput(where, int(lines[i]), f"side {df['side'].iat[i]!r} is not BUY or SELL")
+        qty, price = df["accumulated_fill_quantity"].to_numpy(), df["average_price"].to_numpy()
+        bad = ~(qty >= 0) | ((qty > 0) & ~(price > 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise MalformedInput(where, int(lines[i]), f"accumulated_fill_quantity {qty[i]!r} at average_price {price[i]!r} "
+                                                       f"is not a fill (a quantity >= 0 at a price > 0)")
+        filled = qty > 0
         sink.frame("liquidations", det.symbol, pd.DataFrame({
-            "recv_ts": utc(ts), "side": side.to_numpy(np.int8), "price": df["price"].to_numpy(),
-            "qty": df["original_quantity"].to_numpy(),
-        }, index=utc_index(ts)))
+            "recv_ts": utc(ts[filled]), "side": side.to_numpy(np.int8)[filled], "price": price[filled], "qty": qty[filled],
+        }, index=utc_index(ts[filled])))
 
 
 def _book_depth(member, det, options, sink) -> None:

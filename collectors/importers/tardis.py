@@ -50,9 +50,12 @@ more than the previous where that is not larger. How Tardis builds the columns
   so every row is a market print (kind MARKET). Bybit's ``BT`` (block trade) flag is not
   carried: Bybit block trades arrive as MARKET here (the live collector marks them BLOCK).
 - liquidations: Binance rows are the filled part of the order at its average price
-  (``z`` at ``ap``; the live collector stores the order's ``q`` at ``p``); sides as the
-  live tables: buy (+1) = a short was liquidated, for Bybit too (Tardis turns Bybit's
-  "Buy = a long was liquidated" around).
+  (``z`` at ``ap``, stamped ``T``), the convention of the table on every path (the live
+  forceOrder parser and the liquidationSnapshot archive store the same); Tardis leaves out
+  orders whose status is not FILLED, so a partly filled forced order that expired is
+  missing here (live and the archive keep its filled part). Bybit rows: the bankruptcy
+  price and size, as live. Sides as the live tables: buy (+1) = a short was liquidated, for
+  Bybit too (Tardis turns Bybit's "Buy = a long was liquidated" around).
 - book_ticker: Binance futures rows are stamped with the transaction time ``T`` (the live
   quotes with the event time ``E``, usually 0-2 ms later); spot rows carry no exchange
   time, their ``timestamp`` is the receive time: ``ts == recv_ts``, as the live rule for

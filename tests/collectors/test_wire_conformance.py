@@ -173,7 +173,13 @@ def test_binance_liquidations_usdm_and_coinm():
     # COINM_DOCS/Liquidation-Order-Streams (also the !forceOrder@arr stream): "ps" in o, q in contracts
     cm = (b'{"stream":"!forceOrder@arr","data":{"e":"forceOrder","E":1591154240950,"o":{"s":"BTCUSD_200925","ps":"BTCUSD",'
           b'"S":"BUY","o":"LIMIT","f":"IOC","q":"1","p":"9425.5","ap":"9496.5","X":"FILLED","l":"1","z":"1","T":1591154240949}}}')
-    assert bn.parse(cm, 0, bn.Market.COINM) == [Liquidation("binance:BTC/USD:BTC-200925", 1591154240949 * MS, 0, 1, 9425.5, 1.0)]
+    # what was executed: the average fill price ap (not the order's limit price p 9425.5)
+    # and the filled quantity z, as Tardis and the liquidationSnapshot archive store it
+    assert bn.parse(cm, 0, bn.Market.COINM) == [Liquidation("binance:BTC/USD:BTC-200925", 1591154240949 * MS, 0, 1, 9496.5, 1.0)]
+    partly = cm.replace(b'"q":"1"', b'"q":"3"').replace(b'"X":"FILLED","l":"1","z":"1"', b'"X":"EXPIRED","l":"1","z":"2"')
+    assert [(x.price, x.qty) for x in bn.parse(partly, 0, bn.Market.COINM)] == [(9496.5, 2.0)]  # z of q
+    nothing = cm.replace(b'"ap":"9496.5"', b'"ap":"0"').replace(b'"X":"FILLED","l":"1","z":"1"', b'"X":"EXPIRED","l":"0","z":"0"')
+    assert bn.parse(nothing, 0, bn.Market.COINM) == []  # nothing filled: no liquidation print
     with pytest.raises(InvalidValue, match="S='LONG'"):
         bn.parse(cm.replace(b'"S":"BUY"', b'"S":"LONG"'), 0, bn.Market.COINM)
 

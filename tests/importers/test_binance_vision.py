@@ -108,10 +108,14 @@ def test_book_ticker_metrics_and_coinm_liquidations(store, tmp_path):
     assert oi.index[0] == pd.Timestamp("2024-08-08 00:05", tz="UTC") and oi["oi"].iat[0] == 81234.567
     liq = ("time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
            "last_fill_quantity,accumulated_fill_quantity\n"
-           "1723161256000,SELL,LIMIT,IOC,12,58000.1,58010.5,FILLED,12,12\n")
+           "1723161256000,SELL,LIMIT,IOC,12,58000.1,58010.5,FILLED,12,12\n"
+           "1723161257000,BUY,LIMIT,IOC,20,58100.0,58090.2,EXPIRED,3,7\n"
+           "1723161258000,BUY,LIMIT,IOC,5,58100.0,0,EXPIRED,0,0\n")
     run(store, write(tmp_path / "data/futures/cm/daily/liquidationSnapshot/BTCUSD_PERP/BTCUSD_PERP-liquidationSnapshot-2024-08-08.csv", liq))
     got = store["liquidations"].select("binance:BTC/USD:BTC")
-    assert got[["side", "price", "qty"]].values.tolist() == [[-1, 58000.1, 12.0]]
+    # what was executed (average_price, accumulated_fill_quantity), as the live forceOrder's
+    # ap and z; the order that filled nothing is no liquidation print
+    assert got[["side", "price", "qty"]].values.tolist() == [[-1, 58010.5, 12.0], [1, 58090.2, 7.0]]
 
 
 def test_real_t_depth_update_diffs_and_a_book_from_snapshot_plus_diffs(store, data_dir, tmp_path):

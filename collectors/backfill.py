@@ -421,8 +421,16 @@ class _Job:
             data = {name: arr[:, i] for i, name in enumerate(("open", "high", "low", "close", "volume"))}
         elif self.kind is Kind.OI:
             ts = np.array([r["timestamp"] for r in rows], dtype="i8")
-            data = {"oi": np.array([_nan(r.get("openInterestAmount")) for r in rows], dtype="f8"),
-                    "oi_value": np.array([_nan(r.get("openInterestValue")) for r in rows], dtype="f8")}
+            cv = self.market.contract_value
+            if cv is None:  # linear: the base-coin amount and the venue's quote value (Bybit gives none)
+                data = {"oi": np.array([_nan(r.get("openInterestAmount")) for r in rows], dtype="f8"),
+                        "oi_value": np.array([_nan(r.get("openInterestValue")) for r in rows], dtype="f8")}
+            else:
+                # inverse: the venue's contract count (Binance sumOpenInterest; Bybit openInterest,
+                # which ccxt files as a value), valued in USD as on every path: contracts x
+                # contract value (Binance's sumOpenInterestValue is in the base coin)
+                oi = np.array([_nan(_contracts(r)) for r in rows], dtype="f8")
+                data = {"oi": oi, "oi_value": oi * cv}
         else:  # Binance aggTrades: ccxt's trade id is the aggregate id, info holds f (first) and l (last)
             ts = np.array([r["timestamp"] for r in rows], dtype="i8")
             data = {"recv_ts": pd.DatetimeIndex(np.full(len(rows), self.fetched_ns, dtype="i8").view("M8[ns]"), tz="UTC"),
@@ -435,6 +443,15 @@ class _Job:
         idx = pd.DatetimeIndex((ts * _NS_PER_MS).view("M8[ns]"), tz="UTC", name="ts")
         frame = pd.DataFrame(data, index=idx)
         return frame.sort_index(kind="stable")
+
+
+def _contracts(r: dict):
+    """The contract count of a ccxt open-interest row of an inverse market, from the venue's own fields."""
+    info = r.get("info") or {}
+    for key in ("sumOpenInterest", "openInterest"):
+        if info.get(key) not in (None, ""):
+            return info[key]
+    return r.get("openInterestAmount")
 
 
 def _nan(v) -> float:

@@ -9,7 +9,8 @@ does with ``base_url``)::
               GET /fapi/v1/klines /api/v3/klines /dapi/v1/klines   ascending, <= 1500 (spot 1000)
               GET /fapi/v1/aggTrades /api/v3/aggTrades   ascending, <= 1000, startTime..endTime < 1 h;
                                                          aggregates of the recorded trades (aggregate_trades)
-              GET /futures/data/openInterestHist         ascending, <= 500
+              GET /futures/data/openInterestHist         ascending, <= 500 (USD-M: symbol; COIN-M:
+                                                         pair + contractType, the value in the base coin)
     Bybit     GET /v5/market/funding/history   newest first inside [startTime, endTime], <= 200
               GET /v5/market/kline             newest first inside [start, end], <= 1000
               GET /v5/market/open-interest     newest first inside [startTime, endTime], <= 200
@@ -343,9 +344,14 @@ class RestSim:
         return [{"a": a, "p": _num(px), "q": _num(q), "f": f, "l": last, "T": t, "m": m} for t, a, px, q, m, f, last in sel]
 
     def binance_oi(self, p):
-        rows = self.data.oi.get(("binance", p["symbol"], p["period"]), [])
+        if "pair" in p:  # COIN-M (dapi): the pair and contract type name the contract
+            contract = {"PERPETUAL": "PERP"}.get(p["contractType"], p["contractType"])
+            native, who = f"{p['pair']}_{contract}", {"pair": p["pair"], "contractType": p["contractType"]}
+        else:
+            native, who = p["symbol"], {"symbol": p["symbol"]}
+        rows = self.data.oi.get(("binance", native, p["period"]), [])
         sel = _window(rows, p.get("startTime"), p.get("endTime"), self._limit(p, 30, 500))
-        return [{"symbol": p["symbol"], "sumOpenInterest": _num(a), "sumOpenInterestValue": _num(v), "timestamp": t} for t, a, v in sel]
+        return [{**who, "sumOpenInterest": _num(a), "sumOpenInterestValue": _num(v), "timestamp": t} for t, a, v in sel]
 
     # -- Bybit ------------------------------------------------------------------------
     @staticmethod

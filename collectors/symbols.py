@@ -47,6 +47,13 @@ ccxt exchange loaded (``exchange.markets``) or any list of ccxt market structure
 ``Markets.install(exchange)`` goes the other way: it hands the registry's markets to a
 ccxt exchange through ``exchange.set_markets`` so no ``load_markets`` call ever needs the
 internet.
+
+Contract values (``contract_value``): a contract of an inverse (coin-margined) market is
+worth a fixed amount of its quote currency, USD: Binance COIN-M 100 USD for BTC contracts
+and 10 USD for every other coin (the ``contractSize`` of Binance's dapi exchangeInfo);
+Bybit inverse 1 USD ("BTCUSD(inverse) is USD", Bybit v5 open-interest docs). A market
+merged from ccxt keeps ccxt's ``contractSize``. Open interest is valued with it on every
+path (``oi_value`` = contracts x contract value, in the quote currency; ``inverse_oi_value``).
 """
 
 from __future__ import annotations
@@ -81,6 +88,8 @@ __all__ = [
     "tickstore_symbol",
     "split_symbol",
     "native_id",
+    "contract_value",
+    "inverse_oi_value",
 ]
 
 #: ccxt exchange ids the collectors speak; tickstore symbols start with one of them.
@@ -365,6 +374,17 @@ class MarketInfo:
     settle: str | None = None
     ccxt_id: str | None = None
     funding_interval_h: float | None = None  # None for spot / where the venue varies it
+    contract_size: float | None = None  # ccxt's contractSize when merged from ccxt; None: the venue's rule
+
+    @property
+    def contract_value(self) -> float | None:
+        """The quote-currency (USD) value of one contract of an inverse market; None for
+        linear and spot markets (their contracts are the base coin: value them at a price)."""
+        if self.type is MarketType.SPOT or self.linear:
+            return None
+        if self.contract_size is not None:
+            return float(self.contract_size)
+        return _inverse_rule(self.exchange, self.base)
 
     @property
     def linear(self) -> bool | None:
@@ -399,7 +419,7 @@ class MarketInfo:
             "linear": linear,
             "inverse": None if spot else not linear,
             "subType": None if spot else ("linear" if linear else "inverse"),
-            "contractSize": None if spot else (100.0 if self.exchange == "binance" and not linear else 1.0),
+            "contractSize": None if spot else (self.contract_value if not linear else 1.0),
             "precision": {"amount": None, "price": None},
             "limits": {"amount": {}, "price": {}, "cost": {}, "leverage": {}},
             "info": {"symbol": self.native},
@@ -407,6 +427,9 @@ class MarketInfo:
         if self.exchange == "hyperliquid":
             market["baseName"] = self.native
             market["info"] = {"name": self.native}
+        if self.exchange == "binance" and linear is False:  # dapi's pair + contractType (ccxt's OI history reads them)
+            market["info"].update(pair=f"{self.base}{self.quote}", contractType=(
+                "PERPETUAL" if self.type is MarketType.SWAP else "CURRENT_QUARTER"))
         if self.exchange == "bybit" and self.funding_interval_h:
             market["info"]["fundingInterval"] = int(self.funding_interval_h * 60)
         return market
@@ -427,6 +450,8 @@ def _builtin() -> list[MarketInfo]:
     for base in ("BTC", "ETH"):
         # COIN-M: quoted in USD, margined and settled in the coin (contract = 100 USD for BTC).
         rows.append(MarketInfo("binance", f"{base}/USD:{base}", f"{base}USD_PERP", P, base, "USD", base, funding_interval_h=8.0))
+        # Bybit inverse perpetuals: 1 contract = 1 USD, margined and settled in the coin
+        rows.append(MarketInfo("bybit", f"{base}/USD:{base}", f"{base}USD", P, base, "USD", base, funding_interval_h=8.0))
     # Hyperliquid perps: ccxt's market id is the asset index in the `meta` universe.
     # ccxt upper-cases the base (coin "kPEPE" -> "KPEPE/USDC:USDC"); the coin stays the wire id.
     for index, coin in ((0, "BTC"), (1, "ETH"), (4, "DYDX"), (5, "SOL"), (12, "DOGE"), (15, "kPEPE")):
@@ -488,6 +513,7 @@ class Markets:
                     mk.get("settle"),
                     ccxt_id=ccxt_id if ccxt_id != native else None,
                     funding_interval_h=interval,
+                    contract_size=float(mk["contractSize"]) if mk.get("contractSize") and mtype != "spot" else None,
                 )
             )
             n += 1
@@ -634,6 +660,41 @@ class Markets:
         """The market of a tickstore symbol ``<exchange>:<unified>``."""
         exchange, unified = split_symbol(symbol)
         return self.info(exchange, unified)
+
+
+def _inverse_rule(exchange: str, base: str) -> float:
+    """USD per contract of an inverse market by the venue's rule (see the module docstring)."""
+    if exchange in BINANCE_FAMILY:
+        return 100.0 if base == "BTC" else 10.0
+    if exchange == "bybit":
+        return 1.0
+    raise SymbolNotFound(f"{exchange} lists no inverse contracts; no contract value for {base!r}")
+
+
+_INVERSE = re.compile(r"^(?P<base>[^/]+)/(?P<quote>[^:]+):(?P<settle>[^-]+)(?:-\d{6})?$")
+
+
+def contract_value(symbol: str, markets: "Markets | None" = None) -> float | None:
+    """The quote-currency value of one contract of a tickstore symbol's inverse market
+    (``binance:BTC/USD:BTC`` -> 100.0, ``binance:ETH/USD:ETH`` -> 10.0, ``bybit:BTC/USD:BTC``
+    -> 1.0); None for linear and spot markets. A market merged from ccxt (``set_markets``)
+    uses ccxt's ``contractSize``; others the venue's rule."""
+    exchange, unified = split_symbol(symbol)
+    m = _INVERSE.match(unified)
+    if m is None or m["settle"] == m["quote"]:
+        return None  # spot, or settled in the quote currency: linear
+    known = (markets or MARKETS)._by_symbol.get((exchange, unified))
+    if known is not None:
+        return known.contract_value
+    return _inverse_rule(exchange, m["base"])
+
+
+def inverse_oi_value(symbol: str, contracts, markets: "Markets | None" = None):
+    """Open interest of ``contracts`` of an inverse market in its quote currency (USD): the
+    ``oi_value`` every path stores for it; None for linear and spot markets (whose paths
+    value the base-coin amount at a price or take the venue's quote value)."""
+    cv = contract_value(symbol, markets)
+    return None if cv is None else contracts * cv
 
 
 def _check_exchange(exchange: str) -> str:

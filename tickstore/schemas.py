@@ -22,7 +22,8 @@ Built-in tables (see ``builtin_schema``); the clock each ``ts`` is (``TsClock``)
                     (year files: a few rows a day)                        the settlement time, on
                                                                           its whole hour]
     mark            recv_ts, mark_px, index_px, funding_rate, next_funding_ts   key ts  [event]
-    open_interest   oi, oi_value                                          key ts  [exchange event time]
+    open_interest   oi (contracts), oi_value (quote currency; inverse:    key ts  [exchange event time]
+                    contracts x contract value in USD, on every path)
     liquidations    recv_ts, side, price, qty (month files)               [exchange transaction time]
                     what was executed: price = average fill price, qty = filled quantity
                     (Binance forceOrder ap/z, liquidationSnapshot average_price/
@@ -405,7 +406,10 @@ _FIXED = {
         "open_interest",
         _cols("oi oi_value"),
         key=("ts",),
-        description="open interest (contracts, quote value)",
+        description=(
+            "open interest: oi in contracts, oi_value in the quote currency (inverse/coin-margined "
+            "contracts: contracts x the contract's USD value, e.g. Binance COIN-M BTC 100, Bybit 1)"
+        ),
         clock=TsClock.EVENT,
     ),
     "liquidations": Schema(

@@ -98,7 +98,7 @@ from collectors.events import (
     Trade,
 )
 from collectors.fields import finite, future_ms_to_ns, int64, ms_to_ns, nonneg, positive
-from collectors.symbols import MARKETS, MarketType, SymbolNotFound
+from collectors.symbols import MARKETS, MarketType, SymbolNotFound, inverse_oi_value
 from tickstore import TradeKind
 
 from . import InvalidValue, MalformedFrame, UnknownStream, UnknownSymbol, VenueErrorFrame
@@ -543,10 +543,11 @@ class BybitParser:
         if any(k in d for k in self._OI_FIELDS) and "openInterest" in state:
             oi = nonneg(state["openInterest"], "openInterest")
             if self.category is Category.INVERSE:
-                # an inverse contract is 1 USD: openInterest is in USD, the quote currency
-                # ("BTCUSD(inverse) is USD", https://bybit-exchange.github.io/docs/v5/market/open-interest);
+                # openInterest counts contracts of 1 USD ("BTCUSD(inverse) is USD",
+                # https://bybit-exchange.github.io/docs/v5/market/open-interest): valued in
+                # the quote currency by the one rule of every path (collectors.symbols);
                 # openInterestValue is in the coin, not the quote: not used
-                value = oi
+                value = inverse_oi_value(sym, oi)
             elif "openInterestValue" in state:
                 value = nonneg(state["openInterestValue"], "openInterestValue")
             else:

@@ -24,7 +24,8 @@ Bodies (https://developers.binance.com/docs; spot /api/v3, USD-M /fapi/v1, COIN-
     /futures/data/openInterestHist  [{"symbol":"BTCUSDT","sumOpenInterest":"20403.63700000",
                                   "sumOpenInterestValue":"150570784.07809979","timestamp":1583127900000}]
                                 -> open_interest, as ``tickstore backfill oi`` (COIN-M rows: pair +
-                                   contractType; their value is in the base coin, as Binance gives it)
+                                   contractType; oi_value in USD: contracts x contract value,
+                                   Binance's value being in the base coin)
     /fundingRate                [{"symbol":"BTCUSDT","fundingTime":1698768000000,"fundingRate":"0.00010000",
                                   "markPrice":"34287.54619963"}] -> funding (times snapped to the
                                   hour, intervals from the spacing; COIN-M ids: BTCUSD_PERP)
@@ -46,6 +47,7 @@ from collectors.capture import Frame, FrameKind
 from collectors.events import DepthSnapshot
 from collectors.exchanges import BadFrame
 from collectors.exchanges import binance as bn
+from collectors.symbols import inverse_oi_value
 
 from .core import (
     DataImportError,
@@ -260,9 +262,10 @@ def _funding(rows, det, options, sink, where, lines) -> None:
 
 
 def _open_interest(rows, det, options, sink, where, lines) -> None:
-    """``/futures/data/openInterestHist`` rows, as ``tickstore backfill oi`` stores them
-    (ccxt's openInterestAmount/openInterestValue are these two fields): oi = sumOpenInterest,
-    oi_value = sumOpenInterestValue (USD-M: USDT; COIN-M: the base coin, as Binance gives it)."""
+    """``/futures/data/openInterestHist`` rows, as ``tickstore backfill oi`` stores them:
+    oi = sumOpenInterest (contracts), oi_value in the quote currency: sumOpenInterestValue
+    for USD-M (USDT); COIN-M gives it in the base coin, so contracts x their USD value
+    (``collectors.symbols.inverse_oi_value``, the rule of every path)."""
     if "pair" in rows[0]:
         contract = {"PERPETUAL": "PERP"}
         natives = [f"{r.get('pair')}_{contract.get(r.get('contractType'), r.get('contractType'))}" for r in rows]
@@ -273,7 +276,8 @@ def _open_interest(rows, det, options, sink, where, lines) -> None:
         market = "coinm" if _COINM.match(str(native)) else (det.market or "usdm")
         sym = user_symbol(options, "binance", market, where=where) or resolve_symbol("binance", str(native), market, where=where)
         ts = epoch_to_ns(field_values(rs, "timestamp", np.int64, where=where, lines=ls), where=where, lines=ls)
-        sink.frame("open_interest", sym, pd.DataFrame({
-            "oi": field_values(rs, "sumOpenInterest", np.float64, where=where, lines=ls),
-            "oi_value": field_values(rs, "sumOpenInterestValue", np.float64, where=where, lines=ls),
-        }, index=utc_index(ts)))
+        oi = field_values(rs, "sumOpenInterest", np.float64, where=where, lines=ls)
+        value = inverse_oi_value(sym, oi)
+        if value is None:
+            value = field_values(rs, "sumOpenInterestValue", np.float64, where=where, lines=ls)
+        sink.frame("open_interest", sym, pd.DataFrame({"oi": oi, "oi_value": value}, index=utc_index(ts)))

@@ -21,7 +21,9 @@ from every value. What each kind becomes::
     fundingRate   calc_time,funding_interval_hours,last_funding_rate
                   -> funding (calc_time snapped to the hour; interval from the file)
     metrics       create_time,symbol,sum_open_interest,sum_open_interest_value,...
-                  -> open_interest (5-minute samples)
+                  -> open_interest (5-minute samples; oi_value in the quote currency: USD-M
+                     as given, COIN-M contracts x their USD value - the file's value is in
+                     the base coin)
     liquidationSnapshot  time,side,order_type,time_in_force,original_quantity,price,average_price,
                   order_status,last_fill_quantity,accumulated_fill_quantity
                   -> liquidations (COIN-M): what was executed, as the live forceOrder's ap/z:
@@ -66,6 +68,7 @@ from collectors.book import BookBuilder
 from collectors.events import DepthDiff, DepthSnapshot
 from collectors.exchanges import binance as bn
 from collectors.funding import SettlementError, settlement_times
+from collectors.symbols import inverse_oi_value
 from tickstore.schemas import Column, Schema
 
 from .core import (
@@ -385,8 +388,12 @@ def _metrics(member, det, options, sink) -> None:
     for lines, df in csv_blocks(member, header, dtypes, header=True,
                                 required=("create_time", "sum_open_interest", "sum_open_interest_value")):
         ts = _utc_text(df["create_time"], lines, where, "create_time")
+        oi = df["sum_open_interest"].to_numpy()
+        # COIN-M: contracts, and a value in the base coin: stored in USD (contracts x their USD
+        # value, the one rule of every path); USD-M: the value is in USDT already
+        value = inverse_oi_value(det.symbol, oi)
         sink.frame("open_interest", det.symbol, pd.DataFrame({
-            "oi": df["sum_open_interest"].to_numpy(), "oi_value": df["sum_open_interest_value"].to_numpy(),
+            "oi": oi, "oi_value": df["sum_open_interest_value"].to_numpy() if value is None else value,
         }, index=utc_index(ts)))
 
 

@@ -74,6 +74,7 @@ import pandas as pd
 from collectors.capture import Frame, FrameKind
 from collectors.events import DepthDiff, DepthSnapshot
 from collectors.exchanges import bybit as bb
+from collectors.symbols import inverse_oi_value
 from collectors.venues import feed_class
 
 from .core import (
@@ -294,8 +295,6 @@ def _quotes(member, symbols, sink) -> None:
 
 _TICKER = ["funding_timestamp", "funding_rate", "predicted_funding_rate", "open_interest", "last_price", "index_price", "mark_price"]
 _HOUR_NS = 3_600_000_000_000
-# Binance COIN-M contracts are worth a fixed amount of USD: 100 for BTC, 10 for the others.
-_COINM_CONTRACT_USD = {"BTC": 100.0}
 
 
 def _ticker(member, symbols, sink) -> None:
@@ -307,7 +306,7 @@ def _ticker(member, symbols, sink) -> None:
         for a, b, ex, native, line in _groups(lines, df["exchange"], df["symbol"]):
             part, ln = df.iloc[a:b], lines[a:b]
             sym = symbols(ex, native, line)
-            venue, _, unified = sym.partition(":")
+            venue = sym.partition(":")[0]
             ts, recv = _times(part, ln, where)
             # empty fields are "not known (yet)": carry the last known value forward
             f = part[_TICKER].ffill()
@@ -337,21 +336,14 @@ def _ticker(member, symbols, sink) -> None:
                 oi_changed[0] = oi[0] != prev_oi
             osel = oi_changed & ~np.isnan(oi)
             if osel.any():
-                if _linear(unified):
+                # inverse: contracts x their USD value (collectors.symbols, every path's rule);
+                # linear: the base-coin amount at the mark price
+                value = inverse_oi_value(sym, oi[osel])
+                if value is None:
                     value = oi[osel] * mark[osel, 0]
-                else:  # inverse: contracts of a fixed USD value (Bybit: 1 USD; Binance COIN-M: 100 BTC, 10 others)
-                    usd = 1.0 if venue == "bybit" else _COINM_CONTRACT_USD.get(unified.split("/")[0], 10.0)
-                    value = oi[osel] * usd
                 sink.frame("open_interest", sym, pd.DataFrame({"oi": oi[osel], "oi_value": value}, index=utc_index(ts[osel])))
             if len(mark):
                 last[sym] = (tuple(mark[-1]), oi[-1])
-
-
-def _linear(unified: str) -> bool:
-    """``BTC/USDT:USDT`` (settled in the quote) is linear; ``BTC/USD:BTC`` inverse."""
-    quote = unified.split("/")[1].split(":")[0]
-    settle = unified.split(":")[1].split("-")[0] if ":" in unified else quote
-    return settle == quote
 
 
 def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -73,7 +73,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SYMBOL = "binance:BTC/USDT:USDT"
 
 FULL = dict(ohlcv_days=1461, trade_days=10, trades_per_day=1_000_000, versions=20, version_rows=1_000_000,
-            idx_symbols=50, idx_days=1800, repeat=9, fresh=5, slow_repeat=2, lookups=20_000, as_of_rounds=7)
+            idx_symbols=50, idx_days=1800, repeat=9, fresh=5, slow_repeat=2, lookups=20_000, as_of_rounds=15)
 QUICK = dict(ohlcv_days=96, trade_days=10, trades_per_day=100_000, versions=20, version_rows=100_000,
              idx_symbols=50, idx_days=1800, repeat=7, fresh=3, slow_repeat=2, lookups=5_000, as_of_rounds=5)
 

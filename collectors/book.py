@@ -227,6 +227,7 @@ class BookBuilder:
         self._seen_id = -1
         self._seen_recv = -1
         self._first_unsynced: int | None = None
+        self._snap_ts = -1  # exchange time of the snapshot a bridging book waits with
         self._restored: str | None = None  # "skip"/"discard" until an event newer than the state
         self._quotes = bool(quotes)
         self._top: tuple | None = None  # best (bid px, bid qty, ask px, ask qty) last quoted
@@ -315,6 +316,7 @@ class BookBuilder:
         self._bids, self._asks = bids, asks
         self._bid_px, self._ask_neg = sorted(bids), sorted([-p for p in asks])
         self.update_id = snap.update_id
+        self._snap_ts = snap.ts
         self.state = BookState.BRIDGING
         return self._bridge()
 
@@ -430,19 +432,25 @@ class BookBuilder:
         """Everything a later run needs to continue this book exactly (JSON-able).
 
         A synced book keeps every level; a book that is not valid keeps only its open
-        outage (buffered diffs are not kept: the next snapshot brings newer ones).
+        outage (buffered diffs are not kept: the next snapshot brings newer ones), except a
+        book loaded from a snapshot and waiting for the diff that spans it (``BRIDGING``):
+        it keeps the snapshot, so the next run's diffs bridge it (a snapshot file imported
+        before its update file).
         """
         synced = self.state is BookState.SYNCED
+        bridging = self.state is BookState.BRIDGING
         d = {
             "format": STATE_FORMAT, "symbol": self.symbol, "market": self.market.value, "levels": self.levels,
             "interval_ns": self.interval_ns, "synced": synced,
             "update_id": self.update_id if synced else self._seen_id,
-            "last_ts": self._last_ts if synced else self._seen_ts,
+            "last_ts": self._last_ts if synced else max(self._seen_ts, self._snap_ts if bridging else -1),
             "last_recv": self._last_recv if synced else self._seen_recv,
             "next_grid": self._next_grid,
             "outage_start": self._outage_start if self._outage_start is not None else self._first_unsynced,
         }
-        if synced:
+        if bridging:
+            d["bridging"] = {"update_id": self.update_id, "ts": self._snap_ts}
+        if synced or bridging:
             d["bids"] = [[p, self._bids[p]] for p in self._bid_px]
             d["asks"] = [[-n, self._asks[-n]] for n in self._ask_neg]
         r = self._pending_row
@@ -479,6 +487,13 @@ class BookBuilder:
             self._seen_id, self._seen_ts, self._seen_recv = int(d["update_id"]), int(d["last_ts"]), int(d["last_recv"])
             if d["outage_start"] is not None:
                 self._outage_start = int(d["outage_start"])
+            bridge = d.get("bridging")
+            if bridge is not None:  # a snapshot still waiting for the diff that spans it
+                self._bids = {float(p): float(q) for p, q in d["bids"]}
+                self._asks = {float(p): float(q) for p, q in d["asks"]}
+                self._bid_px, self._ask_neg = sorted(self._bids), sorted([-p for p in self._asks])
+                self.update_id, self._snap_ts = int(bridge["update_id"]), int(bridge["ts"])
+                self.state = BookState.BRIDGING
         r = d.get("pending_row")
         self._pending_row = None if r is None or not self._frames else BookTop(
             self.symbol, int(r[0]), int(r[1]), int(r[2]), *([_NAN if x is None else float(x) for x in side] for side in r[3:7])

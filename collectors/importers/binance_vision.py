@@ -32,10 +32,16 @@ from every value. What each kind becomes::
     bookDepth     timestamp,percentage,depth,notional -> book_depth (created: depth within
                   +-percentage of the mid, no live equivalent)
     T_DEPTH       symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu
-                  (Binance's futures order-book download: a ``snap`` then ``set`` diffs)
-                  -> through BookBuilder (futures pu rule) onto the grid; --keep-diffs
-                     also stores the diffs in book_diffs. A snapshot file and its update
-                     file must come in one archive (tar) to build a book.
+                  (Binance's futures order-book download, ``<SYMBOL>_T_DEPTH_<date>.tar.gz``
+                  of ``..._depth_snap.csv`` (``snap`` rows) and ``..._depth_update.csv``
+                  (``set`` rows); or the CSVs themselves)
+                  -> one ``replay_frames`` call over the parts of one download, merged by
+                     time (futures pu rule, the replay's grid, end of data and book state:
+                     the next day's download continues the book); --keep-diffs also stores
+                     the diffs in book_diffs. ``timestamp`` is Binance's transaction time
+                     (the live diffs' ``T``; live book rows are on ``E``, 0-2 ms later).
+                     A snapshot file imported alone leaves the book in the store's book
+                     state for the update file's import.
 
 Kline fields rule: the 5 OHLCV values are stored; ``close_time`` is implied by the
 interval; the others (quote_volume, count, taker_buy_volume, taker_buy_quote_volume) are
@@ -59,14 +65,14 @@ The archive has no receive time: ``recv_ts`` is ``ts``.
 
 from __future__ import annotations
 
+import heapq
 import re
 
 import numpy as np
 import pandas as pd
 
-from collectors.book import BookBuilder
+from collectors.capture import Frame, FrameKind
 from collectors.events import DepthDiff, DepthSnapshot
-from collectors.exchanges import binance as bn
 from collectors.funding import SettlementError, settlement_times
 from collectors.symbols import inverse_oi_value
 from tickstore.schemas import Column, Schema
@@ -90,6 +96,7 @@ from .core import (
     utc_index,
 )
 from .detect import Detected
+from .frames import replay_into
 
 __all__ = ["KINDS", "PRICE_KLINES", "sniff", "parse", "looks_like_price_klines"]
 
@@ -435,55 +442,78 @@ def _book_depth(member, det, options, sink) -> None:
 
 
 # -- T_DEPTH: Binance's futures order-book download -----------------------------------------------
+# The parts of one download (the snapshot file and the update file of a .tar.gz, or one CSV
+# holding both) go through one ``replay_frames`` call (``frames.replay_into``), merged by
+# time: a snapshot is the book at its last_update_id, loaded by the futures procedure as a
+# REST snapshot is (``BookBuilder.on_snapshot``: diffs before it dropped, the one spanning it
+# applied, ignored while the book is synced), every set message a ``DepthDiff``. The replay's
+# grid, end of data and book state are those of ``tickstore replay``: the next day's download
+# continues the book.
+_DEPTH_COLS = ["symbol", "timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty", "pu"]
+_DEPTH_TYPES = {"timestamp": np.int64, "first_update_id": np.int64, "last_update_id": np.int64, "price": np.float64,
+                "qty": np.float64, "pu": np.int64, "side": str, "update_type": str}
+
+
 def _depth(member, det, options, sink) -> None:
+    parts = sink.state.get(("depth", det.symbol))
+    if parts is None:
+        parts = sink.state[("depth", det.symbol)] = []
+        sink.at_end(lambda: _replay_depth(parts, det, options, sink))
+    parts.append(member)
+
+
+def _as_snapshot(book, snap) -> list:
+    """A T_DEPTH snapshot is the book at its last_update_id: the REST snapshot procedure."""
+    return book.on_snapshot(snap)
+
+
+def _replay_depth(parts: list, det, options, sink) -> list:
+    # merged by time; at one time a snapshot goes first (as a REST snapshot fetched while diffs buffer)
+    streams = [((ts, rank, i, n, frame) for n, (ts, rank, frame) in enumerate(_depth_messages(m, det)))
+               for i, m in enumerate(parts)]
+    items = (x[-1] for x in heapq.merge(*streams))
+    replay_into(sink, items, venue="binance", market=det.market, options=options, where=parts[0].where(),
+                snapshot_rule=_as_snapshot)
+    return []
+
+
+def _depth_messages(member, det):
+    """(ts, 0 snapshot / 1 diff, Frame of the events) of every message of one T_DEPTH file:
+    consecutive rows of one last_update_id and update_type."""
     where = member.where()
-    cols = ["symbol", "timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty", "pu"]
-    dtypes = {"timestamp": np.int64, "first_update_id": np.int64, "last_update_id": np.int64, "price": np.float64,
-              "qty": np.float64, "pu": np.int64, "side": str, "update_type": str}
-    levels = options.book_levels or 5
-    market = bn.Market(det.market)
-    book = sink.state.get(("book", det.symbol))
-    if book is None:
-        book = sink.state[("book", det.symbol)] = BookBuilder(det.symbol, market, levels=levels, interval_ms=options.book_interval_ms)
-        last = sink.state.setdefault(("last_ts", det.symbol), [0])
-        sink.at_end(lambda: book.flush(last[0] + 1))
-    last = sink.state[("last_ts", det.symbol)]
     pending = None
-    for lines, df in csv_blocks(member, cols, dtypes, header=None, required=tuple(cols)):
+    for lines, df in csv_blocks(member, _DEPTH_COLS, _DEPTH_TYPES, header=None, required=tuple(_DEPTH_COLS)):
         side = df["side"].map({"b": 1, "a": -1})
         kind = df["update_type"].map({"snap": True, "set": False})
         for what, v, raw in (("side", side, df["side"]), ("update_type", kind, df["update_type"])):
             if v.isna().any():
                 i = int(np.argmax(v.isna().to_numpy()))
-                raise MalformedInput(where, int(lines[i]), f"{what} {raw.iat[i]!r} is not one of b/a, snap/set")
+                extra = (" (T_DEPTH_BACKFILL's quantity changes are not supported: import T_DEPTH files)"
+                         if raw.iat[i] == "delta" else "")
+                raise MalformedInput(where, int(lines[i]), f"{what} {raw.iat[i]!r} is not one of b/a, snap/set{extra}")
         ts = _time(df["timestamp"], lines, where, "timestamp")
         fr = {"ts": ts, "u": df["last_update_id"].to_numpy(), "U": df["first_update_id"].to_numpy(),
               "pu": df["pu"].to_numpy(), "snap": kind.to_numpy(bool), "side": side.to_numpy(np.int8),
-              "px": df["price"].to_numpy(), "qty": df["qty"].to_numpy()}
+              "px": df["price"].to_numpy(), "qty": df["qty"].to_numpy(), "line": np.asarray(lines)}
         if pending is not None:
             fr = {k: np.concatenate([pending[k], v]) for k, v in fr.items()}
         cut = np.flatnonzero((fr["u"][1:] != fr["u"][:-1]) | (fr["snap"][1:] != fr["snap"][:-1])) + 1
         starts = np.r_[0, cut]
         for a, b in zip(starts[:-1], starts[1:]):
-            sink.events(_depth_message(book, det.symbol, fr, int(a), int(b), options))
+            yield _depth_message(det.symbol, fr, int(a), int(b))
         pending = {k: v[int(starts[-1]):] for k, v in fr.items()}
-        last[0] = max(last[0], int(ts.max()))
     if pending is not None and len(pending["ts"]):
-        sink.events(_depth_message(book, det.symbol, pending, 0, len(pending["ts"]), options))
+        yield _depth_message(det.symbol, pending, 0, len(pending["ts"]))
 
 
-def _depth_message(book: BookBuilder, sym: str, fr, a: int, b: int, options) -> list:
+def _depth_message(sym: str, fr, a: int, b: int):
     side, px, qty = fr["side"][a:b], fr["px"][a:b], fr["qty"][a:b]
     bids = list(zip(px[side == 1].tolist(), qty[side == 1].tolist()))
     asks = list(zip(px[side == -1].tolist(), qty[side == -1].tolist()))
-    ts, u = int(fr["ts"][a]), int(fr["u"][a])
+    ts, u, line = int(fr["ts"][a]), int(fr["u"][a]), int(fr["line"][a])
     if fr["snap"][a]:
         bids.sort(reverse=True)
         asks.sort()
-        book.reset()
-        return book.on_snapshot(DepthSnapshot(sym, ts, ts, u, bids, asks))
+        return ts, 0, Frame(ts, [DepthSnapshot(sym, ts, ts, u, bids, asks)], FrameKind.EVENTS, None, line)
     diff = DepthDiff(sym, ts, ts, int(fr["U"][a]), u, int(fr["pu"][a]), bids, asks)
-    out = book.on_diff(diff)
-    if options.keep_diffs:
-        out.append(diff)
-    return out
+    return ts, 1, Frame(ts, [diff], FrameKind.EVENTS, None, line)

@@ -2,7 +2,8 @@
 
 ::
 
-    path ──open_members──> Member (zip entries, gzip, lz4 frame or plain; bytes counted for
+    path ──open_members──> Member (zip entries, tar entries (plain or gzip/bz2/xz: Binance's
+      │                     T_DEPTH .tar.gz), gzip, lz4 frame or plain; bytes counted for
       │                     the progress bar)
       ├── Member.lines()         numbered raw lines  (JSON-per-line formats)
       └── csv_blocks(member)     numbered CSV blocks as typed DataFrames (CSV formats): a
@@ -22,7 +23,9 @@ import gzip
 import io
 import os
 import re
+import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -176,7 +179,7 @@ class _Closing(io.BufferedReader):
 
 @dataclass
 class Member:
-    """One data stream of a file: the file itself, or one entry of a zip archive.
+    """One data stream of a file: the file itself, or one entry of a zip or tar archive.
 
     ``name`` is what formats are detected from (the zip entry's name, or the file's name
     without ``.gz``/``.lz4``/``.zst``); ``path`` is the file on disk (error messages).
@@ -219,22 +222,26 @@ def _strip(name: str) -> str:
 
 
 def open_members(path, on_read: Callable[[int], None] | None = None) -> list[Member]:
-    """The data streams of ``path``, decompressing by magic bytes (gzip, zip, lz4 frame, zstd).
+    """The data streams of ``path``, decompressing by magic bytes (gzip, zip, tar, lz4 frame, zstd).
 
     Raises
     ------
     DataImportError
-        The file cannot be opened, or is an empty zip archive.
+        The file cannot be opened, or is an empty zip or tar archive.
     """
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            magic = fh.read(4)
+            head = fh.read(512)
     except OSError as exc:
         raise DataImportError(f"cannot open {path}: {exc.strerror or exc}") from None
+    magic = head[:4]
 
     def raw():
         return _Counted(open(path, "rb"), on_read)
+
+    if head[257:262] == b"ustar" or (magic.startswith((_GZIP, b"BZh", b"\xfd7zX")) and _is_tar(path)):
+        return _tar_members(path, raw)
 
     if magic == _ZIP:
         try:
@@ -242,17 +249,8 @@ def open_members(path, on_read: Callable[[int], None] | None = None) -> list[Mem
                 names = [i.filename for i in z.infolist() if not i.is_dir()]
         except zipfile.BadZipFile as exc:
             raise MalformedInput(path, None, f"not a readable zip archive ({exc})") from None
-        if not names:
-            raise DataImportError(f"{path}: the zip archive holds no file")
-
-        def opener(entry):
-            def _open():
-                src = raw()
-                z = zipfile.ZipFile(io.BufferedReader(src, 1 << 20))
-                return _Closing(z.open(entry), (z, src))
-            return _open
-
-        return [Member(path, n, opener(n)) for n in names]
+        return _entries(path, "zip", names, raw, lambda src: zipfile.ZipFile(io.BufferedReader(src, 1 << 20)),
+                        lambda z, name: z.open(name))
     if magic.startswith(_GZIP):
         return [Member(path, _strip(path.name), lambda: io.BufferedReader(gzip.GzipFile(fileobj=raw()), 1 << 20))]
     if magic == _LZ4:
@@ -267,6 +265,58 @@ def open_members(path, on_read: Callable[[int], None] | None = None) -> list[Mem
     if path.suffix in (".yaml", ".yml") and magic.startswith(b"inte"):
         return _cassette(path)
     return [Member(path, path.name, lambda: io.BufferedReader(raw(), 1 << 20))]
+
+
+def _is_tar(path: Path) -> bool:
+    """A compressed tar archive (``.tar.gz``: reads its first header only)."""
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _tar_members(path: Path, raw) -> list[Member]:
+    """One member per regular file of a tar archive (Binance's T_DEPTH download is a
+    ``<SYMBOL>_T_DEPTH_<date>.tar.gz`` of a ``..._depth_snap.csv`` and a ``..._depth_update.csv``)."""
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            names = [m.name for m in tf.getmembers() if m.isfile()]
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise MalformedInput(path, None, f"not a readable tar archive ({exc})") from None
+    return _entries(path, "tar", names, raw, lambda src: tarfile.open(fileobj=src, mode="r|*"), _tar_entry)
+
+
+def _tar_entry(tf: tarfile.TarFile, name: str) -> "io.BufferedReader | None":
+    """The entry ``name`` of a tar archive opened as a stream: read up to it and no further
+    (``extractfile(name)`` would list, i.e. decompress, the whole archive first)."""
+    for info in tf:
+        if info.name == name:
+            return tf.extractfile(info)
+    return None
+
+
+def _entries(path: Path, what: str, names: list[str], raw, open_archive, open_entry) -> list[Member]:
+    """A member per entry of an archive, each opened through its own read of the file."""
+    if not names:
+        raise DataImportError(f"{path}: the {what} archive holds no file")
+
+    def opener(name):
+        def _open():
+            src = raw()
+            try:
+                archive = open_archive(src)
+                entry = open_entry(archive, name)
+            except BaseException:
+                src.close()
+                raise
+            if entry is None:
+                archive.close()
+                src.close()
+                raise DataImportError(f"{path}: {name} is no longer in the {what} archive")
+            return _Closing(entry, (archive, src))
+        return _open
+
+    return [Member(path, n, opener(n)) for n in names]
 
 
 def _cassette(path: Path) -> list[Member]:

@@ -118,7 +118,11 @@ def test_book_ticker_metrics_and_coinm_liquidations(store, tmp_path):
     assert got[["side", "price", "qty"]].values.tolist() == [[-1, 58010.5, 12.0], [1, 58090.2, 7.0]]
 
 
-def test_real_t_depth_update_diffs_and_a_book_from_snapshot_plus_diffs(store, data_dir, tmp_path):
+_DEPTH_HEADER = "symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu"
+_DEPTH_KEYS = _DEPTH_HEADER.split(",")
+
+
+def test_real_t_depth_update_diffs_keep_every_row(store, data_dir):
     upd = data_dir / "nautilus_trader" / "btcusdt-depth-update.csv"
     run(store, upd, keep_diffs=True)
     rows = list(csv.DictReader(open(upd)))
@@ -134,33 +138,147 @@ def test_real_t_depth_update_diffs_and_a_book_from_snapshot_plus_diffs(store, da
     assert len(diffs) == 100 and diffs["ordinal"].tolist() == list(range(100))
     assert len({(r["side"], r["price"], r["qty"]) for r in rows}) == 63
     assert sum(run(store, upd, keep_diffs=True, force=True).rows.values()) == 0
-    assert store.tables() == ["book_diffs"]  # no snapshot in that file: no book rows
-    # the real snapshot, then the real update rows renumbered to continue it (as the tar of
-    # one day holds them): the book syncs, and its grid rows are the independent book
+    # no snapshot: no book rows; the book that never synced is in the gap ledger, as a replay
+    # of the same diffs leaves it (cause "unsynced")
+    assert store.tables() == ["book_diffs", "gaps"]
+    assert store["gaps"].select(PERP)["cause"].tolist() == ["unsynced"]
+
+
+def _depth_parts(data_dir):
+    """The real snapshot, and the real update rows renumbered to continue it (as the download
+    of one day holds them), plus one later update: (snapshot lines, update lines, expected top)."""
+    rows = list(csv.DictReader(open(data_dir / "nautilus_trader" / "btcusdt-depth-update.csv")))
     snap = list(csv.DictReader(open(data_dir / "nautilus_trader" / "btcusdt-depth-snap.csv")))
     sid, sts = int(snap[0]["last_update_id"]), int(snap[0]["timestamp"])
-    lines = ["symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu"]
-    lines += [",".join(r[k] for k in ("symbol", "timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty", "pu")) for r in snap]
-    for r in rows:
-        lines.append(f"BTCUSDT,{sts + 150},{sid - 5},{sid + 10},{r['side']},set,{r['price']},{r['qty']},{sid - 6}")
-    lines.append(f"BTCUSDT,{sts + 420},{sid + 11},{sid + 12},b,set,1.0,1.0,{sid + 10}")
-    combined = write(tmp_path / "BTCUSDT_T_DEPTH_2022-11-01_depth.csv", "\n".join(lines) + "\n")
-    run(store, combined)
-    book = store["book"].select(PERP)
+    snap_lines = [",".join(r[k] for k in _DEPTH_KEYS) for r in snap]
+    upd_lines = [f"BTCUSDT,{sts + 150},{sid - 5},{sid + 10},{r['side']},set,{r['price']},{r['qty']},{sid - 6}" for r in rows]
+    upd_lines.append(f"BTCUSDT,{sts + 420},{sid + 11},{sid + 12},b,set,1.0,1.0,{sid + 10}")
     bids = {float(r["price"]): float(r["qty"]) for r in snap if r["side"] == "b"}
     asks = {float(r["price"]): float(r["qty"]) for r in snap if r["side"] == "a"}
-    for r in rows:
+    for r in rows:  # an independent book: levels set in file order, qty 0 removes
         side = bids if r["side"] == "b" else asks
         if float(r["qty"]) == 0:
             side.pop(float(r["price"]), None)
         else:
             side[float(r["price"])] = float(r["qty"])
-    top_b = sorted(bids.items(), reverse=True)[:5]
-    top_a = sorted(asks.items())[:5]
+    return snap_lines, upd_lines, sts, sorted(bids.items(), reverse=True)[:5], sorted(asks.items())[:5]
+
+
+def _tar(path, members: list[tuple[str, list[str]]]):
+    """A gzip tar of CSV members (Binance's T_DEPTH download: ``BTCUSDT_T_DEPTH_<date>.tar.gz``
+    from GET /sapi/v1/futures/histDataLink, developers.binance.com; members named
+    ``<SYMBOL>_T_DEPTH_<date>_depth_snap.csv`` / ``..._depth_update.csv``)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, lines in members:
+            data = ("\n".join([_DEPTH_HEADER] + lines) + "\n").encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_t_depth_book_from_snapshot_plus_diffs_one_csv_or_the_tar_gz_download(data_dir, tmp_path):
+    from tickstore import Tickstore
+
+    snap_lines, upd_lines, sts, top_b, top_a = _depth_parts(data_dir)
+    one = write(tmp_path / "BTCUSDT_T_DEPTH_2022-11-01_depth.csv", "\n".join([_DEPTH_HEADER] + snap_lines + upd_lines) + "\n")
+    day = "BTCUSDT_T_DEPTH_2022-11-01"
+    # the update part first in the archive: the parts are merged by time, whatever their order
+    tar = _tar(tmp_path / f"{day}.tar.gz", [(f"{day}/{day}_depth_update.csv", upd_lines), (f"{day}/{day}_depth_snap.csv", snap_lines)])
+    got = {}
+    for name, path in (("csv", one), ("tar", tar)):
+        with Tickstore(tmp_path / name) as store:
+            report = run(store, path, keep_diffs=True)
+            assert report.files[0].kind == "depth"
+            got[name] = {t: store[t].select(PERP) for t in ("book", "book_diffs")}
+            assert store.tables() == ["book", "book_diffs"]  # synced: no gap
+    book = got["csv"]["book"]
     first = book.iloc[0]
-    assert book.index[0] == _ms(-(-(sts + 150) // 100) * 100)
+    assert book.index[0] == _ms(-(-(sts + 150) // 100) * 100)  # the first grid point after the bridging diff
     assert [(first[f"bid_px_{i}"], first[f"bid_qty_{i}"]) for i in range(1, 6)] == top_b
     assert [(first[f"ask_px_{i}"], first[f"ask_qty_{i}"]) for i in range(1, 6)] == top_a
+    for table in ("book", "book_diffs"):
+        pd.testing.assert_frame_equal(got["tar"][table], got["csv"][table])
+    assert len(got["csv"]["book_diffs"]) == len(upd_lines)
+    # a download cut short is refused before anything is written
+    cut = tmp_path / "cut" / f"{day}.tar.gz"
+    cut.parent.mkdir()
+    cut.write_bytes(tar.read_bytes()[: len(tar.read_bytes()) * 2 // 3])
+    with Tickstore(tmp_path / "cut-store") as store:
+        with pytest.raises(MalformedInput, match="not a readable tar archive"):
+            run(store, cut)
+        assert store.tables() == []
+
+
+def test_t_depth_import_stores_what_a_replay_of_the_same_messages_stores(data_dir, tmp_path):
+    """The same messages as websocket frames (a futures depthUpdate per message, E = the
+    file's time) and the snapshot as a REST depth body, replayed by ``tickstore replay``:
+    the import's book and diffs are the replay's, row for row."""
+    import json
+
+    from collectors.replay import replay
+    from tickstore import Tickstore
+
+    snap_lines, upd_lines, sts, _, _ = _depth_parts(data_dir)
+    one = write(tmp_path / "BTCUSDT_T_DEPTH_2022-11-01_depth.csv", "\n".join([_DEPTH_HEADER] + snap_lines + upd_lines) + "\n")
+    snap = [dict(zip(_DEPTH_KEYS, ln.split(","))) for ln in snap_lines]
+    body = {"lastUpdateId": int(snap[0]["last_update_id"]), "E": sts, "T": sts,
+            "bids": [[r["price"], r["qty"]] for r in snap if r["side"] == "b"],
+            "asks": [[r["price"], r["qty"]] for r in snap if r["side"] == "a"]}
+    lines = [f"{sts * 1_000_000} {json.dumps(body)}"]
+    msgs: dict = {}
+    for ln in upd_lines:
+        r = dict(zip(_DEPTH_KEYS, ln.split(",")))
+        msgs.setdefault((int(r["timestamp"]), int(r["last_update_id"])), []).append(r)
+    for (t, u), rs in msgs.items():
+        d = {"e": "depthUpdate", "E": t, "T": t, "s": "BTCUSDT", "U": int(rs[0]["first_update_id"]), "u": u,
+             "pu": int(rs[0]["pu"]), "b": [[r["price"], r["qty"]] for r in rs if r["side"] == "b"],
+             "a": [[r["price"], r["qty"]] for r in rs if r["side"] == "a"]}
+        lines.append(f"{t * 1_000_000} {json.dumps({'stream': 'btcusdt@depth@0ms', 'data': d})}")
+    capture = write(tmp_path / "btcusdt_20221101.txt", "\n".join(lines) + "\n")
+    with Tickstore(tmp_path / "imported") as a, Tickstore(tmp_path / "replayed") as b:
+        run(a, one, keep_diffs=True)
+        replay([capture], store=b, market="usdm", keep_diffs=True)
+        for table in ("book", "book_diffs"):
+            pd.testing.assert_frame_equal(a[table].select(PERP), b[table].select(PERP), obj=table)
+        assert a.tables() == b.tables() == ["book", "book_diffs"]
+
+
+def test_t_depth_snapshot_file_then_update_file_continue_one_book(data_dir, tmp_path):
+    """Imported one file at a time, the book continues through the store's book state."""
+    from tickstore import Tickstore
+
+    snap_lines, upd_lines, *_ = _depth_parts(data_dir)
+    day = "BTCUSDT_T_DEPTH_2022-11-01"
+    snap = write(tmp_path / f"{day}_depth_snap.csv", "\n".join([_DEPTH_HEADER] + snap_lines) + "\n")
+    upd = write(tmp_path / f"{day}_depth_update.csv", "\n".join([_DEPTH_HEADER] + upd_lines) + "\n")
+    both = write(tmp_path / "both" / f"{day}_depth.csv", "\n".join([_DEPTH_HEADER] + snap_lines + upd_lines) + "\n")
+    with Tickstore(tmp_path / "apart") as a, Tickstore(tmp_path / "together") as b:
+        run(a, snap)
+        run(a, upd)
+        run(b, both)
+        pd.testing.assert_frame_equal(a["book"].select(PERP), b["book"].select(PERP))
+
+
+def test_t_depth_download_with_a_bad_row_writes_nothing_and_leaves_the_books(data_dir, tmp_path):
+    """A bad row in the update part of a download: the error names the archive entry and
+    its line, no table is written and the store's book state is not touched (the snapshot
+    part, read first, does not leave a book behind)."""
+    from tickstore import Tickstore
+
+    snap_lines, upd_lines, *_ = _depth_parts(data_dir)
+    day = "BTCUSDT_T_DEPTH_2022-11-01"
+    bad = list(upd_lines)
+    bad[3] = bad[3].replace(",set,", ",sett,")
+    tar = _tar(tmp_path / f"{day}.tar.gz", [(f"{day}_depth_snap.csv", snap_lines), (f"{day}_depth_update.csv", bad)])
+    with Tickstore(tmp_path / "store") as store:
+        with pytest.raises(MalformedInput, match=rf"{day}_depth_update.csv.*line 5: update_type 'sett'"):
+            run(store, tar)
+        assert store.tables() == []
+        assert not (tmp_path / "store" / "_book_state.json").exists()
 
 
 def test_unreadable_row_is_refused_with_its_line(store, tmp_path):

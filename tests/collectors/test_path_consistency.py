@@ -27,12 +27,12 @@ PAIRS = ("binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
 FAST = BackoffPolicy(initial_s=0.05, max_s=0.2, jitter=0.0)
 
 
-def _collect(tmp_path, channels, seconds, **kw) -> CollectorConfig:
-    sim = Simulator(SimulatorConfig(symbols=PAIRS, seed=3, trades_per_tick=0.5, liquidation_prob=0.0)).start()
+def _collect(tmp_path, channels, seconds, pairs=PAIRS, market=Market.USDM, **kw) -> CollectorConfig:
+    sim = Simulator(SimulatorConfig(symbols=pairs, seed=3, trades_per_tick=0.5, liquidation_prob=0.0)).start()
     try:
         cfg = CollectorConfig(
-            store=str(tmp_path / "live"), journal=str(tmp_path / "journal"), symbols=PAIRS, channels=channels,
-            endpoints={Market.USDM: sim.endpoints(Market.USDM)}, flush_interval_s=0.5, backoff=FAST,
+            store=str(tmp_path / "live"), journal=str(tmp_path / "journal"), symbols=pairs, channels=channels,
+            endpoints={market: sim.endpoints(market)}, flush_interval_s=0.5, backoff=FAST,
             journal_options=JournalConfig(keep_committed=True), **kw,
         )
         with Collector(cfg):
@@ -43,10 +43,10 @@ def _collect(tmp_path, channels, seconds, **kw) -> CollectorConfig:
     return cfg
 
 
-def _same_tables(live_root, replayed_root, tables):
+def _same_tables(live_root, replayed_root, tables, pairs=PAIRS):
     with Tickstore(live_root) as live, Tickstore(replayed_root) as again:
         for table in tables:
-            for sym in PAIRS:
+            for sym in pairs:
                 a, b = live[table].select(sym), again[table].select(sym)
                 assert len(a) > 0, (table, sym)
                 pdt.assert_frame_equal(b, a, check_freq=False, obj=f"{table} {sym}")
@@ -60,6 +60,39 @@ def test_replay_of_a_partial_book_journal_equals_the_collector(tmp_path, rows):
         report = replay([cfg.journal_dir], store=store, book_interval_ms=250, **kw)
     assert report.rows["book"] > 0
     _same_tables(cfg.store, tmp_path / "replayed", ["book"])
+
+
+@pytest.mark.parametrize("market", [Market.USDM, Market.SPOT])
+def test_tickstore_replay_of_a_partial_book_capture_stores_what_the_collector_stored(tmp_path, market):
+    """The frames the collector received (``depth5@100ms`` and trades), written as an
+    hftbacktest capture (``<recv_ns> <frame>``: what a recorder of the same streams keeps)
+    and given to ``tickstore replay`` with its defaults: book and trades equal the
+    collector's, row for row. Futures partial books carry ``E`` (a row per frame at it);
+    spot ones carry no time and are stored at their receive time on both paths."""
+    import gzip
+    import os
+    import subprocess
+    import sys
+
+    from collectors.journal import RecordKind, read_records
+
+    pairs = PAIRS if market is Market.USDM else ("binance:BTC/USDT", "binance:ETH/USDT")
+    cfg = _collect(tmp_path, (Channel.BOOK5, Channel.TRADES), 1.2, pairs=pairs, market=market)
+    capture = tmp_path / f"partial_{market.value}.gz"
+    with gzip.open(capture, "wb") as out:
+        for rec in read_records(cfg.journal_dir):
+            if rec.kind is RecordKind.FRAME:
+                out.write(b"%d %s\n" % (rec.recv_ns, rec.body))
+    cli = [sys.executable, "-m", "tickstore.cli", "replay", str(capture), "--root", str(tmp_path / "replayed")]
+    res = subprocess.run(cli, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert res.returncode == 0, res.stderr
+    _same_tables(cfg.store, tmp_path / "replayed", ["book", "trades"], pairs)
+    with Tickstore(cfg.store) as live, Tickstore(tmp_path / "replayed") as again:
+        assert sorted(again.tables()) == sorted(live.tables())
+        for sym in pairs:  # a row per frame: as many rows as depth5 frames were received
+            frames = [r for r in read_records(cfg.journal_dir) if r.kind is RecordKind.FRAME and b"@depth5" in r.body
+                      and sym.split(":")[1].replace("/", "").lower().encode() in r.body[:40]]
+            assert len(again["book"].select(sym)) == len(frames) > 5, sym
 
 
 def test_replay_of_a_diff_journal_with_keep_diffs_equals_the_collector(tmp_path):

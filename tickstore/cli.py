@@ -413,13 +413,17 @@ def verify(ctx, no_checksums):
 
 @main.command()
 @click.argument("tables", nargs=-1)
+@click.option("--symbol", "symbols", multiple=True, help="Only this symbol's index (repeatable).")
 @click.pass_context
-def reindex(ctx, tables):
+def reindex(ctx, tables, symbols):
     """Rebuild the index of TABLES (default: all) from the files alone.
 
     Works whatever state the index is in (damaged, truncated, missing). Files that cannot
     be read or are not data files are left in place and listed (exit 1); leftover
     temporaries and files of writes that died before committing are removed and listed.
+    An unreadable data file is also recorded as damaged in its symbol's index: its
+    partition then refuses reads and writes until the file is restored (a good copy put
+    back) or deleted, and reindex runs again.
     """
     store = _store(ctx)
     present = store.tables()
@@ -427,7 +431,7 @@ def reindex(ctx, tables):
         store[name]  # unknown names fail here, with the list of built-in tables
         if name not in present:
             raise NotFoundError(f"table {name!r} holds no data in {store.root}; tables are {present or 'none'}")
-    report = store.reindex(list(tables) or None)
+    report = store.reindex(list(tables) or None, symbols=list(symbols) or None)
     click.echo(str(report))
     if not report.ok:
         raise CliError(f"reindex left {len(report.skipped)} file(s) out of the index (listed above); the rest is indexed")

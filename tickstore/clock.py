@@ -16,6 +16,18 @@ every process of the store is::
 
 so a clock stepped back by NTP neither moves a commit before an earlier one or before a
 snapshot, nor lets a read's time run backwards while the wall clock catches up.
+
+The record is written in place without an fsync per commit (it would add one to every
+commit's several): a ``kill -9`` cannot lose it (the page cache keeps it), but a power cut
+can, or can leave it torn. What is durable is what the mark must stay above: every
+committed version (index files are fsynced at each commit), every snapshot (fsynced,
+with the mark) and the prune horizon. So a record written in an earlier boot of the
+machine (its boot id differs), or one that is missing or damaged, is not trusted alone:
+the mark is first raised to the store's *durable floor* (``recover``: the latest
+knowledge time any index, snapshot or prune names; format-5 indexes say theirs in their
+checksummed header, so this is one small read per index file, once per process and
+boot), and the next commit or snapshot records it, fsynced, under the current boot id.
+Within one boot the page cache holds every record written, so nothing is re-scanned.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -115,16 +127,20 @@ class StoreClock:
     """Knowledge time of one store root: monotonic across its processes (see the module doc).
 
     ``now`` is lock-free (readers call it); ``next`` takes a short ``flock`` on
-    ``<root>/_clock`` and is what commits and snapshots call.
+    ``<root>/_clock`` and is what commits and snapshots call. ``recover`` returns the
+    store's durable floor (see the module doc); it is called at most once per process,
+    and only when the record was not written in this boot.
     """
 
-    def __init__(self, root: Path, clock: Clock):
+    def __init__(self, root: Path, clock: Clock, recover: Callable[[], int] | None = None):
         self.path = Path(root) / "_clock"
         self.clock = clock
         self._mono = getattr(clock, "monotonic_ns", None)
         self._fd: int | None = None
         self._pid = os.getpid()
         self._lock = threading.RLock()
+        self._recover = recover
+        self._floor: int | None = None  # the durable floor, once recovered
 
     def _file(self) -> int:
         with self._lock:
@@ -139,7 +155,14 @@ class StoreClock:
             os.close(fd)
 
     def _read(self) -> tuple[int, int | None]:
-        """(high-water mark, its monotonic reading on this boot or None)."""
+        """(high-water mark, its monotonic reading on this boot or None); a record not
+        written in this boot (or missing, or damaged) is raised to the durable floor."""
+        hw, mono = self._read_record()
+        if mono is None:
+            return max(hw, self._durable_floor()), None
+        return hw, mono
+
+    def _read_record(self) -> tuple[int, int | None]:
         for _ in range(3):  # a record read while being rewritten fails its crc: read again
             raw = os.pread(self._file(), _RECORD, 0)
             if not raw.strip():
@@ -152,7 +175,12 @@ class StoreClock:
                 return int(hw), (int(mono) if boot.decode() == _BOOT_ID else None)
             except ValueError:
                 time.sleep(0.0005)
-        return 0, None  # damaged: commits still order after each symbol's last commit
+        return 0, None  # damaged (torn by a power cut): the durable floor decides
+
+    def _durable_floor(self) -> int:
+        if self._floor is None:
+            self._floor = self._recover() if self._recover is not None else 0
+        return self._floor
 
     def _now(self, hw: int, mono_at: int | None) -> int:
         wall = self.clock.now_ns()
@@ -182,7 +210,7 @@ class StoreClock:
                 body = b"%d %d %s" % (t, mono, _BOOT_ID.encode())
                 rec = b"%s %08x" % (body, zlib.crc32(body))
                 os.pwrite(fd, rec.ljust(_RECORD - 1) + b"\n", 0)
-                if durable:
+                if durable or mono_at is None:  # a snapshot, or the first record of this boot
                     os.fsync(fd)
                 return t
             finally:

@@ -87,8 +87,12 @@ def _mergeable(idx, part: int) -> list:
 
 
 def _close(table, symbol: str, part: int) -> int:
-    """Merge a partition's files into one (as far as ``_mergeable`` allows); 1 if it did."""
-    files = _mergeable(table._index(symbol), part)
+    """Merge a partition's files into one (as far as ``_mergeable`` allows); 1 if it did.
+    A partition with a damaged version (``index``) is left as it is."""
+    idx = table._index(symbol)
+    if any(p == part for p, _, _ in idx.damaged):
+        return 0
+    files = _mergeable(idx, part)
     if len(files) < 2:
         return 0
     merge(table, symbol, part, files)
@@ -110,6 +114,8 @@ def auto_compact(table, symbol: str, touched: list[int]) -> None:
     for p in parts[(counts > 1) & (parts < min(touched))]:
         _close(table, symbol, int(p))
     for p in touched:
+        if any(d == p for d, _, _ in table._index(symbol).damaged):
+            continue  # never written: a commit to it is refused
         while True:
             files = _mergeable(table._index(symbol), p)
             j = merge_start([int(e["rows"]) for e in files])

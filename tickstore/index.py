@@ -38,18 +38,32 @@ The index file is rewritten whole and renamed into place for every commit: reade
 other processes see the old or the new index, never a mix. The whole-file rewrite is
 cheap because it holds one symbol of one table (1,800 days x a few versions: ~1 ms).
 
-Index format 4 (3 without ``kt_max``) is an HDF5 file (``/entries``: the ENTRY rows' bytes, one blosc2 chunk;
+Damaged versions. ``reindex`` rebuilds an index from the files alone; a file it cannot
+read (a damaged layout or key column, metadata naming another place) cannot be indexed,
+but leaving it out would silently change the partition's answer (an older version it
+superseded would come back, a merged file's rows would vanish). So the index records it
+(``damaged``: partition, version, why) and every read or write of that partition raises
+``CorruptionError`` naming the file, until the file is restored (a good copy put back)
+or deleted, and ``tickstore reindex`` is run again (see README, "Integrity").
+
+Index format 5 (4 without ``last_commit``, ``damaged`` and ``block``, 3 without
+``kt_max``) is an HDF5 file (``/entries``: the ENTRY rows' bytes, one blosc2 chunk;
 attributes ``tickstore_index_format``, ``table``, ``symbol``, ``partition``,
 ``entry_dtype``) whose user block holds ``b"TICKSTORE-INDEX-3\n"``, a checksummed JSON
 header line (as in data files, see splay) and the JSON {tickstore_index_format, table,
 symbol, partition, entry_dtype, entries, chunk: [offset, bytes, offset in the frame,
-chunk bytes, xxh3] | null, image: [bytes, xxh3]}; ``image`` is the xxh3-64 of every
-byte after the user block. Loading reads the file once, checks both checksums and the
+chunk bytes, xxh3] | null, image: [bytes, xxh3], last_commit: ns, damaged: [[partition,
+version, why], ...], block: bytes}; ``image`` is the xxh3-64 of every byte after the
+user block, ``last_commit`` the latest knowledge time the index names (the store clock
+recovers its floor from it after a power cut, reading only this header: see ``clock``),
+and ``block`` the user block's size (1 KB, a larger power of two when a long list of
+damaged versions needs it; formats 3 and 4: always 1 KB). Loading reads the file once,
+checks both checksums and the
 names, and decompresses the chunk: no HDF5 call, so a damaged index is a
 ``CorruptionError`` (never a crash of the HDF5 library), and an index copied from
 another symbol is refused. Formats 1 and 2 (no checksum) are still read through
 PyTables, and 1 to 3 get ``kt_max`` = ``committed_at`` (their files hold rows of one
-commit each); the next commit rewrites them as format 4.
+commit each); the next commit rewrites them as format 5.
 """
 
 from __future__ import annotations
@@ -68,18 +82,20 @@ from xxhash import xxh3_64_intdigest
 
 from . import diskio
 from .clock import MAX_NS, NS_PER_DAY
-from .errors import CorruptionError, FormatVersionError, StorageError
-from .layout import data_path, encode_symbol
+from .errors import CorruptionError, FormatVersionError, StorageError, TickstoreError
+from .layout import data_path, decode_symbol, encode_symbol
 from .schemas import Partition
 from .splay import header_body, layout_header, write_array
 
-__all__ = ["ENTRY", "SymbolIndex", "IndexCache", "INDEX_FORMAT_VERSION", "index_partition"]
+__all__ = ["ENTRY", "SymbolIndex", "IndexCache", "INDEX_FORMAT_VERSION", "index_partition", "index_last_commit"]
 
-# 4: + kt_max; 3: checksummed user-block header; 2: entries as raw bytes; 1: a PyTables Table
-INDEX_FORMAT_VERSION = 4
-READABLE_INDEX_FORMATS = (1, 2, 3, 4)
+# 5: + last_commit, damaged; 4: + kt_max; 3: checksummed user-block header; 2: entries as
+# raw bytes; 1: a PyTables Table
+INDEX_FORMAT_VERSION = 5
+READABLE_INDEX_FORMATS = (1, 2, 3, 4, 5)
 _INDEX_MAGIC = b"TICKSTORE-INDEX-3\n"
-_INDEX_BLOCK = 1024  # user block: the header JSON is ~400 bytes
+_INDEX_BLOCK = 1024  # user block of formats 3 and 4, the least of format 5 (the header JSON is ~550 bytes)
+_HEADER_ROOM = 800  # bytes of a format-5 header but its damaged list (~550 in practice)
 _MEMORY_FILES = iter(range(1 << 62))
 REASON_BYTES = 256
 SOURCE_BYTES = 64
@@ -122,10 +138,30 @@ class SymbolIndex:
     symbol: str
     partition: Partition
     entries: np.ndarray  # ENTRY, sorted by (partition, version)
+    # versions reindex could not read: (partition, version, why); see the module doc
+    damaged: tuple[tuple[int, int, str], ...] = ()
 
     @classmethod
     def empty(cls, table: str, symbol: str, partition: Partition) -> "SymbolIndex":
         return cls(table, symbol, partition, np.zeros(0, ENTRY))
+
+    def check_damaged(self, first_part: int | None = None, last_part: int | None = None, *, what: str = "read") -> None:
+        """Raise ``CorruptionError`` if a partition in ``[first_part, last_part]`` has a
+        damaged version (see the module doc): it cannot be read or written until resolved."""
+        if not self.damaged:
+            return
+        hit = [d for d in self.damaged if (first_part is None or d[0] >= first_part) and (last_part is None or d[0] <= last_part)]
+        if not hit:
+            return
+        part, version, why = hit[0]
+        rel = data_path(self.table, self.partition, part, self.symbol, version)
+        more = f" (and {len(hit) - 1} more damaged version(s): `tickstore verify` lists them)" if len(hit) > 1 else ""
+        raise CorruptionError(
+            f"{self.table} {self.symbol} {np.datetime64(part, 'D')}: cannot {what}: version {version} ({rel}) is "
+            f"damaged ({why}) and `tickstore reindex` left it out of the index; without it this partition would "
+            f"answer differently, so it stays unreadable until the file is restored (put a good copy back at that "
+            f"path) or deleted (accepting the loss of that version), then `tickstore reindex {self.table}` is run{more}"
+        )
 
     # -- queries --------------------------------------------------------------------------
     def visible_mask(self, as_of: int | None) -> np.ndarray:
@@ -166,7 +202,8 @@ class SymbolIndex:
 
     def next_version(self, partition: int) -> int:
         h = self.history(partition)
-        return int(h["version"].max()) + 1 if len(h) else 1
+        top = max([int(h["version"].max())] if len(h) else [0])
+        return max([top] + [v for p, v, _ in self.damaged if p == partition]) + 1
 
     @property
     def last_commit(self) -> int:
@@ -196,7 +233,7 @@ class SymbolIndex:
             e["superseded_at"][m] = now
         e = np.concatenate([e, new])
         e = e[np.lexsort((e["version"], e["partition"]))]
-        return SymbolIndex(self.table, self.symbol, self.partition, e)
+        return SymbolIndex(self.table, self.symbol, self.partition, e, self.damaged)
 
     def merge(self, part: int, versions: list[int], merged: np.ndarray) -> "SymbolIndex":
         """A new index where the visible ``versions`` of ``part`` are replaced by the one
@@ -209,11 +246,11 @@ class SymbolIndex:
                 f"are not all visible; index and writer disagree"
             )
         out = np.concatenate([e[~m], merged])
-        return SymbolIndex(self.table, self.symbol, self.partition, out[np.lexsort((out["version"], out["partition"]))])
+        return SymbolIndex(self.table, self.symbol, self.partition, out[np.lexsort((out["version"], out["partition"]))], self.damaged)
 
     def without(self, drop: np.ndarray) -> "SymbolIndex":
         """A new index without the entries where the boolean mask ``drop`` is set (prune)."""
-        return SymbolIndex(self.table, self.symbol, self.partition, self.entries[~drop])
+        return SymbolIndex(self.table, self.symbol, self.partition, self.entries[~drop], self.damaged)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -225,6 +262,11 @@ class SymbolIndex:
             The disk refused; the old index is still in place.
         """
         raw = np.ascontiguousarray(self.entries).view(np.uint8)
+        damaged = [[int(p), int(v), str(why)] for p, v, why in self.damaged]
+        # the user block holds the header: 1 KB, more if many damaged versions are listed
+        block = _INDEX_BLOCK
+        while block < len(_INDEX_MAGIC) + 28 + _HEADER_ROOM + len(json.dumps(damaged, separators=(",", ":")).encode()):
+            block *= 2
         # built in memory (HDF5's core driver), written by diskio (fsync, rename, fsync)
         with tables.open_file(
             f"{path}.mem-{os.getpid()}-{next(_MEMORY_FILES)}",
@@ -232,7 +274,7 @@ class SymbolIndex:
             driver="H5FD_CORE",
             driver_core_backing_store=0,
             pytables_sys_attrs=False,
-            user_block_size=_INDEX_BLOCK,
+            user_block_size=block,
         ) as h:
             # The entries' bytes as a uint8 array, their layout in `entry_dtype`: loading it
             # skips the compound-type description a Table rebuilds on every open.
@@ -257,12 +299,15 @@ class SymbolIndex:
             "entries": len(self.entries),
             "chunk": chunk,
             "image": [len(image), xxh3_64_intdigest(image)],
+            "last_commit": self.last_commit,
+            "damaged": damaged,
+            "block": block,
         }
         head = layout_header(json.dumps(header, separators=(",", ":")).encode(), _INDEX_MAGIC)
-        if len(head) > _INDEX_BLOCK:
-            raise AssertionError(f"index header of {len(head)} bytes does not fit its {_INDEX_BLOCK}-byte user block")
+        if len(head) > block:
+            raise AssertionError(f"index header of {len(head)} bytes does not fit its {block}-byte user block")
         diskio.makedirs(path.parent)
-        diskio.replace(path, [head.ljust(_INDEX_BLOCK, b" "), image])
+        diskio.replace(path, [head.ljust(block, b" "), image])
 
     @classmethod
     def load(cls, path: Path, table: str, symbol: str, partition: Partition) -> "SymbolIndex":
@@ -285,13 +330,14 @@ class SymbolIndex:
             raise CorruptionError(f"{path}: the index file is missing; rebuild it with `tickstore reindex {table}`") from None
         except OSError as exc:
             raise StorageError.from_os(exc, path, "reading the index") from None
+        damaged = ()
         if data.startswith(_INDEX_MAGIC):
-            entries = _load_3(path, data, table, symbol, partition)
+            entries, damaged = _load_3(path, data, table, symbol, partition)
         elif data.startswith(b"\x89HDF"):
             entries = _load_legacy(path)
         else:
             raise CorruptionError(f"{path}: not a tickstore index (damaged or foreign); rebuild it with `tickstore reindex {table}`")
-        return cls(table, symbol, partition, entries)
+        return cls(table, symbol, partition, entries, damaged)
 
     # -- views ----------------------------------------------------------------------------
     def to_frame(self, root: Path | None = None) -> pd.DataFrame:
@@ -325,22 +371,70 @@ class SymbolIndex:
         return frame
 
 
-def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partition) -> np.ndarray:
+def _header(path: Path, data: bytes, remedy: str) -> dict:
+    """The checksummed JSON header of a format-3+ index (``data`` from its start)."""
+    length, want = header_body(str(path), _INDEX_MAGIC, data, 1 << 40)
+    body = data[len(_INDEX_MAGIC) + 28 : len(_INDEX_MAGIC) + 28 + length]
+    if len(body) != length or xxh3_64_intdigest(body) != want:
+        raise CorruptionError(f"{path}: index header checksum mismatch: the index is damaged; {remedy}")
+    h = json.loads(body)
+    if not isinstance(h, dict):
+        raise ValueError("the header is not an object")
+    fmt = h["tickstore_index_format"]
+    if type(fmt) is not int or fmt not in READABLE_INDEX_FORMATS:
+        raise FormatVersionError(
+            f"{path}: index format {fmt!r}; this version reads {', '.join(map(str, READABLE_INDEX_FORMATS))} "
+            f"only (upgrade tickstore, or {remedy})"
+        )
+    return h
+
+
+def _block(h: dict) -> int:
+    """The user block's size: 1 KB up to format 4, said by the header from format 5."""
+    if h["tickstore_index_format"] < 5:
+        return _INDEX_BLOCK
+    b = h["block"]
+    if type(b) is not int or b < _INDEX_BLOCK or b & (b - 1):
+        raise ValueError(f"user block of {b!r} bytes")
+    return b
+
+
+def _read_header(path: Path) -> dict | None:
+    """The header of a format-3+ index file (reading only its user block), None for an
+    older (PyTables) index."""
+    with open(path, "rb") as f:
+        head = f.read(_INDEX_BLOCK)
+        if not head.startswith(_INDEX_MAGIC):
+            return None
+        length, _ = header_body(str(path), _INDEX_MAGIC, head, 1 << 40)
+        need = len(_INDEX_MAGIC) + 28 + length
+        if need > len(head):  # a long list of damaged versions
+            head += f.read(need - len(head))
+    return _header(path, head, "")
+
+
+def _damaged(h: dict) -> tuple[tuple[int, int, str], ...]:
+    if h["tickstore_index_format"] < 5:
+        return ()
+    out = []
+    for d in h["damaged"]:
+        p, v, why = d
+        if type(p) is not int or type(v) is not int or not isinstance(why, str):
+            raise TypeError(f"damaged entry {d!r}")
+        out.append((p, v, why))
+    return tuple(out)
+
+
+def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partition) -> tuple[np.ndarray, tuple]:
     remedy = f"rebuild it with `tickstore reindex {table}`"
     try:
-        length, want = header_body(str(path), _INDEX_MAGIC, data, len(data))
-        body = data[len(_INDEX_MAGIC) + 28 : len(_INDEX_MAGIC) + 28 + length]
-        if xxh3_64_intdigest(body) != want:
-            raise CorruptionError(f"{path}: index header checksum mismatch: the index is damaged; {remedy}")
-        h = json.loads(body)
+        h = _header(path, data, remedy)
         fmt = h["tickstore_index_format"]
-        if type(fmt) is not int or fmt not in READABLE_INDEX_FORMATS:
-            raise FormatVersionError(
-                f"{path}: index format {fmt!r}; this version reads {', '.join(map(str, READABLE_INDEX_FORMATS))} "
-                f"only (upgrade tickstore, or {remedy})"
-            )
+        block = _block(h)
+        if len(data) < block:
+            raise ValueError("shorter than its header block")
         size, image_sum = h["image"]
-        image = memoryview(data)[_INDEX_BLOCK:]
+        image = memoryview(data)[block:]
         if len(image) != size or xxh3_64_intdigest(image) != image_sum:
             what = "truncated or extended" if len(image) != size else "damaged (checksum mismatch)"
             raise CorruptionError(f"{path}: the index is {what}; {remedy}")
@@ -349,22 +443,23 @@ def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partiti
                 f"{path}: holds the index of {h['table']} {h['symbol']} ({h['partition']} partitions), "
                 f"not {table} {symbol}: a file was copied or renamed; {remedy}"
             )
-        layout = ENTRY if fmt == INDEX_FORMAT_VERSION else ENTRY_V3
+        layout = ENTRY if fmt >= 4 else ENTRY_V3
+        damaged = _damaged(h)
         if [tuple(d) for d in h["entry_dtype"]] != [tuple(json.loads(json.dumps(d))) for d in layout.descr]:
             raise CorruptionError(f"{path}: index rows have an unexpected layout; {remedy}")
         n = h["entries"]
         if h["chunk"] is None:
             if n != 0:
                 raise ValueError("entries without a chunk")
-            return np.zeros(0, ENTRY)
+            return np.zeros(0, ENTRY), damaged
         offset, csize, inner, inner_size, _ = h["chunk"]
         raw = np.empty(n * layout.itemsize, np.uint8)
-        at = offset - _INDEX_BLOCK  # chunk offsets count from the start of the file
+        at = offset - block  # chunk offsets count from the start of the file
         if inner >= 0:
             blosc2.decompress2(bytes(image[at + inner : at + inner + inner_size]), dst=raw)
         else:
             blosc2.schunk_from_cframe(bytes(image[at : at + csize]), copy=False).decompress_chunk(0, dst=raw)
-        return raw.view(ENTRY) if layout is ENTRY else _upgrade(raw.view(ENTRY_V3))
+        return (raw.view(ENTRY) if layout is ENTRY else _upgrade(raw.view(ENTRY_V3))), damaged
     except (CorruptionError, FormatVersionError):
         raise
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError, RecursionError) as exc:
@@ -401,16 +496,28 @@ def _load_legacy(path: Path) -> np.ndarray:
 def index_partition(path: Path) -> Partition | None:
     """The partition an index file says its table uses (None if it cannot tell)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(_INDEX_BLOCK)
-        if head.startswith(_INDEX_MAGIC):
-            length, _ = header_body(str(path), _INDEX_MAGIC, head, 1 << 40)
-            body = head[len(_INDEX_MAGIC) + 28 : len(_INDEX_MAGIC) + 28 + length]
-            return Partition(json.loads(body)["partition"])
+        h = _read_header(path)
+        if h is not None:
+            return Partition(h["partition"])
         with tables.open_file(str(path), "r") as h:
             return Partition(str(h.root._v_attrs.partition))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, tables.HDF5ExtError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, tables.HDF5ExtError, TickstoreError):
+        return None  # damaged: another index of the table tells
+
+
+def index_last_commit(path: Path) -> int:
+    """The latest knowledge time the index file at ``path`` names (0 if none or unreadable):
+    format 5 says it in its checksummed header (one small read); older formats are loaded."""
+    try:
+        h = _read_header(path)
+        if h is not None and h["tickstore_index_format"] >= 5:
+            t = h["last_commit"]
+            return t if type(t) is int and 0 <= t < MAX_NS else 0
+        table, symbol = path.parent.parent.name, decode_symbol(path.stem)
+        idx = SymbolIndex.load(path, table, symbol, index_partition(path) or Partition.DAY)
+        return idx.last_commit
+    except (OSError, ValueError, KeyError, TypeError, TickstoreError):
+        return 0
 
 
 def index_path(root: Path, table: str, symbol: str) -> Path:

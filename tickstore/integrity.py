@@ -26,10 +26,17 @@ writer. A file a merge or prune dropped from the index but has not deleted yet (
 the ``drop`` of an intent) is *reclaimable*, pending as well, and so is a prune that did
 not finish. Only what is still unexplained after that is a problem.
 
+Both check every chunk's xxh3 of every file (decompressing nothing), so a file damaged
+before it was (re)indexed is found too, not only one that changed since.
+
 ``reindex`` rebuilds every symbol's index from the files alone, whatever state the old
-index is in (garbage, truncated, missing): files that cannot be read, or whose metadata
-does not match their path, or that are not data files at all, are skipped and reported
-(never deleted); leftover temporaries are deleted and reported; the files of a write
+index is in (garbage, truncated, missing): files that are not data files at all are
+skipped and reported (never deleted); a data file that cannot be read (a damaged layout
+or chunk, metadata naming another place than its path) is skipped, reported, and
+recorded in its symbol's index as *damaged* (``index``): leaving it out silently would
+change its partition's answer (the version it superseded would come back), so every read
+and write of that partition raises ``CorruptionError`` naming it until the file is
+restored or deleted and ``reindex`` runs again, and ``verify`` reports it; leftover temporaries are deleted and reported; the files of a write
 that died before its commit point are deleted if the old index still loads and does not
 name them, and kept (and reported) if the old index is unreadable, since they may be
 committed data. Members of a merge still on disk (a merge killed before it deleted them)
@@ -50,7 +57,7 @@ from .clock import MAX_NS
 from .diskio import TMP_MARK
 from .errors import TickstoreError
 from .index import ENTRY, REASON_BYTES, SOURCE_BYTES, SymbolIndex, index_path
-from .layout import decode_symbol, parse_data_path
+from .layout import data_path, decode_symbol, parse_data_path
 from .intent import read_intent
 from .splay import KT, FileMeta, read_meta, sha256_file
 
@@ -86,6 +93,7 @@ class ReindexReport:
     skipped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # recorded in their index (see the module doc)
 
     @property
     def ok(self) -> bool:
@@ -190,6 +198,8 @@ def _row(store, table, part: int, meta: FileMeta, rel: str, *, contents: bool = 
         e["checksum"] = sha256_file(path).encode()
     e["reason"] = meta.reason.encode()[:REASON_BYTES]
     e["source"] = meta.source.encode()[:SOURCE_BYTES]
+    if contents:
+        store._files.check_chunks(str(path))  # every chunk, not only the key column's
     return e
 
 
@@ -261,6 +271,7 @@ def _verify_table(store, table, checksums: bool, report: VerifyReport) -> None:
             unreadable.add(sym)
             continue
         indexed.update(_verify_symbol(store, table, idx, checksums, report))
+        indexed.update(_verify_damaged(store, table, idx, report))
     strays = []
     for rel in _walk(table.dir):
         if rel in indexed:
@@ -328,6 +339,7 @@ def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: Veri
                 row["kmin"], row["kmax"] = _key_range(store, table, path, meta.rows)  # checks every key chunk
                 row["kt_max"] = _kt_max(store, path, meta)
                 row["checksum"] = got.encode()
+                store._files.check_chunks(str(path))  # a file damaged before it was indexed
             else:
                 row["kmin"], row["kmax"], row["checksum"], row["kt_max"] = e["kmin"], e["kmax"], e["checksum"], e["kt_max"]
         except (TickstoreError, OSError) as exc:
@@ -350,6 +362,22 @@ def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: Veri
                 + f"; `tickstore reindex {table.name}` rebuilds it"
             )
     return set(rels)
+
+
+def _verify_damaged(store, table, idx: SymbolIndex, report: VerifyReport) -> set[str]:
+    """One problem per damaged version an index records (``reindex`` left it out); return
+    their paths (not strays: reindex will not adopt them)."""
+    rels = set()
+    for part, version, why in idx.damaged:
+        rel = data_path(table.name, table.schema.partition, part, idx.symbol, version)
+        rels.add(rel)
+        state = "still on disk" if (store.root / rel).exists() else "no longer on disk"
+        report.problems.append(
+            f"{rel}: damaged ({why}), left out of the index by reindex ({state}): reads and writes of "
+            f"{table.name} {idx.symbol} {np.datetime64(part, 'D')} raise until the file is restored or deleted "
+            f"and `tickstore reindex {table.name}` runs"
+        )
+    return rels
 
 
 def _still_indexed(store, table, symbol: str, rel: str) -> bool:
@@ -401,19 +429,27 @@ def _verify_strays(store, table, strays: list[tuple[str, str | None]], report: V
 
 
 # -- reindex ------------------------------------------------------------------------------
-def reindex(store, tables: list[str] | None = None) -> ReindexReport:
-    """Rebuild every symbol index of ``tables`` (default all) from the files alone.
+def reindex(store, tables: list[str] | None = None, symbols: list[str] | None = None) -> ReindexReport:
+    """Rebuild every symbol index of ``tables`` (default all) from the files alone; with
+    ``symbols``, only theirs.
 
     Never reads the old index except to tell whether the files of a write that died were
-    committed. Unreadable and foreign files are skipped and reported, not deleted.
+    committed. Unreadable and foreign files are skipped and reported, not deleted; an
+    unreadable data file is recorded as damaged in its symbol's index (see the module
+    doc). The store clock is raised past every commit the rebuilt indexes name.
     """
     report = ReindexReport()
+    latest = 0
     for name in tables or store.tables():
         table = store[name]
         with table._lock.hold():
-            report.indexed[name] = _reindex_table(store, table, report)
+            n, last = _reindex_table(store, table, report, None if symbols is None else set(symbols))
+            report.indexed[name] = n
+            latest = max(latest, last)
             store._indexes.forget(name)
             store._files.close()  # handles of files that were replaced or removed
+    # an index rebuilt after a power cut may name commits the clock's record lost
+    store._clock.next(latest + 1, durable=True)
     return report
 
 
@@ -429,22 +465,31 @@ def _old_paths(store, table, symbol: str) -> set[str] | None:
     return {idx.path_of(e) for e in idx.entries}
 
 
-def _reindex_table(store, table, report: ReindexReport) -> int:
+def _reindex_table(store, table, report: ReindexReport, only: set[str] | None) -> tuple[int, int]:
+    """Rebuild the indexes of one table (of the symbols in ``only``, default all); return
+    (files indexed, the latest knowledge time they name)."""
     name, root = table.name, store.root
-    intents = _intents(table.dir)
+    intents = {p: v for p, v in _intents(table.dir).items() if only is None or _intent_symbol(p) in only}
     in_flight = {t for new, _ in intents.values() for t in new}
     dropped = {t for _, drop in intents.values() for t in drop}
     by_symbol: dict[str, list] = defaultdict(list)
+    damaged: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
     old: dict[str, set[str] | None] = {}
     for rel in sorted(_walk(table.dir)):
-        if _tmp_target(rel) is not None:
+        target = _tmp_target(rel)
+        if target is not None:
+            if only is not None and _symbol_of(target, table) not in only:
+                continue
             (root / rel).unlink(missing_ok=True)  # a write that died before its rename
             report.removed.append(f"{rel}: leftover temporary")
             continue
         try:
             _, sym, part, version = parse_data_path(rel, table.schema.partition)
         except TickstoreError:
-            report.skipped.append(f"{rel}: not a data file of table {name} (left in place)")
+            if only is None:
+                report.skipped.append(f"{rel}: not a data file of table {name} (left in place)")
+            continue
+        if only is not None and sym not in only:
             continue
         if rel in dropped or rel in in_flight:
             # named by an intent and not by the old index: a write that died before its
@@ -465,18 +510,22 @@ def _reindex_table(store, table, report: ReindexReport) -> int:
                 raise _Foreign(f"its metadata says {meta.table} {meta.symbol} version {meta.version}")
             by_symbol[sym].append((part, meta, rel))
         except (TickstoreError, _Foreign) as exc:
-            report.skipped.append(f"{rel}: unreadable, left out of the index ({exc})")
+            _damaged(report, damaged, sym, part, version, rel, exc)
     for tmp in (table.dir / "_index").glob(f".*{TMP_MARK}*"):
+        if only is not None and _symbol_of(str(tmp.relative_to(root)), table) not in only:
+            continue
         tmp.unlink(missing_ok=True)
         report.removed.append(f"{tmp.relative_to(root)}: leftover temporary")
-    count = 0
-    for sym, items in sorted(by_symbol.items()):
+    count = latest = 0
+    for sym in sorted(set(by_symbol) | set(damaged)):
+        items = by_symbol.get(sym, [])
         rows, metas = [], []
         # a merge's members still on disk: the merge took their window (it was committed
-        # at or before them), unlike a correction or an older compaction (after them)
+        # at or before them), unlike a correction or an older compaction (after them); a
+        # merge whose own chunks are damaged does not count (its members keep their rows)
         merged: dict[tuple[int, int], int] = {}
-        for part, meta, _ in items:
-            if meta.op == "compact":
+        for part, meta, rel in items:
+            if meta.op == "compact" and _chunks_ok(store, root / rel):
                 for v in meta.replaces:
                     merged[(part, v)] = min(merged.get((part, v), MAX_NS), meta.committed_at)
         for part, meta, rel in items:
@@ -485,26 +534,65 @@ def _reindex_table(store, table, report: ReindexReport) -> int:
                 report.removed.append(f"{rel}: a member of a merge that was not deleted yet")
                 continue
             try:
-                rows.append(_row(store, table, part, meta, rel))  # reads the key column: every chunk checked
+                rows.append(_row(store, table, part, meta, rel))  # every chunk checked
                 metas.append(meta)
             except TickstoreError as exc:
-                report.skipped.append(f"{rel}: unreadable, left out of the index ({exc})")
-        by_symbol[sym] = rows
-        if rows:
+                _damaged(report, damaged, sym, part, meta.version, rel, exc)
+        if rows or damaged.get(sym):
             closed = store._retention.closed(name, sym)
-            store._indexes.put(SymbolIndex(name, sym, table.schema.partition, _link(rows, metas, closed)))
+            idx = SymbolIndex(name, sym, table.schema.partition, _link(rows, metas, closed), tuple(sorted(damaged.get(sym, ()))))
+            store._indexes.put(idx)
             count += len(rows)
+            latest = max(latest, idx.last_commit)
+        by_symbol[sym] = rows or damaged.get(sym)
     for p in (table.dir / "_index").glob("*.h5"):
         try:
             sym = decode_symbol(p.stem)
         except TickstoreError:
-            report.skipped.append(f"{p.relative_to(root)}: not the index of a symbol (left in place)")
+            if only is None:
+                report.skipped.append(f"{p.relative_to(root)}: not the index of a symbol (left in place)")
             continue
-        if not by_symbol.get(sym):
-            p.unlink()  # the index of a symbol with no (readable) files
+        if (only is None or sym in only) and not by_symbol.get(sym):
+            p.unlink()  # the index of a symbol with no files
     for intent in intents:
         intent.unlink(missing_ok=True)
-    return count
+    return count, latest
+
+
+def _damaged(report: ReindexReport, damaged: dict, sym: str, part: int, version: int, rel: str, exc: BaseException) -> None:
+    """Record an unreadable data file: reported, left in place, and named in its symbol's
+    index so that its partition is refused rather than read without it."""
+    name = rel.rsplit("/", 1)[-1]
+    why = str(exc).split(f"{name}:", 1)[-1].strip()[:200] or type(exc).__name__  # without the path
+    damaged[sym].append((part, version, why))
+    report.skipped.append(f"{rel}: unreadable, left out of the index and recorded as damaged ({exc})")
+    report.damaged.append(rel)
+
+
+def _chunks_ok(store, path: Path) -> bool:
+    try:
+        store._files.check_chunks(str(path))
+    except TickstoreError:
+        return False
+    return True
+
+
+def _intent_symbol(path: Path) -> str | None:
+    try:
+        return decode_symbol(path.stem)
+    except TickstoreError:
+        return None
+
+
+def _symbol_of(rel: str, table) -> str | None:
+    """The symbol a data or index path (or a temporary's target) belongs to, None if none."""
+    if rel.startswith(f"{table.name}/_index/"):
+        name = rel.rsplit("/", 1)[1]
+        return _intent_symbol(Path(name[: -len(".h5")] if name.endswith(".h5") else name))
+    try:
+        return parse_data_path(rel, table.schema.partition)[1]
+    except TickstoreError:
+        return None
 
 
 class _Foreign(Exception):

@@ -172,6 +172,8 @@ def read_as_of(table, syms, lo, hi, at: int, cols, *, pin: bool, protected: bool
         for sym in syms:
             await_commit(table._tx.intent_path(sym), at, timeout=table.store.read_wait, what=f"{table.name} {sym}")
         idxs = [table._index(sym) for sym in syms]
+        for idx in idxs:
+            idx.check_damaged(first_part, last_part)  # a version reindex could not read
         files: list[PinnedFile] = []
         parts: list[PinnedPart] = []
         per_symbol = []

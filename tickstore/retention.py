@@ -150,6 +150,9 @@ def _prune_symbol(table, symbol: str, before: int, protected: np.ndarray) -> tup
     idx = table._index(symbol)
     e = idx.entries
     drop = e["superseded_at"] <= before
+    # a partition with a damaged version is kept whole: its index is incomplete until
+    # the file is restored or deleted and reindexed
+    drop &= ~np.isin(e["partition"], [p for p, _, _ in idx.damaged])
     for t in protected:
         drop &= ~((e["committed_at"] <= t) & (t < e["superseded_at"]))
     if not drop.any():

@@ -15,6 +15,7 @@ any number of processes write.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -39,9 +40,9 @@ from .errors import (
     UnknownTableError,
 )
 from .frames import check_unique_key, frame_to_rows, key_values
-from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_partition
+from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_last_commit, index_partition
 from .intent import await_commit
-from .layout import decode_symbol, validate_symbol
+from .layout import data_path, decode_symbol, validate_symbol
 from .lock import TableLock
 from .pin import Pin, Selection
 from .reader import read_as_of, read_pin, to_frame
@@ -452,6 +453,19 @@ class Table:
             return SymbolIndex.empty(self.name, "x:x", self.schema.partition).to_frame()
         return pd.concat(frames)
 
+    def damaged(self, symbols=None) -> pd.DataFrame:
+        """Versions ``reindex`` could not read and recorded as damaged, one row each (symbol,
+        date, version, path, why, on_disk): their partitions raise ``CorruptionError`` until
+        the file is restored or deleted and ``reindex`` runs again."""
+        syms = self.symbols() if symbols is None else ([symbols] if isinstance(symbols, str) else list(symbols))
+        rows = []
+        for s in syms:
+            idx = self._index(s)
+            for part, version, why in idx.damaged:
+                rel = data_path(self.name, self.schema.partition, part, s, version)
+                rows.append((s, ns_to_timestamp(part * NS_PER_DAY), version, rel, why, (self.store.root / rel).exists()))
+        return pd.DataFrame(rows, columns=["symbol", "date", "version", "path", "why", "on_disk"])
+
     def symbols(self) -> list[str]:
         d = self.dir / "_index"
         if not d.is_dir():
@@ -470,7 +484,9 @@ class Table:
         as_of_ns, protected = self.store._resolve(as_of)
         at = as_of_ns if as_of_ns is not None else self.store._clock.now()
         await_commit(self._tx.intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
-        e = self._index(symbol).visible(at)
+        idx = self._index(symbol)
+        idx.check_damaged()
+        e = idx.visible(at)
         if not protected:
             self.store._retention.check(at, self.store._snapshot_times)
         parts = np.unique(e["partition"][e["rows"] > 0])
@@ -512,7 +528,7 @@ class Tickstore:
         self.read_wait = read_wait
         self._indexes = IndexCache(self.root)
         self._files = FileCache(open_files)
-        self._clock = StoreClock(self.root, self.clock)
+        self._clock = StoreClock(self.root, self.clock, recover=functools.partial(durable_floor, self.root))
         self._retention = Retention(self.root)
         # closes cached handles when the store is collected or the interpreter exits;
         # a finalizer, not __del__, so no I/O runs at an arbitrary point of collection
@@ -767,18 +783,28 @@ class Tickstore:
 
         return verify(self, checksums=checksums)
 
-    def reindex(self, tables: list[str] | None = None) -> "ReindexReport":
+    def reindex(self, tables: list[str] | None = None, *, symbols: list[str] | None = None) -> "ReindexReport":
         """Rebuild the index from the files alone, whatever state it is in; see ``integrity.reindex``.
+
+        Parameters
+        ----------
+        tables, symbols
+            What to rebuild (default everything): e.g. one symbol after restoring or
+            deleting one of its damaged files.
 
         Returns
         -------
         ReindexReport
             ``indexed`` {table: files}, ``skipped`` (unreadable or foreign files, left in
-            place), ``removed`` (leftover temporaries, files of writes that died).
+            place), ``damaged`` (unreadable data files, recorded in their index: their
+            partitions raise ``CorruptionError`` until restored or deleted),
+            ``removed`` (leftover temporaries, files of writes that died).
         """
         from .integrity import reindex
 
-        return reindex(self, tables)
+        for s in symbols or ():
+            validate_symbol(s)
+        return reindex(self, tables, symbols)
 
     def read_pin(self, pin: Pin, *, check: bool = True) -> pd.DataFrame:
         """Reproduce a pinned read exactly; see ``Table.read_pin``."""
@@ -790,6 +816,29 @@ def _close(files: FileCache, clock: StoreClock) -> None:
     clock.close()
 
 
+def durable_floor(root: Path) -> int:
+    """The latest knowledge time the store's durable files name: every committed version
+    (each index's ``last_commit``), every snapshot and the prune log. What the store clock
+    must stay above after a power cut lost its last records (see ``clock``); unreadable
+    files count as naming nothing (a damaged index refuses reads and writes anyway, and
+    ``reindex`` raises the clock to what it rebuilds)."""
+    floor = 0
+    for p in root.glob("*/_index/*.h5"):
+        if not p.name.startswith("."):
+            floor = max(floor, index_last_commit(p))
+    try:
+        snaps = json.loads((root / "_snapshots.json").read_bytes())
+        floor = max([floor] + [v["as_of"] for v in snaps.values() if type(v.get("as_of")) is int and v["as_of"] < MAX_NS])
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    try:
+        doc = Retention(root).load()
+        floor = max([floor, doc["horizon"]] + [r["at"] for r in doc["log"] if type(r.get("at")) is int])
+    except (TickstoreError, AttributeError, TypeError):
+        pass
+    return min(floor, MAX_NS - 1)
+
+
 def _partition_on_disk(table_dir: Path) -> Partition | None:
     """The partition a built-in table's files use, from its index files (None for a new
     table): a store keeps reading its files after a built-in table's default changed."""
@@ -797,7 +846,9 @@ def _partition_on_disk(table_dir: Path) -> Partition | None:
         with os.scandir(table_dir / "_index") as it:
             for entry in it:
                 if entry.name.endswith(".h5") and not entry.name.startswith("."):
-                    return index_partition(Path(entry.path))
+                    part = index_partition(Path(entry.path))
+                    if part is not None:
+                        return part
     except FileNotFoundError:
         pass
     return None

@@ -139,6 +139,8 @@ class Writer:
 
         ``plan`` is ``[(partition, rows, versions it supersedes), ...]``.
         """
+        for part, _, _ in plan:
+            idx.check_damaged(part, part, what="write")
         versions = [idx.next_version(part) for part, _, _ in plan]
         targets = [self.target(symbol, part, v) for (part, _, _), v in zip(plan, versions)]
         intent = self.intent_path(symbol)

@@ -263,6 +263,30 @@ def test_reindex_lists_what_it_skipped_and_removed(root):
     assert (root / "trades/2025/01/01/notes.h5").exists()
 
 
+def test_reindex_records_a_damaged_version_until_it_is_restored_then_reindex_symbol(root):
+    victim = root / "trades/2025/01/01/binance@BTC+USDT@USDT_0002.h5"  # the correction
+    good = victim.read_bytes()
+    data = bytearray(good)
+    data[30] ^= 1  # the layout header
+    victim.write_bytes(bytes(data))
+    result = run(root, "reindex", "trades")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert any(x.startswith("  skipped: trades/2025/01/01/binance@BTC+USDT@USDT_0002.h5: unreadable") and "damaged" in x
+               for x in result.stdout.splitlines()), result.stdout
+    result = run(root, "select", "trades", SYM, "--start", "2025-01-01", "--end", "2025-01-02")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()
+    assert "binance@BTC+USDT@USDT_0002.h5" in line and "restored" in line and "tickstore reindex trades" in line, line
+    assert ok(run(root, "select", "trades", ETH)).count("\n") == 22  # other symbols read on: header lines + 20 rows
+    result = run(root, "verify")
+    assert result.exit_code == 1 and "binance@BTC+USDT@USDT_0002.h5: damaged" in result.stdout
+    victim.write_bytes(good)
+    assert ok(run(root, "reindex", "trades", "--symbol", SYM)).splitlines() == ["trades: 3 files indexed"]
+    assert ok(run(root, "verify")).startswith("verified 4 files: clean")
+    result = run(root, "reindex", "--symbol", "BTCUSDT")
+    assert result.exit_code == 1 and result.stderr.startswith("error: malformed symbol 'BTCUSDT'")
+
+
 def test_a_full_disk_is_one_clean_error_line(root, monkeypatch):
     import errno
 

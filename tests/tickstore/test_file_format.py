@@ -12,6 +12,7 @@ import tables
 
 from tickstore import Tickstore
 from tickstore.errors import FormatVersionError
+from tickstore.schemas import Partition
 from tickstore.splay import CHUNK_ROWS, _Layout, read_meta
 from tests.tickstore.helpers import SYM, trades
 
@@ -221,3 +222,80 @@ def test_format_2_data_and_index_files_are_still_read(tmp_path):
         t.append(SYM, trades("2024-08-08 23:00", 10, first_id=10**6))  # the next commit writes index format 3
         assert index.read_bytes().startswith(b"TICKSTORE-INDEX-3\n")
         assert len(t.select(SYM)) == CHUNK_ROWS + 110
+
+
+def _rewrite_index_as_format(path, fmt: int, monkeypatch) -> None:
+    """What the index-format-3 or -4 writer produced: the same writer (1 KB user block),
+    its checksummed header without ``last_commit``, ``damaged`` and ``block`` and, for
+    format 3, its rows without ``kt_max`` (``ENTRY_V3``)."""
+    from tickstore import index as ix
+    from tickstore.splay import layout_header
+
+    idx = ix.SymbolIndex.load(path, "trades", SYM, Partition.DAY)
+    with monkeypatch.context() as m:
+        if fmt == 3:
+            old = np.zeros(len(idx.entries), ix.ENTRY_V3)
+            for name in ix.ENTRY_V3.names:
+                old[name] = idx.entries[name]
+            idx = ix.SymbolIndex(idx.table, idx.symbol, idx.partition, old)
+            m.setattr(ix, "ENTRY", ix.ENTRY_V3)
+            m.setattr(ix.SymbolIndex, "last_commit", property(lambda self: 0))
+        m.setattr(ix, "INDEX_FORMAT_VERSION", fmt)
+        idx.save(path)
+    raw = path.read_bytes()
+    m = len(ix._INDEX_MAGIC)
+    n = int(raw[m : m + 10])
+    header = json.loads(raw[m + 28 : m + 28 + n])
+    assert header["block"] == ix._INDEX_BLOCK and header["tickstore_index_format"] == fmt
+    del header["last_commit"], header["damaged"], header["block"]
+    head = layout_header(json.dumps(header, separators=(",", ":")).encode(), ix._INDEX_MAGIC)
+    path.write_bytes(head.ljust(ix._INDEX_BLOCK, b" ") + raw[ix._INDEX_BLOCK :])
+
+
+@pytest.mark.parametrize("fmt", [3, 4])
+def test_format_3_and_4_index_files_are_still_read_and_give_the_clock_their_last_commit(tmp_path, monkeypatch, fmt):
+    from tickstore.index import index_last_commit, index_partition
+    from tickstore.store import durable_floor
+
+    df = trades("2024-08-08", 100)
+    with Tickstore(tmp_path) as store:
+        t = store["trades"]
+        t.insert(SYM, "2024-08-08", df)
+        last = t.append(SYM, trades("2024-08-09", 5, first_id=10_000)).committed_at.value
+        before = t.versions(SYM, "2024-08-08")
+    index = tmp_path / "trades/_index/binance@BTC+USDT@USDT.h5"
+    assert index_last_commit(index) == last  # format 5: from the header alone
+    _rewrite_index_as_format(index, fmt, monkeypatch)
+    assert b'"tickstore_index_format":%d' % fmt in index.read_bytes()[:1024]
+    assert index_partition(index) is Partition.DAY
+    assert index_last_commit(index) == last == durable_floor(tmp_path)  # formats 3, 4: loaded
+    with Tickstore(tmp_path) as store:
+        t = store["trades"]
+        assert len(t.select(SYM)) == 105 and store.verify().ok
+        pdt.assert_frame_equal(t.versions(SYM, "2024-08-08"), before)
+        t.append(SYM, trades("2024-08-09 01:00", 5, first_id=20_000))  # the next commit writes format 5
+    assert b'"tickstore_index_format":5' in index.read_bytes()[:1024]
+    with Tickstore(tmp_path) as store:
+        assert len(store["trades"].select(SYM)) == 110 and store.verify().ok
+
+
+def test_an_index_listing_many_damaged_versions_grows_its_header_block(tmp_path):
+    """Format 5 lists damaged versions in the header: a long list takes a larger user block
+    (a power of two, said in the header) instead of failing to save."""
+    from tickstore import index as ix
+
+    with Tickstore(tmp_path) as store:
+        t = store["trades"]
+        t.insert(SYM, "2024-08-08", trades("2024-08-08", 10))
+    path = tmp_path / "trades/_index/binance@BTC+USDT@USDT.h5"
+    idx = ix.SymbolIndex.load(path, "trades", SYM, Partition.DAY)
+    why = "column 'price' chunk 0 (rows 0..9) is damaged (checksum mismatch); run `tickstore verify` \u00e9\n" * 2
+    damaged = tuple((19_000 + i, 3, why) for i in range(40))
+    ix.SymbolIndex(idx.table, idx.symbol, idx.partition, idx.entries, damaged).save(path)
+    raw = path.read_bytes()
+    m = len(ix._INDEX_MAGIC)
+    assert m + 28 + int(raw[m : m + 10]) > 4 * ix._INDEX_BLOCK  # the header runs past 4 KB
+    back = ix.SymbolIndex.load(path, "trades", SYM, Partition.DAY)
+    assert back.damaged == damaged
+    np.testing.assert_array_equal(back.entries, idx.entries)
+    assert ix.index_partition(path) is Partition.DAY and ix.index_last_commit(path) == idx.last_commit

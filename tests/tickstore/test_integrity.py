@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -242,9 +243,12 @@ def test_reindex_skips_and_reports_foreign_unreadable_and_leftover_files(store):
     assert len(r.removed) == 2 and not (day0 / ".binance@BTC+USDT@USDT_0009.h5.tmp-99999").exists()
     assert (day0 / "notes.h5").exists() and damaged.exists()  # never deleted
     pdt.assert_frame_equal(t.select(SYM, DAYS[0], DAYS[1]), before)
-    # the damaged version was left out: the day reads as its previous version, and
-    # verify keeps saying so until the file is dealt with
-    assert any(damaged.name in p for p in store.verify().problems)
+    # the damaged version was left out of the index and recorded there: its day raises
+    # (never the previous version instead), and verify keeps saying so
+    assert r.damaged == [str(damaged.relative_to(root))]
+    with pytest.raises(CorruptionError, match=re.escape(damaged.name)):
+        t.select(SYM, DAYS[2], DAYS[3])
+    assert any(damaged.name in p and "damaged" in p for p in store.verify().problems)
 
 
 def test_reindex_rolls_back_an_uncommitted_write_and_keeps_a_committed_one(store):
@@ -318,3 +322,111 @@ def test_verify_during_live_appends_reports_no_false_problems(store):
     assert writer.returncode == 0 and out.strip() == "done"
     final = Tickstore(store.root).verify()
     assert final.ok and not final.pending, str(final)
+
+
+def _flip(path, where: str, donor=None) -> None:
+    """Damage a format-3 data file: a bit of its layout header, of a chunk of a column, or
+    the whole file replaced by another valid file (``donor``)."""
+    raw = bytearray(path.read_bytes())
+    if where == "swapped":
+        path.write_bytes(donor.read_bytes())
+        return
+    if where == "layout":
+        raw[30] ^= 1
+    else:
+        n = int(raw[19:29])
+        offset, size, inner, inner_size, _ = json.loads(raw[47 : 47 + n])["columns"][where][3][0]
+        raw[offset + max(inner, 0) + (inner_size if inner >= 0 else size) // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("where", ["layout", "trade_id", "price", "swapped"])
+def test_reindex_never_turns_a_damaged_version_into_a_different_answer(store, clock, where):
+    """Issue 9: after reindex skipped a damaged newest version, its day read as the older
+    version without an error. Now the version is recorded as damaged and every read and
+    write of its day raises, naming it, until it is restored or deleted and reindexed."""
+    t = store["trades"]
+    day, nxt = DAYS[2], DAYS[3]
+    hist = t.versions(SYM, day)  # v1 insert, v2 correction
+    assert list(hist["version"]) == [1, 2]
+    latest, older = t.select(SYM, day, nxt), t.select(SYM, day, nxt, as_of=hist["committed_at"].iloc[1] - pd.Timedelta(1, "ns"))
+    everything_else = t.select(SYM, DAYS[0], day)
+    rel = hist["path"].iloc[-1]
+    path = store.root / rel
+    good = path.read_bytes()
+    _flip(path, where, donor=store.root / t.versions(SYM, DAYS[0])["path"].iloc[0])
+
+    report = store.reindex()
+    assert not report.ok and report.damaged == [rel], str(report)
+    assert path.read_bytes() != good  # left in place
+    for reader in (store, Tickstore(store.root)):  # recorded on disk: any process sees it
+        tt = reader["trades"]
+        for args, kw in [((day, nxt), {}), ((), {}), ((day, nxt), {"as_of": hist["committed_at"].iloc[0]})]:
+            with pytest.raises(CorruptionError, match=re.escape(rel)) as info:
+                tt.select(SYM, *args, **kw)
+            assert "restored" in str(info.value) and "deleted" in str(info.value)
+        with pytest.raises(CorruptionError, match=re.escape(rel)):
+            tt.dates(SYM)
+        pdt.assert_frame_equal(tt.select(SYM, DAYS[0], day), everything_else)  # other days read on
+    # nothing is written into the damaged day (a correction would supersede the wrong version)
+    with pytest.raises(CorruptionError, match=re.escape(rel)):
+        t.insert(SYM, day, latest, reason="retry")
+    with pytest.raises(CorruptionError, match=re.escape(rel)):
+        t.append(SYM, trades(str(day + pd.Timedelta(hours=23)), 5, first_id=70_000))
+    clock.advance(1)
+    t.append(SYM, trades(str(nxt + pd.Timedelta(hours=23, minutes=30)), 5, first_id=80_000))  # other days: fine
+    t.compact()  # skips the damaged day
+    assert list(t.versions(SYM, day)["version"]) == [1]  # only what reindex could read
+    d = t.damaged()
+    assert list(d["path"]) == [rel] and list(d["version"]) == [2] and d["on_disk"].all()
+    report = store.verify()
+    assert any(rel in p and "damaged" in p for p in report.problems), str(report)
+    assert not any(rel in p and "stray" in p for p in report.problems), str(report)  # one problem, not two
+
+    # resolution 1: the file is restored; reindex (of that symbol) brings it back
+    path.write_bytes(good)
+    r = store.reindex(["trades"], symbols=[SYM])
+    assert r.ok and not r.damaged, str(r)
+    pdt.assert_frame_equal(t.select(SYM, day, nxt), latest)
+    assert store.verify().ok and t.damaged().empty
+
+    # resolution 2: damaged again, then deleted on purpose: the day reads without it
+    _flip(path, where, donor=store.root / t.versions(SYM, DAYS[0])["path"].iloc[0])
+    store.reindex()
+    with pytest.raises(CorruptionError):
+        t.select(SYM, day, nxt)
+    path.unlink()
+    report = store.verify()
+    assert any("no longer on disk" in p for p in report.problems), str(report)
+    with pytest.raises(CorruptionError):
+        t.select(SYM, day, nxt)  # deleting alone does not decide it: reindex does
+    assert store.reindex().ok
+    pdt.assert_frame_equal(t.select(SYM, day, nxt), older)
+    assert store.verify().ok
+
+
+def test_reindex_keeps_the_members_of_a_merge_whose_file_is_damaged(store, clock):
+    """A merge killed before it deleted its members, then its merged file damaged: the
+    members still hold the rows, so reindex keeps them (it deletes members only for a
+    merged file whose chunks check), records the merged file as damaged, and after the
+    damaged file is deleted the day reads exactly as before."""
+    t = store["trades"]
+    day = pd.Timestamp("2024-08-06", tz="UTC")
+    for i in range(3):
+        t.append(SYM, trades(str(day + pd.Timedelta(hours=i)), 20, first_id=50_000 + 100 * i))
+        clock.advance(1)
+    before = t.select(SYM, day, day + pd.Timedelta(days=1))
+    members = [store.root / p for p in t.versions(SYM, day)["path"]]
+    saved = {p: p.read_bytes() for p in members}
+    assert t.compact(SYM) == 1
+    (merged,) = [store.root / p for p in t.versions(SYM, day)["path"]]
+    for p, raw in saved.items():  # as if the merge died before deleting them
+        p.write_bytes(raw)
+    _flip(merged, "price")
+    r = store.reindex()
+    assert r.damaged == [str(merged.relative_to(store.root))] and all(p.exists() for p in members), str(r)
+    with pytest.raises(CorruptionError, match=re.escape(merged.name)):
+        t.select(SYM, day, day + pd.Timedelta(days=1))
+    merged.unlink()
+    assert store.reindex().ok
+    pdt.assert_frame_equal(t.select(SYM, day, day + pd.Timedelta(days=1)), before)

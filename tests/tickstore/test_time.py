@@ -119,3 +119,93 @@ def test_a_read_waits_for_a_commit_in_flight_at_its_time_and_not_for_a_dead_writ
     assert len(t.select(SYM)) == 5
     t.append(SYM, trades("2024-08-08 10:00", 2, first_id=100))
     assert not t._tx.intent_path(SYM).exists() and store.verify().ok
+
+
+def _lose_clock_record(root, how: str, old: bytes) -> None:
+    """What a power cut can leave of ``<root>/_clock`` (written in place, fsynced only by
+    snapshots): nothing, an empty or torn file, or an older record of the previous boot."""
+    import zlib
+
+    p = root / "_clock"
+    if how == "missing":
+        p.unlink()
+    elif how == "empty":
+        p.write_bytes(b"")
+    elif how == "torn":
+        p.write_bytes(old[:40] + b"\0" * (len(old) - 40))
+    else:  # rewound: the record of an earlier commit, written in the previous boot
+        hw, mono, _boot = old.split(b" ")[:3]
+        body = b"%s %s %s" % (hw, mono, b"00000000-0000-4000-8000-000000000000")
+        p.write_bytes((b"%s %08x" % (body, zlib.crc32(body))).ljust(95) + b"\n")
+
+
+def _durable_times(store) -> int:
+    """The latest knowledge time any index or snapshot names."""
+    latest = max((int(v) for v in store.snapshots()["as_of"].astype("int64")), default=0)
+    for name in store.tables():
+        for sym in store[name].symbols():
+            latest = max(latest, store[name]._index(sym).last_commit)
+    return latest
+
+
+@pytest.mark.parametrize("how", ["missing", "empty", "torn", "rewound"])
+def test_knowledge_time_survives_a_power_cut_that_lost_the_clock_record(tmp_path, how):
+    """After a power cut the clock record may have lost its last updates; with the wall
+    clock then behind (no NTP yet), commits must still land after every committed version
+    and every snapshot, and reads as of now must see everything committed."""
+    other = "binance:ETH/USDT:USDT"
+    clock = SteppedClock("2025-06-01T00:00:00Z")
+    store = Tickstore(tmp_path, clock=clock)
+    t, q = store["trades"], store["quotes"]
+    t.insert(SYM, "2024-08-08", trades("2024-08-08", 10))
+    old = (tmp_path / "_clock").read_bytes()
+    for i in range(3):  # live segments, then a merge that keeps their knowledge times
+        clock.tick(10)
+        t.append(other, trades(f"2024-08-08 0{i}:00", 5, first_id=100 * i))
+    t.compact(other)
+    clock.tick(10)
+    snap = store.snapshot("before-the-cut")
+    clock.tick(10)
+    t.insert(SYM, "2024-08-08", trades("2024-08-08", 10, price=7), reason="correction")  # supersedes v1
+    clock.tick(10)
+    last = q.append(SYM, pd.DataFrame(
+        {"recv_ts": pd.DatetimeIndex(["2024-08-08"], tz="UTC"), "update_id": [1], "bid_px": [1.0], "bid_qty": [1.0],
+         "ask_px": [2.0], "ask_qty": [1.0]}, index=pd.DatetimeIndex(["2024-08-08"], tz="UTC", name="ts"))).committed_at
+    seen = {(name, s): store[name].select(s) for name, s in [("trades", SYM), ("trades", other), ("quotes", SYM)]}
+    floor = _durable_times(store)
+    assert floor == last.value and floor > snap.value
+    store.close()
+    _lose_clock_record(tmp_path, how, old)
+
+    # the machine comes back with its wall clock five months behind
+    back = Tickstore(tmp_path, clock=SteppedClock("2025-01-01T00:00:00Z"))
+    assert back.now().value >= floor
+    for (name, s), frame in seen.items():
+        pdt.assert_frame_equal(back[name].select(s), frame)  # nothing committed is in the future
+    new = back["trades"].append("binance:SOL/USDT:USDT", trades("2024-08-09", 3, first_id=1)).committed_at
+    assert new.value > floor  # a symbol with no history of its own still commits after all
+    assert back.snapshot("after-the-cut").value > new.value
+    assert len(back["trades"].select(SYM, as_of="before-the-cut")) == 10  # v1, not the correction
+    # another process, its clock even further behind, orders after too
+    c3 = Tickstore(tmp_path, clock=SteppedClock("2024-01-01T00:00:00Z"))["trades"].append(
+        other, trades("2024-08-08 05:00", 2, first_id=900)).committed_at
+    assert c3 > new
+
+
+def test_reindex_raises_the_clock_past_the_commits_it_rebuilds(tmp_path):
+    """A power cut that lost the clock record and damaged the newest index: the durable
+    floor cannot see that index's commits, but reindex brings them back and raises the
+    clock past them before any commit can land."""
+    clock = SteppedClock("2025-06-01T00:00:00Z")
+    with Tickstore(tmp_path, clock=clock) as store:
+        store["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 10))
+        clock.tick(3600)
+        last = store["trades"].append(SYM, trades("2024-08-08 05:00", 3, first_id=500)).committed_at
+    (tmp_path / "_clock").unlink()
+    (tmp_path / "trades/_index/binance@BTC+USDT@USDT.h5").write_bytes(b"garbage")
+    back = Tickstore(tmp_path, clock=SteppedClock("2025-01-01T00:00:00Z"))
+    back.reindex()
+    assert back.now() >= last
+    assert back["quotes"].append(SYM, pd.DataFrame(
+        {"recv_ts": pd.DatetimeIndex(["2024-08-08"], tz="UTC"), "update_id": [1], "bid_px": [1.0], "bid_qty": [1.0],
+         "ask_px": [2.0], "ask_qty": [1.0]}, index=pd.DatetimeIndex(["2024-08-08"], tz="UTC", name="ts"))).committed_at > last

@@ -34,6 +34,7 @@ by the commands that open it.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import os
@@ -527,10 +528,9 @@ class _Plugin:
 def _help_in_source(module: str, name: str) -> str | None:
     """The help text of the click command ``name`` defined in ``module`` (its source is
     parsed, not run: finding it imports the parent packages only)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    tree = _source_tree(module)
+    if tree is None:
         return None
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             for dec in node.decorator_list:  # @click.command(..., help="...")
@@ -542,6 +542,15 @@ def _help_in_source(module: str, name: str) -> str | None:
                         return kw.value.value
             return ast.get_docstring(node)
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _source_tree(module: str) -> ast.Module | None:
+    """The parsed source of ``module`` (once per module: several plugins share one)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

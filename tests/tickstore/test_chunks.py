@@ -70,6 +70,29 @@ def test_special_chunks_keep_blosc2s_frame_and_read_back(tmp_path):
             assert np.array_equal(got, want), name
 
 
+def test_special_chunk_frames_come_from_a_bounded_cache_equal_to_blosc2s(monkeypatch):
+    """Frames of all-zero chunks (stored without data) are kept per (parameters, size, chunk): the same bytes
+    blosc2 builds, however often they are asked for; the cache holds at most
+    ``_SPECIAL_MAX`` of them."""
+    monkeypatch.setattr(chunks, "_SPECIAL", {})
+    monkeypatch.setattr(chunks, "_SPECIAL_MAX", 4)
+    params = chunks.cparams("blosc2:lz4", 1, "bit", 1)
+    part = np.zeros(CHUNK_ROWS, np.int8)
+    first = chunks.compress(part, params)
+    assert first[1][0] == -1 and first == chunks.compress(part, params)
+    inner = chunks.blosc2.compress2(part, **params)
+    assert first[0] == chunks._reference_frame(inner, part.nbytes, params)
+    out = np.ones_like(part)
+    chunks.decompress(first[0], out, whole_frame=True)
+    assert not out.any()
+    for n in range(1000, 1012):  # other sizes: the cache is emptied when full
+        frame, (at, _, check) = chunks.compress(np.zeros(n, np.int8), params)
+        assert at == -1 and 1 <= len(chunks._SPECIAL) <= 4
+        got = np.ones(n, np.int8)
+        chunks.decompress(frame, got, whole_frame=True)
+        assert not got.any() and check == chunks.xxh3_64_intdigest(frame)
+
+
 def test_a_damaged_chunk_fails_a_parallel_read_with_its_name(tmp_path):
     n = CHUNK_ROWS * 4
     with Tickstore(tmp_path) as store:

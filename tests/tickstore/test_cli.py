@@ -488,7 +488,8 @@ def test_export_choices_agree_with_the_exporter():
     assert cli.EXPORT_FORMATS == export.FORMATS and cli.EXPORT_LAYOUTS == export.LAYOUTS
 
 
-HEAVY = ("pandas", "blosc2", "tables", "numpy", "tickstore.store", "collectors.cli", "collectors.venues")
+HEAVY = ("pandas", "blosc2", "tables", "numpy", "ccxt", "talib", "dask", "websocket", "tickstore.store", "tickstore.splay",
+         "collectors.cli", "collectors.venues", "collectors.collector", "research", "importers.cli")
 
 
 def test_help_imports_neither_the_store_nor_the_plugins():
@@ -510,3 +511,17 @@ def test_help_imports_neither_the_store_nor_the_plugins():
     assert "Say hello" not in out.stdout
     for command in ("select", "export", "verify", "replay", "collect", "import"):
         assert f"\n  {command} " in out.stdout
+
+
+def test_the_module_entry_point_help_imports_nothing_heavy():
+    """``python -m tickstore.cli --help`` (what the console script runs: the module, then
+    ``main()``), read from ``-X importtime``: every module the process imported is
+    listed there, so none of the heavy ones may appear."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "tickstore.cli", "--help"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "\n  select " in out.stdout and "\n  collect " in out.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert {"tickstore", "tickstore.errors", "click"} <= imported  # the listing is read correctly
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    assert not {m for m in imported if m.split(".")[0] in ("pandas", "numpy", "tables", "blosc2", "ccxt", "research")}

@@ -16,11 +16,26 @@
       4. per (table, symbol, partition): first row of a repeated key wins (as in the live
          collector), then ``Table.ingest(..., source="import:<format>",
          reason="import <file> sha256:<16 hex>")``: only rows the store does not hold are
-         added, as a new version; a partition that gains nothing is not touched
+         added, as a new version; a partition that gains nothing is not touched.
+         ``quotes`` keep one stream per span (``ONE_STREAM_TABLES``, below)
       5. the ledger (<root>/_imports/ledger.jsonl) records the file as done
 
 An interrupted import resumes: files done are skipped by the ledger, and a file cut
 short is parsed again, its partitions already stored gaining nothing.
+
+One quote stream per span. Quotes carry an update id only their own stream numbers
+(Binance's bookTicker ``u``, a Bybit book's ``u``, Tardis' receive time in us, the ids an
+imported book is anchored at), so the key ``(ts, update_id)`` cannot tell the same quote
+come by two paths, and two streams of one symbol would interleave (a live collector's
+Bybit quotes from orderbook.50 and Tardis' ``book_ticker`` from orderbook.1, 10 ms apart,
+or Tardis' ``quotes`` and the quotes of its ``book_snapshot_25`` file: each change twice).
+So an imported file's quotes are stored with the stream they come from in their source
+(``import:<format> (<data kind>)``, e.g. ``import:tardis (book_ticker)``), and, per symbol
+and day, its rows inside the span ``[first, last]`` the quotes of any *other* source
+already cover (the collector's, a replay's, another file kind's) are kept out, counted in
+``FileReport.kept_out``; rows outside that span are added. The same stream continuing (the
+next hour's archive file, the same file again) is not kept out: its key decides. To
+switch a day to another stream, delete the day's quotes first (``Table.delete``).
 """
 
 from __future__ import annotations
@@ -49,6 +64,8 @@ __all__ = ["import_files", "ImportReport", "FileReport", "LEDGER"]
 
 LEDGER = "_imports/ledger.jsonl"
 _REASON_BYTES = 256
+#: tables whose rows of one symbol and span come from one stream (see the module docstring)
+ONE_STREAM_TABLES = ("quotes",)
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,7 @@ class FileReport:
     repeated: int = 0  # rows dropped because an earlier row of the file had the same key
     symbols: tuple[str, ...] = ()
     sha256: str = ""
+    kept_out: dict[str, int] = field(default_factory=dict)  # table -> rows in a span another stream covers
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,8 @@ class ImportReport:
             held = sum(f.held.values())
             extra = f"; {held} rows already stored" if held else ""
             extra += f"; {f.repeated} rows repeating a key dropped" if f.repeated else ""
+            kept = ", ".join(f"{t} {n}" for t, n in sorted(f.kept_out.items()) if n)
+            extra += f"; kept out as another stream's span: {kept}" if kept else ""
             lines.append(f"{f.status:<9} {f.path} [{f.format} {f.kind}] {', '.join(f.symbols)}: {added}{extra}")
         total = ", ".join(f"{t} +{n}" for t, n in sorted(self.rows.items()) if n) or "no new rows"
         lines.append(f"{len(self.files)} file(s) in {self.elapsed_s:.1f}s: {total}")
@@ -257,14 +277,15 @@ def _import_one(store, path: Path, members: list[Member], found: list, options, 
         if len(reason.encode()) > _REASON_BYTES:
             reason = f"import ...{path.name[-(_REASON_BYTES - 40):]} sha256:{digest[:16]}"
         source = f"import:{fmt.value}"
-        rows, held, targets = staging.write(reason, source, progress=progress)
+        kinds = ",".join(sorted({d.kind for _, d in found}))
+        rows, held, targets = staging.write(reason, source, progress=progress, stream=f"{source} ({kinds})")
         states.commit()  # the books as this file left them, now that its rows are stored
     finally:
         staging.close()
     ledger.add(store, digest, path, fmt.value, key, targets)
     status = "imported" if any(rows.values()) else "unchanged"
-    return FileReport(str(path), fmt.value, ",".join(sorted({d.kind for _, d in found})), status, rows, held,
-                      staging.repeated, tuple(sorted(staging.symbols)), digest)
+    return FileReport(str(path), fmt.value, kinds, status, rows, held, staging.repeated, tuple(sorted(staging.symbols)),
+                      digest, dict(staging.kept_out))
 
 
 class BookStatesAfterCommit:
@@ -312,6 +333,8 @@ class _Staging:
         self.in_memory = 0
         self.spills = 0
         self.repeated = 0
+        self.kept_out: dict[str, int] = {}
+        self._symbols_of: dict[str, set] = {}
         self.symbols: set[str] = set()
         self.created: set[str] = set()
         self._tmp: Path | None = None
@@ -361,9 +384,12 @@ class _Staging:
     def _frame(self, items: list) -> pd.DataFrame:
         return pd.concat([x if isinstance(x, pd.DataFrame) else pd.read_parquet(x) for x in items])
 
-    def write(self, reason: str, source: str, *, progress: bool):
+    def write(self, reason: str, source: str, *, progress: bool, stream: str | None = None):
         """Ingest everything staged: per (table, symbol), runs of partitions of up to
-        ``memory_rows`` rows each in one commit (a lone partition may be larger)."""
+        ``memory_rows`` rows each in one commit (a lone partition may be larger).
+
+        ``stream``: the source of rows of ``ONE_STREAM_TABLES`` (the file's stream), whose
+        rows inside another source's span of the day are kept out (``kept_out``)."""
         from tqdm import tqdm
 
         rows: dict[str, int] = {}
@@ -379,13 +405,42 @@ class _Staging:
         for group in tqdm(groups, desc="store", unit="commit", disable=not progress or len(groups) < 2, leave=False):
             table, symbol = group[0][:2]
             t = self.store[table]
-            df = pd.concat([self._partition(t, k) for k in group])
-            commit = t.ingest(symbol, df, reason=reason, source=source)
+            one = stream is not None and table in ONE_STREAM_TABLES
+            df = pd.concat([self._one_stream(t, symbol, k[2], self._partition(t, k), stream) if one
+                            else self._partition(t, k) for k in group])
+            if not len(df):  # every row kept out: nothing to commit (the ledger still lists the partitions)
+                targets += [[table, symbol, part, None] for _, _, part in group]
+                continue
+            commit = t.ingest(symbol, df, reason=reason, source=stream if one else source)
             rows[table] = rows.get(table, 0) + len(df) - commit.skipped
             held[table] = held.get(table, 0) + commit.skipped
             written = {int(d.value // NS_PER_DAY): int(v) for d, v in commit.versions}
             targets += [[table, symbol, part, written.get(part)] for _, _, part in group]
         return rows, held, targets
+
+    def _one_stream(self, t, symbol: str, part: int, df: pd.DataFrame, stream: str) -> pd.DataFrame:
+        """``df`` without its rows inside the span ``[first, last]`` that the visible rows of
+        any other source cover in this partition (one stream per span, module docstring)."""
+        if not len(df) or symbol not in self._stored_symbols(t):
+            return df
+        v = t.versions(symbol, pd.Timestamp(part * NS_PER_DAY, unit="ns", tz="UTC"))
+        v = v[v["superseded_at"].isna() & (v["operation"] != "delete") & (v["rows"] > 0) & (v["source"] != stream)]
+        if not len(v):
+            return df
+        ts = df.index.asi8
+        inside = np.zeros(len(df), dtype=bool)
+        for _, span in v.groupby("source", sort=False):
+            inside |= (ts >= span["first_ts"].min().value) & (ts <= span["last_ts"].max().value)
+        if inside.any():
+            self.kept_out[t.name] = self.kept_out.get(t.name, 0) + int(inside.sum())
+            df = df[~inside]
+        return df
+
+    def _stored_symbols(self, t) -> set:
+        """The symbols ``t`` held before this file (a symbol only this file adds has no other stream)."""
+        if t.name not in self._symbols_of:
+            self._symbols_of[t.name] = set(t.symbols())
+        return self._symbols_of[t.name]
 
     def _rows(self, group) -> int:
         return sum(self.counts[k] for k in group)

@@ -61,6 +61,23 @@ more than the previous where that is not larger. How Tardis builds the columns
   time, their ``timestamp`` is the receive time: ``ts == recv_ts``, as the live rule for
   spot quotes no depth frame dates. ``quotes`` rows are stamped with the depth frame's
   ``E``, as live.
+
+Quote streams, one per span (the rule of every importer, ``run.ONE_STREAM_TABLES``).
+Tardis has three sources of a symbol's best bid/offer: ``book_ticker`` (the venue's BBO
+stream: Binance bookTicker, Bybit ``orderbook.1``), ``quotes`` (Tardis' own top of its L2
+book) and the book files (``book_snapshot_N``/``incremental_book_L2``: for Bybit the book
+builder quotes its top at every change, as live and replay quote Bybit's books). Bybit's
+live quotes are the top of the book the collector subscribes (``orderbook.1`` for quotes
+alone, the depth topic with depth), stamped with the frame's ``ts`` and Bybit's ``u``;
+every Tardis source has the same clock (``timestamp`` = the frame's ``ts``, ``local_timestamp``
+= receive time) but no ``u``, so their ids (receive time in us, or the anchored book ids)
+never meet the collector's, nor always each other's. Imported quotes are therefore stored
+with their stream in the source (``import:tardis (quotes)``, ``import:tardis
+(book_ticker)``, ``import:tardis (book_snapshot_25)``...), and a file's quotes that fall
+inside the span of one day the quotes of another source already cover (the collector's,
+a replay's, another Tardis data type's) are kept out (``FileReport.kept_out``): a symbol's
+quotes never interleave two streams, whichever is imported first. Delete a day's quotes
+to replace their stream.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""One quote stream per span: Tardis Bybit quotes, Tardis Bybit books and the live path.
+
+Bybit's quotes are the top of a book: live and replay take it from the book the connection
+carries (``orderbook.1``, Bybit's BBO stream, where it is there, else the depth topic),
+stamped with the frame's ``ts`` and its ``u``. Tardis sells the same top twice, as
+``quotes`` (its own top of the L2 book, https://docs.tardis.dev/downloadable-csv-files/data-types
+"quotes": "top of the book (best bid/ask) reconstructed from exchange's real-time order
+book L2 data") and inside ``incremental_book_L2``/``book_snapshot_N`` (replayed here through
+the book builder, which quotes its top), and ``book_ticker`` from ``orderbook.1``; none of
+the CSVs has Bybit's ``u``. The key ``(ts, update_id)`` therefore cannot tell one quote come
+by two paths: without the rule a Tardis day imported over the collector's stored each
+change of the top twice (the ids of Tardis' quotes and of its book files coincide only
+where no two messages share a receive microsecond).
+
+The files are written from the real Bybit ``orderbook.200`` frames of
+``cryptofeed/BYBIT.jsonl.zst`` in Tardis' CSV layouts (the page above: incremental_book_L2
+``exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount``; quotes
+``...,ask_amount,ask_price,bid_price,bid_amount``; times in us), the quotes file from an
+independent book in this test.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+import pytest
+import zstandard
+
+from tests.importers.helpers import run, write
+
+SYM = "bybit:BTC/USDT:USDT"
+DAY = "2026-08-09"
+
+
+def _frames(data_dir):
+    """(local receive time in us, frame) of the BTCUSDT orderbook.200 frames of one connection."""
+    raw = zstandard.ZstdDecompressor().stream_reader(open(data_dir / "cryptofeed" / "BYBIT.jsonl.zst", "rb")).read()
+    out = []
+    for line in raw.decode().splitlines():
+        o = json.loads(line)
+        if o.get("t") == "recv" and o.get("conn") == "BYBIT.ws.2" and '"orderbook.200.BTCUSDT"' in o["data"]:
+            out.append((round(o["ts"] * 1_000_000), o["data"]))
+    return out
+
+
+def _tardis_files(tmp_path, frames):
+    """Tardis incremental_book_L2, book_snapshot_25 and quotes CSVs of ``frames``; the quotes
+    as an independent book says them: (ts ns, recv ns, bid px, bid qty, ask px, ask qty) at
+    each change of the top."""
+    l2 = ["exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"]
+    quotes = ["exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount"]
+    s25 = ["exchange,symbol,timestamp,local_timestamp," + ",".join(
+        f"asks[{i}].price,asks[{i}].amount,bids[{i}].price,bids[{i}].amount" for i in range(25))]
+    want, bids, asks, top, top25 = [], {}, {}, None, None
+    for local_us, raw in frames:
+        f = json.loads(raw)
+        d, snap = f["data"], f["type"] == "snapshot"
+        if snap:
+            bids, asks = {}, {}
+        ts_us = f["ts"] * 1000
+        for side, name, book in ((d["b"], "bid", bids), (d["a"], "ask", asks)):
+            for p, q in side:
+                l2.append(f"bybit,BTCUSDT,{ts_us},{local_us},{'true' if snap else 'false'},{name},{p},{q}")
+                if float(q) == 0:
+                    book.pop(float(p), None)
+                else:
+                    book[float(p)] = float(q)
+        b25, a25 = sorted(bids.items(), reverse=True)[:25], sorted(asks.items())[:25]
+        if (b25, a25) != top25:  # book_snapshot_25: a row whenever the top 25 levels change
+            top25 = (b25, a25)
+            s25.append(f"bybit,BTCUSDT,{ts_us},{local_us}," + ",".join(
+                f"{a25[i][0]},{a25[i][1]},{b25[i][0]},{b25[i][1]}" for i in range(25)))
+        b = max(bids)
+        a = min(asks)
+        now = (b, bids[b], a, asks[a])
+        if now != top:
+            top = now
+            quotes.append(f"bybit,BTCUSDT,{ts_us},{local_us},{asks[a]},{a},{b},{bids[b]}")
+            want.append((ts_us * 1000, local_us * 1000, *now))
+    l2_path = write(tmp_path / "tardis" / f"bybit_incremental_book_L2_{DAY}_BTCUSDT.csv.gz", "\n".join(l2) + "\n", gz=True)
+    q_path = write(tmp_path / "tardis" / f"bybit_quotes_{DAY}_BTCUSDT.csv.gz", "\n".join(quotes) + "\n", gz=True)
+    s25_path = write(tmp_path / "tardis" / f"bybit_book_snapshot_25_{DAY}_BTCUSDT.csv.gz", "\n".join(s25) + "\n", gz=True)
+    return {"incremental_book_L2": l2_path, "book_snapshot_25": s25_path}, q_path, want
+
+
+def _rows(q: pd.DataFrame) -> list[tuple]:
+    return list(zip(q.index.asi8.tolist(), q["recv_ts"].array.asi8.tolist(), q["bid_px"], q["bid_qty"], q["ask_px"], q["ask_qty"]))
+
+
+def _sources(store) -> set:
+    return set(store["quotes"].versions(SYM, DAY)["source"])
+
+
+@pytest.mark.parametrize("book", ["book_snapshot_25", "incremental_book_L2"])
+def test_tardis_quotes_and_book_files_and_the_live_path_keep_one_stream(data_dir, tmp_path, book):
+    from collectors.replay import replay
+    from tickstore import Tickstore
+
+    frames = _frames(data_dir)
+    books, quotes, want = _tardis_files(tmp_path, frames)
+    l2 = books[book]
+    assert len(want) > 20
+    capture = tmp_path / "bybit.gz"  # the live path: the same frames as a capture, as received
+    with gzip.open(capture, "wt") as fh:
+        fh.writelines(f"{local_us * 1000} {raw}\n" for local_us, raw in frames)
+
+    # each alone: the quotes file stores the independent top; the book file quotes the same top
+    alone = {}
+    for name, path in (("quotes", quotes), ("book", l2)):
+        with Tickstore(tmp_path / f"alone-{name}") as store:
+            run(store, path)
+            alone[name] = store["quotes"].select(SYM)
+    assert _rows(alone["quotes"]) == want
+    assert _rows(alone["book"]) == want  # the same changes of the same top
+
+    # live first: the imports add no quote inside the span the collector's quotes cover
+    with Tickstore(tmp_path / "live") as store:
+        replay([capture], store=store, venue="bybit", market="linear")
+        live = store["quotes"].select(SYM)
+        assert len(live) == len(want) and (live["update_id"] < 10**12).all()  # Bybit's u
+        for path in (quotes, l2):
+            report = run(store, path)
+            assert report.files[0].kept_out == {"quotes": len(want)} and report.rows.get("quotes", 0) == 0
+            assert "kept out as another stream's span: quotes" in report.summary()
+        pd.testing.assert_frame_equal(store["quotes"].select(SYM), live)
+        assert _sources(store) == {"replay"}
+
+    # Tardis quotes, then its book file (either order): the first stream's quotes only
+    for first, second, name in ((quotes, l2, "quotes"), (l2, quotes, "book")):
+        with Tickstore(tmp_path / f"{name}-first") as store:
+            run(store, first)
+            report = run(store, second)
+            assert report.files[0].kept_out == {"quotes": len(want)}
+            pd.testing.assert_frame_equal(store["quotes"].select(SYM), alone[name])
+            kind = "quotes" if name == "quotes" else book
+            assert _sources(store) == {f"import:tardis ({kind})"}
+            if name == "quotes":  # the book file's book rows are stored
+                assert len(store["book_25" if book == "book_snapshot_25" else "book"].select(SYM)) > 0
+                # switching the day's stream: delete its quotes, import the other file again
+                # (the ledger sees the delete in a partition the file touched: not skipped)
+                store["quotes"].delete(SYM, DAY, reason="quotes from the book file instead")
+                report = run(store, l2)
+                assert report.files[0].status == "imported" and report.files[0].kept_out == {}
+                pd.testing.assert_frame_equal(store["quotes"].select(SYM), alone["book"])
+
+
+def test_rows_outside_another_streams_span_and_the_same_stream_continuing_are_added(data_dir, tmp_path):
+    """The span rule keeps streams apart, not days: quotes after the live span are added;
+    the second half of a Tardis quotes day (another file, the same stream) is not kept out."""
+    from tickstore import Tickstore
+
+    _, quotes, want = _tardis_files(tmp_path, _frames(data_dir))
+    lines = gzip.decompress(quotes.read_bytes()).decode().splitlines()
+    header, body = lines[0], lines[1:]
+    half = len(body) // 2
+    first = write(tmp_path / "a" / f"bybit_quotes_{DAY}_BTCUSDT.csv", "\n".join([header] + body[:half]) + "\n")
+    second = write(tmp_path / "b" / f"bybit_quotes_{DAY}_BTCUSDT.csv", "\n".join([header] + body[half:]) + "\n")
+    with Tickstore(tmp_path / "halves") as store:
+        run(store, second)
+        report = run(store, first)  # earlier rows of the same stream, another file
+        assert report.files[0].kept_out == {} and report.rows["quotes"] == half
+        assert _rows(store["quotes"].select(SYM)) == want
+    with Tickstore(tmp_path / "other-stream") as store:
+        # another stream (a collector's, here rows appended as it would) covers the first half
+        head = pd.DataFrame(
+            {"recv_ts": pd.to_datetime([w[1] for w in want[:half]], utc=True), "update_id": range(1, half + 1),
+             "bid_px": [w[2] for w in want[:half]], "bid_qty": [w[3] for w in want[:half]],
+             "ask_px": [w[4] for w in want[:half]], "ask_qty": [w[5] for w in want[:half]]},
+            index=pd.to_datetime([w[0] for w in want[:half]], utc=True))
+        store["quotes"].append(SYM, head, source="live")
+        report = run(store, quotes)
+        assert report.files[0].kept_out == {"quotes": half} and report.rows["quotes"] == len(want) - half
+        got = store["quotes"].select(SYM)
+        assert _rows(got) == want  # each change once: the collector's first half, Tardis' rest
+        assert got["update_id"].tolist()[:half] == list(range(1, half + 1))

@@ -144,6 +144,7 @@ class CollectorStats:
     rows_quarantined: int = 0  # rows the store refused as invalid
     spills: int = 0  # times the backlog outgrew max_backlog_rows and was left to the journal
     catch_ups_abandoned: int = 0  # journal replays the store failed during (retried)
+    partitions_closed: int = 0  # partitions merged into one file at the stop
     rows: Counter = field(default_factory=Counter)  # per table
 
     def as_dict(self) -> dict:
@@ -356,7 +357,8 @@ class Collector:
         self._stop.set()
 
     def stop(self) -> None:
-        """Disconnect, process and flush everything journaled, commit, close (idempotent).
+        """Disconnect, process and flush everything journaled, commit, merge every partition
+        written into one file (``_close_partitions``), close (idempotent).
 
         If the store still fails, what it did not take stays in the journal (not
         checkpointed) and the next start replays it.
@@ -598,6 +600,8 @@ class Collector:
             for b in self.books.values():
                 self.batcher.extend(b.close_outage())
             self._final_flush()
+            if not len(self.writer) and not len(self.batcher):
+                self._close_partitions()
         left = len(self.writer) + len(self.batcher)
         if left or not self._live:
             log.error("stopping with the store failing (%s): %s not stored stay in the journal; the next start replays them",
@@ -609,6 +613,22 @@ class Collector:
         deadline = time.monotonic() + self.config.stop_retry_s
         while not self._flush(reconcile=False) and time.monotonic() < deadline:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _close_partitions(self) -> None:
+        """At the stop, after everything is stored: every partition this run appended to
+        becomes one file (``Table.compact``: the close rule of ``tickstore.compaction``),
+        so a stopped collector leaves no pile of live segments (the first append of a later
+        partition closes it too, but a collector stopped for good never makes one). A
+        failure only leaves the segments (the next write's compaction closes earlier
+        partitions); rows are committed either way."""
+        for table, symbol in sorted(self.writer.written):
+            try:
+                self.stats.partitions_closed += self.store[table].compact(symbol)
+            except Exception as exc:  # noqa: BLE001 - the data is committed; merging is housekeeping
+                self.stats.store_errors += 1
+                log.warning("closing the partitions of %s %s at the stop failed (its live files stay as they are): %s: %s",
+                            table, symbol, type(exc).__name__, exc)
+                return
 
     def _process_safely(self, rec: Record) -> None:
         """``_process``; a record it fails on is quarantined instead of stopping the pipeline."""

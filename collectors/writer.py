@@ -63,6 +63,7 @@ class StoreWriter:
         self._backlog: dict[tuple[str, str], list[pd.DataFrame]] = defaultdict(list)
         self._reconcile: set[tuple[str, str]] = set()  # keys whose next append reconciles
         self.rows = 0  # rows in the backlog
+        self.written: set[tuple[str, str]] = set()  # (table, symbol) appended to: closed at the stop
         self.error: str | None = None  # the last attempt's first failure, None once all stored
 
     def add(self, frames: dict[tuple[str, str], pd.DataFrame]) -> None:
@@ -142,6 +143,7 @@ class StoreWriter:
             self._store(t, key, df.iloc[:half], source, position)
             self._store(t, key, df.iloc[half:], source, position)
             return
+        self.written.add(key)
         self.stats.rows[key[0]] += len(df)
 
     def _first_of_each_key(self, t, key, df: pd.DataFrame, position) -> pd.DataFrame:

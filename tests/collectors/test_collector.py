@@ -21,6 +21,7 @@ from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_until
 from tickstore import Tickstore
+from tickstore.layout import encode_symbol
 
 SPOT, PERP = "binance:BTC/USDT", "binance:ETH/USDT:USDT"
 SYMBOLS = (SPOT, PERP)
@@ -367,3 +368,86 @@ def test_demo_refuses_a_store_it_did_not_make(tmp_path):
     # how many rows a run of wall-clock seconds collects depends on the machine's load; that
     # nothing of the first run is lost when the second one writes into the same store does not
     assert all(again.rows[t] >= n for t, n in report.rows.items())
+
+
+# -- a stop closes the partitions it wrote ----------------------------------------------------
+def _segments(root) -> Counter:
+    """Data files on disk per (table, partition folder, symbol)."""
+    out = Counter()
+    for p in root.rglob("*.h5"):
+        rel = p.relative_to(root)
+        if "_index" not in rel.parts and not p.name.startswith("."):
+            out[(rel.parts[0], str(rel.parent), p.name.rsplit("_", 1)[0])] += 1
+    return out
+
+
+def _run_until_segments_pile_up(sim, tmp_path):
+    """A collector flushing every 0.1 s until some partition holds several live segments;
+    returns (collector still running, a reader, an earlier knowledge time, every table's
+    frames as of it, trade ids sent before the stop)."""
+    c = Collector(config(sim, tmp_path, flush_interval_s=0.1)).start()
+    root = tmp_path / "store"
+    wait_until(lambda: max(_segments(root).values(), default=0) >= 3 and c.stats.rows["book"] > 5, 30, "live segments")
+    reader = Tickstore(root)
+    at = reader.now()
+    seen = {(t, s): reader[t].select(s, as_of=at) for t in ("trades", "book", "quotes") for s in SYMBOLS}
+    n = c.stats.flushes
+    wait_until(lambda: c.stats.flushes >= n + 3, 20, "flushes after the as-of time")
+    return c, reader, at, seen, sent_before_stop(sim, SYMBOLS)
+
+
+def test_a_stopped_collector_leaves_each_partition_it_wrote_one_file(sim, tmp_path):
+    """Issue 8: a collector's stop closes its partitions (the size-tier merges of a live
+    day leave a few files per tier; a stop merges them into one), as-of reads unchanged."""
+    root = tmp_path / "store"
+    c, reader, at, seen, before_stop = _run_until_segments_pile_up(sim, tmp_path)
+    c.stop()
+    files = _segments(root)
+    assert set(files.values()) == {1}, {k: n for k, n in files.items() if n > 1}
+    assert c.stats.partitions_closed >= 1 and c.stats.store_errors == 0
+    assert {(t, s) for t, _, s in files} >= {("trades", "binance@BTC+USDT"), ("book", "binance@ETH+USDT@USDT")}
+    with Tickstore(root) as store:
+        assert store.verify().ok
+        for (t, s), frame in seen.items():
+            pd.testing.assert_frame_equal(store[t].select(s, as_of=at), frame)  # the merge changed no as-of answer
+        for sym in SYMBOLS:
+            assert_nothing_lost(store["trades"].select(sym)["trade_id"].tolist(), before_stop[sym], sim.sent.trade_ids[sym], sym)
+            assert store["book"].select(sym).index.is_unique
+    reader.close()
+
+
+def test_a_store_failing_at_the_stop_leaves_the_segments_and_loses_nothing(sim, tmp_path, monkeypatch):
+    """Closing is housekeeping: if the merge fails (a full disk), the stop still returns,
+    the rows stay committed in their segments, and the next run's writes close them."""
+    import errno
+
+    from tickstore import compaction
+    from tickstore.errors import StorageError
+
+    root = tmp_path / "store"
+    c, reader, at, seen, before_stop = _run_until_segments_pile_up(sim, tmp_path)
+    real_merge = compaction.merge
+
+    def full_disk(table, symbol, part, entries):
+        raise StorageError(f"{table.name} {symbol}: writing the merged file: [Errno 28] No space left on device",
+                           path=root, errno=errno.ENOSPC)
+
+    monkeypatch.setattr(compaction, "merge", full_disk)
+    c.stop()
+    monkeypatch.setattr(compaction, "merge", real_merge)
+    assert c.stats.partitions_closed == 0 and c.stats.store_errors == 1
+    assert max(_segments(root).values()) > 1  # left as they were
+    with Tickstore(root) as store:
+        assert store.verify().ok
+        for (t, s), frame in seen.items():
+            pd.testing.assert_frame_equal(store[t].select(s, as_of=at), frame)
+        for sym in SYMBOLS:
+            assert_nothing_lost(store["trades"].select(sym)["trade_id"].tolist(), before_stop[sym], sim.sent.trade_ids[sym], sym)
+    # the next run (the disk has room again) closes what it writes to at its stop
+    keys = {(t, s) for t in ("trades", "book") for s in SYMBOLS}
+    with Collector(config(sim, tmp_path, flush_interval_s=0.1)) as c2:
+        wait_until(lambda: keys <= c2.writer.written, 20, "trades and book rows of the second run")
+    names = {(t, encode_symbol(s)) for t, s in keys}
+    assert all(n == 1 for (t, _, s), n in _segments(root).items() if (t, s) in names), _segments(root)
+    assert c2.stats.partitions_closed >= len(keys)
+    reader.close()

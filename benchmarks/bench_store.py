@@ -15,6 +15,8 @@ Workloads (full scale; --quick divides sizes by ~10):
 3. 20 versions of one 1M-trade day: select ``as_of`` version k vs the latest; ArcticDB reads
    ``as_of`` its version k.
 4. An index of 50 symbols x 1,800 days (90,000 entries): one (symbol, day, as_of) lookup.
+5. The ``tickstore`` command's start-up: ``--help`` (``python -m`` and the console script)
+   and ``select ... -n 10`` of one day, each a new process, spawn to exit.
 
 Every select is measured three ways, ours and ArcticDB's in alternation (ours, ArcticDB,
 ours, ...) so that load from other processes hits both alike:
@@ -788,6 +790,44 @@ def w4_index(cfg, tmp: Path, rep: Report):
     return store
 
 
+def w5_cli(cfg, tmp: Path, rep: Report):
+    """Start-up of the ``tickstore`` command: ``--help`` and a ``select -n 10`` of one day,
+    each a new process timed from spawn to exit (what a user waits for)."""
+    W = "5 cli"
+    root = tmp / "ours2"  # workload 2's store when it ran
+    day = pd.Timestamp("2024-03-01", tz="UTC") + pd.Timedelta(days=cfg["trade_days"] // 2)
+    if not (root / "trades").is_dir():
+        root = tmp / "ours5"
+        with Tickstore(root) as s:
+            df, _ = trades_day(np.random.default_rng(5), day, cfg["trades_per_day"], 1, 65000.0)
+            s["trades"].insert(SYMBOL, day, df, source="bench")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    script = Path(sys.executable).with_name("tickstore")  # the console script pip made
+    select = ["--root", str(root), "select", "trades", SYMBOL, "--start", _iso(day), "--end",
+              _iso(day + pd.Timedelta(days=1)), "-n", "10"]
+    commands = {"python -m tickstore.cli --help": [sys.executable, "-m", "tickstore.cli", "--help"]}
+    if script.is_file():
+        commands["tickstore --help (console script)"] = [str(script), "--help"]
+    commands["python -m tickstore.cli select -n 10"] = [sys.executable, "-m", "tickstore.cli", *select]
+    commands["python -c pass (Python itself)"] = [sys.executable, "-c", "pass"]
+
+    def run(cmd):
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        el = time.perf_counter() - t0
+        if out.returncode:
+            raise RuntimeError(f"{cmd} failed: {out.stderr[-2000:]}")
+        return el
+
+    got = alternate({k: (lambda c=c: run(c)) for k, c in commands.items()}, max(cfg["repeat"], 9))
+    rep.metrics["w5_cli"] = got
+    for k, v in got.items():
+        rep.row(W, k, v, note="spawn to exit")
+        if "pass" not in k:
+            rep.target(W, f"{k} < 0.3 s (median)", v["median"], 0.3, 0.3, "abs")
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 def print_report(rep: Report, cfg, scale, elapsed):
     lines = [
@@ -831,7 +871,7 @@ def print_report(rep: Report, cfg, scale, elapsed):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="reduced scale (~1/10)")
-    p.add_argument("--only", default="1,2,3,4", help="comma-separated workloads to run (default all)")
+    p.add_argument("--only", default="1,2,3,4,5", help="comma-separated workloads to run (default all)")
     p.add_argument("--profile", action="store_true", help="cProfile every measured store op (not only misses)")
     p.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir")
@@ -848,7 +888,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     try:
         rep.probe_noise()
-        for w, fn in [(1, w1_ohlcv), (2, w2_trades), (3, w3_versions), (4, w4_index)]:
+        for w, fn in [(1, w1_ohlcv), (2, w2_trades), (3, w3_versions), (4, w4_index), (5, w5_cli)]:
             if w in only:
                 t0 = time.perf_counter()
                 print(f"... workload {w}", flush=True)

@@ -349,6 +349,9 @@ def _book(n: int, name: str) -> Schema:
 
 
 _BUILTIN_SHUFFLE = "bit"  # see Schema.shuffle; files record theirs, so older files read as they are
+# _TRADES_DELTA: trades are stored 'delta' coded (prices and sizes as scaled integers). A
+# 1M-trade day (benchmarks/bench_store.py data): 9.1 MB on disk instead of 15.9, insert
+# (fsync included) 61 vs 83 ms median, a select of the day 9.5 vs 7.4 ms.
 _FIXED = {
     "trades": Schema(
         "trades",
@@ -357,6 +360,7 @@ _FIXED = {
         description="every trade print; side +1 buyer aggressor, -1 seller; kind: TradeKind (0 market)",
         clock=TsClock.TRANSACTION,
         shuffle=_BUILTIN_SHUFFLE,
+        encoding="delta",  # see _TRADES_DELTA
     ),
     "agg_trades": Schema(
         "agg_trades",
@@ -368,6 +372,7 @@ _FIXED = {
         ),
         clock=TsClock.TRANSACTION,
         shuffle=_BUILTIN_SHUFFLE,
+        encoding="delta",  # see _TRADES_DELTA
     ),
     "quotes": Schema(
         "quotes",

@@ -162,8 +162,8 @@ def _encode(name: str, values: np.ndarray, encoding: str, k: int) -> tuple[np.nd
         return values, "plain", 0
     scale, codec = 0, "delta"
     if values.dtype.kind == "f":
-        scale = _decimal_scale(values)
-        if scale is None:
+        scaled = _decimal_scale(values)
+        if scaled is None:
             # not exact decimals (computed values, NaN): XOR with the previous row's bits,
             # zero wherever a value repeats
             q = values.view(np.int64)
@@ -172,7 +172,7 @@ def _encode(name: str, values: np.ndarray, encoding: str, k: int) -> tuple[np.nd
             np.bitwise_xor(q[1:], q[:-1], out=d[1:])
             d[::k] = q[::k]
             return d, "xor", 0
-        q = np.rint(values * 10.0**scale).astype(np.int64)
+        scale, q = scaled
         codec = "delta_scaled"
     elif values.dtype.kind in "iu":
         q = values.view(np.int64)
@@ -185,8 +185,9 @@ def _encode(name: str, values: np.ndarray, encoding: str, k: int) -> tuple[np.nd
     return d, codec, scale
 
 
-def _decimal_scale(values: np.ndarray) -> int | None:
-    """The smallest s <= 12 such that every value is exactly int / 10**s, else None."""
+def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """(the smallest s <= 12 such that every value is exactly int / 10**s, those ints),
+    else None."""
     if not np.isfinite(values).all():
         return None
     sample = values[:: max(1, len(values) // 4096)]
@@ -194,15 +195,17 @@ def _decimal_scale(values: np.ndarray) -> int | None:
         f = 10.0**s
         if np.abs(sample).max() * f >= _MAX_EXACT:
             return None
-        if _exact(sample, f):
-            return s if np.abs(values).max() * f < _MAX_EXACT and _exact(values, f) else None
+        if _exact(sample, f) is not None:
+            q = _exact(values, f) if np.abs(values).max() * f < _MAX_EXACT else None
+            return None if q is None else (s, q)
     return None
 
 
-def _exact(values: np.ndarray, f: float) -> bool:
-    """Does int64(rint(v * f)) / f give back every value bit for bit (-0.0 included)?"""
+def _exact(values: np.ndarray, f: float) -> np.ndarray | None:
+    """int64(rint(v * f)) if dividing it by f gives back every value bit for bit (-0.0
+    included), else None."""
     q = np.rint(values * f).astype(np.int64)
-    return np.array_equal((q / f).view(np.int64), values.view(np.int64))
+    return q if np.array_equal((q / f).view(np.int64), values.view(np.int64)) else None
 
 
 def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, complevel: int, shuffle: str = "byte", encoding: str = "plain") -> tuple[str, int]:

@@ -33,3 +33,25 @@ def bars(start: str, n: int, *, seed: int = 0) -> pd.DataFrame:
         {"open": close - 0.5, "high": close + 1, "low": close - 1, "close": close, "volume": rng.exponential(5, n)},
         index=idx,
     )
+
+
+def stored_columns(h) -> dict[str, np.ndarray]:
+    """Every array of a format-3 data file (an open PyTables handle), read through HDF5
+    and decoded per the codecs the file records (splay's docstring): 'delta' int64
+    differences, 'delta_scaled' differences of int / 10**scale, 'xor' of float bits,
+    each restarting at every chunk of ``chunk_rows``."""
+    import json
+
+    codecs = json.loads(h.root.data._v_attrs.columns)
+    k = int(h.root.data._v_attrs.chunk_rows)
+    out = {}
+    for node in h.root.data._f_iter_nodes("Leaf"):
+        got = node.read()
+        codec, scale = codecs[node.name]
+        if codec != "plain":
+            q = got.view(np.int64).copy()
+            for a in range(0, len(q), k):
+                (np.bitwise_xor.accumulate if codec == "xor" else np.cumsum)(q[a : a + k], out=q[a : a + k])
+            got = q / 10.0**scale if codec == "delta_scaled" else q.view(np.float64) if codec == "xor" else q
+        out[node.name] = got
+    return out

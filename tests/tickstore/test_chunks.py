@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import multiprocessing
 import threading
 
@@ -16,7 +17,7 @@ import tables
 from tickstore import CorruptionError, Tickstore, chunks, diskio, memory
 from tickstore.columns import MAPPED_MIN, Columns
 from tickstore.splay import CHUNK_ROWS
-from tests.tickstore.helpers import SYM, trades
+from tests.tickstore.helpers import SYM, stored_columns, trades
 
 
 def test_filled_frames_equal_the_frames_blosc2_builds():
@@ -64,10 +65,11 @@ def test_special_chunks_keep_blosc2s_frame_and_read_back(tmp_path):
         assert all(ref[2] > 0 for ref in f.columns["price"][3])
         pdt.assert_frame_equal(store["trades"].select(SYM), df, check_freq=False)
     with tables.open_file(str(path)) as h:
-        for name in ["ts", *df.columns]:
-            got = h.get_node("/data", name).read()  # through HDF5's blosc2 filter
-            want = df.index.asi8 if name == "ts" else df[name].array.asi8 if name == "recv_ts" else df[name].to_numpy()
-            assert np.array_equal(got, want), name
+        assert json.loads(h.root.data._v_attrs.columns)["trade_id"] == ["delta", 0]
+        stored = stored_columns(h)  # through HDF5's blosc2 filter, decoded per the file's codecs
+    for name in ["ts", *df.columns]:
+        want = df.index.asi8 if name == "ts" else df[name].array.asi8 if name == "recv_ts" else df[name].to_numpy()
+        assert np.array_equal(stored[name], want), name
 
 
 def test_special_chunk_frames_come_from_a_bounded_cache_equal_to_blosc2s(monkeypatch):

@@ -14,7 +14,7 @@ from tickstore import Tickstore
 from tickstore.errors import FormatVersionError
 from tickstore.schemas import Partition
 from tickstore.splay import CHUNK_ROWS, _Layout, read_meta
-from tests.tickstore.helpers import SYM, trades
+from tests.tickstore.helpers import SYM, stored_columns, trades
 
 
 def _book(n: int, seed: int = 0) -> pd.DataFrame:
@@ -95,9 +95,8 @@ def _rewrite_as_format_1(path, *, drop: tuple[str, ...] = ()) -> None:
     (``drop``: columns the schema of that time did not have yet)."""
     with tables.open_file(str(path)) as h:
         attrs = {k: h.root._v_attrs[k] for k in h.root._v_attrs._v_attrnames}
-        cols = {n.name: n.read() for n in h.root.data._f_iter_nodes("Leaf")}
-        codecs = {name: v[0] for name, v in json.loads(h.root.data._v_attrs.columns).items()}
-    assert set(codecs.values()) == {"plain"} and set(codecs) == set(cols)
+        cols = stored_columns(h)
+        assert set(json.loads(h.root.data._v_attrs.columns)) == set(cols)
     schema = json.loads(attrs["schema"])
     names = ["ts"] + [c[0] for c in schema["columns"] if c[0] not in drop]
     rows = np.empty(len(cols["ts"]), [(n, cols[n].dtype) for n in names])

@@ -18,6 +18,7 @@ there is one); it is raised while the file is parsed, before anything of it is w
 
 from __future__ import annotations
 
+import bisect
 import enum
 import gzip
 import io
@@ -134,9 +135,10 @@ _ZSTD = b"\x28\xb5\x2f\xfd"
 
 
 class _Counted(io.RawIOBase):
-    """A binary file that reports how many bytes were read (for the progress bar)."""
+    """A binary file that reports where each read was: ``on_read(offset, n)`` (for the
+    progress bar, which counts each byte of the file once: ``ReadBytes``)."""
 
-    def __init__(self, fh, on_read: Callable[[int], None] | None):
+    def __init__(self, fh, on_read: Callable[[int, int], None] | None):
         self._fh, self._on_read = fh, on_read
 
     def readable(self) -> bool:
@@ -152,9 +154,10 @@ class _Counted(io.RawIOBase):
         return self._fh.tell()
 
     def readinto(self, b) -> int:
+        at = self._fh.tell() if self._on_read is not None else 0
         n = self._fh.readinto(b)
         if n and self._on_read is not None:
-            self._on_read(n)
+            self._on_read(at, n)
         return n
 
     def close(self) -> None:
@@ -221,8 +224,12 @@ def _strip(name: str) -> str:
     return name
 
 
-def open_members(path, on_read: Callable[[int], None] | None = None) -> list[Member]:
+def open_members(path, on_read: Callable[[int, int], None] | None = None) -> list[Member]:
     """The data streams of ``path``, decompressing by magic bytes (gzip, zip, tar, lz4 frame, zstd).
+
+    ``on_read(offset, n)``: called for every read of the file's bytes (each member reads
+    through its own handle: a tar entry from the archive's start, a zip entry from its
+    header; ``ReadBytes`` counts each byte once).
 
     Raises
     ------
@@ -541,21 +548,30 @@ class Sink:
     frames, in arrival order per (table, symbol).
     """
 
-    def __init__(self, consume: Callable[[str, str, pd.DataFrame, object], None], *, book_table: str = "book", batch: int = 200_000):
-        self._consume = consume
+    def __init__(self, consume: Callable[..., None], *, book_table: str = "book", batch: int = 200_000):
+        self._consume = consume  # consume(table, symbol, df, schema, kind)
         self.batcher = EventBatcher(book_table)
         self._batch = batch
         self.state: dict = {}  # shared by the members of one file (e.g. a book built across them)
         self.columns_of: Callable[[str], list | None] = lambda table: None  # a stored table's columns
         self.book_states = None  # the store's book state, saved once the file is committed (run.py)
-        self._at_end: list[Callable[[], list]] = []
+        self.kind: str | None = None  # the data kind of the member being read: the rows' stream
+        self._at_end: list[tuple[str | None, Callable[[], list]]] = []
+
+    def begin(self, kind: str | None) -> None:
+        """The rows that follow come from a member of data kind ``kind`` (what was received
+        before is handed over under the kind it came from)."""
+        self.flush()
+        self.kind = kind
 
     def at_end(self, fn: Callable[[], list]) -> None:
-        """Run ``fn`` (returning events, e.g. a book's last grid rows) when the file is read."""
-        self._at_end.append(fn)
+        """Run ``fn`` (returning events, e.g. a book's last grid rows) when the file is read;
+        its rows are of the data kind being read now."""
+        self._at_end.append((self.kind, fn))
 
     def close(self) -> None:
-        for fn in self._at_end:
+        for kind, fn in self._at_end:
+            self.begin(kind)
             self.events(fn())
         self._at_end.clear()
         self.flush()
@@ -564,7 +580,7 @@ class Sink:
         """Rows for ``table``; ``schema``: the table is not built in and is created with it."""
         if len(df):
             self.flush()  # events received before this frame go first
-            self._consume(table, symbol, df, schema)
+            self._consume(table, symbol, df, schema, self.kind)
 
     def events(self, events) -> None:
         self.batcher.extend(events)
@@ -574,7 +590,7 @@ class Sink:
     def flush(self) -> None:
         if self.batcher.count:
             for (table, symbol), df in self.batcher.drain().items():
-                self._consume(table, symbol, df, None)
+                self._consume(table, symbol, df, None, self.kind)
 
 
 def timeframe_of(ts_ns, *, where: str) -> str:
@@ -751,6 +767,38 @@ def utc_index(ns) -> pd.DatetimeIndex:
 
 def utc(ns) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), tz="UTC")
+
+
+class ReadBytes:
+    """How many distinct bytes of a file were read, however often and in whatever order its
+    members read them (a compressed tar archive is decompressed from its start for each
+    entry; a zip archive reads its directory at the end first): the union of the ranges
+    ``add(offset, n)`` was given. ``add`` returns the bytes new to the count."""
+
+    def __init__(self):
+        self._spans: list[list[int]] = []  # sorted, disjoint, not touching [start, stop)
+        self.total = 0
+
+    def add(self, offset: int, n: int) -> int:
+        start, stop = int(offset), int(offset) + int(n)
+        if stop <= start:
+            return 0
+        spans = self._spans
+        i = bisect.bisect_left(spans, [start]) if spans else 0
+        if i and spans[i - 1][1] >= start:  # touches the span before
+            i -= 1
+        j = i
+        covered = 0
+        lo, hi = start, stop
+        while j < len(spans) and spans[j][0] <= stop:
+            a, b = spans[j]
+            covered += min(b, stop) - max(a, start) if min(b, stop) > max(a, start) else 0
+            lo, hi = min(lo, a), max(hi, b)
+            j += 1
+        spans[i:j] = [[lo, hi]]
+        new = (stop - start) - covered
+        self.total += new
+        return new
 
 
 def file_size(path) -> int:

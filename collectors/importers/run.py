@@ -17,25 +17,36 @@
          collector), then ``Table.ingest(..., source="import:<format>",
          reason="import <file> sha256:<16 hex>")``: only rows the store does not hold are
          added, as a new version; a partition that gains nothing is not touched.
-         ``quotes`` keep one stream per span (``ONE_STREAM_TABLES``, below)
+         ``quotes``, ``mark``, ``open_interest`` keep one stream per span (below)
       5. the ledger (<root>/_imports/ledger.jsonl) records the file as done
 
 An interrupted import resumes: files done are skipped by the ledger, and a file cut
 short is parsed again, its partitions already stored gaining nothing.
 
-One quote stream per span. Quotes carry an update id only their own stream numbers
-(Binance's bookTicker ``u``, a Bybit book's ``u``, Tardis' receive time in us, the ids an
-imported book is anchored at), so the key ``(ts, update_id)`` cannot tell the same quote
-come by two paths, and two streams of one symbol would interleave (a live collector's
-Bybit quotes from orderbook.50 and Tardis' ``book_ticker`` from orderbook.1, 10 ms apart,
-or Tardis' ``quotes`` and the quotes of its ``book_snapshot_25`` file: each change twice).
-So an imported file's quotes are stored with the stream they come from in their source
-(``import:<format> (<data kind>)``, e.g. ``import:tardis (book_ticker)``), and, per symbol
-and day, its rows inside the span ``[first, last]`` the quotes of any *other* source
-already cover (the collector's, a replay's, another file kind's) are kept out, counted in
-``FileReport.kept_out``; rows outside that span are added. The same stream continuing (the
-next hour's archive file, the same file again) is not kept out: its key decides. To
-switch a day to another stream, delete the day's quotes first (``Table.delete``).
+One stream per span: ``quotes``, ``mark``, ``open_interest`` (``ONE_STREAM_TABLES``). The
+key of these tables cannot tell the same row come by two paths: quotes carry an update id
+only their own stream numbers (Binance's bookTicker ``u``, a Bybit book's ``u``, Tardis'
+receive time in us, the ids an imported book is anchored at); mark and open interest are
+keyed on ``ts`` alone, and each stream stamps and samples at its own times (Binance's
+markPrice ``E`` every 1 or 3 s, Bybit's tickers ``ts``, Hyperliquid's receive time, Tardis'
+derivative_ticker rows at the message that changed its ticker or at its open-interest
+polls, Binance's 5-minute open-interest statistics in the archive's ``metrics`` files and
+``openInterestHist`` bodies, the Hyperliquid archive's minute rows). Two streams of one
+symbol would interleave: each change of the top, or a mark every 1 s between marks every
+3 s, twice. So an imported file's rows of these tables are stored with their stream in
+the source, ``import:<format> (<data kind>)`` with the data kind of the file (or archive
+member) the rows came from (``import:tardis (book_ticker)``, ``import:tardis
+(derivative_ticker)``, ``import:binance-vision (metrics)``), and, per table, symbol and
+partition (a day), their rows inside the span ``[first, last]`` that the rows of any
+*other* source already cover (the collector's, a replay's, a backfill's, another data
+kind's or format's) are kept out, counted in ``FileReport.kept_out``; rows outside that
+span are added. The same stream continuing (the next hour's archive file, the same data
+kind in another file or archive, or the same series by another path: ``SAME_STREAM``,
+Binance's open-interest statistics from a backfill, ``openInterestHist`` bodies or
+``metrics`` files) is not kept out: its key decides. A file with several
+data kinds writing one table stores the first kind's rows first, the next kinds' outside
+its span. To switch a day to another stream, delete the day's rows of that table first
+(``Table.delete``); the ledger then lets the file be imported again.
 """
 
 from __future__ import annotations
@@ -57,15 +68,43 @@ from collectors.replay import BOOK_STATE_FILE
 from tickstore.clock import NS_PER_DAY
 from tickstore.errors import TickstoreError
 
-from .core import DataImportError, EmptyInput, Format, ImportOptions, Member, MissingOption, Sink, file_size, open_members
+from .core import (DataImportError, EmptyInput, Format, ImportOptions, Member, MissingOption, ReadBytes, Sink, file_size,
+                   open_members)
 from .detect import detect, parser_of
 
 __all__ = ["import_files", "ImportReport", "FileReport", "LEDGER"]
 
 LEDGER = "_imports/ledger.jsonl"
 _REASON_BYTES = 256
-#: tables whose rows of one symbol and span come from one stream (see the module docstring)
-ONE_STREAM_TABLES = ("quotes",)
+#: Tables whose rows of one symbol and span come from one stream (module docstring): their
+#: key cannot tell the same row come by two paths, so two streams would interleave.
+ONE_STREAM_TABLES = {
+    "quotes": "key (ts, update_id): each stream numbers its own quotes (Bybit u, Binance bookTicker u, "
+              "Tardis the receive time in us, imported books their anchored ids)",
+    "mark": "key ts: each stream stamps its own times (Binance markPrice E at 1 s or 3 s, Bybit tickers ts, "
+            "Hyperliquid the receive time, Tardis the time of the message that changed its ticker, the "
+            "Hyperliquid archive's minute)",
+    "open_interest": "key ts: each stream samples at its own times (Bybit tickers ts, Tardis the ticker or its "
+                     "REST poll, Binance's 5-minute statistics in metrics files and openInterestHist, the "
+                     "Hyperliquid archive's minute)",
+}
+#: Sources that are one stream of a ``ONE_STREAM_TABLES`` table whichever path brought them:
+#: the same series, at the same times with the same values, so the key decides between
+#: them. Binance's open-interest statistics: ``tickstore backfill oi`` (source ``rest``: ccxt
+#: asks ``/futures/data/openInterestHist``), saved ``openInterestHist`` bodies and the
+#: archive's ``metrics`` files (cut from the same 5-minute series); an hourly backfill's
+#: rows are points of the 5-minute series.
+SAME_STREAM: dict[str, tuple[frozenset, ...]] = {
+    "open_interest": (frozenset({"rest", "import:binance-rest (openInterestHist)", "import:binance-vision (metrics)"}),),
+}
+
+
+def stream_of(table: str, source: str) -> str:
+    """The stream rows of ``table`` stored with ``source`` belong to (``SAME_STREAM``)."""
+    for family in SAME_STREAM.get(table, ()):
+        if source in family:
+            return min(family)
+    return source
 
 
 @dataclass(frozen=True)
@@ -238,6 +277,7 @@ def import_files(
     from tqdm import tqdm  # here: the library is usable without a terminal
 
     reports = []
+    # the bar counts each byte of a file once, however often its members read it
     total = sum(file_size(p) for p in files)
     with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=not progress) as bar:
         for path, found, digest in plans:
@@ -249,15 +289,14 @@ def import_files(
                 bar.update(file_size(path))
                 reports.append(FileReport(str(path), fmt_of.value, found[0][1].kind, "skipped", sha256=digest))
                 continue
-            read = [0]
+            read = ReadBytes()
 
-            def on_read(n, read=read):
-                read[0] += n
-                bar.update(n)
+            def on_read(at, n, read=read):
+                bar.update(read.add(at, n))
 
             members = open_members(path, on_read)
             report = _import_one(store, path, members, found, options, digest, memory_rows, ledger, key, progress)
-            bar.update(max(0, file_size(path) - read[0]))
+            bar.update(max(0, file_size(path) - read.total))
             reports.append(report)
     return ImportReport(tuple(reports), time.perf_counter() - t0)
 
@@ -270,15 +309,14 @@ def _import_one(store, path: Path, members: list[Member], found: list, options, 
         sink.columns_of = staging.columns_of
         sink.book_states = states = BookStatesAfterCommit(Path(store.root) / BOOK_STATE_FILE)
         for i, det in found:
+            sink.begin(det.kind)  # the rows of this member are of its data kind (their stream)
             parser_of(det.format)(members[i], det, options, sink)
-            sink.flush()
         sink.close()
         reason = f"import {path.name} sha256:{digest[:16]}"
         if len(reason.encode()) > _REASON_BYTES:
             reason = f"import ...{path.name[-(_REASON_BYTES - 40):]} sha256:{digest[:16]}"
-        source = f"import:{fmt.value}"
         kinds = ",".join(sorted({d.kind for _, d in found}))
-        rows, held, targets = staging.write(reason, source, progress=progress, stream=f"{source} ({kinds})")
+        rows, held, targets = staging.write(reason, f"import:{fmt.value}", progress=progress)
         states.commit()  # the books as this file left them, now that its rows are stored
     finally:
         staging.close()
@@ -321,15 +359,18 @@ class BookStatesAfterCommit:
 
 
 class _Staging:
-    """Parsed frames per (table, symbol, partition), in arrival order; spilled to Parquet
-    files in a temporary folder once more than ``memory_rows`` rows are held."""
+    """Parsed frames per (table, symbol, partition, stream), in arrival order; spilled to
+    Parquet files in a temporary folder once more than ``memory_rows`` rows are held. The
+    stream of rows of ``ONE_STREAM_TABLES`` is the data kind of the member they came from
+    (``Sink.kind``); other tables' rows have none (``""``)."""
 
     def __init__(self, store, folder: Path, memory_rows: int):
         self.store = store
         self.folder = folder
         self.memory_rows = int(memory_rows)
-        self.items: dict[tuple[str, str, int], list] = {}
-        self.counts: dict[tuple[str, str, int], int] = {}
+        self.items: dict[tuple[str, str, int, str], list] = {}
+        self.counts: dict[tuple[str, str, int, str], int] = {}
+        self.streams: dict[str, int] = {"": 0}  # stream -> order of first rows (the first is stored first)
         self.in_memory = 0
         self.spills = 0
         self.repeated = 0
@@ -339,19 +380,21 @@ class _Staging:
         self.created: set[str] = set()
         self._tmp: Path | None = None
 
-    def add(self, table: str, symbol: str, df: pd.DataFrame, schema=None) -> None:
+    def add(self, table: str, symbol: str, df: pd.DataFrame, schema=None, kind: str | None = None) -> None:
         if schema is not None and table not in self.created:
             if self.columns_of(table) is None:  # a table made by the user keeps its schema
                 self.store.create_table(table, schema)
             self.created.add(table)
         schema = self.store[table].schema
         self.symbols.add(symbol)
+        stream = (kind or "?") if table in ONE_STREAM_TABLES else ""
+        self.streams.setdefault(stream, len(self.streams))
         days = df.index.asi8 // NS_PER_DAY
         parts = schema.partition.floor(days)
         if len(parts) and (parts == parts[0]).all():
-            pieces = [((table, symbol, int(parts[0])), df)]
+            pieces = [((table, symbol, int(parts[0]), stream), df)]
         else:
-            pieces = [((table, symbol, int(p)), df[parts == p]) for p in np.unique(parts)]
+            pieces = [((table, symbol, int(p), stream), df[parts == p]) for p in np.unique(parts)]
         for key, piece in pieces:
             self.items.setdefault(key, []).append(piece)
             self.counts[key] = self.counts.get(key, 0) + len(piece)
@@ -384,38 +427,42 @@ class _Staging:
     def _frame(self, items: list) -> pd.DataFrame:
         return pd.concat([x if isinstance(x, pd.DataFrame) else pd.read_parquet(x) for x in items])
 
-    def write(self, reason: str, source: str, *, progress: bool, stream: str | None = None):
-        """Ingest everything staged: per (table, symbol), runs of partitions of up to
+    def write(self, reason: str, source: str, *, progress: bool):
+        """Ingest everything staged: per (table, symbol, stream), runs of partitions of up to
         ``memory_rows`` rows each in one commit (a lone partition may be larger).
 
-        ``stream``: the source of rows of ``ONE_STREAM_TABLES`` (the file's stream), whose
-        rows inside another source's span of the day are kept out (``kept_out``)."""
+        Rows of ``ONE_STREAM_TABLES`` are stored with their stream in the source
+        (``<source> (<data kind>)``), the file's streams in the order they came; their rows
+        inside another source's span of the partition are kept out (``kept_out``)."""
         from tqdm import tqdm
 
         rows: dict[str, int] = {}
         held: dict[str, int] = {}
         targets = []
-        keys = sorted(self.items)
+        keys = sorted(self.items, key=lambda k: (k[0], k[1], self.streams[k[3]], k[2]))
         groups: list[list] = []
         for key in keys:
-            if groups and groups[-1][0][:2] == key[:2] and self._rows(groups[-1]) < self.memory_rows:
+            last = groups[-1][0] if groups else None
+            if last is not None and (last[:2], last[3]) == (key[:2], key[3]) and self._rows(groups[-1]) < self.memory_rows:
                 groups[-1].append(key)
             else:
                 groups.append([key])
         for group in tqdm(groups, desc="store", unit="commit", disable=not progress or len(groups) < 2, leave=False):
-            table, symbol = group[0][:2]
+            table, symbol, _, stream = group[0]
             t = self.store[table]
-            one = stream is not None and table in ONE_STREAM_TABLES
-            df = pd.concat([self._one_stream(t, symbol, k[2], self._partition(t, k), stream) if one
+            own = f"{source} ({stream})" if stream else source
+            df = pd.concat([self._one_stream(t, symbol, k[2], self._partition(t, k), own) if stream
                             else self._partition(t, k) for k in group])
             if not len(df):  # every row kept out: nothing to commit (the ledger still lists the partitions)
-                targets += [[table, symbol, part, None] for _, _, part in group]
+                targets += [[table, symbol, k[2], None] for k in group]
                 continue
-            commit = t.ingest(symbol, df, reason=reason, source=stream if one else source)
+            commit = t.ingest(symbol, df, reason=reason, source=own)
+            if stream:  # the file's next stream of this table sees this one's span
+                self._stored_symbols(t).add(symbol)
             rows[table] = rows.get(table, 0) + len(df) - commit.skipped
             held[table] = held.get(table, 0) + commit.skipped
             written = {int(d.value // NS_PER_DAY): int(v) for d, v in commit.versions}
-            targets += [[table, symbol, part, written.get(part)] for _, _, part in group]
+            targets += [[table, symbol, k[2], written.get(k[2])] for k in group]
         return rows, held, targets
 
     def _one_stream(self, t, symbol: str, part: int, df: pd.DataFrame, stream: str) -> pd.DataFrame:
@@ -424,7 +471,10 @@ class _Staging:
         if not len(df) or symbol not in self._stored_symbols(t):
             return df
         v = t.versions(symbol, pd.Timestamp(part * NS_PER_DAY, unit="ns", tz="UTC"))
-        v = v[v["superseded_at"].isna() & (v["operation"] != "delete") & (v["rows"] > 0) & (v["source"] != stream)]
+        own = stream_of(t.name, stream)
+        other = np.array([stream_of(t.name, s) != own for s in v["source"]], dtype=bool)
+        live = (v["superseded_at"].isna() & (v["operation"] != "delete") & (v["rows"] > 0)).to_numpy()
+        v = v[live & other]
         if not len(v):
             return df
         ts = df.index.asi8

@@ -77,7 +77,12 @@ with their stream in the source (``import:tardis (quotes)``, ``import:tardis
 inside the span of one day the quotes of another source already cover (the collector's,
 a replay's, another Tardis data type's) are kept out (``FileReport.kept_out``): a symbol's
 quotes never interleave two streams, whichever is imported first. Delete a day's quotes
-to replace their stream.
+to replace their stream. ``derivative_ticker`` follows the same rule for ``mark`` and
+``open_interest`` (``import:tardis (derivative_ticker)``): its rows are stamped at the
+message that changed Tardis' ticker (or at its open-interest polls), other times than the
+collector's markPrice ``E`` every second, Bybit's tickers, Hyperliquid's receive times, the
+archive's 5-minute ``metrics`` or the Hyperliquid archive's minutes, so inside the span of
+a day another source covers, its rows are kept out.
 """
 
 from __future__ import annotations

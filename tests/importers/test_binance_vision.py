@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from collectors.importers import MalformedInput, MissingOption
-from tests.importers.helpers import run, write, write_zip
+from tests.importers.helpers import run, write, write_tar, write_zip
 
 PERP = "binance:BTC/USDT:USDT"
 
@@ -168,16 +168,7 @@ def _tar(path, members: list[tuple[str, list[str]]]):
     """A gzip tar of CSV members (Binance's T_DEPTH download: ``BTCUSDT_T_DEPTH_<date>.tar.gz``
     from GET /sapi/v1/futures/histDataLink, developers.binance.com; members named
     ``<SYMBOL>_T_DEPTH_<date>_depth_snap.csv`` / ``..._depth_update.csv``)."""
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w:gz") as tf:
-        for name, lines in members:
-            data = ("\n".join([_DEPTH_HEADER] + lines) + "\n").encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return path
+    return write_tar(path, [(name, "\n".join([_DEPTH_HEADER] + lines) + "\n") for name, lines in members])
 
 
 def test_t_depth_book_from_snapshot_plus_diffs_one_csv_or_the_tar_gz_download(data_dir, tmp_path):

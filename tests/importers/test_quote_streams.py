@@ -26,9 +26,8 @@ import json
 
 import pandas as pd
 import pytest
-import zstandard
 
-from tests.importers.helpers import run, write
+from tests.importers.helpers import bybit_frames, run, write
 
 SYM = "bybit:BTC/USDT:USDT"
 DAY = "2026-08-09"
@@ -36,13 +35,7 @@ DAY = "2026-08-09"
 
 def _frames(data_dir):
     """(local receive time in us, frame) of the BTCUSDT orderbook.200 frames of one connection."""
-    raw = zstandard.ZstdDecompressor().stream_reader(open(data_dir / "cryptofeed" / "BYBIT.jsonl.zst", "rb")).read()
-    out = []
-    for line in raw.decode().splitlines():
-        o = json.loads(line)
-        if o.get("t") == "recv" and o.get("conn") == "BYBIT.ws.2" and '"orderbook.200.BTCUSDT"' in o["data"]:
-            out.append((round(o["ts"] * 1_000_000), o["data"]))
-    return out
+    return bybit_frames(data_dir, "orderbook.200.BTCUSDT")
 
 
 def _tardis_files(tmp_path, frames):

@@ -111,3 +111,72 @@ def test_folder_import_and_progress_bar(store, tmp_path, capsys):
     assert [f.status for f in report.files] == ["imported", "imported"]
     assert "import" in capsys.readouterr().err  # tqdm writes to stderr
     assert len(store["trades"].select(PERP)) == 6
+
+
+def _percentages(err: str, desc: str) -> list[int]:
+    """The percentages the ``desc`` bar showed (tqdm redraws with carriage returns)."""
+    import re
+
+    return [int(m.group(1)) for part in re.split(r"[\r\n]", err) if part.startswith(f"{desc}:")
+            for m in [re.search(r"(\d+)%\|", part)] if m]
+
+
+def test_progress_of_a_tar_gz_counts_each_byte_of_the_file_once(data_dir, tmp_path, capsys):
+    """Each entry of a compressed tar is read by decompressing the archive from its start,
+    and parsers read a file's header before its rows: the bar counts the bytes of the file
+    read, once each, so it ends at 100% and never passes it (it showed 200% and more).
+    The archive: the real T_DEPTH CSVs (Binance's futures order-book download, a
+    ``.tar.gz`` of ``..._depth_snap.csv`` and ``..._depth_update.csv``)."""
+    from collectors.importers.core import ReadBytes, open_members
+    from tests.importers.helpers import write_tar
+
+    parts = [(f"BTCUSDT_T_DEPTH_2022-11-01_depth_{kind}.csv",
+              (data_dir / "nautilus_trader" / f"btcusdt-depth-{kind}.csv").read_text()) for kind in ("snap", "update")]
+    tar = write_tar(tmp_path / "BTCUSDT_T_DEPTH_2022-11-01.tar.gz", parts)
+    size = tar.stat().st_size
+
+    # every member read to its end, each through its own read of the file from the start
+    reads, seen = [], ReadBytes()
+    members = open_members(tar, lambda at, n: (reads.append((at, n)), seen.add(at, n)))
+    texts = [m.read().decode() for m in members]
+    assert texts == [text for _, text in parts]
+    assert sum(n for _, n in reads) > size  # the archive was read more than once...
+    assert [at for at, _ in reads].count(0) == 2
+    assert seen.total <= size and seen.total == sum(  # ...and each byte is counted once
+        b - a for a, b in _union([(at, at + n) for at, n in reads]))
+
+    from tickstore import Tickstore
+
+    with Tickstore(tmp_path / "store") as store:
+        report = import_files(store, [str(tar)], progress=True)
+    assert report.files[0].status == "imported"
+    shown = _percentages(capsys.readouterr().err, "import")
+    assert shown and max(shown) <= 100 and shown[-1] == 100
+
+
+def _union(spans):
+    out = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def test_read_bytes_counts_the_union_of_ranges():
+    from collectors.importers.core import ReadBytes
+
+    r = ReadBytes()
+    assert [r.add(*x) for x in [(0, 10), (5, 10), (30, 5), (0, 40), (40, 0), (39, 2)]] == [10, 5, 5, 20, 0, 1]
+    assert r.total == 41
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        r, spans = ReadBytes(), []
+        for _ in range(rng.randint(1, 12)):
+            a, n = rng.randint(0, 100), rng.randint(0, 30)
+            r.add(a, n)
+            spans.append((a, a + n))
+            assert r.total == sum(b - a for a, b in _union([s for s in spans if s[1] > s[0]]))

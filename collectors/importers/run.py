@@ -17,7 +17,9 @@
          collector), then ``Table.ingest(..., source="import:<format>",
          reason="import <file> sha256:<16 hex>")``: only rows the store does not hold are
          added, as a new version; a partition that gains nothing is not touched.
-         ``quotes``, ``mark``, ``open_interest`` keep one stream per span (below)
+         ``quotes``, ``mark``, ``open_interest`` keep one stream per span (below);
+         a liquidation equal to a stored one but for its receive time is held
+         (``SAME_ROW_WITHOUT``: each path receives at its own time)
       5. the ledger (<root>/_imports/ledger.jsonl) records the file as done
 
 An interrupted import resumes: files done are skipped by the ledger, and a file cut
@@ -97,6 +99,13 @@ ONE_STREAM_TABLES = {
 SAME_STREAM: dict[str, tuple[frozenset, ...]] = {
     "open_interest": (frozenset({"rest", "import:binance-rest (openInterestHist)", "import:binance-vision (metrics)"}),),
 }
+
+#: Tables without a key whose rows are told apart without some columns: a liquidation's
+#: receive time is each path's own (the collector's, Tardis' ``local_timestamp``, the
+#: archive's none: ``recv_ts = ts``), while its time, side, price and quantity are the
+#: same on every path (the table's convention), so the same print come by two paths would
+#: be stored twice. An imported row equal to a stored one in every other column is held.
+SAME_ROW_WITHOUT: dict[str, tuple[str, ...]] = {"liquidations": ("recv_ts",)}
 
 
 def stream_of(table: str, source: str) -> str:
@@ -451,9 +460,20 @@ class _Staging:
             table, symbol, _, stream = group[0]
             t = self.store[table]
             own = f"{source} ({stream})" if stream else source
-            df = pd.concat([self._one_stream(t, symbol, k[2], self._partition(t, k), own) if stream
-                            else self._partition(t, k) for k in group])
-            if not len(df):  # every row kept out: nothing to commit (the ledger still lists the partitions)
+            pieces, same = [], 0
+            for k in group:
+                piece = self._partition(t, k)
+                if stream:
+                    piece = self._one_stream(t, symbol, k[2], piece, own)
+                elif table in SAME_ROW_WITHOUT:
+                    n = len(piece)
+                    piece = self._not_held(t, symbol, k[2], piece, SAME_ROW_WITHOUT[table])
+                    same += n - len(piece)
+                pieces.append(piece)
+            df = pd.concat(pieces)
+            if same:
+                held[table] = held.get(table, 0) + same
+            if not len(df):  # every row kept out or held: nothing to commit (the ledger still lists the partitions)
                 targets += [[table, symbol, k[2], None] for k in group]
                 continue
             commit = t.ingest(symbol, df, reason=reason, source=own)
@@ -464,6 +484,30 @@ class _Staging:
             written = {int(d.value // NS_PER_DAY): int(v) for d, v in commit.versions}
             targets += [[table, symbol, k[2], written.get(k[2])] for k in group]
         return rows, held, targets
+
+    def _not_held(self, t, symbol: str, part: int, df: pd.DataFrame, without: tuple) -> pd.DataFrame:
+        """``df`` without the rows the partition holds already, comparing every column but
+        ``without`` (``SAME_ROW_WITHOUT``), as a multiset: ``n`` equal rows in ``df`` and
+        ``m`` stored, ``n - m`` are new."""
+        if not len(df) or symbol not in self._stored_symbols(t):
+            return df
+        start = pd.Timestamp(part * NS_PER_DAY, unit="ns", tz="UTC")
+        end = pd.Timestamp(t.schema.partition.end(part) * NS_PER_DAY - 1, unit="ns", tz="UTC")
+        stored = t.select(symbol, start, end)
+        if not len(stored):
+            return df
+        cols = [c for c in t.schema.names if c not in without]
+
+        def identity(frame):
+            out = pd.DataFrame({c: frame[c].to_numpy() for c in cols})
+            out["ts"] = frame.index.asi8
+            return out
+
+        new, old = identity(df), identity(stored)
+        have = old.value_counts(dropna=False).rename("have").reset_index()
+        occurrence = new.groupby(list(new.columns), sort=False, dropna=False).cumcount().to_numpy()
+        count = new.merge(have, how="left", on=list(new.columns))["have"].fillna(0).to_numpy()
+        return df[~(occurrence < count)]
 
     def _one_stream(self, t, symbol: str, part: int, df: pd.DataFrame, stream: str) -> pd.DataFrame:
         """``df`` without its rows inside the span ``[first, last]`` that the visible rows of

@@ -305,10 +305,10 @@ def import_(ctx, paths, fmt, kind, market, symbol, venue, levels, interval_ms, k
     stops the run before anything is written, naming the option to pass. Each file lands
     as new versions with source "import:<format>" and the file in the reason; rows the store
     already holds are not added again, so importing a file twice changes nothing and an
-    interrupted import is resumed by running it again. Quotes, mark and open interest keep
-    one stream per span: a file's rows of them inside the span of a day that another
-    source's rows cover (the collector's, a backfill's, another data kind's) are kept out
-    and reported. Examples:
+    interrupted import is resumed by running it again. Quotes, mark, open interest and book
+    diffs keep one stream per span: a file's rows of them inside the span of a day that
+    another source's rows cover (the collector's, a backfill's, another data kind's) are
+    kept out and reported. Examples:
 
         tickstore import ~/tardis/binance-futures_trades_2024-01-01_BTCUSDT.csv.gz
         tickstore import ADABTC-1m-2021-11-27.csv --market spot

@@ -11,8 +11,9 @@ One module per format (``tardis``, ``binance_vision``, ``hyperliquid_archive``,
 Frame formats (Hyperliquid's archive, Bybit's order-book files, REST bodies) go through
 the live parsers and ``collectors.book.BookBuilder``; CSV formats are parsed in vectorised
 blocks into the same tables, columns and clocks. Every row lands as a new version with
-``source="import:<format>"`` (quotes, mark, open_interest: ``import:<format> (<data kind>)``,
-one stream per span, see ``run``) and the file in the reason; see ``run`` for resuming.
+``source="import:<format>"`` (quotes, mark, open_interest, book_diffs: ``import:<format>
+(<data kind>)``, one stream per span, see ``run``) and the file in the reason; see ``run``
+for resuming.
 """
 
 from .core import DataImportError, EmptyInput, Format, ImportOptions, MalformedInput, MissingOption

@@ -17,7 +17,7 @@
          collector), then ``Table.ingest(..., source="import:<format>",
          reason="import <file> sha256:<16 hex>")``: only rows the store does not hold are
          added, as a new version; a partition that gains nothing is not touched.
-         ``quotes``, ``mark``, ``open_interest`` keep one stream per span (below);
+         ``quotes``, ``mark``, ``open_interest``, ``book_diffs`` keep one stream per span (below);
          a liquidation equal to a stored one but for its receive time is held
          (``SAME_ROW_WITHOUT``: each path receives at its own time)
       5. the ledger (<root>/_imports/ledger.jsonl) records the file as done
@@ -25,10 +25,12 @@
 An interrupted import resumes: files done are skipped by the ledger, and a file cut
 short is parsed again, its partitions already stored gaining nothing.
 
-One stream per span: ``quotes``, ``mark``, ``open_interest`` (``ONE_STREAM_TABLES``). The
-key of these tables cannot tell the same row come by two paths: quotes carry an update id
-only their own stream numbers (Binance's bookTicker ``u``, a Bybit book's ``u``, Tardis'
-receive time in us, the ids an imported book is anchored at); mark and open interest are
+One stream per span: ``quotes``, ``mark``, ``open_interest``, ``book_diffs``
+(``ONE_STREAM_TABLES``). The key of these tables cannot tell the same row come by two
+paths: quotes and diffs carry update ids only their own stream numbers (Binance's
+bookTicker ``u``, a Bybit book's ``u``, Tardis' receive time in us, the ids an imported
+book is anchored at: a Tardis day's diffs imported with ``--keep-diffs`` over the
+collector's were each stored twice); mark and open interest are
 keyed on ``ts`` alone, and each stream stamps and samples at its own times (Binance's
 markPrice ``E`` every 1 or 3 s, Bybit's tickers ``ts``, Hyperliquid's receive time, Tardis'
 derivative_ticker rows at the message that changed its ticker or at its open-interest
@@ -89,6 +91,9 @@ ONE_STREAM_TABLES = {
     "open_interest": "key ts: each stream samples at its own times (Bybit tickers ts, Tardis the ticker or its "
                      "REST poll, Binance's 5-minute statistics in metrics files and openInterestHist, the "
                      "Hyperliquid archive's minute)",
+    "book_diffs": "key (ts, first/last update id, ordinal, level): each stream numbers its own diffs (the venue's "
+                  "U/u on the live path, Tardis the anchored ids of its receive times, Binance's T_DEPTH "
+                  "files their own time)",
 }
 #: Sources that are one stream of a ``ONE_STREAM_TABLES`` table whichever path brought them:
 #: the same series, at the same times with the same values, so the key decides between

@@ -168,3 +168,29 @@ def test_rows_outside_another_streams_span_and_the_same_stream_continuing_are_ad
         got = store["quotes"].select(SYM)
         assert _rows(got) == want  # each change once: the collector's first half, Tardis' rest
         assert got["update_id"].tolist()[:half] == list(range(1, half + 1))
+
+
+def test_book_diffs_of_tardis_incremental_book_over_the_collectors_keep_one_stream(data_dir, tmp_path):
+    """``book_diffs`` (``--keep-diffs``) are keyed on their ids too: the collector's carry
+    Bybit's ``u``, Tardis' the ids anchored at its receive times, so each diff of a Tardis
+    day imported over the collector's was stored twice. The same rule keeps them out."""
+    from collectors.replay import replay
+    from tickstore import Tickstore
+
+    frames = _frames(data_dir)
+    books, _, _ = _tardis_files(tmp_path, frames)
+    l2 = books["incremental_book_L2"]
+    with Tickstore(tmp_path / "alone") as store:
+        run(store, l2, keep_diffs=True)
+        tardis = store["book_diffs"].select(SYM)
+    capture = tmp_path / "bybit.gz"
+    with gzip.open(capture, "wt") as fh:
+        fh.writelines(f"{local_us * 1000} {raw}\n" for local_us, raw in frames)
+    with Tickstore(tmp_path / "live") as store:
+        replay([capture], store=store, venue="bybit", market="linear", keep_diffs=True)
+        live = store["book_diffs"].select(SYM)
+        assert len(live) == len(tardis) > 100 and (live["update_id"] < 10**12).all()  # Bybit's u
+        assert not set(live["update_id"]) & set(tardis["update_id"])  # the ids never meet
+        report = run(store, l2, keep_diffs=True)
+        assert report.files[0].kept_out == {"book_diffs": len(tardis), "quotes": len(_rows(store["quotes"].select(SYM)))}
+        pd.testing.assert_frame_equal(store["book_diffs"].select(SYM), live)

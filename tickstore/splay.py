@@ -154,50 +154,50 @@ def _sha256_fd(fd: int) -> str:
         at += len(chunk)
 
 
-def _encode(name: str, values: np.ndarray, encoding: str, k: int) -> tuple[np.ndarray, str, int]:
-    """(stored array, codec, scale) of one column."""
+def _plan(name: str, values: np.ndarray, encoding: str) -> tuple[str, int]:
+    """(codec, scale) a column is stored with. A float column is 'delta_scaled' when a
+    sample of it is exact decimals; every chunk confirms it as it is encoded
+    (``_encode_chunk``), else the column is stored 'xor'."""
     if name == KT:
         encoding = "delta"
     if encoding != "delta" or name == "ts" or len(values) < 2 or values.dtype.itemsize != 8:
-        return values, "plain", 0
-    scale, codec = 0, "delta"
+        return "plain", 0
     if values.dtype.kind == "f":
-        scaled = _decimal_scale(values)
-        if scaled is None:
-            # not exact decimals (computed values, NaN): XOR with the previous row's bits,
-            # zero wherever a value repeats
-            q = values.view(np.int64)
-            d = np.empty_like(q)
-            d[0] = q[0]
-            np.bitwise_xor(q[1:], q[:-1], out=d[1:])
-            d[::k] = q[::k]
-            return d, "xor", 0
-        scale, q = scaled
-        codec = "delta_scaled"
-    elif values.dtype.kind in "iu":
-        q = values.view(np.int64)
+        scale = _decimal_scale(values[:: max(1, len(values) // 4096)])
+        return ("xor", 0) if scale is None else ("delta_scaled", scale)
+    return ("delta", 0) if values.dtype.kind in "iu" else ("plain", 0)
+
+
+def _encode_chunk(part: np.ndarray, codec: str, scale: int, out: np.ndarray) -> bool:
+    """The stored form of one chunk ``part`` into ``out`` (int64): differences to the
+    previous row ('delta', 'delta_scaled' of int(value * 10**scale)) or XORs of the float
+    bits ('xor'), the first row as it is (a chunk decodes alone). False: a 'delta_scaled'
+    chunk holds a value that is not int / 10**scale exactly (or NaN, inf, too large)."""
+    if codec == "delta_scaled":
+        f = 10.0**scale
+        if not np.isfinite(part).all() or np.abs(part).max() * f >= _MAX_EXACT:
+            return False
+        q = _exact(part, f)
+        if q is None:
+            return False
     else:
-        return values, "plain", 0
-    d = np.empty_like(q)
-    d[0] = q[0]
-    np.subtract(q[1:], q[:-1], out=d[1:])  # wraps on overflow; the cumsum that decodes wraps back
-    d[::k] = q[::k]
-    return d, codec, scale
+        q = part.view(np.int64)
+    out[0] = q[0]
+    # wraps on overflow; the cumsum that decodes wraps back
+    (np.bitwise_xor if codec == "xor" else np.subtract)(q[1:], q[:-1], out=out[1:])
+    return True
 
 
-def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:
-    """(the smallest s <= 12 such that every value is exactly int / 10**s, those ints),
-    else None."""
+def _decimal_scale(values: np.ndarray) -> int | None:
+    """The smallest s <= 12 such that every value is exactly int / 10**s, else None."""
     if not np.isfinite(values).all():
         return None
-    sample = values[:: max(1, len(values) // 4096)]
     for s in range(13):
         f = 10.0**s
-        if np.abs(sample).max() * f >= _MAX_EXACT:
+        if np.abs(values).max() * f >= _MAX_EXACT:
             return None
-        if _exact(sample, f) is not None:
-            q = _exact(values, f) if np.abs(values).max() * f < _MAX_EXACT else None
-            return None if q is None else (s, q)
+        if _exact(values, f) is not None:
+            return s
     return None
 
 
@@ -339,19 +339,32 @@ def write_array(h: tables.File, where, name: str, values: np.ndarray, *, chunk: 
 
 
 class _Packed:
-    """One column compressed chunk by chunk (``jobs``, run by ``chunks.run``), then
-    written to an HDF5 file (``write``)."""
+    """One column encoded (``codec``) and compressed chunk by chunk (``jobs``, run by
+    ``chunks.run``), then written to an HDF5 file (``write``). ``failed``: a
+    'delta_scaled' chunk was not exact decimals (the caller stores the column 'xor')."""
 
-    def __init__(self, values: np.ndarray, chunk: int, complib: str, complevel: int, shuffle: str, typesize: int | None = None):
+    def __init__(self, values: np.ndarray, chunk: int, complib: str, complevel: int, shuffle: str, typesize: int | None = None,
+                 codec: str = "plain", scale: int = 0):
         values = np.ascontiguousarray(values)
-        self.chunk, self.n, self.dtype = chunk, len(values), values.dtype
+        self.chunk, self.n, self.codec, self.failed = chunk, len(values), codec, False
+        # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay long runs
+        # (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
+        shuffle = "none" if codec == "xor" else shuffle
+        self.dtype = values.dtype if codec == "plain" else np.dtype(np.int64)
         self.filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
-        params = chunks.cparams(complib, complevel, shuffle, typesize or values.dtype.itemsize)
+        params = chunks.cparams(complib, complevel, shuffle, typesize or self.dtype.itemsize)
         self.frames: list = [None] * -(-self.n // chunk)
+        stored = None if codec == "plain" else np.empty(self.n, np.int64)  # the encoded copy, filled by the jobs
 
         def job(i: int):
             def pack() -> None:
                 part = values[i * chunk : (i + 1) * chunk]
+                if stored is not None:
+                    out = stored[i * chunk : (i + 1) * chunk]
+                    if self.failed or not _encode_chunk(part, codec, scale, out):
+                        self.failed = True
+                        return
+                    part = out
                 if len(part) < chunk:  # HDF5 stores whole chunks; the dataset's extent hides the padding
                     part = np.concatenate([part, np.zeros(chunk - len(part), part.dtype)])
                 self.frames[i] = chunks.compress(part, params)
@@ -379,26 +392,35 @@ _GROUP_BYTES = 64 << 20  # encoded copies alive at once while a file's columns a
 
 
 def _pack_columns(rows: Columns, k: int, complib: str, complevel: int, shuffle: str, encoding: str) -> list:
-    """[(name, codec, scale, _Packed)] of every column, compressed: the chunks of many
-    columns at once on all cores, holding at most ~64 MB of encoded copies (a plain
-    column is compressed from the caller's array, no copy)."""
-    out, group, held, size = [], [], 0, 0
+    """[(name, codec, scale, _Packed)] of every column, encoded and compressed chunk by
+    chunk (the codecs restart at every chunk), the chunks of many columns at once on all
+    cores, holding at most ~64 MB of encoded copies (a plain column is compressed from the
+    caller's array, no copy)."""
+    out, group, held = [], [], 0
+    names = rows.names
     for i, (name, values) in enumerate(rows.items()):
-        stored, codec, scale = _encode(name, values, encoding, k)
-        # XOR'd floats are zeros or 8 noisy bytes: unshuffled, the zeros stay long
-        # runs (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
-        p = _Packed(stored, k, complib, complevel, "none" if codec == "xor" else shuffle)
-        out.append((name, codec, scale, p))
-        group.append(p)
-        held += stored.nbytes if stored is not values else 0
-        size += stored.nbytes
-        del stored
-        if held >= _GROUP_BYTES or i == len(rows.names) - 1:
-            chunks.run([job for q in group for job in q.jobs], size)
-            for q in group:
-                q.jobs = []  # they hold the encoded copy
-            group, held, size = [], 0, 0
+        codec, scale = _plan(name, values, encoding)
+        group.append((name, values, codec, scale))
+        held += values.nbytes if codec != "plain" else 0
+        if held >= _GROUP_BYTES or i == len(names) - 1:
+            out += _pack_group(group, k, complib, complevel, shuffle)
+            group, held = [], 0
     return out
+
+
+def _pack_group(group: list, k: int, complib: str, complevel: int, shuffle: str) -> list:
+    def pack(name, values, codec, scale):
+        return name, codec, scale, _Packed(values, k, complib, complevel, shuffle, codec=codec, scale=scale)
+
+    packed = [pack(*g) for g in group]
+    chunks.run([job for *_, p in packed for job in p.jobs], sum(v.nbytes for _, v, _, _ in group))
+    for j, (name, codec, scale, p) in enumerate(packed):
+        if p.failed:  # not exact decimals after all (a value the sample missed): XOR'd bits
+            packed[j] = pack(group[j][0], group[j][1], "xor", 0)
+            chunks.run(packed[j][3].jobs, group[j][1].nbytes)
+    for *_, p in packed:
+        p.jobs = []  # they hold the encoded copy
+    return packed
 
 
 def _attr_str(a, name: str) -> str:

@@ -51,6 +51,15 @@ Binance's open-interest statistics from a backfill, ``openInterestHist`` bodies 
 data kinds writing one table stores the first kind's rows first, the next kinds' outside
 its span. To switch a day to another stream, delete the day's rows of that table first
 (``Table.delete``); the ledger then lets the file be imported again.
+
+A stream's span is read from the partition's visible files (``Table.versions``): it runs
+from the first to the last row of all the files of that stream. A collector's flushes are
+one stream (``live``, whatever journal position each file's source names); a merged file
+(``Table.compact``) names the sources it joined (``a+b``, cut at the index's 64 bytes),
+and an import's commit, which holds the partition's rows carried forward with its own,
+names its stream and every other one the partition held (``import:tardis
+(quotes)+live``): such a file counts for each stream it names over its whole span, so the
+next file of the import's stream still stays out of the collector's span.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ from collectors.bookstate import BookStates
 from collectors.replay import BOOK_STATE_FILE
 from tickstore.clock import NS_PER_DAY
 from tickstore.errors import TickstoreError
+from tickstore.index import SOURCE_BYTES
 
 from .core import (DataImportError, EmptyInput, Format, ImportOptions, Member, MissingOption, ReadBytes, Sink, file_size,
                    open_members)
@@ -114,11 +124,32 @@ SAME_ROW_WITHOUT: dict[str, tuple[str, ...]] = {"liquidations": ("recv_ts",)}
 
 
 def stream_of(table: str, source: str) -> str:
-    """The stream rows of ``table`` stored with ``source`` belong to (``SAME_STREAM``)."""
+    """The stream rows of ``table`` stored with ``source`` belong to: a collector's (``live``,
+    whatever journal position its label names), or ``SAME_STREAM``'s, or ``source`` itself."""
+    if source == "live" or source.startswith(("live ", "live;")):
+        return "live"
     for family in SAME_STREAM.get(table, ()):
         if source in family:
             return min(family)
     return source
+
+
+def streams_of(table: str, source: str, own: str) -> set[str]:
+    """The streams of a stored version whose source is ``source``: one, or those of the files
+    a merge joined (``Table.compact``: ``a+b+...``, cut at the index's 64 bytes; a cut last
+    label that begins ``own`` or ``live`` is taken for it)."""
+    parts = [p for p in source.split("+") if p]
+    out = {stream_of(table, p) for p in parts[:-1]}
+    if parts:
+        last = parts[-1]
+        cut = len(source.encode()) >= SOURCE_BYTES
+        if cut and own.startswith(last):
+            out.add(own)
+        elif cut and ("live journal".startswith(last) or last.startswith("live")):
+            out.add("live")
+        else:
+            out.add(stream_of(table, last))
+    return out
 
 
 @dataclass(frozen=True)
@@ -465,29 +496,36 @@ class _Staging:
             table, symbol, _, stream = group[0]
             t = self.store[table]
             own = f"{source} ({stream})" if stream else source
-            pieces, same = [], 0
+            staged = []  # (partition key, rows, source of the commit)
             for k in group:
-                piece = self._partition(t, k)
+                piece, label = self._partition(t, k), own
                 if stream:
-                    piece = self._one_stream(t, symbol, k[2], piece, own)
+                    piece, label = self._one_stream(t, symbol, k[2], piece, own)
                 elif table in SAME_ROW_WITHOUT:
                     n = len(piece)
                     piece = self._not_held(t, symbol, k[2], piece, SAME_ROW_WITHOUT[table])
-                    same += n - len(piece)
-                pieces.append(piece)
-            df = pd.concat(pieces)
-            if same:
-                held[table] = held.get(table, 0) + same
-            if not len(df):  # every row kept out or held: nothing to commit (the ledger still lists the partitions)
-                targets += [[table, symbol, k[2], None] for k in group]
-                continue
-            commit = t.ingest(symbol, df, reason=reason, source=own)
-            if stream:  # the file's next stream of this table sees this one's span
-                self._stored_symbols(t).add(symbol)
-            rows[table] = rows.get(table, 0) + len(df) - commit.skipped
-            held[table] = held.get(table, 0) + commit.skipped
-            written = {int(d.value // NS_PER_DAY): int(v) for d, v in commit.versions}
-            targets += [[table, symbol, k[2], written.get(k[2])] for k in group]
+                    if n > len(piece):
+                        held[table] = held.get(table, 0) + n - len(piece)
+                staged.append((k, piece, label))
+            # one commit per run of partitions with the same source
+            runs: list[list] = []
+            for item in staged:
+                if runs and runs[-1][-1][2] == item[2]:
+                    runs[-1].append(item)
+                else:
+                    runs.append([item])
+            for run_ in runs:
+                df = pd.concat([piece for _, piece, _ in run_])
+                if not len(df):  # every row kept out or held: nothing to commit (the ledger still lists the partitions)
+                    targets += [[table, symbol, k[2], None] for k, _, _ in run_]
+                    continue
+                commit = t.ingest(symbol, df, reason=reason, source=run_[0][2])
+                if stream:  # the file's next stream of this table sees this one's span
+                    self._stored_symbols(t).add(symbol)
+                rows[table] = rows.get(table, 0) + len(df) - commit.skipped
+                held[table] = held.get(table, 0) + commit.skipped
+                written = {int(d.value // NS_PER_DAY): int(v) for d, v in commit.versions}
+                targets += [[table, symbol, k[2], written.get(k[2])] for k, _, _ in run_]
         return rows, held, targets
 
     def _not_held(self, t, symbol: str, part: int, df: pd.DataFrame, without: tuple) -> pd.DataFrame:
@@ -514,26 +552,36 @@ class _Staging:
         count = new.merge(have, how="left", on=list(new.columns))["have"].fillna(0).to_numpy()
         return df[~(occurrence < count)]
 
-    def _one_stream(self, t, symbol: str, part: int, df: pd.DataFrame, stream: str) -> pd.DataFrame:
+    def _one_stream(self, t, symbol: str, part: int, df: pd.DataFrame, stream: str) -> tuple[pd.DataFrame, str]:
         """``df`` without its rows inside the span ``[first, last]`` that the visible rows of
-        any other source cover in this partition (one stream per span, module docstring)."""
+        any other stream cover in this partition (one stream per span, module docstring),
+        and the source of its commit: ``stream``, joined (``+``, as ``Table.compact`` joins
+        the sources of the files it merges) by the other streams the partition holds, since
+        an ingest's version holds the partition's rows carried forward with the new ones."""
         if not len(df) or symbol not in self._stored_symbols(t):
-            return df
+            return df, stream
         v = t.versions(symbol, pd.Timestamp(part * NS_PER_DAY, unit="ns", tz="UTC"))
+        v = v[(v["superseded_at"].isna() & (v["operation"] != "delete") & (v["rows"] > 0)).to_numpy()]
         own = stream_of(t.name, stream)
-        other = np.array([stream_of(t.name, s) != own for s in v["source"]], dtype=bool)
-        live = (v["superseded_at"].isna() & (v["operation"] != "delete") & (v["rows"] > 0)).to_numpy()
-        v = v[live & other]
-        if not len(v):
-            return df
+        # each other stream's span: from the first to the last row of all its visible files
+        # (a collector writes a file per flush, each labelled with its journal position; a
+        # file holding several streams counts as each one's over its whole span)
+        spans: dict[str, list[int]] = {}
+        for source, first, last in zip(v["source"], v["first_ts"].array.asi8, v["last_ts"].array.asi8):
+            for s in streams_of(t.name, source, own) - {own}:
+                lo, hi = spans.get(s, (first, last))
+                spans[s] = [min(lo, first), max(hi, last)]
+        if not spans:
+            return df, stream
         ts = df.index.asi8
         inside = np.zeros(len(df), dtype=bool)
-        for _, span in v.groupby("source", sort=False):
-            inside |= (ts >= span["first_ts"].min().value) & (ts <= span["last_ts"].max().value)
+        for lo, hi in spans.values():
+            inside |= (ts >= lo) & (ts <= hi)
         if inside.any():
             self.kept_out[t.name] = self.kept_out.get(t.name, 0) + int(inside.sum())
             df = df[~inside]
-        return df
+        label = "+".join([stream] + sorted(spans)).encode()[:SOURCE_BYTES].decode("utf-8", "ignore")
+        return df, label
 
     def _stored_symbols(self, t) -> set:
         """The symbols ``t`` held before this file (a symbol only this file adds has no other stream)."""

@@ -194,3 +194,97 @@ def test_book_diffs_of_tardis_incremental_book_over_the_collectors_keep_one_stre
         report = run(store, l2, keep_diffs=True)
         assert report.files[0].kept_out == {"book_diffs": len(tardis), "quotes": len(_rows(store["quotes"].select(SYM)))}
         pd.testing.assert_frame_equal(store["book_diffs"].select(SYM), live)
+
+
+def _collector_quotes(want) -> pd.DataFrame:
+    """Another stream of the same top, as a collector stores it: every second change of it
+    (as a slower stream sees it), numbered by its own ids."""
+    mine = want[::2]
+    return pd.DataFrame(
+        {"recv_ts": pd.to_datetime([w[1] for w in mine], utc=True), "update_id": range(1, len(mine) + 1),
+         "bid_px": [w[2] for w in mine], "bid_qty": [w[3] for w in mine],
+         "ask_px": [w[4] for w in mine], "ask_qty": [w[5] for w in mine]},
+        index=pd.DatetimeIndex(pd.to_datetime([w[0] for w in mine], utc=True), name="ts"))
+
+
+def _flushes(store, frame, every=8):
+    """Appended as a collector's writer appends: a file per flush, labelled with its journal position."""
+    for i in range(0, len(frame), every):
+        store["quotes"].append(SYM, frame.iloc[i:i + every], source=f"live journal 3:{1000 + i * 150}")
+
+
+def _visible(store):
+    v = store["quotes"].versions(SYM, DAY)
+    return v[v["superseded_at"].isna()]
+
+
+def test_a_collectors_flushes_are_one_stream_before_and_after_their_merge(data_dir, tmp_path):
+    """A collector writes a file per flush, each with its journal position in the source
+    (``live journal <segment>:<offset>``), and the store merges them as they pile up and at
+    a stop (``Table.compact``: the sources joined by ``+``, cut at 64 bytes). Its span is
+    from its first to its last quote, not each flush's: Tardis' quotes falling between two
+    flushes were added (interleaved)."""
+    from tickstore import Tickstore
+
+    _, quotes, want = _tardis_files(tmp_path, _frames(data_dir))
+    frame = _collector_quotes(want)
+    first, last = frame.index[0].value, frame.index[-1].value
+    inside = sum(first <= w[0] <= last for w in want)
+    for merged in (False, True):
+        with Tickstore(tmp_path / f"store-{merged}") as store:
+            _flushes(store, frame)
+            files = _visible(store)
+            if merged:  # stopped: one file, the flushes' sources joined and cut
+                store["quotes"].compact(SYM)
+                files = _visible(store)
+                assert len(files) == 1 and len(files["source"].iat[0].encode()) == 64
+            else:  # running: the first flushes merged as segments piled up, the last ones files of their own
+                assert len(files) >= 2 and files["source"].str.contains("+", regex=False).any()
+            report = run(store, quotes)
+            assert report.files[0].kept_out == {"quotes": inside}
+            assert report.rows.get("quotes", 0) == len(want) - inside
+            got = store["quotes"].select(SYM)
+            inner = got[(got.index.asi8 >= first) & (got.index.asi8 <= last)]
+            pd.testing.assert_frame_equal(inner, frame, check_freq=False)  # the collector's stream only
+            # the import's file holds both streams now, and says so
+            assert set(_visible(store)["source"]) == {"import:tardis (quotes)+live"}
+
+
+def test_the_next_file_of_a_stream_stays_out_of_the_span_of_the_stream_its_file_carried(data_dir, tmp_path):
+    """An import rewrites the partition it adds to (its version holds the rows it carried
+    forward): that version names every stream it holds, so the second half of a Tardis day
+    imported next is kept out where the collector's quotes are, as the first half was."""
+    from tickstore import Tickstore
+
+    _, quotes, want = _tardis_files(tmp_path, _frames(data_dir))
+    frame = _collector_quotes(want[len(want) // 4:])  # the collector started a quarter in
+    first, last = frame.index[0].value, frame.index[-1].value
+    lines = gzip.decompress(quotes.read_bytes()).decode().splitlines()
+    header, body = lines[0], lines[1:]
+    mid = len(body) // 2  # inside the collector's span
+    halves = [write(tmp_path / name / f"bybit_quotes_{DAY}_BTCUSDT.csv", "\n".join([header] + part) + "\n")
+              for name, part in (("a", body[:mid]), ("b", body[mid:]))]
+    with Tickstore(tmp_path / "store") as store:
+        _flushes(store, frame)
+        kept = [run(store, half).files[0].kept_out.get("quotes", 0) for half in halves]
+        assert kept == [sum(first <= w[0] <= last for w in want[:mid]), sum(first <= w[0] <= last for w in want[mid:])]
+        got = store["quotes"].select(SYM)
+        inner = got[(got.index.asi8 >= first) & (got.index.asi8 <= last)]
+        pd.testing.assert_frame_equal(inner, frame, check_freq=False)
+        assert _rows(got[got.index.asi8 < first]) == [w for w in want if w[0] < first]
+
+
+def test_streams_of_merged_and_cut_sources():
+    from collectors.importers.run import streams_of
+
+    own = "import:tardis (quotes)"
+    assert streams_of("quotes", "live journal 1:100+live journal 1:900", own) == {"live"}
+    assert streams_of("quotes", "live", own) == {"live"}
+    assert streams_of("quotes", f"{own}+live journal 3:1", own) == {own, "live"}
+    cut = "+".join(["live journal 123:4567890123"] * 3).encode()[:64].decode()
+    assert cut.endswith("+live jou") and streams_of("quotes", cut, own) == {"live"}
+    cut = ("live journal 12:345678+" + own + "+" + own).encode()[:64].decode()
+    assert streams_of("quotes", cut, own) == {"live", own}
+    assert streams_of("quotes", "replay+import:tardis (book_ticker)", own) == {"replay", "import:tardis (book_ticker)"}
+    assert streams_of("open_interest", "rest+import:binance-vision (metrics)", "import:binance-vision (metrics)") == {
+        "import:binance-rest (openInterestHist)"}

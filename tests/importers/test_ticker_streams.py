@@ -99,8 +99,10 @@ def test_hyperliquid_archive_minutes_and_tardis_ticker_keep_one_stream_per_span(
         assert _marks(store, HL) == want
         assert _ois(store, HL) == {t: v[3] for t, v in minutes.items()} | {t: v[3] for t, v in ticks.items() if t > a_last}
         for table in ("mark", "open_interest"):
-            assert _sources(store, table, HL, "2025-10-24") == {"import:hyperliquid-archive (asset_ctxs)",
-                                                                  "import:tardis (derivative_ticker)"}
+            # Tardis' file holds the archive's rows carried forward: its source names both
+            # streams, as a merge's does (cut at the index's 64 bytes)
+            assert _sources(store, table, HL, "2025-10-24") == {
+                "import:hyperliquid-archive (asset_ctxs)", "import:tardis (derivative_ticker)+import:hyperliquid-archive (as"}
         # the next day's archive file (the same stream) is not kept out by Tardis' day
         nxt, more = _archive(tmp_path / "next", range(1440, 1442))
         assert run(store, nxt).files[0].kept_out == {} and set(more) <= set(_marks(store, HL))
@@ -173,8 +175,8 @@ def test_binance_metrics_and_tardis_open_interest_keep_one_stream_per_span(tmp_p
         inside = [t for t in fives if min(polls) <= t <= max(polls)]
         assert report.files[0].kept_out == {"open_interest": len(inside)} and len(inside) == 6
         assert _ois(store, PERP) == polls | {t: v for t, v in fives.items() if t < min(polls)}
-        assert _sources(store, "open_interest", PERP, "2024-08-08") == {"import:tardis (derivative_ticker)",
-                                                                        "import:binance-vision (metrics)"}
+        assert _sources(store, "open_interest", PERP, "2024-08-08") == {
+            "import:tardis (derivative_ticker)", "import:binance-vision (metrics)+import:tardis (derivative_ticker"}
 
 
 def test_binance_open_interest_statistics_are_one_stream_by_every_path(tmp_path):
@@ -267,7 +269,8 @@ def test_two_kinds_of_one_file_writing_one_table_store_the_first_kinds_stream(tm
         # s = 1 .. 28; s = 0 is before it, s = 29 .. 39 after it
         assert report.files[0].kept_out == {"quotes": 28}
         assert len(q) == 29 + 1 + 11
-        assert _sources(store, "quotes", PERP, "2024-08-08") == {"import:tardis (quotes)", "import:tardis (book_ticker)"}
+        assert _sources(store, "quotes", PERP, "2024-08-08") == {"import:tardis (quotes)",
+                                                                  "import:tardis (book_ticker)+import:tardis (quotes)"}
         inner = q[(q.index.asi8 >= D0 + S) & (q.index.asi8 <= D0 + 29 * S)]
         assert inner["bid_px"].tolist() == [61000.0 + s for s in range(1, 30)]  # one stream inside its span
 

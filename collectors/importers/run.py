@@ -47,7 +47,8 @@ kind's or format's) are kept out, counted in ``FileReport.kept_out``; rows outsi
 span are added. The same stream continuing (the next hour's archive file, the same data
 kind in another file or archive, or the same series by another path: ``SAME_STREAM``,
 Binance's open-interest statistics from a backfill, ``openInterestHist`` bodies or
-``metrics`` files) is not kept out: its key decides. A file with several
+``metrics`` files, Binance futures quotes from the collector, a capture or the archive's
+``bookTicker`` files) is not kept out: its key decides, and fills the other's holes. A file with several
 data kinds writing one table stores the first kind's rows first, the next kinds' outside
 its span. To switch a day to another stream, delete the day's rows of that table first
 (``Table.delete``); the ledger then lets the file be imported again.
@@ -106,13 +107,18 @@ ONE_STREAM_TABLES = {
                   "files their own time)",
 }
 #: Sources that are one stream of a ``ONE_STREAM_TABLES`` table whichever path brought them:
-#: the same series, at the same times with the same values, so the key decides between
-#: them. Binance's open-interest statistics: ``tickstore backfill oi`` (source ``rest``: ccxt
-#: asks ``/futures/data/openInterestHist``), saved ``openInterestHist`` bodies and the
-#: archive's ``metrics`` files (cut from the same 5-minute series); an hourly backfill's
-#: rows are points of the 5-minute series.
+#: the same series, at the same times with the same values and ids, so when one of them is
+#: imported the key decides between it and the others (the collector's outage is filled,
+#: nothing is stored twice). Binance's open-interest statistics: ``tickstore backfill oi``
+#: (source ``rest``: ccxt asks ``/futures/data/openInterestHist``), saved
+#: ``openInterestHist`` bodies and the archive's ``metrics`` files (cut from the same
+#: 5-minute series; an hourly backfill's rows are points of it). Binance futures quotes:
+#: the collector's and a capture's (the ``bookTicker`` stream: its ``u``, stamped ``E``) and
+#: the archive's ``bookTicker`` files (``update_id``, ``event_time``: the same frames; the
+#: archive writes no other venue's quotes).
 SAME_STREAM: dict[str, tuple[frozenset, ...]] = {
     "open_interest": (frozenset({"rest", "import:binance-rest (openInterestHist)", "import:binance-vision (metrics)"}),),
+    "quotes": (frozenset({"live", "replay", "import:binance-vision (bookTicker)"}),),
 }
 
 #: Tables without a key whose rows are told apart without some columns: a liquidation's
@@ -123,32 +129,35 @@ SAME_STREAM: dict[str, tuple[frozenset, ...]] = {
 SAME_ROW_WITHOUT: dict[str, tuple[str, ...]] = {"liquidations": ("recv_ts",)}
 
 
-def stream_of(table: str, source: str) -> str:
-    """The stream rows of ``table`` stored with ``source`` belong to: a collector's (``live``,
-    whatever journal position its label names), or ``SAME_STREAM``'s, or ``source`` itself."""
-    if source == "live" or source.startswith(("live ", "live;")):
-        return "live"
-    for family in SAME_STREAM.get(table, ()):
-        if source in family:
-            return min(family)
-    return source
+def stream_of(table: str, source: str, own: str | None = None) -> str:
+    """The stream rows of ``table`` stored with ``source`` belong to, as the import of stream
+    ``own`` sees them: a collector's is ``live`` (whatever journal position its label names);
+    a source of the ``SAME_STREAM`` family ``own`` is of is ``own``."""
+    s = "live" if source == "live" or source.startswith(("live ", "live;")) else source
+    if own is not None and s != own:
+        for family in SAME_STREAM.get(table, ()):
+            if s in family and own in family:
+                return own
+    return s
 
 
 def streams_of(table: str, source: str, own: str) -> set[str]:
-    """The streams of a stored version whose source is ``source``: one, or those of the files
-    a merge joined (``Table.compact``: ``a+b+...``, cut at the index's 64 bytes; a cut last
-    label that begins ``own`` or ``live`` is taken for it)."""
+    """The streams (``stream_of``) of a stored version whose source is ``source``: one, or
+    those of the files a merge joined (``Table.compact``: ``a+b+...``, cut at the index's 64
+    bytes: a cut last label that begins a source of ``own``'s stream, or ``live``, is taken
+    for it)."""
     parts = [p for p in source.split("+") if p]
-    out = {stream_of(table, p) for p in parts[:-1]}
+    out = {stream_of(table, p, own) for p in parts[:-1]}
     if parts:
         last = parts[-1]
         cut = len(source.encode()) >= SOURCE_BYTES
-        if cut and own.startswith(last):
+        mine = {own}.union(*(f for f in SAME_STREAM.get(table, ()) if own in f))
+        if cut and any(x.startswith(last) for x in mine):
             out.add(own)
         elif cut and ("live journal".startswith(last) or last.startswith("live")):
-            out.add("live")
+            out.add(stream_of(table, "live", own))
         else:
-            out.add(stream_of(table, last))
+            out.add(stream_of(table, last, own))
     return out
 
 
@@ -562,7 +571,7 @@ class _Staging:
             return df, stream
         v = t.versions(symbol, pd.Timestamp(part * NS_PER_DAY, unit="ns", tz="UTC"))
         v = v[(v["superseded_at"].isna() & (v["operation"] != "delete") & (v["rows"] > 0)).to_numpy()]
-        own = stream_of(t.name, stream)
+        own = stream
         # each other stream's span: from the first to the last row of all its visible files
         # (a collector writes a file per flush, each labelled with its journal position; a
         # file holding several streams counts as each one's over its whole span)

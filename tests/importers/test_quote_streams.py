@@ -286,5 +286,75 @@ def test_streams_of_merged_and_cut_sources():
     cut = ("live journal 12:345678+" + own + "+" + own).encode()[:64].decode()
     assert streams_of("quotes", cut, own) == {"live", own}
     assert streams_of("quotes", "replay+import:tardis (book_ticker)", own) == {"replay", "import:tardis (book_ticker)"}
-    assert streams_of("open_interest", "rest+import:binance-vision (metrics)", "import:binance-vision (metrics)") == {
-        "import:binance-rest (openInterestHist)"}
+    metrics = "import:binance-vision (metrics)"
+    assert streams_of("open_interest", f"rest+{metrics}", metrics) == {metrics}  # one series (SAME_STREAM)
+    assert streams_of("open_interest", f"rest+{metrics}", "import:tardis (derivative_ticker)") == {"rest", metrics}
+    book_ticker = "import:binance-vision (bookTicker)"
+    assert streams_of("quotes", "live journal 3:1+replay", book_ticker) == {book_ticker}
+    assert streams_of("quotes", "live journal 3:1+replay", own) == {"live", "replay"}
+    cut = ("live journal 123:4567890123456+import:binance-vision (bookTicker)").encode()[:64].decode()
+    assert cut.endswith("+import:binance-vision (bookTicker") and streams_of("quotes", cut, book_ticker) == {book_ticker}
+    assert streams_of("quotes", cut, own) == {"live", "import:binance-vision (bookTicker"}
+
+
+def test_binance_archive_book_ticker_fills_the_collectors_outage_it_is_one_stream(data_dir, tmp_path):
+    """Binance futures quotes are the ``bookTicker`` stream on the live path (its ``u``,
+    stamped ``E``) and in the archive's ``bookTicker`` files (data.binance.vision
+    ``<SYMBOL>-bookTicker-<date>.csv``: ``update_id,best_bid_price,best_bid_qty,best_ask_price,
+    best_ask_qty,transaction_time,event_time``): one stream (``run.SAME_STREAM``). The
+    archive's day imported over a collector's with an outage fills the outage and stores
+    nothing twice (it was kept out inside the collector's span: the hole stayed). Frames:
+    the real ``hftbacktest/usdm/btcusdt_20230404.dat.gz`` capture, its bookTicker frames of
+    the middle fifth dropped as a disconnected collector would have missed them."""
+    from collectors.replay import replay
+    from tickstore import Tickstore
+
+    sym = "binance:BTC/USDT:USDT"
+    lines = gzip.decompress((data_dir / "hftbacktest" / "usdm" / "btcusdt_20230404.dat.gz").read_bytes()).decode().splitlines()
+    tickers = [i for i, line in enumerate(lines) if '"bookTicker"' in line]
+    hole = set(tickers[len(tickers) * 2 // 5: len(tickers) * 3 // 5])
+    captures = {}
+    for name, drop in (("full", set()), ("outage", hole)):
+        captures[name] = tmp_path / f"{name}.dat.gz"
+        captures[name].write_bytes(gzip.compress(("\n".join(x for i, x in enumerate(lines) if i not in drop) + "\n").encode()))
+    rows, received = ["update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"], []
+    for i in tickers:
+        local_us, raw = lines[i].split(" ", 1)
+        d = json.loads(raw)["data"]
+        rows.append(f"{d['u']},{d['b']},{d['B']},{d['a']},{d['A']},{d['T']},{d['E']}")
+        received.append(int(local_us))
+    archive = write(tmp_path / "data/futures/um/daily/bookTicker/BTCUSDT/BTCUSDT-bookTicker-2023-04-04.csv",
+                    "\n".join(rows) + "\n")
+    cols = ["update_id", "bid_px", "bid_qty", "ask_px", "ask_qty"]
+    with Tickstore(tmp_path / "full") as store:
+        replay([captures["full"]], store=store, venue="binance", market="usdm")
+        full = store["quotes"].select(sym)
+    with Tickstore(tmp_path / "store") as store:
+        replay([captures["outage"]], store=store, venue="binance", market="usdm")
+        live = store["quotes"].select(sym)
+        assert len(full) - len(live) == len(hole)
+        report = run(store, archive)
+        assert report.files[0].kept_out == {}
+        assert report.rows["quotes"] == len(hole) and report.files[0].held == {"quotes": len(live)}
+        got = store["quotes"].select(sym)
+        pd.testing.assert_frame_equal(got[cols], full[cols])
+        # the collector's quotes keep its receive times; the archive's have none (recv_ts = ts)
+        seen = got.index.isin(live.index) & got["update_id"].isin(live["update_id"]).to_numpy()
+        assert (got["recv_ts"][seen].to_numpy() == live["recv_ts"].to_numpy()).all()
+        assert (got["recv_ts"][~seen] == got.index[~seen]).all()
+    # Tardis' book_ticker of the same day (here received when the capture was) is another
+    # stream (stamped T, its receive time as id): kept out inside the span of the
+    # collector's and the archive's quotes
+    tardis = write(tmp_path / "binance-futures_book_ticker_2023-04-04_BTCUSDT.csv",
+                   "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n" + "".join(
+                       f"binance-futures,BTCUSDT,{r.split(',')[5]}000,{local_us},"
+                       f"{r.split(',')[4]},{r.split(',')[3]},{r.split(',')[1]},{r.split(',')[2]}\n"
+                       for r, local_us in zip(rows[1:], received)))
+    stamps = [int(r.split(",")[5]) * 1_000_000 for r in rows[1:]]
+    day = 86_400 * 10**9
+    spans = {d: (g.min(), g.max()) for d, g in pd.Series(got.index.asi8).groupby(got.index.asi8 // day)}  # per day
+    # outside its day's span: T is before the first E, or on a day the quotes' E is not
+    outside = sum(not (t // day in spans and spans[t // day][0] <= t <= spans[t // day][1]) for t in stamps)
+    with Tickstore(tmp_path / "store") as store:
+        report = run(store, tardis)
+        assert report.files[0].kept_out == {"quotes": len(stamps) - outside} and report.rows["quotes"] == outside

@@ -16,6 +16,11 @@ partition it wrote merged into one file) and the closed store is measured: files
 (table, symbol, day), disk against the same rows inserted at once into a fresh store (one
 ``insert`` per symbol-day) and against the rows' in-memory bytes.
 
+``--merge-day`` measures instead what bounds the recorder's RSS over a whole day: the
+memory of closing one pair's full day of ``depth5@100ms`` book (864,000 rows of
+``bench_live.book_day`` appended as 7 segments, then ``Table.compact``), in a fresh
+process: RSS before, peak during, after.
+
 ``--tracemalloc`` runs the child under ``tracemalloc`` (slower) and writes the top
 allocation growth since the end of warm-up (a quarter of the run) to
 ``<tmp>/tracemalloc.txt`` at every sample and at the stop: where RSS growth comes from.
@@ -259,6 +264,38 @@ def _closed(root: Path, tmp: Path) -> dict:
             "disk_vs_row_bytes": round(disk / max(row_bytes, 1), 3)}
 
 
+def merge_day(tmp: Path) -> dict:
+    """Peak RSS of closing one pair's day of depth5@100ms book (see the module doc)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_live import book_day
+
+    root, sym = tmp / "merge_day", "binance:BTC/USDT:USDT"
+    df = book_day()
+    with Tickstore(root) as store:
+        n = -(-len(df) // 7)
+        for i in range(7):  # 7 segments of tier 3: under FANOUT, so none merges before the close
+            store["book"].append(sym, df.iloc[i * n : (i + 1) * n])
+    rows = len(df)
+    del df
+    code = (
+        "import os, time\n"
+        "from tickstore import Tickstore\n"
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
+        f"s = Tickstore({str(root)!r}); t = s['book']; t.index({sym!r}); before = rss(); t0 = time.perf_counter()\n"
+        f"merged = t.compact({sym!r}); took = time.perf_counter() - t0\n"
+        # VmHWM, not ru_maxrss: that one keeps the parent's peak across fork + exec
+        "hwm = next(int(x.split()[1]) / 1024 for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
+        "print(before, hwm, rss(), took, merged)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO)),
+                         capture_output=True, text=True, check=True).stdout.split()
+    before, peak, after, took, merged = (float(x) for x in out)
+    disk, files = _tree_bytes(root / "book")
+    shutil.rmtree(root, ignore_errors=True)
+    return {"rows": rows, "merged": int(merged), "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1),
+            "rss_after_mb": round(after, 1), "merge_s": round(took, 2), "file_mb": round(disk / 2**20, 1), "files": files}
+
+
 def _summary(r: dict) -> str:
     s = r["samples"]
     warm = [x for x in s if x["t_s"] >= r["minutes"] * 60 / 4] or s
@@ -289,11 +326,22 @@ def main() -> None:
     ap.add_argument("--flush-interval", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=44)
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--merge-day", action="store_true", help="measure the memory of closing one pair's day of book instead")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--tmp")
     args = ap.parse_args()
     if args.child:
         child(args.child)
+        return
+    if args.merge_day:
+        tmp = Path(args.tmp or tempfile.mkdtemp(prefix="tickstore-merge-day-"))
+        m = merge_day(tmp)
+        print(f"closing one pair's day of depth5@100ms book ({m['rows']:,} rows, 7 segments -> {m['files']} file of "
+              f"{m['file_mb']} MB) in {m['merge_s']} s: RSS {m['rss_before_mb']} MB before, {m['rss_peak_mb']} MB peak "
+              f"(+{m['rss_peak_mb'] - m['rss_before_mb']:.0f}), {m['rss_after_mb']} MB after (read buffers pooled for "
+              f"reuse, unmapped after 30 s idle)")
+        if args.tmp is None:
+            shutil.rmtree(tmp, ignore_errors=True)
         return
     r = run(args)
     print(_summary(r))

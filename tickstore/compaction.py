@@ -65,12 +65,11 @@ def merge_start(rows: list[int]) -> int | None:
     return None
 
 
-def merge_rows(parts: list[Columns], since: int) -> Columns:
-    """One file's rows from ``parts`` (the members' rows with their ``_kt``, in version
-    order): stably sorted by ts, so rows that tie in ts keep version order, which is
-    knowledge-time order. ``_kt`` is dropped when every row has the knowledge time
-    ``since`` (the merged file's ``committed_at`` then says it)."""
-    rows = Columns.concat(parts) if len(parts) > 1 else parts[0]
+def merge_rows(rows: Columns, since: int) -> Columns:
+    """One file's rows from ``rows`` (the members' rows with their ``_kt``, one member
+    after the other in version order): stably sorted by ts, so rows that tie in ts keep
+    version order, which is knowledge-time order. ``_kt`` is dropped when every row has
+    the knowledge time ``since`` (the merged file's ``committed_at`` then says it)."""
     if not (rows[KT] != since).any():
         rows = Columns({n: a for n, a in rows.items() if n != KT})
     return rows.sorted_by_ts()
@@ -138,7 +137,7 @@ def merge(table, symbol: str, part: int, entries: list) -> None:
     history = idx.history(part)
     earlier = set(history["version"][history["committed_at"] < since].tolist())
     superseded = [v for v in read_meta(table._abs(idx.path_of(entries[0]))).replaces if v in earlier]
-    rows = merge_rows([table._read_entry(idx, e, with_kt=True) for e in entries], since)
+    rows = merge_rows(table._read_entries(idx, entries, with_kt=True), since)  # one copy of the rows
     version = idx.next_version(part)
     target = table._tx.target(symbol, part, version)
     drop = [idx.path_of(e) for e in entries]

@@ -847,12 +847,15 @@ class FileCache:
         self.read_many([(path, start, stop, out)], fill=fill)
 
     def read_many(self, reads, *, fill: dict | None = None) -> None:
-        """``read_into`` of many ``(path, start, stop, out)``: the chunks of all the files
-        are decompressed together on all cores (48 month files of bars are one batch of
-        jobs, not 48); the handles a batch uses stay open until it ran."""
+        """``read_into`` of many ``(path, start, stop, out)`` (or ``(path, start, stop,
+        out, fill)``: that file's own ``fill``): the chunks of all the files are
+        decompressed together on all cores (48 month files of bars are one batch of jobs,
+        not 48); the handles a batch uses stay open until it ran."""
+        default = fill
         with self._lock:
             batch, nbytes, held = [], 0, 0
-            for path, start, stop, out in reads:
+            for path, start, stop, out, *own in reads:
+                fill = own[0] if own else default
                 if stop <= start:
                     continue
                 f = self._open(path)

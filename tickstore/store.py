@@ -112,18 +112,30 @@ class Table:
     def _read_entry(self, idx: SymbolIndex, e, names=None, *, with_kt: bool = False) -> Columns:
         """Every row of an entry's file (columns ``names``, default all; with ``_kt``, the
         knowledge time of each row, if asked)."""
+        return self._read_entries(idx, [e], names, with_kt=with_kt)
+
+    def _read_entries(self, idx: SymbolIndex, entries, names=None, *, with_kt: bool = False) -> Columns:
+        """Every row of several entries' files, one file after the other, decompressed
+        straight into one allocation: a merge holds one copy of its rows, not its members'
+        and then their concatenation (a day of one pair's depth5@100ms book: 160 MB less)."""
         dtypes = self.schema.disk_dtypes
         if names is not None:
             dtypes = {n: dtypes[n] for n in names}
         if with_kt:
             dtypes = {**dtypes, KT: np.dtype("i8")}
-        if int(e["rows"]) == 0:
-            return Columns.empty(dtypes)
-        # a file without _kt holds the rows of one commit: its committed_at
-        fill = {**self.schema.defaults, KT: int(e["committed_at"])}
-        path = self._abs(idx.path_of(e))
-        self.store._files.check_shape(path, int(e["rows"]), int(e["first_ts"]), int(e["last_ts"]))
-        return self.store._files.read(path, dtypes, fill=fill)
+        sizes = [int(e["rows"]) for e in entries]
+        out = Columns.empty(dtypes, sum(sizes))
+        reads, at = [], 0
+        for e, n in zip(entries, sizes):
+            if n:
+                path = self._abs(idx.path_of(e))
+                self.store._files.check_shape(path, n, int(e["first_ts"]), int(e["last_ts"]))
+                # a file without _kt holds the rows of one commit: its committed_at
+                fill = {**self.schema.defaults, KT: int(e["committed_at"])}
+                reads.append((path, 0, n, {name: a[at : at + n] for name, a in out.items()}, fill))
+            at += n
+        self.store._files.read_many(reads)  # the chunks of all the files at once, on all cores
+        return out
 
     def _has_rows(self, idx: SymbolIndex, e, lo: int, hi: int) -> bool:
         if not int(e["rows"]) or int(e["first_ts"]) >= hi or int(e["last_ts"]) < lo:
@@ -334,7 +346,7 @@ class Table:
         overlapping = [e for e in idx.lookup(part, None) if int(e["rows"]) and int(e["kmin"]) <= hi and int(e["kmax"]) >= lo]
         if not overlapping:
             return rows
-        stored = Columns.concat([self._read_entry(idx, e, names=["ts", *self.schema.key]) for e in overlapping])
+        stored = self._read_entries(idx, overlapping, names=["ts", *self.schema.key])
         new_keys, old_keys = key_values(self.schema, rows), key_values(self.schema, stored)
         if isinstance(new_keys, pd.MultiIndex):
             seen = new_keys.isin(old_keys)

@@ -76,12 +76,31 @@ def child(spec_path: str) -> None:
 
         tracemalloc.start(8)
         threading.Thread(target=_trace, args=(spec, stop), daemon=True).start()
+    # the store's share: wall and thread CPU time of the processor thread inside StoreWriter.write
+    # (appends, their dedup and size-tier merges; chunk compression on the pool's threads not
+    # included in the CPU figure)
+    from collectors.writer import StoreWriter
+
+    busy = {"wall_s": 0.0, "thread_cpu_s": 0.0, "writes": 0}
+    write = StoreWriter.write
+
+    def timed(self, **kw):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return write(self, **kw)
+        finally:
+            busy["wall_s"] += time.perf_counter() - t0
+            busy["thread_cpu_s"] += time.thread_time() - c0
+            busy["writes"] += 1
+
+    StoreWriter.write = timed
     c = Collector(cfg)
     c.run()
     stop.set()
     if spec["tracemalloc"]:
         _trace_report(spec, final=True)
     print("STATS " + json.dumps(c.stats.as_dict()), flush=True)
+    print("STORE " + json.dumps(busy), flush=True)
 
 
 _BASE = None  # the tracemalloc snapshot at the end of warm-up
@@ -221,9 +240,10 @@ def run(args) -> dict:
         sim.stop()
         log.close()
     stats = next((json.loads(ln[6:]) for ln in (out or "").splitlines() if ln.startswith("STATS ")), {})
+    busy = next((json.loads(ln[6:]) for ln in (out or "").splitlines() if ln.startswith("STORE ")), {})
     result = {"minutes": round(elapsed / 60, 2), "pairs": len(pairs), "child_exit": proc.returncode, "stop_s": round(stop_s, 1),
               "child_cpu_share": round(cpu_total / elapsed, 3), "this_process_cpu_share": round(sim_cpu / elapsed, 3),
-              "frames_sent": sim.sent.frames, "stats": stats, "samples": samples, "rss_before_stop_mb": round(rss_before_stop, 1)}
+              "frames_sent": sim.sent.frames, "stats": stats, "store_busy": busy, "samples": samples, "rss_before_stop_mb": round(rss_before_stop, 1)}
     result.update(_closed(store, tmp))
     if args.tracemalloc and (tmp / "tracemalloc.txt").exists():
         result["tracemalloc"] = (tmp / "tracemalloc.txt").read_text()
@@ -311,7 +331,11 @@ def _summary(r: dict) -> str:
         f"index entries {r['closed_index_entries']}, disk {r['closed_store_bytes'] / 2**20:.1f} MB = "
         f"{r['disk_vs_one_insert']}x one insert ({r['one_insert_bytes'] / 2**20:.1f} MB), "
         f"{r['disk_vs_row_bytes']}x the rows' in-memory bytes",
-        f"  CPU share: collector {r['child_cpu_share']:.2f} core, simulator+sampler {r['this_process_cpu_share']:.2f} core",
+        f"  CPU share: collector {r['child_cpu_share']:.2f} core, simulator+sampler {r['this_process_cpu_share']:.2f} core; "
+        f"the store (StoreWriter.write, {r['store_busy'].get('writes', 0)} flushes): "
+        f"{r['store_busy'].get('wall_s', 0) / (r['minutes'] * 60):.1%} of the wall time, "
+        f"{r['store_busy'].get('thread_cpu_s', 0):.1f} s CPU of the processor thread = "
+        f"{r['store_busy'].get('thread_cpu_s', 0) / max(r['child_cpu_share'] * r['minutes'] * 60, 1e-9):.0%} of the collector's CPU",
     ]
     return "\n".join(lines)
 

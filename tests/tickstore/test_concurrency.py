@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -110,7 +111,12 @@ def test_second_writer_gets_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    Tickstore(root, lock_timeout=1)["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 5))
+    s = Tickstore(root, lock_timeout=1)
+    s["trades"].insert(SYM, "2024-08-08", trades("2024-08-08", 5))
+    lock_file = tmp_path / "store" / "trades" / ".lock"
+    assert lock_file.read_text() == f"{os.getpid()}\n"  # the dead holder's pid is replaced by ours
+    s["trades"].insert(SYM, "2024-08-09", trades("2024-08-09", 5))  # the same writer: the same pid, not written again
+    assert lock_file.read_text() == f"{os.getpid()}\n"
 
 
 RACE_WRITER = r"""

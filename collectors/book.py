@@ -72,10 +72,27 @@ from dataclasses import dataclass
 from collectors.events import BookTop, DepthDiff, DepthSnapshot, Gap, Quote
 from collectors.exchanges.binance import Market
 
-__all__ = ["BookBuilder", "BookState", "BookStats", "book_table", "route_events", "GAP_STREAM", "STATE_FORMAT"]
+__all__ = ["BookBuilder", "BookState", "BookStats", "book_table", "route_events", "flush_horizon", "GAP_STREAM",
+           "STATE_FORMAT", "FLUSH_LAG_NS", "FLUSH_EVERY_NS"]
 
 GAP_STREAM = "depth"  # the ``stream`` of every Gap a book emits
 STATE_FORMAT = 1  # version of the ``save_state`` dict
+FLUSH_LAG_NS = 1_000_000_000  # quiet books get their grid rows this far behind the newest depth time
+FLUSH_EVERY_NS = 1_000_000_000  # ... in steps of this much exchange time
+
+
+def flush_horizon(depth_ts: int) -> int:
+    """The exchange time before which every book of a connection group whose newest depth
+    frame is at ``depth_ts`` gets its grid rows (``BookBuilder.flush``), quiet or not.
+
+    One rule for the collector (at each flush, whenever it comes), ``tickstore replay`` and
+    the importers (as the data goes by), so that what is stored depends on the data alone,
+    never on when a flush ran: ``FLUSH_LAG_NS`` behind the newest depth frame of the group
+    (frames of different symbols on one connection are not strictly in time order: a
+    book's row is not taken before its own late frame can arrive), rounded down to
+    ``FLUSH_EVERY_NS``. A book's own frames still sample its grid up to their time at once.
+    """
+    return (depth_ts - FLUSH_LAG_NS) // FLUSH_EVERY_NS * FLUSH_EVERY_NS
 _NAN = float("nan")
 
 
@@ -381,9 +398,10 @@ class BookBuilder:
     def flush(self, until_ns: int) -> list:
         """Rows for grid points before ``until_ns`` (exchange time known to be reached).
 
-        Call it with the exchange time of later frames on the same connection (minus a
-        margin for out-of-order streams) so a quiet book still gets its rows; the replayer
-        does so every second, 1 s behind. A capture's last second is therefore not sampled.
+        Call it with ``flush_horizon`` of the newest depth time of the book's connection
+        group, so a quiet book still gets its rows (the collector at each flush, the
+        replayer as the data goes by). The grid points of a quiet book's last 1-2 s are
+        therefore sampled only when later data comes (the next run, from the saved state).
         """
         out = []
         if self._grid and self.state is BookState.SYNCED and until_ns > self._next_grid:

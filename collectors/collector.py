@@ -97,7 +97,7 @@ import orjson
 from tickstore import Tickstore
 from tickstore.errors import TickstoreError
 
-from .book import GAP_STREAM, BookBuilder, book_table
+from .book import GAP_STREAM, BookBuilder, book_table, flush_horizon
 from .bookstate import BookStateError, BookStates, book_key, parser_key
 from .events import DepthDiff, DepthSnapshot, EventBatcher, Gap
 from .exchanges import BadFrame, InvalidValue, OversizedFrame, UnknownStream, VenueErrorFrame
@@ -277,6 +277,7 @@ class Collector:
         self._pending_snapshots: set[str] = set()
         self._last_frame_ns: dict[str, int] = {}
         self._max_depth_ts: dict[object, int] = {}  # per market: latest book exchange time
+        self._horizon: dict[object, int] = {}  # per market: the grid time its books were flushed to
         self._bad_frames: list[tuple] = []  # (reason, record) to quarantine at the next flush
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -710,7 +711,7 @@ class Collector:
                 if out:
                     self.batcher.extend(out)
                 if ev.ts > self._max_depth_ts.get(market, -1):
-                    self._max_depth_ts[market] = ev.ts
+                    self._advance_clock(market, ev.ts)
                 touched = book
             elif cls is DepthSnapshot:  # partial books, Bybit snapshots, Hyperliquid l2Book
                 book = self.books.get(ev.symbol)
@@ -718,7 +719,7 @@ class Collector:
                     continue
                 self.batcher.extend(self.feed.on_book_snapshot(book, ev))
                 if self.feed.advances_clock(ev) and ev.ts > self._max_depth_ts.get(market, -1):
-                    self._max_depth_ts[market] = ev.ts
+                    self._advance_clock(market, ev.ts)
                 touched = book
             else:
                 self.batcher.add(ev)
@@ -792,6 +793,21 @@ class Collector:
             if book is not None:
                 self.feed.on_connection_gap(book)
 
+    def _advance_clock(self, market, ts: int) -> None:
+        """The market's newest depth time is now ``ts``: its quiet books get their grid rows
+        up to the flush horizon (``book.flush_horizon``). Done as the data is processed, not
+        at flushes, so the rows stored are a function of the journal alone: a replay of it
+        stores the same ones (a flush, a connection gap's book reset or a stop may come at
+        any point between two frames)."""
+        self._max_depth_ts[market] = ts
+        horizon = flush_horizon(ts)
+        if horizon > self._horizon.get(market, -1):
+            self._horizon[market] = horizon
+            for b in self.book_market.get(market, ()):
+                out = b.flush(horizon)
+                if out:
+                    self.batcher.extend(out)
+
     def _want_snapshot(self, book: BookBuilder) -> None:
         """Ask for a fresh book: a REST snapshot (Binance) or a resubscription (Bybit)."""
         if not self._live:
@@ -817,13 +833,6 @@ class Collector:
     def _flush(self, *, reconcile: bool) -> bool:
         """Store everything processed and quarantine the bad frames, then move the checkpoint
         there. True if it all went; else what did not stays (the checkpoint does not move)."""
-        for market, books in self.book_market.items():
-            until = self._max_depth_ts.get(market)
-            if until is not None:
-                for b in books:
-                    out = b.flush(until)
-                    if out:
-                        self.batcher.extend(out)
         self.writer.add(self.batcher.drain())
         pos = self._last_pos
         source = f"live journal {pos.segment}:{pos.offset}" if pos is not None else "live"

@@ -41,9 +41,10 @@ Book rows: on the grid (``book_interval_ms``), except for a source whose book fr
 all Binance partial books (``depth5/10/20``, no diff in the whole capture): a row per frame
 at its exchange time by default (``partial_book_rows``, the collector's option and default).
 
-Book rows for a quiet book (no diff for a while) are flushed from the exchange clock of
-the other frames of its source, every second and 1 s behind it (a diff more than 1 s out
-of order on one connection would make such a row stale).
+Book rows for a quiet book (no diff for a while) are flushed from the grid clock of its
+venue's market, the newest depth time of all its books, by the collector's rule
+(``book.flush_horizon``: 1 s behind it, in whole seconds), so a replay of a collector's
+journal stores the book rows the collector stored, whenever the collector's flushes ran.
 
 Idempotent: a second replay of the same capture writes nothing. Keyed tables
 (``tickstore.schemas``: trades by trade id, quotes, books, mark by time, the gap ledger
@@ -72,10 +73,10 @@ import orjson
 
 from tickstore.errors import TickstoreError
 
-from .book import BookBuilder, book_table, route_events
+from .book import BookBuilder, book_table, flush_horizon, route_events
 from .bookstate import BookStates, book_key, parser_key
 from .capture import CaptureError, CaptureReader, Frame, FrameKind
-from .events import DepthDiff, EventBatcher, Gap, source_of
+from .events import DepthDiff, DepthSnapshot, EventBatcher, Gap, source_of
 from .exchanges import BadFrame
 from .exchanges.binance import MAX_FRAME_BYTES, Market, from_tickstore, native_symbol_of_url
 from .journal import Journal, RecordKind
@@ -86,8 +87,6 @@ __all__ = ["replay", "replay_frames", "detect", "ReplayReport", "ReplayError", "
 
 SOURCE = "replay"
 BOOK_STATE_FILE = "_book_state.json"  # in the store root (see collectors.bookstate)
-FLUSH_EVERY_NS = 1_000_000_000  # how often (exchange time) quiet books are flushed
-FLUSH_LAG_NS = 1_000_000_000  # how far behind the newest exchange time they are flushed to
 # Frames read, journaled (one write) and then processed at a time. Frames above
 # max_frame_bytes are still read (and journaled: they were received), so a chunk holds at
 # most 256 of whatever the capture's lines are; Binance frames are < 100 kB.
@@ -178,7 +177,7 @@ class _Source:
 
     __slots__ = (
         "label", "file", "feed", "market", "parser", "parse", "tag", "rest_native", "on_snapshot", "depth_symbol",
-        "pending", "books", "flushed_ns", "book_of", "book_rows",
+        "pending", "books", "clock", "book_of", "book_rows",
     )
 
     def __init__(self, label: str, file, feed: type[VenueFeed], market, parser, tag: str, rest_native: str | None):
@@ -194,9 +193,23 @@ class _Source:
         self.depth_symbol: str | None = None  # last depth symbol seen in this source
         self.pending: list[Frame] = []  # symbol-less REST snapshots seen before any depth frame
         self.books: set[str] = set()  # symbols whose depth this source carries
-        self.flushed_ns = 0  # exchange time up to which this source's books were flushed
+        self.clock: _BookClock | None = None  # shared by the sources of its venue and market
         self.book_of = None  # route_events' book_of for this source's frames
         self.book_rows = "grid"  # BookBuilder(rows=) of the books this source creates
+
+
+class _BookClock:
+    """The grid clock of one venue's market, as the collector keeps it per market: the
+    newest depth time its frames carried, the horizon its books were flushed to
+    (``book.flush_horizon``) and the symbols whose books it flushes."""
+
+    __slots__ = ("newest", "horizon", "symbols", "advances")
+
+    def __init__(self, feed: type[VenueFeed]):
+        self.newest = -1
+        self.horizon = -1
+        self.symbols: set[str] = set()
+        self.advances = feed.advances_clock  # whether a snapshot frame moves the clock
 
 
 class _File:
@@ -394,6 +407,7 @@ class _Replay:
         self.journal = journal
         self.source = source
         self.books: dict[str, BookBuilder] = {}
+        self.clocks: dict[tuple, _BookClock] = {}  # per (venue feed, market): the grid clock of its books
         self.rows: Counter = Counter()
         self.skipped: Counter = Counter()  # rows the store already held (same key)
         self.bad: Counter = Counter()
@@ -426,6 +440,8 @@ class _Replay:
     def book_of_source(self, src: _Source):
         """``route_events``' ``book_of`` for the frames of one source."""
         file_books, books = src.books, self.books
+        key = (src.feed, src.market)
+        src.clock = self.clocks.get(key) or self.clocks.setdefault(key, _BookClock(src.feed))
 
         def book_of(ev):
             sym = ev.symbol
@@ -436,6 +452,7 @@ class _Replay:
                 src.pending.clear()
             if sym not in file_books:
                 file_books.add(sym)
+                src.clock.symbols.add(sym)
             return books.get(sym) or self.book(sym, src)
 
         return book_of
@@ -520,16 +537,21 @@ class _Replay:
                 ts = events[0].ts
                 if ts != recv_ns:  # frames without exchange time carry ts = recv_ns
                     latency_append(recv_ns - ts)
-                    if ts - src.flushed_ns > FLUSH_EVERY_NS:
-                        # The exchange clock of this source reached ts: quiet books get their
-                        # grid rows up to ts - FLUSH_LAG_NS (a later diff older than that
-                        # would be >1 s out of order on one connection).
-                        src.flushed_ns = ts
-                        for sym in src.books:
-                            out = books[sym].flush(ts - FLUSH_LAG_NS)
-                            if out:
-                                batcher.extend(out)
                 route_events(events, batcher, src.book_of, keep_diffs=keep_diffs, on_snapshot=src.on_snapshot)
+                # The grid clock of the market (as the collector's): the newest depth time;
+                # quiet books get their rows up to its flush horizon (book.flush_horizon)
+                clock = src.clock
+                for ev in events:
+                    c = type(ev)
+                    if (c is DepthDiff or (c is DepthSnapshot and clock.advances(ev))) and ev.ts > clock.newest:
+                        clock.newest = ev.ts
+                        horizon = flush_horizon(ev.ts)
+                        if horizon > clock.horizon:
+                            clock.horizon = horizon
+                            for sym in clock.symbols:
+                                out = books[sym].flush(horizon)
+                                if out:
+                                    batcher.extend(out)
                 if batcher.count >= flush_events:
                     self.flush()
             if journal is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pandas.testing as pdt
 import pytest
 
@@ -112,3 +113,49 @@ def test_replay_of_a_diff_journal_with_keep_diffs_equals_the_collector(tmp_path)
 def test_partial_book_rows_is_checked(tmp_path, data_dir):
     with Tickstore(tmp_path / "s") as store, pytest.raises(ReplayError, match="partial_book_rows must be"):
         replay([data_dir / "hftbacktest/usdm/btcusdt_20240808.gz"], store=store, partial_book_rows="all")
+
+
+def _depth5_frame(native: str, e_ms: int, u: int, mid: float) -> bytes:
+    """A USD-M ``<symbol>@depth5@100ms`` frame as Binance documents it (Partial Book Depth
+    Streams: e, E, T, s, U, u, pu, b, a)."""
+    import orjson
+
+    side = [[f"{mid - 0.5 * (i + 1):.1f}", "1.000"] for i in range(5)], [[f"{mid + 0.5 * (i + 1):.1f}", "2.000"] for i in range(5)]
+    return orjson.dumps({"stream": f"{native.lower()}@depth5@100ms", "data": {
+        "e": "depthUpdate", "E": e_ms, "T": e_ms - 1, "s": native, "U": u - 3, "u": u, "pu": u - 4, "b": side[0], "a": side[1]}})
+
+
+@pytest.mark.parametrize("backlog", [8, 61, 100_000])
+def test_book_rows_do_not_depend_on_when_the_collector_flushed(tmp_path, backlog):
+    """A quiet book gets its grid rows from the market's grid clock (``flush_horizon`` of the
+    newest depth time), a function of the data: the collector catching up on a journal with
+    flushes every ``backlog`` rows stores the same book rows as a replay of that journal.
+    (The collector used to flush quiet books up to the newest depth time at each flush, the
+    replay 1 s behind every second: with ETH quiet while BTC went on, how many ETH rows the
+    collector stored depended on when its flushes ran.)"""
+    from collectors.exchanges.binance import Endpoints
+    from collectors.journal import Journal, RecordKind
+
+    t0 = 1_780_000_000_000  # ms
+    with Journal(tmp_path / "journal") as j:
+        for i in range(60):  # 6 s of BTC every 100 ms; ETH only in the first 2.45 s
+            e = t0 + 100 * i + 3
+            j.append(RecordKind.FRAME, _depth5_frame("BTCUSDT", e, 1_000 + 10 * i, 60_000 + i), recv_ns=(e + 4) * 1_000_000, tag="usdm-0")
+            if i < 25:
+                j.append(RecordKind.FRAME, _depth5_frame("ETHUSDT", e + 1, 5_000 + 10 * i, 3_000 - i), recv_ns=(e + 5) * 1_000_000, tag="usdm-0")
+    dead = Endpoints("ws://127.0.0.1:9", "http://127.0.0.1:9", "/fapi/v1/depth")  # nothing listens: no live frame
+    cfg = CollectorConfig(
+        store=str(tmp_path / "live"), journal=str(tmp_path / "journal"), symbols=PAIRS, channels=(Channel.BOOK5,),
+        endpoints={Market.USDM: dead}, flush_interval_s=0.5, backoff=FAST, book_interval_ms=250,
+        partial_book_rows="grid", max_backlog_rows=backlog, journal_options=JournalConfig(keep_committed=True),
+    )
+    with Collector(cfg):
+        pass
+    with Tickstore(tmp_path / "replayed") as store:
+        replay([cfg.journal_dir], store=store, book_interval_ms=250, partial_book_rows="grid")
+    _same_tables(cfg.store, tmp_path / "replayed", ["book"])
+    with Tickstore(cfg.store) as live:
+        eth = live["book"].select(PAIRS[1])
+        # ETH's grid runs past its last frame (2.404 s) up to the horizon of BTC's newest
+        # depth time (5.903 s - 1 s, in whole seconds: 4 s), never further
+        assert eth.index[-1] == pd.Timestamp(t0 + 3_750, unit="ms", tz="UTC")

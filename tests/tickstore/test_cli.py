@@ -277,7 +277,7 @@ def test_reindex_records_a_damaged_version_until_it_is_restored_then_reindex_sym
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = result.stderr.splitlines()
     assert "binance@BTC+USDT@USDT_0002.h5" in line and "restored" in line and "tickstore reindex trades" in line, line
-    assert ok(run(root, "select", "trades", ETH)).count("\n") == 22  # other symbols read on: header lines + 20 rows
+    assert ok(run(root, "select", "trades", ETH, "--format", "csv")).count("\n") == 21  # other symbols read on: header + 20 rows
     result = run(root, "verify")
     assert result.exit_code == 1 and "binance@BTC+USDT@USDT_0002.h5: damaged" in result.stdout
     victim.write_bytes(good)

@@ -15,15 +15,45 @@ def wait_until(pred, timeout: float, what: str, *, poll: float = 0.02) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def sent_before_stop(sim, symbols, *, grace: float = 0.5) -> dict[str, list[int]]:
-    """Trade ids the simulator has sent so far, then ``grace`` seconds for the client to read them.
+def wait_for_store(root, pred, timeout: float, what: str) -> None:
+    """``wait_until`` ``pred(store)`` holds for a store opened afresh at ``root`` (the store a
+    running collector, in this process or another, writes to)."""
+    from tickstore import Tickstore
+
+    def check() -> bool:
+        with Tickstore(root) as store:
+            return bool(pred(store))
+
+    wait_until(check, timeout, what, poll=0.25)
+
+
+def sent_before_stop(sim, symbols, store_root, *, timeout: float = 60.0) -> dict[str, list[int]]:
+    """Trade ids the simulator has sent so far, returned once the collector storing into
+    ``store_root`` has read past them.
 
     Take it just before a collector stops. Frames the simulator writes while the client is
     hanging up count as sent (``SentLog`` records what was written intact) but are never
-    read, so "every sent trade is stored" is checked against this, not the whole log.
+    read, so "every sent trade is stored" is checked against this, not the whole log. How
+    soon the client reads what was written depends on the machine's load, so this waits
+    for evidence, not for a fixed time: for each symbol, a stored trade that was sent no
+    earlier than the last one taken (the last one itself, or a later one should it have
+    been lost with a connection the client was abandoning). The collector processes its
+    journal in order, so every earlier trade it received is stored by then too; whether
+    any was lost is for the caller's assertions.
     """
     out = {s: list(sim.sent.trade_ids[s]) for s in symbols}
-    time.sleep(grace)
+
+    def read_past(store) -> bool:
+        for s, ids in out.items():
+            if not ids:
+                continue
+            later = set(sim.sent.trade_ids[s][len(ids) - 1:])
+            stored = store["trades"].select(s, columns=["trade_id"])["trade_id"]
+            if not later.intersection(stored.tolist()):
+                return False
+        return True
+
+    wait_for_store(store_root, read_past, timeout, f"the collector to store the last trades sent of {sorted(out)}")
     return out
 
 

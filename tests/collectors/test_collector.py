@@ -19,7 +19,7 @@ from collectors.exchanges.binance import Channel, Market
 from collectors.journal import JournalConfig, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
-from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_until
+from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_for_store, wait_until
 from tickstore import Tickstore
 from tickstore.layout import encode_symbol
 
@@ -54,9 +54,13 @@ def gaps_of(store, symbol=None) -> pd.DataFrame:
 
 
 def test_clean_run_loses_nothing(sim, tmp_path):
+    root = tmp_path / "store"
     with Collector(config(sim, tmp_path)) as c:
-        time.sleep(3)
-        before_stop = sent_before_stop(sim, SYMBOLS)
+        wait_until(lambda: all(len(sim.sent.trade_ids[s]) > 50 for s in SYMBOLS), 60, "50 trades sent per pair")
+        wait_for_store(root, lambda store: all(len(store["book"].select(s)) >= 15 for s in SYMBOLS)
+                       and len(store["mark"].select(PERP)) >= 2 and len(store["liquidations"].select(PERP)) >= 1,
+                       60, "book rows, marks and a liquidation stored")
+        before_stop = sent_before_stop(sim, SYMBOLS, root)
     with Tickstore(tmp_path / "store") as store:
         for sym in SYMBOLS:
             stored = store["trades"].select(sym)["trade_id"].tolist()
@@ -73,14 +77,23 @@ def test_clean_run_loses_nothing(sim, tmp_path):
     assert c.stats.snapshots_fetched == 2
 
 
+def _book_rows_after(store, symbol, cause: str) -> int:
+    """Book rows of ``symbol`` stored after its first ledgered gap of ``cause`` (0 before one)."""
+    gaps = gaps_of(store, symbol)
+    gaps = gaps[gaps["cause"] == cause]
+    return int((store["book"].select(symbol).index > gaps.index[0]).sum()) if len(gaps) else 0
+
+
 def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, tmp_path):
     with Collector(config(sim, tmp_path)) as c:
         wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
         sim.drop(Market.USDM)
         n = len(sim.sent.trade_ids[PERP])
-        wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 20, 10, "trades after the reconnect")
-        time.sleep(1)
-        before_stop = sent_before_stop(sim, [PERP])[PERP]
+        wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 20, 60, "trades after the reconnect")
+        wait_until(lambda: c.books[PERP].synced, 60, "the book synced again")
+        wait_for_store(tmp_path / "store", lambda store: _book_rows_after(store, PERP, "resync") >= 5, 60,
+                       "5 book rows after the resync")
+        before_stop = sent_before_stop(sim, [PERP], tmp_path / "store")[PERP]
     with Tickstore(tmp_path / "store") as store:
         gaps = gaps_of(store, PERP)
         drop = gaps[gaps["cause"] == "disconnect"]
@@ -99,8 +112,9 @@ def test_skipped_sequence_number_is_a_break_then_a_resync(sim, tmp_path):
     with Collector(config(sim, tmp_path)) as c:
         wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
         sim.skip_sequence(SPOT)
-        wait_until(lambda: c.books[SPOT].stats.resyncs == 1, 10, "the resync")
-        time.sleep(1)
+        wait_until(lambda: c.books[SPOT].stats.resyncs == 1, 60, "the resync")
+        wait_for_store(tmp_path / "store", lambda store: _book_rows_after(store, SPOT, "resync") >= 5, 60,
+                       "5 book rows after the resync")
     with Tickstore(tmp_path / "store") as store:
         gaps = gaps_of(store, SPOT)
         assert list(gaps["cause"]) == ["sequence_break", "resync"]
@@ -129,14 +143,15 @@ def test_malformed_frames_are_counted_ledgered_and_resynced(sim, tmp_path):
 
 
 def test_watchdog_reconnects_a_stalled_feed(sim, tmp_path):
-    with Collector(config(sim, tmp_path, stale_after_s=0.5)) as c:
-        wait_until(lambda: c.stats.rows["trades"] > 10, 10, "trades")
-        sim.stall(1.2, Market.SPOT)
-        wait_until(lambda: c.stats.gaps >= 1, 10, "a stale gap")
+    # stale after 1 s (a stalled test process can take that long on a loaded machine: extra
+    # stale gaps are allowed below), the feed stalled three times as long
+    with Collector(config(sim, tmp_path, stale_after_s=1.0)) as c:
+        wait_until(lambda: c.stats.rows["trades"] > 10, 60, "trades")
+        sim.stall(3.0, Market.SPOT)
+        wait_until(lambda: c.stats.gaps >= 1, 60, "a stale gap")
         n = len(sim.sent.trade_ids[SPOT])
-        wait_until(lambda: len(sim.sent.trade_ids[SPOT]) > n + 10, 10, "trades after the stall")
-        time.sleep(1)
-        before_stop = sent_before_stop(sim, [SPOT])[SPOT]
+        wait_until(lambda: len(sim.sent.trade_ids[SPOT]) > n + 10, 60, "trades after the stall")
+        before_stop = sent_before_stop(sim, [SPOT], tmp_path / "store")[SPOT]
     with Tickstore(tmp_path / "store") as store:
         gaps = gaps_of(store, SPOT)
         assert "stale" in set(gaps["cause"])
@@ -393,7 +408,7 @@ def _run_until_segments_pile_up(sim, tmp_path):
     seen = {(t, s): reader[t].select(s, as_of=at) for t in ("trades", "book", "quotes") for s in SYMBOLS}
     n = c.stats.flushes
     wait_until(lambda: c.stats.flushes >= n + 3, 20, "flushes after the as-of time")
-    return c, reader, at, seen, sent_before_stop(sim, SYMBOLS)
+    return c, reader, at, seen, sent_before_stop(sim, SYMBOLS, root)
 
 
 def test_a_stopped_collector_leaves_each_partition_it_wrote_one_file(sim, tmp_path):

@@ -149,7 +149,7 @@ def test_a_failing_store_loses_nothing_and_stores_everything_once(sim, tmp_path,
         store.up()
         n = c.stats.rows["trades"]
         wait_until(lambda: c.health()["state"] == "ok" and c.stats.rows["trades"] > n + 20, 30, "recovery")
-        before_stop = sent_before_stop(sim, SYMBOLS)
+        before_stop = sent_before_stop(sim, SYMBOLS, tmp_path / "store")
     finally:
         c.stop()
         base.close()
@@ -178,7 +178,7 @@ def test_a_long_outage_leaves_the_backlog_to_the_journal_and_catches_up(sim, tmp
         wait_until(lambda: c.health()["state"] == "ok" and not c.health()["catching_up"], 60, "the catch-up")
         n = c.stats.rows["trades"]
         wait_until(lambda: c.stats.rows["trades"] > n + 20, 20, "live again")
-        before_stop = sent_before_stop(sim, SYMBOLS)
+        before_stop = sent_before_stop(sim, SYMBOLS, tmp_path / "store")
     finally:
         c.stop()
         base.close()
@@ -197,7 +197,7 @@ def test_rows_the_store_refuses_are_quarantined_with_the_reason_and_the_rest_sto
     c = Collector(config(sim, tmp_path), store=store).start()
     try:
         wait_until(lambda: c.stats.rows_quarantined >= 10, 30, "refused rows")
-        before_stop = sent_before_stop(sim, SYMBOLS)
+        before_stop = sent_before_stop(sim, SYMBOLS, tmp_path / "store")
     finally:
         c.stop()
         base.close()
@@ -223,7 +223,7 @@ def test_poison_frames_are_quarantined_counted_and_survive_a_restart(sim, tmp_pa
         wait_until(lambda: c.stats.quarantined_frames >= len(POISON), 20, "the poison quarantined")
         n = c.stats.rows["trades"]
         wait_until(lambda: c.stats.rows["trades"] > n + 40, 20, "trades after the poison")  # nothing wedged
-        before_stop = sent_before_stop(sim, SYMBOLS)
+        before_stop = sent_before_stop(sim, SYMBOLS, tmp_path / "store")
     finally:
         c.stop()
     assert c.stats.invalid_values == len(POISON) == c.stats.quarantined_frames
@@ -274,7 +274,7 @@ def test_a_full_journal_disk_costs_a_gap_and_a_reconnect_not_the_feed(sim, tmp_p
         full["on"] = False
         n = c.stats.rows["trades"]
         wait_until(lambda: c.stats.rows["trades"] > n + 40 and c.health()["state"] == "ok", 30, "collecting again")
-        before_stop = sent_before_stop(sim, SYMBOLS)
+        before_stop = sent_before_stop(sim, SYMBOLS, tmp_path / "store")
     finally:
         c.stop()
     # the journal holds no partial record: it reads back clean, every record acknowledged
@@ -311,7 +311,7 @@ def test_a_store_down_at_start_does_not_stop_the_start(sim, tmp_path):
         wait_until(lambda: c2.health()["state"] == "ok", 30, "the replay stored")
         n = c2.stats.rows["trades"]
         wait_until(lambda: c2.stats.rows["trades"] > n + 20, 20, "live again")
-        before_stop = {s: ids[first[s]:] for s, ids in sent_before_stop(sim, SYMBOLS).items()}
+        before_stop = {s: ids[first[s]:] for s, ids in sent_before_stop(sim, SYMBOLS, tmp_path / "store").items()}
     finally:
         c2.stop()
         base.close()

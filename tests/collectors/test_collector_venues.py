@@ -24,7 +24,7 @@ from collectors.journal import Journal, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from collectors.venues import Venue, feed_class
-from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_until
+from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_for_store, wait_until
 from tickstore import Tickstore
 
 FAST = BackoffPolicy(initial_s=0.05, max_s=0.2)
@@ -64,9 +64,19 @@ def gaps_of(store, symbols) -> pd.DataFrame:
 
 def test_clean_run_loses_nothing(sim, venue, tmp_path):
     symbols = VENUES[venue][0]
+    root = tmp_path / "store"
+
+    def enough(store) -> bool:  # what the assertions below need, however slow the machine
+        perp = symbols[1]
+        return (all(len(store["book"].select(s)) >= 15 and (len(store["quotes"].select(s)) >= 10 or s == BSPOT)
+                    for s in symbols)
+                and len(store["mark"].select(perp)) >= 2 and len(store["open_interest"].select(perp)) >= 2
+                and (venue is not Venue.BYBIT or len(store["liquidations"].select(list(symbols))) >= 1))
+
     with Collector(config(sim, venue, tmp_path)) as c:
-        time.sleep(3)
-        before_stop = sent_before_stop(sim, symbols)
+        wait_until(lambda: all(len(sim.sent.trade_ids[s]) > 50 for s in symbols), 60, "50 trades sent per pair")
+        wait_for_store(root, enough, 60, "book rows, quotes, marks, open interest (and a liquidation) stored")
+        before_stop = sent_before_stop(sim, symbols, root)
     assert c.stats.malformed == c.stats.unknown_streams == c.stats.store_errors == c.stats.venue_errors == 0
     assert c.stats.resubscribes == c.stats.rows_rejected == 0
     with Tickstore(tmp_path / "store") as store:
@@ -96,10 +106,16 @@ def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, venue
         sim.drop(market)
         n = len(sim.sent.trade_ids[sym])
         wait_until(lambda: len(sim.sent.trade_ids[sym]) > n + 20, 10, "trades after the reconnect")
-        wait_until(lambda: c.books[sym].synced, 10, "the book synced again")
-        time.sleep(1.2)
+        wait_until(lambda: c.books[sym].synced, 60, "the book synced again")
+
+        def rows_after_resync(store) -> int:
+            gaps = gaps_of(store, [sym])
+            resync = gaps[gaps["cause"] == "resync"]
+            return int((store["book"].select(sym).index > resync["end_ts"].iloc[0]).sum()) if len(resync) else 0
+
+        wait_for_store(tmp_path / "store", lambda store: rows_after_resync(store) >= 5, 60, "5 book rows after the resync")
         assert c.sessions[-1].stats.connects >= 2
-        before_stop = sent_before_stop(sim, [sym])[sym]
+        before_stop = sent_before_stop(sim, [sym], tmp_path / "store")[sym]
     with Tickstore(tmp_path / "store") as store:
         gaps = gaps_of(store, [sym])
         drop = gaps[gaps["cause"] == "disconnect"]
@@ -281,8 +297,12 @@ def test_daemon_with_three_venues_stops_on_sigterm_and_loses_nothing(tmp_path):
         root = tmp_path / "store"
         try:
             wait_until(lambda: len(list(root.glob("_collector_status*.json"))) == 3, 40, "three feeds flushing")
-            wait_until(lambda: all(len(sim.sent.trade_ids[s]) > 30 for s in symbols), 20, "trades on every venue")
-            time.sleep(0.5)
+            wait_until(lambda: all(len(sim.sent.trade_ids[s]) > 30 for s in symbols), 60, "trades on every venue")
+            wait_for_store(root, lambda store: all(len(store["trades"].select(s)) > 20 and len(store["book"].select(s)) > 5
+                                                   for s in symbols)
+                           and len(store["mark"].select([BPERP, HBTC, HETH, "binance:ETH/USDT:USDT"])) > 0
+                           and len(store["open_interest"].select([BPERP, HBTC, HETH])) > 0, 60,
+                           "trades, book rows, marks and open interest of every venue stored")
         finally:
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)

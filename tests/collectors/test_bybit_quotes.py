@@ -9,7 +9,6 @@ level 1 pushes snapshots only; an unchanged book is pushed again after 3 s with 
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 
@@ -21,7 +20,7 @@ from collectors.replay import replay
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from collectors.venues import BybitFeed, Venue
-from tests.collectors.helpers import wait_until
+from tests.collectors.helpers import wait_for_store, wait_until
 from tickstore import Tickstore
 
 SPOT, PERP = "bybit:BTC/USDT", "bybit:ETH/USDT:USDT"
@@ -64,8 +63,9 @@ def test_quotes_alone_subscribe_orderbook_1_on_spot_and_linear(tmp_path):
         assert sorted(t for c in plan for t in c.streams) == [
             "orderbook.1.BTCUSDT", "orderbook.1.ETHUSDT", "publicTrade.BTCUSDT", "publicTrade.ETHUSDT"]
         with Collector(cfg) as c:
-            wait_until(lambda: all(c.stats.rows.get("quotes", 0) and c.books[s].synced for s in (SPOT, PERP)), 15, "quotes")
-            time.sleep(2)
+            wait_until(lambda: all(c.stats.rows.get("quotes", 0) and c.books[s].synced for s in (SPOT, PERP)), 60, "quotes")
+            wait_for_store(tmp_path / "store", lambda store: all(len(store["quotes"].select(s)) >= 5 for s in (SPOT, PERP)),
+                           60, "5 quotes of each pair stored")
         assert c.stats.malformed == c.stats.unknown_streams == c.stats.venue_errors == 0
     want = _top_changes(tmp_path / "journal")
     with Tickstore(tmp_path / "store") as store:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import pytest
 from collectors.collector import Collector, CollectorConfig, CollectorError, load_config
 from collectors.exchanges import binance as bn
 from collectors.exchanges.binance import Channel, Market
-from collectors.journal import JournalConfig, RecordKind, read_records
+from collectors.journal import JournalConfig, Position, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_for_store, wait_until
@@ -86,7 +87,7 @@ def _book_rows_after(store, symbol, cause: str) -> int:
 
 def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, tmp_path):
     with Collector(config(sim, tmp_path)) as c:
-        wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
+        wait_until(lambda: c.stats.rows["book"] > 10, 60, "book rows")
         sim.drop(Market.USDM)
         n = len(sim.sent.trade_ids[PERP])
         wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 20, 60, "trades after the reconnect")
@@ -110,7 +111,7 @@ def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, tmp_p
 
 def test_skipped_sequence_number_is_a_break_then_a_resync(sim, tmp_path):
     with Collector(config(sim, tmp_path)) as c:
-        wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
+        wait_until(lambda: c.stats.rows["book"] > 10, 60, "book rows")
         sim.skip_sequence(SPOT)
         wait_until(lambda: c.books[SPOT].stats.resyncs == 1, 60, "the resync")
         wait_for_store(tmp_path / "store", lambda store: _book_rows_after(store, SPOT, "resync") >= 5, 60,
@@ -129,11 +130,11 @@ def test_malformed_frames_are_counted_ledgered_and_resynced(sim, tmp_path):
     # depth only, so the cut frame is certainly a diff: the lost update must be resynced
     cfg = config(sim, tmp_path, channels=(Channel.DEPTH,))
     with Collector(cfg) as c:
-        wait_until(lambda: c.stats.rows["book"] > 10, 10, "book rows")
+        wait_until(lambda: c.stats.rows["book"] > 10, 60, "book rows")
         sim.malformed(2, Market.USDM)
-        wait_until(lambda: c.books[PERP].stats.resyncs >= 1, 10, "the resync")
+        wait_until(lambda: c.books[PERP].stats.resyncs >= 1, 60, "the resync")
         rows = c.stats.rows["book"]
-        wait_until(lambda: c.stats.rows["book"] > rows + 5, 10, "book rows after it")
+        wait_until(lambda: c.stats.rows["book"] > rows + 5, 60, "book rows after it")
     assert c.stats.malformed == 2
     with Tickstore(tmp_path / "store") as store:
         gaps = gaps_of(store, PERP)
@@ -205,11 +206,12 @@ def test_crash_between_append_and_checkpoint_replays_without_duplicates(sim, tmp
     cfg = config(sim, tmp_path, journal_options=JournalConfig(keep_committed=True))
     ckpt = tmp_path / "journal" / "checkpoint.json"
     with Collector(cfg) as c1:
-        wait_until(ckpt.exists, 10, "a first checkpoint")
-        sim.malformed(1, Market.USDM)  # a keyless gap row in the window that will be replayed
-        time.sleep(0.3)
+        wait_until(ckpt.exists, 60, "a first checkpoint")
         shutil.copy(ckpt, tmp_path / "old-checkpoint.json")
-        time.sleep(2.0)
+        sim.malformed(1, Market.USDM)  # a keyless gap row in the window that will be replayed
+        wait_until(lambda: c1.stats.malformed == 1, 60, "the malformed frame")
+        n = c1.stats.flushes
+        wait_until(lambda: c1.stats.flushes >= n + 2, 60, "it and later rows stored and checkpointed")
     # As if the process died after its last appends but before their checkpoints:
     shutil.copy(tmp_path / "old-checkpoint.json", ckpt)
     before = _stored(tmp_path / "store")
@@ -283,15 +285,32 @@ def _spawn(cfg_path: str) -> subprocess.Popen:
     )
 
 
+def _kill_while_records_are_pending(proc, jdir, timeout: float = 60.0) -> None:
+    """SIGKILL ``proc`` at a moment its journal holds records past its checkpoint. It is
+    stopped (SIGSTOP) while the journal is looked at, so no flush commits them between the
+    look and the kill, however slow the machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.send_signal(signal.SIGSTOP)
+        doc = json.loads((jdir / "checkpoint.json").read_bytes())
+        if next(read_records(jdir, after=Position(doc["segment"], doc["offset"])), None) is not None:
+            proc.send_signal(signal.SIGKILL)
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"no journal record past the checkpoint within {timeout} s")
+
+
 def test_kill_9_then_restart_leaves_a_complete_store_without_duplicates(sim, tmp_path):
     cfg_path = _toml(sim, tmp_path)
     jdir = tmp_path / "journal"
     proc = _spawn(cfg_path)
     try:
-        wait_until(lambda: (jdir / "checkpoint.json").exists(), 30, "the first checkpoint")
-        time.sleep(1.0)
+        wait_until(lambda: (jdir / "checkpoint.json").exists(), 60, "the first checkpoint")
         sim.malformed(1, Market.USDM)
-        time.sleep(0.37)  # somewhere between flushes
+        wait_for_store(tmp_path / "store", lambda store: (gaps_of(store)["cause"] == "malformed").any(), 60,
+                       "the malformed frame's gap stored")
+        _kill_while_records_are_pending(proc, jdir)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -299,8 +318,8 @@ def test_kill_9_then_restart_leaves_a_complete_store_without_duplicates(sim, tmp
     proc = _spawn(cfg_path)
     try:
         n = len(sim.sent.trade_ids[PERP])
-        wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 30, 30, "collection after the restart")
-        time.sleep(1.0)
+        wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 30, 60, "collection after the restart")
+        sent_before_stop(sim, SYMBOLS, tmp_path / "store")  # the restarted process is collecting
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -402,12 +421,12 @@ def _run_until_segments_pile_up(sim, tmp_path):
     frames as of it, trade ids sent before the stop)."""
     c = Collector(config(sim, tmp_path, flush_interval_s=0.1)).start()
     root = tmp_path / "store"
-    wait_until(lambda: max(_segments(root).values(), default=0) >= 3 and c.stats.rows["book"] > 5, 30, "live segments")
+    wait_until(lambda: max(_segments(root).values(), default=0) >= 3 and c.stats.rows["book"] > 5, 60, "live segments")
     reader = Tickstore(root)
     at = reader.now()
     seen = {(t, s): reader[t].select(s, as_of=at) for t in ("trades", "book", "quotes") for s in SYMBOLS}
     n = c.stats.flushes
-    wait_until(lambda: c.stats.flushes >= n + 3, 20, "flushes after the as-of time")
+    wait_until(lambda: c.stats.flushes >= n + 3, 60, "flushes after the as-of time")
     return c, reader, at, seen, sent_before_stop(sim, SYMBOLS, root)
 
 
@@ -461,7 +480,7 @@ def test_a_store_failing_at_the_stop_leaves_the_segments_and_loses_nothing(sim, 
     # the next run (the disk has room again) closes what it writes to at its stop
     keys = {(t, s) for t in ("trades", "book") for s in SYMBOLS}
     with Collector(config(sim, tmp_path, flush_interval_s=0.1)) as c2:
-        wait_until(lambda: keys <= c2.writer.written, 20, "trades and book rows of the second run")
+        wait_until(lambda: keys <= c2.writer.written, 60, "trades and book rows of the second run")
     names = {(t, encode_symbol(s)) for t, s in keys}
     assert all(n == 1 for (t, _, s), n in _segments(root).items() if (t, s) in names), _segments(root)
     assert c2.stats.partitions_closed >= len(keys)

@@ -8,7 +8,6 @@ and the frame fields, no collectors code).
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -21,7 +20,7 @@ from collectors.exchanges.binance import Channel, Market
 from collectors.journal import JournalConfig, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
-from tests.collectors.helpers import wait_until
+from tests.collectors.helpers import wait_for_store, wait_until
 from tickstore import Tickstore
 
 BASES = (
@@ -46,7 +45,8 @@ def _journaled_partials(journal_dir) -> dict[str, list[dict]]:
     return out
 
 
-def _run(tmp_path, sim, symbols, seconds, **kw) -> CollectorConfig:
+def _run(tmp_path, sim, symbols, rows: int, **kw) -> CollectorConfig:
+    """A collector run until the store holds at least ``rows`` book rows of every symbol."""
     cfg = CollectorConfig(
         store=str(tmp_path / "store"), journal=str(tmp_path / "journal"), symbols=symbols,
         channels=(Channel.BOOK5,), endpoints={Market.USDM: sim.endpoints(Market.USDM)}, flush_interval_s=0.5,
@@ -54,8 +54,9 @@ def _run(tmp_path, sim, symbols, seconds, **kw) -> CollectorConfig:
     )
     with Collector(cfg) as c:
         assert c.books and all(b.rows == kw.get("partial_book_rows", "frames") for b in c.books.values())
-        wait_until(lambda: sim.sent.frames > len(symbols) * 10, 30, "partial-book frames for every pair")
-        time.sleep(seconds)
+        wait_until(lambda: sim.sent.frames > len(symbols) * 10, 60, "partial-book frames for every pair")
+        wait_for_store(cfg.store, lambda store: all(len(store["book"].select(s)) >= rows for s in symbols), 120,
+                       f"{rows} book rows of every pair stored")
     return cfg
 
 
@@ -68,7 +69,7 @@ def _levels(side) -> tuple[list, list]:
 def test_44_pairs_of_depth5_at_100ms_store_every_frame_at_its_exchange_time(tmp_path):
     sim = Simulator(SimulatorConfig(symbols=PAIRS, seed=11, trades_per_tick=0.5, liquidation_prob=0.0)).start()
     try:
-        cfg = _run(tmp_path, sim, PAIRS, 1.5)
+        cfg = _run(tmp_path, sim, PAIRS, 10)
     finally:
         sim.stop()
     frames = _journaled_partials(cfg.journal_dir)
@@ -99,7 +100,7 @@ def test_partial_books_on_the_grid_when_configured(tmp_path):
     pairs = PAIRS[:2]
     sim = Simulator(SimulatorConfig(symbols=pairs, seed=5, trades_per_tick=0.5, liquidation_prob=0.0)).start()
     try:
-        cfg = _run(tmp_path, sim, pairs, 1.0, partial_book_rows="grid", book_interval_ms=250)
+        cfg = _run(tmp_path, sim, pairs, 3, partial_book_rows="grid", book_interval_ms=250)
     finally:
         sim.stop()
     frames = _journaled_partials(cfg.journal_dir)

@@ -9,7 +9,6 @@ options and every table is compared.
 
 from __future__ import annotations
 
-import time
 
 import pandas as pd
 import pandas.testing as pdt
@@ -21,14 +20,15 @@ from collectors.journal import JournalConfig
 from collectors.replay import ReplayError, replay
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
-from tests.collectors.helpers import wait_until
+from tests.collectors.helpers import wait_for_store, wait_until
 from tickstore import Tickstore
 
 PAIRS = ("binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
 FAST = BackoffPolicy(initial_s=0.05, max_s=0.2, jitter=0.0)
 
 
-def _collect(tmp_path, channels, seconds, pairs=PAIRS, market=Market.USDM, **kw) -> CollectorConfig:
+def _collect(tmp_path, channels, rows: dict, pairs=PAIRS, market=Market.USDM, **kw) -> CollectorConfig:
+    """A collector run until the live store holds at least ``rows[table]`` rows of each pair."""
     sim = Simulator(SimulatorConfig(symbols=pairs, seed=3, trades_per_tick=0.5, liquidation_prob=0.0)).start()
     try:
         cfg = CollectorConfig(
@@ -37,8 +37,9 @@ def _collect(tmp_path, channels, seconds, pairs=PAIRS, market=Market.USDM, **kw)
             journal_options=JournalConfig(keep_committed=True), **kw,
         )
         with Collector(cfg):
-            wait_until(lambda: sim.sent.frames > 40, 30, "frames for both pairs")
-            time.sleep(seconds)
+            wait_until(lambda: sim.sent.frames > 40, 60, "frames for both pairs")
+            wait_for_store(cfg.store, lambda store: all(len(store[t].select(s)) >= n for t, n in rows.items() for s in pairs),
+                           120, f"{rows} rows stored per pair")
     finally:
         sim.stop()
     return cfg
@@ -56,7 +57,7 @@ def _same_tables(live_root, replayed_root, tables, pairs=PAIRS):
 @pytest.mark.parametrize("rows", ["frames", "grid", "both"])
 def test_replay_of_a_partial_book_journal_equals_the_collector(tmp_path, rows):
     kw = {} if rows == "frames" else {"partial_book_rows": rows}  # "frames": both defaults
-    cfg = _collect(tmp_path, (Channel.BOOK5,), 1.2, book_interval_ms=250, **kw)
+    cfg = _collect(tmp_path, (Channel.BOOK5,), {"book": 3}, book_interval_ms=250, **kw)
     with Tickstore(tmp_path / "replayed") as store:
         report = replay([cfg.journal_dir], store=store, book_interval_ms=250, **kw)
     assert report.rows["book"] > 0
@@ -78,7 +79,7 @@ def test_tickstore_replay_of_a_partial_book_capture_stores_what_the_collector_st
     from collectors.journal import RecordKind, read_records
 
     pairs = PAIRS if market is Market.USDM else ("binance:BTC/USDT", "binance:ETH/USDT")
-    cfg = _collect(tmp_path, (Channel.BOOK5, Channel.TRADES), 1.2, pairs=pairs, market=market)
+    cfg = _collect(tmp_path, (Channel.BOOK5, Channel.TRADES), {"book": 6, "trades": 1}, pairs=pairs, market=market)
     capture = tmp_path / f"partial_{market.value}.gz"
     with gzip.open(capture, "wb") as out:
         for rec in read_records(cfg.journal_dir):
@@ -97,7 +98,7 @@ def test_tickstore_replay_of_a_partial_book_capture_stores_what_the_collector_st
 
 
 def test_replay_of_a_diff_journal_with_keep_diffs_equals_the_collector(tmp_path):
-    cfg = _collect(tmp_path, (Channel.DEPTH, Channel.TRADES), 1.2, keep_diffs=True)
+    cfg = _collect(tmp_path, (Channel.DEPTH, Channel.TRADES), {"book": 3, "book_diffs": 10, "trades": 1}, keep_diffs=True)
     with Tickstore(cfg.store) as live:
         diffs = live["book_diffs"].select(PAIRS[0])
         # each diff's rows carry their position in it: 0, 1, 2, ... per (update id)

@@ -107,7 +107,7 @@ def test_frames_arrive_with_receive_time(sim):
     rec = Recorder()
     s = start(sim, rec)
     try:
-        wait_until(lambda: rec.count() >= 30, 10, "30 frames")
+        wait_until(lambda: rec.count() >= 30, 60, "30 frames")
     finally:
         s.stop()
     before = time.time_ns()
@@ -123,11 +123,11 @@ def test_dropped_connection_is_a_gap_and_reconnects(sim):
     rec = Recorder()
     s = start(sim, rec, backoff=BackoffPolicy(initial_s=0.05, max_s=0.2))
     try:
-        wait_until(lambda: rec.count() >= 10, 10, "first frames")
+        wait_until(lambda: rec.count() >= 10, 60, "first frames")
         sim.drop()
-        wait_until(lambda: len(rec.connects) >= 2, 10, "a reconnect")
+        wait_until(lambda: len(rec.connects) >= 2, 60, "a reconnect")
         n = rec.count()
-        wait_until(lambda: rec.count() > n + 10, 10, "frames after the reconnect")
+        wait_until(lambda: rec.count() > n + 10, 60, "frames after the reconnect")
     finally:
         s.stop()
     assert len(rec.gaps) == 1
@@ -142,11 +142,11 @@ def test_watchdog_reconnects_a_stalled_feed(sim):
     rec = Recorder()
     s = start(sim, rec, stale_after_s=0.4, tick_s=0.05, backoff=BackoffPolicy(initial_s=0.05, max_s=0.1))
     try:
-        wait_until(lambda: rec.count() >= 10, 10, "first frames")
+        wait_until(lambda: rec.count() >= 10, 60, "first frames")
         sim.stall(1.5)
-        wait_until(lambda: any(g.cause == "stale" for g in rec.gaps), 10, "a stale gap")
+        wait_until(lambda: any(g.cause == "stale" for g in rec.gaps), 60, "a stale gap")
         n = rec.count()
-        wait_until(lambda: rec.count() > n + 5, 10, "frames once the stall is over")
+        wait_until(lambda: rec.count() > n + 5, 60, "frames once the stall is over")
     finally:
         s.stop()
     stale = [g for g in rec.gaps if g.cause == "stale"]
@@ -159,30 +159,33 @@ def test_max_connection_age_reconnects_proactively_without_waiting(sim):
     rec = Recorder()
     s = start(sim, rec, max_age_s=0.5, tick_s=0.05, backoff=BackoffPolicy(initial_s=5, max_s=5))
     try:
-        wait_until(lambda: len(rec.connects) >= 3, 10, "two proactive reconnects")
+        wait_until(lambda: len(rec.connects) >= 3, 60, "two proactive reconnects")
     finally:
         s.stop()
     assert s.stats.proactive >= 2
     causes = {g.cause for g in rec.gaps}
     assert causes == {"reconnect"}
-    # no 5 s backoff was waited: each gap is a short break
-    assert all(g.end_ts - g.ts < 2e9 for g in rec.gaps)
+    # no 5 s backoff was waited: no delay was ever drawn (each draw counts an attempt), so
+    # each reconnect followed at once (a count, not a duration: a busy machine can be slow)
+    assert s.backoff.attempt == 0
 
 
 def test_backoff_resets_after_a_good_connection_but_not_after_a_short_one(sim):
     rec = Recorder()
-    s = start(sim, rec, backoff=BackoffPolicy(initial_s=0.05, max_s=0.1, reset_after_s=0.6))
+    # reset after 4 s: the short connections stay short even when a busy machine holds this
+    # test up for a while; the good one is kept open longer than that
+    s = start(sim, rec, backoff=BackoffPolicy(initial_s=0.05, max_s=0.1, reset_after_s=4.0))
     try:
-        wait_until(lambda: rec.count() > 0, 10, "first frames")
-        sim.drop()  # the first connection lived < 0.6 s: its failure counts
-        wait_until(lambda: len(rec.connects) >= 2, 10, "reconnect 1")
+        wait_until(lambda: rec.count() > 0, 60, "first frames")
+        sim.drop()  # the first connection lived < 4 s: its failure counts
+        wait_until(lambda: len(rec.connects) >= 2, 60, "reconnect 1")
         assert s.backoff.attempt == 1
         sim.drop()
-        wait_until(lambda: len(rec.connects) >= 3, 10, "reconnect 2")
+        wait_until(lambda: len(rec.connects) >= 3, 60, "reconnect 2")
         assert s.backoff.attempt == 2
-        time.sleep(0.8)  # a good connection now
+        time.sleep(4.2)  # a good connection now (at least this long: a lower bound, whatever the load)
         sim.drop()
-        wait_until(lambda: len(rec.connects) >= 4, 10, "reconnect 3")
+        wait_until(lambda: len(rec.connects) >= 4, 60, "reconnect 3")
         assert s.backoff.attempt == 1  # reset to 0, then one failure
     finally:
         s.stop()
@@ -196,7 +199,7 @@ def test_unreachable_server_backs_off_and_reports_the_outage_at_stop():
     s = start(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade", rec, connect_timeout_s=1,
               backoff=BackoffPolicy(initial_s=0.05, max_s=0.2, jitter=0))
     try:
-        wait_until(lambda: s.stats.connect_failures >= 4, 10, "four failed connects")
+        wait_until(lambda: s.stats.connect_failures >= 4, 60, "four failed connects")
     finally:
         s.stop()
     assert s.backoff.attempt >= 4
@@ -209,7 +212,7 @@ def test_oversized_frames_are_dropped_and_reported_not_fatal(sim):
     rec = Recorder()
     s = start(sim, rec, max_message_bytes=200)
     try:
-        wait_until(lambda: s.stats.oversized >= 3 and rec.count() >= 3, 10, "oversized and normal frames")
+        wait_until(lambda: s.stats.oversized >= 3 and rec.count() >= 3, 60, "oversized and normal frames")
     finally:
         s.stop()
     assert all(len(p) <= 200 for p, _ in rec.frames)
@@ -231,7 +234,7 @@ def test_a_failing_frame_handler_costs_a_reconnect_not_the_session(sim):
     cfg = SessionConfig(name="t", url=url_of(sim), symbols=(SYM,), backoff=BackoffPolicy(initial_s=0.05, max_s=0.1))
     s = Session(cfg, on_frame=flaky, on_gap=rec.gap).start()
     try:
-        wait_until(lambda: s.stats.connects >= 2 and rec.count() > 10, 10, "recovery")
+        wait_until(lambda: s.stats.connects >= 2 and rec.count() > 10, 60, "recovery")
     finally:
         s.stop()
     (gap,) = [g for g in rec.gaps if "frame not kept: RuntimeError: disk full" in g.detail]
@@ -329,10 +332,10 @@ def test_pongs_and_acks_do_not_keep_a_stalled_feed_alive():
     s = Session(cfg, on_frame=rec.frame, on_gap=rec.gap)
     try:
         s.start()
-        wait_until(lambda: rec.count() > 5, 10, "trades")
+        wait_until(lambda: rec.count() > 5, 60, "trades")
         pongs = s.stats.control_frames
         sim.stall(4.0)
-        wait_until(lambda: s.stats.stale >= 1, 10, "the watchdog")
+        wait_until(lambda: s.stats.stale >= 1, 60, "the watchdog")
     finally:
         s.stop()
         sim.stop()

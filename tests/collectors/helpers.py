@@ -66,14 +66,20 @@ def assert_nothing_lost(stored, before_stop: list, sent, what: str) -> None:
     assert have <= set(sent), f"{what}: {len(have - set(sent))} trades stored that were never sent"
 
 
-def receive(ws, seconds: float, *, until: int | None = None) -> list[bytes]:
-    """Text frames a websocket-client connection receives within ``seconds`` (or until
-    ``until`` frames came)."""
+def receive(ws, seconds: float, *, until=None) -> list[bytes]:
+    """Text frames a websocket-client connection receives within ``seconds``, or until
+    ``until`` frames came (an int), or until ``until(frames)`` holds (a predicate: give
+    ``seconds`` generously then, e.g. 60 s; it fails the test when time runs out first)."""
     import websocket
 
+    done = (lambda out: False) if until is None else (until if callable(until) else (lambda out: len(out) >= until))
     out, deadline = [], time.monotonic() + seconds
     ws.settimeout(0.1)
-    while time.monotonic() < deadline and (until is None or len(out) < until):
+    while not done(out):
+        if time.monotonic() >= deadline:
+            if callable(until):
+                raise AssertionError(f"timed out after {seconds} s receiving ({len(out)} frames)")
+            break
         try:
             op, data = ws.recv_data()
         except websocket.WebSocketTimeoutException:

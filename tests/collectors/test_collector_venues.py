@@ -130,6 +130,12 @@ def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, venue
             assert gaps_of(store, [BSPOT]).empty  # the spot connection was not touched
 
 
+def _book_rows_after_resync(store, sym) -> int:
+    gaps = gaps_of(store, [sym])
+    resync = gaps[gaps["cause"] == "resync"]
+    return int((store["book"].select(sym).index > resync.index[0]).sum()) if len(resync) else 0
+
+
 def test_skipped_sequence_number(sim, venue, tmp_path):
     symbols, sym, _ = VENUES[venue]
     with Collector(config(sim, venue, tmp_path)) as c:
@@ -139,6 +145,8 @@ def test_skipped_sequence_number(sim, venue, tmp_path):
         wait_until(lambda: sim.sent.skipped_updates > skipped, 60, "the withheld book update")
         if venue is Venue.BYBIT:
             wait_until(lambda: c.books[sym].stats.resyncs == 1, 60, "the resync")
+            wait_for_store(tmp_path / "store", lambda store: _book_rows_after_resync(store, sym) >= 5, 60,
+                           "5 book rows after the resync")
         rows = c.stats.rows["book"]
         wait_until(lambda: c.stats.rows["book"] > rows + 10, 60, "book rows after it")
     with Tickstore(tmp_path / "store") as store:

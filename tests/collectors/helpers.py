@@ -27,6 +27,17 @@ def wait_for_store(root, pred, timeout: float, what: str) -> None:
     wait_until(check, timeout, what, poll=0.25)
 
 
+def book_rows_after(store, symbol: str, cause: str, *, from_end: bool = False) -> int:
+    """Book rows of ``symbol`` stored after its first ledgered gap of ``cause`` (after the
+    gap's start, or its end with ``from_end``); 0 while there is no such gap."""
+    gaps = store["gaps"].select(symbol)
+    gaps = gaps[gaps["cause"] == cause]
+    if not len(gaps):
+        return 0
+    after = gaps["end_ts"].iloc[0] if from_end else gaps.index[0]
+    return int((store["book"].select(symbol).index > after).sum())
+
+
 def sent_before_stop(sim, symbols, store_root, *, timeout: float = 60.0) -> dict[str, list[int]]:
     """Trade ids the simulator has sent so far, returned once the collector storing into
     ``store_root`` has read past them.

@@ -20,7 +20,7 @@ from collectors.exchanges.binance import Channel, Market
 from collectors.journal import JournalConfig, Position, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
-from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_for_store, wait_until
+from tests.collectors.helpers import assert_nothing_lost, book_rows_after, sent_before_stop, wait_for_store, wait_until
 from tickstore import Tickstore
 from tickstore.layout import encode_symbol
 
@@ -78,13 +78,6 @@ def test_clean_run_loses_nothing(sim, tmp_path):
     assert c.stats.snapshots_fetched == 2
 
 
-def _book_rows_after(store, symbol, cause: str) -> int:
-    """Book rows of ``symbol`` stored after its first ledgered gap of ``cause`` (0 before one)."""
-    gaps = gaps_of(store, symbol)
-    gaps = gaps[gaps["cause"] == cause]
-    return int((store["book"].select(symbol).index > gaps.index[0]).sum()) if len(gaps) else 0
-
-
 def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, tmp_path):
     with Collector(config(sim, tmp_path)) as c:
         wait_until(lambda: c.stats.rows["book"] > 10, 60, "book rows")
@@ -92,7 +85,7 @@ def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, tmp_p
         n = len(sim.sent.trade_ids[PERP])
         wait_until(lambda: len(sim.sent.trade_ids[PERP]) > n + 20, 60, "trades after the reconnect")
         wait_until(lambda: c.books[PERP].synced, 60, "the book synced again")
-        wait_for_store(tmp_path / "store", lambda store: _book_rows_after(store, PERP, "resync") >= 5, 60,
+        wait_for_store(tmp_path / "store", lambda store: book_rows_after(store, PERP, "resync") >= 5, 60,
                        "5 book rows after the resync")
         before_stop = sent_before_stop(sim, [PERP], tmp_path / "store")[PERP]
     with Tickstore(tmp_path / "store") as store:
@@ -114,7 +107,7 @@ def test_skipped_sequence_number_is_a_break_then_a_resync(sim, tmp_path):
         wait_until(lambda: c.stats.rows["book"] > 10, 60, "book rows")
         sim.skip_sequence(SPOT)
         wait_until(lambda: c.books[SPOT].stats.resyncs == 1, 60, "the resync")
-        wait_for_store(tmp_path / "store", lambda store: _book_rows_after(store, SPOT, "resync") >= 5, 60,
+        wait_for_store(tmp_path / "store", lambda store: book_rows_after(store, SPOT, "resync") >= 5, 60,
                        "5 book rows after the resync")
     with Tickstore(tmp_path / "store") as store:
         gaps = gaps_of(store, SPOT)

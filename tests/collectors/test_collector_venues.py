@@ -23,7 +23,7 @@ from collectors.journal import Journal, RecordKind, read_records
 from collectors.session import BackoffPolicy
 from collectors.simulator import Simulator, SimulatorConfig
 from collectors.venues import Venue, feed_class
-from tests.collectors.helpers import assert_nothing_lost, sent_before_stop, wait_for_store, wait_until
+from tests.collectors.helpers import assert_nothing_lost, book_rows_after, sent_before_stop, wait_for_store, wait_until
 from tickstore import Tickstore
 
 FAST = BackoffPolicy(initial_s=0.05, max_s=0.2)
@@ -106,13 +106,8 @@ def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, venue
         n = len(sim.sent.trade_ids[sym])
         wait_until(lambda: len(sim.sent.trade_ids[sym]) > n + 20, 60, "trades after the reconnect")
         wait_until(lambda: c.books[sym].synced, 60, "the book synced again")
-
-        def rows_after_resync(store) -> int:
-            gaps = gaps_of(store, [sym])
-            resync = gaps[gaps["cause"] == "resync"]
-            return int((store["book"].select(sym).index > resync["end_ts"].iloc[0]).sum()) if len(resync) else 0
-
-        wait_for_store(tmp_path / "store", lambda store: rows_after_resync(store) >= 5, 60, "5 book rows after the resync")
+        wait_for_store(tmp_path / "store", lambda store: book_rows_after(store, sym, "resync", from_end=True) >= 5, 60,
+                       "5 book rows after the resync")
         assert c.sessions[-1].stats.connects >= 2
         before_stop = sent_before_stop(sim, [sym], tmp_path / "store")[sym]
     with Tickstore(tmp_path / "store") as store:
@@ -130,12 +125,6 @@ def test_dropped_connection_is_in_the_gap_ledger_and_the_book_resyncs(sim, venue
             assert gaps_of(store, [BSPOT]).empty  # the spot connection was not touched
 
 
-def _book_rows_after_resync(store, sym) -> int:
-    gaps = gaps_of(store, [sym])
-    resync = gaps[gaps["cause"] == "resync"]
-    return int((store["book"].select(sym).index > resync.index[0]).sum()) if len(resync) else 0
-
-
 def test_skipped_sequence_number(sim, venue, tmp_path):
     symbols, sym, _ = VENUES[venue]
     with Collector(config(sim, venue, tmp_path)) as c:
@@ -145,7 +134,7 @@ def test_skipped_sequence_number(sim, venue, tmp_path):
         wait_until(lambda: sim.sent.skipped_updates > skipped, 60, "the withheld book update")
         if venue is Venue.BYBIT:
             wait_until(lambda: c.books[sym].stats.resyncs == 1, 60, "the resync")
-            wait_for_store(tmp_path / "store", lambda store: _book_rows_after_resync(store, sym) >= 5, 60,
+            wait_for_store(tmp_path / "store", lambda store: book_rows_after(store, sym, "resync") >= 5, 60,
                            "5 book rows after the resync")
         rows = c.stats.rows["book"]
         wait_until(lambda: c.stats.rows["book"] > rows + 10, 60, "book rows after it")

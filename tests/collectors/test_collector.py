@@ -201,8 +201,18 @@ def test_crash_between_append_and_checkpoint_replays_without_duplicates(sim, tmp
     with Collector(cfg) as c1:
         wait_until(ckpt.exists, 60, "a first checkpoint")
         shutil.copy(ckpt, tmp_path / "old-checkpoint.json")
-        sim.malformed(1, Market.USDM)  # a keyless gap row in the window that will be replayed
+        # a keyless gap row in the window that will be replayed, after frames of its connection
+        # (processed after the copy, so past the copied checkpoint): the gap starts at the
+        # frame before it, which the replay sees too
+        def perp_events(kind=None) -> int:
+            return sum(st["events"] for st in c1.status()["streams"] if st["symbol"] == PERP and kind in (None, st["kind"]))
+
+        n, liqs = perp_events(), perp_events("Liquidation")
+        wait_until(lambda: perp_events() >= n + 3, 60, "perp frames past the copied checkpoint")
+        sim.malformed(1, Market.USDM)
         wait_until(lambda: c1.stats.malformed == 1, 60, "the malformed frame")
+        # and a liquidation in the window (keyless: the replay must reconcile it, not store it again)
+        wait_until(lambda: perp_events("Liquidation") > liqs, 60, "a liquidation past the copied checkpoint")
         n = c1.stats.flushes
         wait_until(lambda: c1.stats.flushes >= n + 2, 60, "it and later rows stored and checkpointed")
     # As if the process died after its last appends but before their checkpoints:

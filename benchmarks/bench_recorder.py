@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _child import stop_child  # noqa: E402 - benchmarks/ is the script's folder
 from collectors.collector import Collector, CollectorConfig  # noqa: E402
 from collectors.exchanges.binance import ENDPOINTS, Channel, Endpoints, Market  # noqa: E402
 from collectors.simulator import Simulator, SimulatorConfig  # noqa: E402
@@ -226,12 +226,7 @@ def run(args) -> dict:
         sim_cpu = time.process_time() - self_cpu0
         rss_before_stop, cpu_total = _proc(proc.pid)
         stop0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=600)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+        out = stop_child(proc, 600)
         stop_s = time.monotonic() - stop0
         elapsed = stop0 - t0
     finally:

@@ -51,6 +51,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _child import stop_child  # noqa: E402 - benchmarks/ is the script's folder
 from collectors.collector import Collector, CollectorConfig  # noqa: E402
 from collectors.exchanges.binance import ENDPOINTS, Endpoints, Market  # noqa: E402
 from collectors.journal import CHECKPOINT, JournalConfig, Position  # noqa: E402
@@ -206,12 +207,7 @@ def run(args) -> dict:
         sent = {s: list(sim.sent.trade_ids[s]) for s in SYMBOLS}  # sent before the stop
         time.sleep(1.0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+        out = stop_child(proc, 300)
         sim.stop()
         log.close()
     final = {}

@@ -20,6 +20,10 @@ after it may be lost) and ends when the new connection is subscribed. Causes:
   24 h; doing it ourselves earlier picks the moment, not the exchange);
 - ``malformed``: a frame larger than ``max_message_bytes`` was dropped (never fatal).
 
+``stop()`` itself leaves no gap (the collector's next start ledgers its downtime), but a
+connection that ended on its own just as the stop came (a frame the journal could not keep,
+a close, the watchdog) does: its gap runs from its last kept frame to the stop.
+
 Frames over ``max_message_bytes`` are refused from their header: the payload (or the rest
 of a fragmented message) is read and discarded in 64 KiB pieces, never held whole, and
 ``on_oversized(size)`` is told (websocket-client's frame reader is replaced by
@@ -70,6 +74,9 @@ __all__ = ["BackoffPolicy", "Backoff", "SessionConfig", "SessionStats", "Session
 log = logging.getLogger(__name__)
 
 MAX_DETAIL = 200  # the gaps table stores ``detail`` as str200
+
+
+_STOPPED = "stopped"  # _receive's detail when stop() ended the connection (no gap: the next start ledgers the downtime)
 
 
 @dataclass(frozen=True)
@@ -380,6 +387,11 @@ class Session:
             lived_s = (self.clock() - connected_ns) / 1e9
             self.backoff.connection_ended(lived_s)
             if self._stop.is_set():
+                if detail != _STOPPED:
+                    # The connection ended on its own (a frame not kept, a close, the watchdog)
+                    # as the stop came: what followed its last frame is missing, a gap.
+                    self.stats.disconnects += 1
+                    down_since = last_ns
                 break
             self.stats.disconnects += 1
             down_since = last_ns
@@ -468,9 +480,9 @@ class Session:
                         ws.ping()
         except (websocket.WebSocketException, OSError) as exc:
             if self._stop.is_set():
-                return "disconnect", "stopped", last_ns
+                return "disconnect", _STOPPED, last_ns
             return "disconnect", f"{type(exc).__name__}: {exc}", last_ns
-        return "disconnect", "stopped", last_ns
+        return "disconnect", _STOPPED, last_ns
 
     @staticmethod
     def _close(ws: websocket.WebSocket) -> None:

@@ -345,3 +345,35 @@ def test_pongs_and_acks_do_not_keep_a_stalled_feed_alive():
     assert any(p.startswith(b'{"success":true,"ret_msg":"pong"') or b'"op":"pong"' in p or b'"pong"' in p for p, _ in rec.frames)
     stale = [g for g in rec.gaps if g.cause == "stale"]  # ... yet the feed was declared stale
     assert stale and "no data for" in stale[0].detail
+
+
+def test_a_connection_that_fails_as_the_stop_comes_leaves_its_gap(sim):
+    """A frame the journal could not keep (a full disk) while the collector is stopping:
+    the connection ends on its own with the stop already set. What followed the last kept
+    frame is missing, so the gap is ledgered (it used to be dropped with the stop)."""
+    rec = Recorder()
+    kept = []
+
+    def on_frame(payload, recv_ns):
+        if len(kept) == 20:
+            s._stop.set()  # the stop arrives in this very frame (as Session.stop() sets it)
+            raise OSError(28, "No space left on device")
+        kept.append(recv_ns)
+
+    s = Session(SessionConfig(name="t", url=url_of(sim), symbols=(SYM,)), on_frame=on_frame, on_gap=rec.gap)
+    s.start()
+    wait_until(lambda: not s._thread.is_alive(), 60, "the session to end")
+    s.stop()
+    assert len(kept) == 20
+    (g,) = rec.gaps
+    assert (g.symbol, g.stream, g.cause) == (SYM, "*", "disconnect")
+    assert g.ts == kept[-1] < g.end_ts and "No space left" in g.detail and "stopped while disconnected" in g.detail
+    assert s.stats.disconnects == 1 and s.stats.handler_errors == 1
+
+
+def test_a_plain_stop_leaves_no_gap(sim):
+    rec = Recorder()
+    s = start(sim, rec)
+    wait_until(lambda: rec.count() >= 20, 60, "frames")
+    s.stop()
+    assert not s._thread.is_alive() and rec.gaps == [] and s.stats.disconnects == 0

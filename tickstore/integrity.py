@@ -306,7 +306,7 @@ def _verify_symbol(store, table, idx: SymbolIndex, checksums: bool, report: Veri
     report.files += len(rels)
     if len(set(zip(idx.entries["partition"].tolist(), idx.entries["version"].tolist()))) != len(idx.entries):
         report.problems.append(f"{table.name} {idx.symbol}: the index names a version twice")
-    rows, metas, problems = [], [], []
+    rows, metas = [], []
     for e, rel in zip(idx.entries, rels):
         path = store.root / rel
         if not path.exists():

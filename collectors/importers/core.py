@@ -29,7 +29,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from collectors.events import EventBatcher
 from collectors.exchanges import binance as bn
 from collectors.symbols import EXCHANGES, MARKETS, SymbolNotFound
 from tickstore.errors import SymbolError, TickstoreError
+
+if TYPE_CHECKING:
+    from tickstore.schemas import Schema
 
 __all__ = [
     "Format",

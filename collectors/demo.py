@@ -62,6 +62,7 @@ class DemoReport:
         return "\n".join(lines)
 
 
+FAULT_WAIT_S = 30.0  # how long the demo waits for a fault it injected to show (a slow machine)
 DEMO_SYMBOLS = ("binance:BTC/USDT", "binance:ETH/USDT", "binance:BTC/USDT:USDT", "binance:ETH/USDT:USDT")
 _DEMOS = {
     # venue -> symbols, then the faults: (market to drop, symbol to skip a book update of, market of a cut frame)
@@ -84,7 +85,9 @@ def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True,
 
     With ``faults`` the exchange misbehaves once each, spread over the run: a dropped
     connection, a skipped book update and a malformed frame, so the gap ledger shows how
-    each is recorded.
+    each is recorded. The run waits (up to ``FAULT_WAIT_S`` each) until each fault has
+    shown (the reconnect, the sequence break and the book's resync, the malformed frame
+    counted), so a slow machine gives the same report, only later.
     """
     from .simulator import Simulator, SimulatorConfig
 
@@ -110,12 +113,26 @@ def run_demo(root, *, seconds: float = 10.0, seed: int = 0, faults: bool = True,
         config = CollectorConfig(store=str(root), venue=venue, symbols=symbols, endpoints=endpoints, flush_interval_s=1.0)
         collector = Collector(config).start()
         try:
-            plan = [(0.3, lambda: sim.drop(feed.markets(drop))), (0.5, lambda: sim.skip_sequence(skip)),
-                    (0.7, lambda: sim.malformed(1, feed.markets(cut)))] if faults else []
+            # Each fault, then what shows it was handled (read before the fault: a counter that
+            # must grow), waited for up to FAULT_WAIT_S so that a slow machine still shows every
+            # one of them in the report; a withheld Hyperliquid l2Book leaves no trace to wait for.
+            book = collector.books.get(skip)
+            plan = [
+                (0.3, lambda: sim.drop(feed.markets(drop)), lambda: sum(x.stats.connects for x in collector.sessions)),
+                (0.5, lambda: sim.skip_sequence(skip),
+                 (lambda: book.stats.breaks) if book is not None and venue is not Venue.HYPERLIQUID else None),
+                (0.7, lambda: sim.malformed(1, feed.markets(cut)), lambda: collector.stats.malformed),
+            ] if faults else []
             t0 = time.monotonic()
-            for at, action in plan:
+            for at, action, effect in plan:
                 time.sleep(max(0.0, t0 + at * seconds - time.monotonic()))
+                before = effect() if effect is not None else None
                 action()
+                deadline = time.monotonic() + FAULT_WAIT_S
+                while effect is not None and effect() <= before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            while book is not None and faults and not book.synced and time.monotonic() < t0 + seconds + FAULT_WAIT_S:
+                time.sleep(0.05)  # the resync of the skipped update, before the run ends
             time.sleep(max(0.0, t0 + seconds - time.monotonic()))
         finally:
             collector.stop()

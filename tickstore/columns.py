@@ -69,12 +69,17 @@ class Columns:
     def items(self):
         return self._data.items()
 
-    def sorted_by_ts(self) -> "Columns":
-        """Stably sorted by ts (ties keep their order); self if already sorted."""
+    def ts_order(self) -> np.ndarray | None:
+        """The stable order of the rows by ts (ties keep their order); None if sorted."""
         ts = self._data["ts"]
         if len(ts) < 2 or not (ts[1:] < ts[:-1]).any():
-            return self
-        return self[np.argsort(ts, kind="stable")]
+            return None
+        return np.argsort(ts, kind="stable")
+
+    def sorted_by_ts(self) -> "Columns":
+        """Stably sorted by ts (ties keep their order); self if already sorted."""
+        order = self.ts_order()
+        return self if order is None else self[order]
 
     def __repr__(self) -> str:
         return f"<Columns {len(self)} rows: {', '.join(self.names)}>"

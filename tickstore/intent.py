@@ -24,7 +24,7 @@ until the index that publishes it is in place, or until its writer is found dead
 it never will be). A read as of T therefore sees exactly the commits at or before T,
 whatever is in flight. ``merge`` and ``prune`` intents change no as-of answer: readers
 ignore them (a file they were about to read may vanish; the reader then re-reads the new
-index, see ``Table._select``).
+index, see ``Table._read``).
 """
 
 from __future__ import annotations

@@ -27,7 +27,10 @@ from .pin import Pin, PinnedFile, PinnedPart, part_digest
 from .schemas import Schema
 from .splay import KT, FileCache
 
-__all__ = ["FileRef", "assemble", "to_frame", "digests", "part_key", "read_as_of", "read_pin"]
+__all__ = [
+    "FileRef", "assemble", "read_dtypes", "gather", "to_columns", "to_frame", "digests", "part_key", "read_as_of",
+    "read_pin",
+]
 
 _READ_RETRIES = 5  # a read that found a file merged away re-reads the new index
 _UNKNOWN = np.iinfo(np.int64).min  # FileRef.first of a pinned file: the pin does not say
@@ -85,9 +88,7 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
         plan.append((r.path, start, stop, r.part, r.first, r.last, keep))
     if not plan:
         return None, []
-    dtypes = schema.disk_dtypes
-    if cols is not None:
-        dtypes = {n: dtypes[n] for n in ["ts", *cols]}
+    dtypes = read_dtypes(schema, cols)
     out = Columns.empty(dtypes, sum(p[2] - p[1] if p[6] is None else int(p[6].sum()) for p in plan))
     arrays = dict(out.items())
     fill = schema.defaults  # files written before a column with a default existed
@@ -121,26 +122,43 @@ def assemble(files: FileCache, schema: Schema, refs: list[FileRef], lo, hi, cols
                 col[a:b] = col[a:b][order]
     return out, [(p, a, b) for p, a, b, _ in groups]
 
-def to_frame(schema: Schema, per_symbol, syms, multi, cols) -> pd.DataFrame:
-    """The frame of a read: one symbol's rows, or several with a ``symbol`` column."""
-    if not multi:
-        rows = per_symbol[0]
-        return schema.empty_frame(cols) if rows is None else rows_to_frame(schema, rows, cols)
-    frames = []
-    for sym, rows in zip(syms, per_symbol):
-        if rows is None:
-            continue
-        f = rows_to_frame(schema, rows, cols)
-        f["symbol"] = sym
-        frames.append(f)
-    if not frames:
-        f = schema.empty_frame(cols)
-        f["symbol"] = pd.Series([], dtype=object)
-        return f
-    out = pd.concat(frames)
-    if not out.index.is_monotonic_increasing:
-        out = out.iloc[np.argsort(out.index.asi8, kind="stable")]
-    return out
+
+def read_dtypes(schema: Schema, cols) -> dict[str, np.dtype]:
+    """The on-disk dtype of ``ts`` and of each column a read returns (default all)."""
+    dtypes = schema.disk_dtypes
+    return dtypes if cols is None else {n: dtypes[n] for n in ["ts", *cols]}
+
+
+def gather(schema: Schema, per_symbol: list[Columns | None], cols) -> tuple[Columns, np.ndarray]:
+    """The rows of a read (``per_symbol``, each ordered by ts) in one ``Columns``, and
+    the position of each row's symbol in the read's symbols.
+
+    Several symbols are stably sorted by ts: rows that tie keep the symbols' order.
+    """
+    parts = [(i, rows) for i, rows in enumerate(per_symbol) if rows is not None]
+    if not parts:
+        return Columns.empty(read_dtypes(schema, cols)), np.zeros(0, np.intp)
+    rows = Columns.concat([r for _, r in parts])
+    which = np.repeat(np.array([i for i, _ in parts], np.intp), [len(r) for _, r in parts])
+    order = rows.ts_order() if len(parts) > 1 else None
+    return (rows, which) if order is None else (rows[order], which[order])
+
+
+def to_columns(rows: Columns, which: np.ndarray, syms: list[str] | None) -> Columns:
+    """``Table.select_columns``' result: ``rows``, plus a last column ``symbol`` (numpy
+    unicode) when the read named a list of symbols ``syms``."""
+    if syms is None:
+        return rows
+    return Columns({**dict(rows.items()), "symbol": np.array(syms, dtype=str)[which]})
+
+
+def to_frame(schema: Schema, rows: Columns, which: np.ndarray, syms: list[str] | None, cols) -> pd.DataFrame:
+    """``Table.select``'s result: the frame of ``to_columns`` (its ``symbol`` column of
+    Python str shares one object per symbol)."""
+    frame = rows_to_frame(schema, rows, cols)
+    if syms is not None:
+        frame["symbol"] = np.array(syms, dtype=object)[which]
+    return frame
 
 
 def digests(symbol: str, rows: Columns | None, groups) -> list[PinnedPart]:
@@ -250,4 +268,5 @@ def read_pin(table, pin: Pin, *, check: bool = True) -> pd.DataFrame:
             f"the rows read for pin as of {pin.as_of_time} differ from its digests "
             f"({len(parts)} parts read, {len(pin.parts)} pinned); the store does not reproduce it"
         )
-    return to_frame(table.schema, per_symbol, list(pin.symbols), pin.multi, cols)
+    rows, which = gather(table.schema, per_symbol, cols)
+    return to_frame(table.schema, rows, which, list(pin.symbols) if pin.multi else None, cols)

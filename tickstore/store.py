@@ -45,7 +45,7 @@ from .intent import await_commit
 from .layout import data_path, decode_symbol, validate_symbol
 from .lock import TableLock
 from .pin import Pin, Selection
-from .reader import read_as_of, read_pin, to_frame
+from .reader import gather, read_as_of, read_pin, to_columns, to_frame
 from .retention import Retention, prune
 from .schemas import Partition, Schema, builtin_schema
 from .splay import KT, FileCache
@@ -393,14 +393,51 @@ class Table:
         PrunedError
             ``as_of`` lies before the horizon of a ``prune``.
         """
-        return self._select(symbols, start, end, as_of, columns, pin=False)[0]
+        rows, which, syms, cols, _ = self._read(symbols, start, end, as_of, columns, pin=False)
+        return to_frame(self.schema, rows, which, syms, cols)
+
+    def select_columns(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> Columns:
+        """``select``'s rows as numpy columns, without pandas.
+
+        Same arguments, checks, errors and rows in the same order as ``select``; the
+        store's read path imports neither pandas nor PyTables (format-3 files).
+
+        Parameters
+        ----------
+        symbols
+            A symbol, or a list of symbols (the result then ends with a ``symbol`` column).
+        start, end
+            Event time, half-open; ``None`` is unbounded.
+        as_of
+            Knowledge time: ``None`` (now), a time (not later than now), or a snapshot name.
+        columns
+            A subset of the table's columns, in the order wanted (default all, schema order).
+
+        Returns
+        -------
+        Columns
+            ``ts`` first (int64 ns UTC, sorted; for several symbols ties keep the order of
+            ``symbols``), then the columns in their stored dtypes: datetime columns int64
+            ns UTC, ``str<N>`` columns numpy bytes ``S<N>`` holding UTF-8, numbers and
+            bools as stored; for a list of symbols, last, ``symbol`` (numpy unicode).
+
+        Raises
+        ------
+        PrunedError
+            ``as_of`` lies before the horizon of a ``prune``.
+        """
+        rows, which, syms, _, _ = self._read(symbols, start, end, as_of, columns, pin=False)
+        return to_columns(rows, which, syms)
 
     def select_pinned(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> Selection:
         """Like ``select``, plus the ``Pin`` that reproduces it (``Tickstore.read_pin``)."""
-        frame, pin = self._select(symbols, start, end, as_of, columns, pin=True)
-        return Selection(frame, pin)
+        rows, which, syms, cols, pin = self._read(symbols, start, end, as_of, columns, pin=True)
+        return Selection(to_frame(self.schema, rows, which, syms, cols), pin)
 
-    def _select(self, symbols, start, end, as_of, columns, *, pin: bool):
+    def _read(self, symbols, start, end, as_of, columns, *, pin: bool):
+        """The checked read behind ``select``, ``select_columns`` and ``select_pinned``:
+        (rows, each row's symbol position, the symbols if a list was asked for, the
+        columns asked for, the ``Pin`` if ``pin``)."""
         multi = isinstance(symbols, (list, tuple))
         syms = list(symbols) if multi else [symbols]
         for s in syms:
@@ -418,10 +455,11 @@ class Table:
         as_of_ns, protected = self.store._resolve(as_of)
         at = as_of_ns if as_of_ns is not None else self.store._clock.now()
         per_symbol, files, parts = read_as_of(self, syms, lo, hi, at, cols, pin=pin, protected=protected)
-        frame = to_frame(self.schema, per_symbol, syms, multi, cols)
-        if not pin:
-            return frame, None
-        return frame, Pin(self.name, tuple(syms), lo, hi, at, tuple(cols) if cols else None, multi, tuple(files), tuple(parts))
+        rows, which = gather(self.schema, per_symbol, cols)
+        made = None
+        if pin:
+            made = Pin(self.name, tuple(syms), lo, hi, at, tuple(cols) if cols else None, multi, tuple(files), tuple(parts))
+        return rows, which, syms if multi else None, cols, made
 
     def read_pin(self, pin: Pin, *, check: bool = True) -> pd.DataFrame:
         """Reproduce a pinned read exactly.

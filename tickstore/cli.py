@@ -36,7 +36,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -53,7 +52,7 @@ if TYPE_CHECKING:
 
     from .store import Tickstore
 
-__all__ = ["main", "TickstoreGroup", "emit"]
+__all__ = ["main", "TickstoreGroup", "emit", "emit_fields"]
 
 PLUGIN_GROUP = "tickstore.cli"
 NO_PLUGINS_ENV = "TICKSTORE_NO_PLUGINS"  # =1: built-in commands only (e.g. to bypass a broken plugin)
@@ -174,27 +173,25 @@ def main(ctx: click.Context, root: str) -> None:
 
 # -- output -------------------------------------------------------------------------------
 def emit(frame: pd.DataFrame, fmt: str) -> None:
-    """Print ``frame`` as a table, CSV or JSON records (ISO UTC times); shared by plugin commands."""
-    from .export import flat_frame
+    """Print ``frame`` (its index as the first columns) as CSV or JSON records per
+    ``tickstore.render``, or as pandas' table; shared by plugin commands."""
+    from . import render
 
-    if fmt == "csv":
-        click.echo(flat_frame(frame).to_csv(index=False), nl=False)
-    elif fmt == "json":
-        flat = flat_frame(frame)
-        records = flat.astype(object).where(flat.notna(), None).to_dict(orient="records")
-        click.echo(json.dumps(records, default=_json_default))
-    elif frame.empty:
-        click.echo("(no rows)")
+    if fmt == "table":
+        click.echo(render.NO_ROWS if frame.empty else frame.to_string())
     else:
-        click.echo(frame.to_string())
+        emit_fields(render.fields_of_frame(frame), fmt)
 
 
-def _json_default(value):
-    import numpy as np
+def emit_fields(fields: list, fmt: str) -> None:
+    """Print ``tickstore.render`` fields as a table, CSV or JSON records (ISO UTC times)."""
+    from . import render
 
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    if fmt == "table":
+        click.echo(render.table(fields), nl=False)
+        return
+    for chunk in (render.csv_chunks if fmt == "csv" else render.json_chunks)(fields):
+        click.echo(chunk, nl=False)
 
 
 def _format_option(f):
@@ -221,10 +218,13 @@ def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
 
         tickstore select trades binance:BTC/USDT:USDT --start 2024-08-08 --end 2024-08-09 -n 10
     """
+    from .render import fields_of_columns
+
     cols = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     target = symbols[0] if len(symbols) == 1 else list(symbols)
-    frame = _store(ctx)[table].select(target, start, end, as_of=as_of, columns=cols)
-    emit(frame if limit is None else frame.head(limit), fmt)
+    t = _store(ctx)[table]
+    rows = t.select_columns(target, start, end, as_of=as_of, columns=cols)
+    emit_fields(fields_of_columns(rows if limit is None else rows[:limit], t.schema), fmt)
 
 
 def _describe_tables(store: Tickstore, names: list[str]) -> pd.DataFrame:

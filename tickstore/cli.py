@@ -27,8 +27,9 @@ This module never imports ``collectors`` or ``research``.
 Start-up: nothing heavy is imported before a command needs it. ``--help`` reads the
 plugins' names from their entry points and their one-line help from their source (ast),
 without importing them; a plugin is imported when its command runs (a plugin that fails
-to import fails then, with the reason). The store (numpy, pandas, blosc2) is imported
-by the commands that open it.
+to import fails then, with the reason). The store is imported by the commands that open
+it; ``select`` reads numpy columns (``Table.select_columns``) and prints them through
+``render`` without importing pandas.
 """
 
 from __future__ import annotations
@@ -214,7 +215,9 @@ def _format_option(f):
 def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
     """Print rows of TABLE for SYMBOL(s), as known at --as-of.
 
-    Several symbols give one frame with a 'symbol' column. Example:
+    Several symbols give one frame with a 'symbol' column. The table shows every value
+    exactly (floats unrounded, times to the ns when they have them); csv and json give
+    times in ISO 8601 UTC. Example:
 
         tickstore select trades binance:BTC/USDT:USDT --start 2024-08-08 --end 2024-08-09 -n 10
     """

@@ -11,7 +11,8 @@
     layout "auto"  (default) "file" when the rows lie in one UTC day, else "days"
 
 Every file holds exactly the rows ``select`` returned (index ``ts`` as a column, UTC; the
-``symbol`` column for a list of symbols) and carries the pin of its rows: Parquet and
+``symbol`` column for a list of symbols; CSV as ``tickstore select --format csv`` prints it,
+see ``render``) and carries the pin of its rows: Parquet and
 Arrow in the schema metadata (``tickstore.pin``, a JSON ``Pin``, plus ``tickstore.table``
 and ``tickstore.as_of``), CSV in a ``<file>.pin.json`` beside it (times in ISO 8601 with
 ``Z``). A day file's pin names that day's window and the files behind it, so
@@ -32,8 +33,9 @@ import pandas as pd
 from .clock import NS_PER_DAY
 from .errors import TickstoreError
 from .pin import Pin
+from .render import csv_chunks, fields_of_frame, iso_times
 
-__all__ = ["FORMATS", "LAYOUTS", "Export", "ExportError", "export", "iso_utc", "flat_frame", "read_export_pin"]
+__all__ = ["FORMATS", "LAYOUTS", "Export", "ExportError", "export", "iso_utc", "read_export_pin"]
 
 FORMATS = ("parquet", "arrow", "csv")
 LAYOUTS = ("auto", "file", "days")
@@ -61,26 +63,12 @@ class Export:
 
 
 def iso_utc(values) -> np.ndarray:
-    """UTC datetimes -> ISO 8601 strings ending in Z, at the coarsest exact unit (ms/us/ns)."""
+    """UTC datetimes -> ISO 8601 strings ending in Z, at the coarsest exact unit (ms/us/ns);
+    None for NaT (``render.iso_times``)."""
     idx = pd.DatetimeIndex(values)
     if idx.tz is None:
         idx = idx.tz_localize("UTC")
-    ns = idx.as_unit("ns").asi8
-    ok = ~idx.isna()
-    unit = "ms" if not (ns[ok] % 1_000_000).any() else "us" if not (ns[ok] % 1_000).any() else "ns"
-    out = np.datetime_as_string(idx.tz_convert(None).as_unit("ns").to_numpy(), unit=unit, timezone="UTC")
-    out = out.astype(object)
-    out[~ok] = None
-    return out
-
-
-def flat_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The index as a column, datetimes as ISO strings: what CSV and JSON output holds."""
-    flat = frame.reset_index()
-    for c in flat.columns:
-        if isinstance(flat[c].dtype, pd.DatetimeTZDtype):
-            flat[c] = iso_utc(flat[c])
-    return flat
+    return iso_times(idx.as_unit("ns").asi8, np.asarray(idx.isna()))
 
 
 def export(table, symbols, start=None, end=None, *, path, format: str = "parquet", as_of=None, columns=None,
@@ -156,7 +144,9 @@ def _write(frame: pd.DataFrame, pin: Pin, target: Path, fmt: str) -> None:
     meta = {PIN_KEY: pin.to_json().encode(), b"tickstore.table": pin.table.encode(),
             b"tickstore.as_of": iso_utc([pin.as_of_time])[0].encode()}
     if fmt == "csv":
-        flat_frame(frame).to_csv(target, index=False)
+        with open(target, "w", encoding="utf-8", newline="") as f:
+            for chunk in csv_chunks(fields_of_frame(frame)):
+                f.write(chunk)
         _sidecar(target).write_text(pin.to_json())
         return
     import pyarrow as pa

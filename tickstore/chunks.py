@@ -7,9 +7,10 @@ such frames and frames back into arrays, the parts of a read or a write that cos
 ``run(jobs, nbytes)``
     Runs independent jobs (one per chunk) on ``THREADS`` threads: the caller and a few
     workers take the next job from a shared queue. blosc2 releases the GIL while it
-    (de)compresses (``set_releasegil``), ``os.preadv`` and xxh3 do too, so the chunks of a
-    read or a write run in parallel. blosc2's own threads are not used (every call passes
-    ``nthreads=1``, and importing this module sets blosc2's default to 1): since c-blosc2
+    (de)compresses (a ctypes call of its C library, ``set_releasegil`` for the package),
+    ``os.preadv`` and xxh3 do too, so the chunks of a read or a write run in parallel.
+    blosc2's own threads are not used (every call passes ``nthreads=1``, and
+    ``blosc.package()`` sets the package's default to 1): since c-blosc2
     3 they live in a process-wide pool that a forked child inherits without its threads
     and may wait on forever (its teardown races with its workers), and one pool wake-up
     per 1 MB chunk was no faster than a chunk per thread. The workers are rebuilt after
@@ -24,6 +25,10 @@ such frames and frames back into arrays, the parts of a read or a write that cos
     chunk, so the frame is filled in from a template learnt from (and checked against) a
     frame blosc2 builds, instead of building a super-chunk per chunk (~0.7 ms per 1 MB,
     more than compressing it).
+``decompress(raw, dst)``
+    A chunk (or a one-chunk frame) straight into its place in the result, through the
+    C library (``blosc``): a read never imports the blosc2 package (~0.4 s); compressing
+    does.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import blosc2
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
+from . import blosc
 from .memory import mapped
 
 __all__ = ["THREADS", "CODECS", "run", "scratch", "cparams", "compress", "decompress"]
@@ -44,14 +49,7 @@ __all__ = ["THREADS", "CODECS", "run", "scratch", "cparams", "compress", "decomp
 THREADS = max(1, min(4, os.cpu_count() or 1))
 _GRAIN = 2 << 20  # scratch buffers grow by huge pages
 PARALLEL_BYTES = 1 << 20  # a wake-up of the workers costs ~50 us, (de)compressing 1 MB ~300 us
-CODECS = {
-    "blosclz": blosc2.Codec.BLOSCLZ,
-    "lz4": blosc2.Codec.LZ4,
-    "lz4hc": blosc2.Codec.LZ4HC,
-    "zstd": blosc2.Codec.ZSTD,
-    "zlib": blosc2.Codec.ZLIB,
-}
-blosc2.set_releasegil(True)  # our jobs run beside each other; other users lose nothing
+CODECS = ("blosclz", "lz4", "lz4hc", "zstd", "zlib")  # blosc2.Codec.<NAME.upper()>
 
 
 # -- threads ------------------------------------------------------------------------------
@@ -159,10 +157,9 @@ def scratch() -> Scratch:
     return s
 
 
-# -- blosc2's own thread pool and fork ------------------------------------------------------
-# Calls that do not pass nthreads (the index, PyTables' filter, other code in the process)
-# use blosc2's default: one thread, so no pool a forked child would wait on.
-blosc2.set_nthreads(1)
+# -- fork ---------------------------------------------------------------------------------
+# blosc2's own pool is never used (``blosc.package()`` sets the package's default to one
+# thread, the C binding's contexts have one thread each); our workers are rebuilt.
 os.register_at_fork(after_in_child=_WORKERS.forget)
 
 
@@ -172,8 +169,9 @@ def cparams(complib: str, complevel: int, shuffle: str, typesize: int) -> dict:
     lib, _, codec = complib.partition(":")
     if lib != "blosc2" or codec not in CODECS:
         raise ValueError(f"complib {complib!r}: one of {', '.join('blosc2:' + c for c in CODECS)}")
+    blosc2 = blosc.package()
     return {
-        "codec": CODECS[codec],
+        "codec": blosc2.Codec[codec.upper()],
         "clevel": complevel,
         "typesize": typesize,
         "nthreads": 1,
@@ -186,7 +184,7 @@ def compress(part: np.ndarray, params: dict) -> tuple[bytes, tuple[int, int, int
     length, xxh3-64 of the bytes a reader decompresses)); offset -1 (length 0): the frame
     stores the chunk without data (a special chunk, e.g. all zeros), a reader decompresses
     the whole frame, whose xxh3 it is."""
-    inner = blosc2.compress2(part, **params)
+    inner = blosc.package().compress2(part, **params)
     if len(inner) >= 32 and not inner[31] >> 4 & 7:  # blosc2 flags: not a special value
         built = _TEMPLATES.frame(inner, part.nbytes, params)
         if built is not None:
@@ -216,7 +214,7 @@ _SPECIAL_MAX = 256
 
 def _reference_frame(inner: bytes, nbytes: int, params: dict) -> bytes:
     """The frame blosc2 itself builds around the chunk ``inner``."""
-    sc = blosc2.SChunk(chunksize=nbytes, cparams=params, dparams={"nthreads": 1})
+    sc = blosc.package().SChunk(chunksize=nbytes, cparams=params, dparams={"nthreads": 1})
     sc.append_chunk(inner)
     return sc.to_cframe()
 
@@ -266,7 +264,7 @@ class _FrameTemplates:
         if any(head[tag_at] != tag for tag_at, tag, _, _ in self._FIELDS):
             return None
         probe = np.arange(3 * params["typesize"], dtype=np.uint8) + 1  # another size; never special
-        other = blosc2.compress2(probe, **params)
+        other = blosc.package().compress2(probe, **params)
         if self._fill(head, tail, inner, nbytes) != ref:
             return None
         if self._fill(head, tail, other, probe.nbytes) != _reference_frame(other, probe.nbytes, params):
@@ -285,15 +283,8 @@ def decompress(raw, dst: np.ndarray, *, whole_frame: bool = False) -> None:
     Raises
     ------
     ValueError
-        The chunk's header disagrees with its size or with ``dst`` (a damaged format-2
-        chunk has no checksum: this keeps the decompressor inside its buffers).
+        The chunk is damaged, or its header disagrees with its size or with ``dst`` (a
+        damaged format-2 chunk has no checksum: this keeps the decompressor inside its
+        buffers).
     """
-    if whole_frame:
-        sc = blosc2.schunk_from_cframe(bytes(raw), copy=True)
-        sc.dparams = blosc2.DParams(nthreads=1)
-        sc.decompress_chunk(0, dst=dst)
-        return
-    nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(raw)
-    if cbytes != len(raw) or nbytes != dst.nbytes:
-        raise ValueError(f"blosc2 header says {cbytes} bytes holding {nbytes}, expected {len(raw)} holding {dst.nbytes}")
-    blosc2.decompress2(raw, dst=dst, nthreads=1)
+    (blosc.decompress_frame if whole_frame else blosc.decompress)(raw, dst)

@@ -74,13 +74,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import blosc2
 import numpy as np
 import pandas as pd
 import tables
 from xxhash import xxh3_64_intdigest
 
-from . import diskio
+from . import chunks, diskio
 from .clock import MAX_NS, NS_PER_DAY
 from .errors import CorruptionError, FormatVersionError, StorageError, TickstoreError
 from .layout import data_path, decode_symbol, encode_symbol
@@ -456,9 +455,9 @@ def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partiti
         raw = np.empty(n * layout.itemsize, np.uint8)
         at = offset - block  # chunk offsets count from the start of the file
         if inner >= 0:
-            blosc2.decompress2(bytes(image[at + inner : at + inner + inner_size]), dst=raw)
+            chunks.decompress(image[at + inner : at + inner + inner_size], raw)
         else:
-            blosc2.schunk_from_cframe(bytes(image[at : at + csize]), copy=False).decompress_chunk(0, dst=raw)
+            chunks.decompress(image[at : at + csize], raw, whole_frame=True)
         return (raw.view(ENTRY) if layout is ENTRY else _upgrade(raw.view(ENTRY_V3))), damaged
     except (CorruptionError, FormatVersionError):
         raise

@@ -14,7 +14,7 @@ import pandas.testing as pdt
 import pytest
 import tables
 
-from tickstore import CorruptionError, Tickstore, chunks, diskio, memory
+from tickstore import CorruptionError, Tickstore, blosc, chunks, diskio, memory
 from tickstore.columns import MAPPED_MIN, Columns
 from tickstore.splay import CHUNK_ROWS
 from tests.tickstore.helpers import SYM, stored_columns, trades
@@ -82,7 +82,7 @@ def test_special_chunk_frames_come_from_a_bounded_cache_equal_to_blosc2s(monkeyp
     part = np.zeros(CHUNK_ROWS, np.int8)
     first = chunks.compress(part, params)
     assert first[1][0] == -1 and first == chunks.compress(part, params)
-    inner = chunks.blosc2.compress2(part, **params)
+    inner = blosc.package().compress2(part, **params)
     assert first[0] == chunks._reference_frame(inner, part.nbytes, params)
     out = np.ones_like(part)
     chunks.decompress(first[0], out, whole_frame=True)

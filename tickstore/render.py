@@ -2,15 +2,16 @@
 
 One set of rules, whatever the rows come from: the numpy columns of
 ``Table.select_columns`` (``fields_of_columns``: nothing here imports pandas) or a frame a
-command built (``fields_of_frame``: its index as the first columns). Either becomes a list
-of ``Field`` (name, kind, values, missing) and is printed by:
+command built (``fields_of_frame``: its index as the first columns; ``export`` writes its
+CSV files through it too). Either becomes a list of ``Field`` (name, kind, values, missing)
+and is printed by:
 
 ``csv_chunks``
-    RFC 4180 text as ``DataFrame.to_csv(index=False)`` writes it, byte for byte: a header
-    line, the stdlib ``csv`` writer's minimal quoting (fields holding ``,`` ``"`` or a line
-    break are quoted, quotes doubled), ``os.linesep`` line ends, floats as numpy's
-    shortest round-trip text (``0.1``, ``1e+16``, ``inf``), NaN and missing as an empty
-    field, bools ``True``/``False``, times per ``iso_times``.
+    The text ``DataFrame.to_csv(index=False)`` writes, byte for byte: a header line, the
+    stdlib ``csv`` writer's minimal quoting (fields holding ``,`` ``"`` or a line break
+    are quoted, quotes doubled), ``os.linesep`` line ends, floats as numpy's shortest
+    round-trip text (``0.1``, ``1e+16``, ``inf``), NaN and missing as an empty field,
+    bools ``True``/``False``, times per ``iso_times``.
 ``json_chunks``
     One JSON array of records (``{"column": value, ...}`` per row, ``json.dumps``
     spacing), as ``[...]`` of ``DataFrame.to_dict("records")``: numbers as JSON numbers
@@ -47,7 +48,6 @@ __all__ = ["Field", "fields_of_columns", "fields_of_frame", "csv_chunks", "json_
 
 CHUNK_ROWS = 50_000
 NO_ROWS = "(no rows)"
-KINDS = ("time", "float", "int", "bytes", "text")
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 

@@ -365,3 +365,21 @@ def test_export_csv_is_the_text_select_prints(every_table, tmp_path):
     export(t, [SYM, ETH], path=tmp_path / "gaps.csv", format="csv")
     assert (tmp_path / "gaps.csv").read_bytes() == pandas_csv(frame).encode()  # \r\n inside quoted strings kept
     assert _cli(every_table, "gaps", SYM, ETH, "-f", "csv").encode() == pandas_csv(frame).encode()
+
+
+def test_n_slices_the_columns_before_they_are_rendered(every_table, monkeypatch):
+    import tickstore.render as render
+
+    seen = []
+    real = render.fields_of_columns
+
+    def spy(rows, schema):
+        seen.append(len(rows))
+        return real(rows, schema)
+
+    monkeypatch.setattr(render, "fields_of_columns", spy)
+    for n, fmt in ((3, "table"), (0, "csv"), (5, "json")):
+        _cli(every_table, "gaps", SYM, ETH, "-n", str(n), "-f", fmt)
+    _cli(every_table, "gaps", SYM, "-f", "csv")
+    assert seen == [3, 0, 5, 90]
+    assert _cli(every_table, "gaps", SYM, "-n", "0") == "(no rows)\n"

@@ -35,18 +35,23 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import os
+import re
 import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
-import pandas as pd
 
 from .errors import FrameError
 
-__all__ = ["Clock", "SystemClock", "FrozenClock", "StoreClock", "to_ns", "to_day", "ns_to_timestamp", "NS_PER_DAY"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Clock", "SystemClock", "FrozenClock", "StoreClock", "to_ns", "to_day", "parse_iso", "ns_to_timestamp", "NS_PER_DAY",
+]
 
 NS_PER_DAY = 86_400_000_000_000
 TIME_RANGE = "1677-09-21T00:12:43Z .. 2262-04-11T23:47:16Z: int64 nanoseconds UTC"
@@ -218,14 +223,59 @@ class StoreClock:
 
 
 def ns_to_timestamp(ns: int) -> pd.Timestamp:
+    import pandas as pd
+
     return pd.Timestamp(int(ns), unit="ns", tz="UTC")
+
+
+# the ISO 8601 forms ``parse_iso`` reads itself: date, then optionally 'T' or ' ', hh:mm,
+# :ss, a fraction of 1-9 digits, and 'Z' or an offset +hh:mm / +hhmm (matched whole)
+_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|([+-])([0-9]{2}):?([0-9]{2}))?)?",
+    re.ASCII,
+)
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+_NS_MIN, _NS_MAX = -(2**63 - 1), 2**63 - 1  # pandas' Timestamp.min and .max (-2**63 is NaT)
+
+
+def parse_iso(text: str) -> int | None:
+    """An ISO 8601 time (no offset = UTC) -> ns UTC, exactly as ``pd.Timestamp`` reads it;
+    None for anything else (another form, an invalid date or time, out of range).
+
+    Reads ``2024-08-08``, ``2024-08-08T12:00``, ``2024-08-08 12:00:00.123456789``,
+    ``...Z``, ``...+02:00``, ``...-0130``, so a read given such a string does not import
+    pandas; ``to_ns`` hands whatever this leaves to pandas (same answers, same errors).
+    """
+    m = _ISO.fullmatch(text)
+    if m is None:
+        return None
+    y, mo, d, hh, mi, ss, frac, zone, sign, oh, om = m.groups()
+    try:
+        days = _dt.date(int(y), int(mo), int(d)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    h, mins, secs = int(hh or 0), int(mi or 0), int(ss or 0)
+    if h > 23 or mins > 59 or secs > 59:
+        return None
+    local = (((days * 24 + h) * 60 + mins) * 60 + secs) * 10**9 + (int(frac.ljust(9, "0")) if frac else 0)
+    offset = 0
+    if sign is not None:
+        if int(oh) > 23 or int(om) > 59:
+            return None
+        offset = (int(oh) * 60 + int(om)) * 60 * 10**9 * (1 if sign == "+" else -1)
+    ns = local - offset
+    if not (_NS_MIN <= local <= _NS_MAX and _NS_MIN <= ns <= _NS_MAX):
+        return None  # pandas decides (and words the error)
+    return ns
 
 
 def to_ns(value, *, what: str = "time") -> int:
     """A time given by a user -> UTC nanoseconds.
 
     Accepts a tz-aware ``datetime``/``Timestamp``, a ``date`` (its UTC midnight), a string
-    (ISO 8601; no offset means UTC), or ``numpy.datetime64`` (UTC by convention).
+    (ISO 8601; no offset means UTC), or ``numpy.datetime64`` (UTC by convention). The
+    usual ISO strings are read without pandas (``parse_iso``), everything else by pandas.
 
     Raises
     ------
@@ -235,6 +285,12 @@ def to_ns(value, *, what: str = "time") -> int:
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         raise FrameError(f"{what}={value!r}: give a timestamp or ISO string, not a bare integer")
+    if isinstance(value, str):
+        ns = parse_iso(value)
+        if ns is not None:
+            return ns
+    import pandas as pd
+
     try:
         return _to_ns(value, what)
     except (OverflowError, pd.errors.OutOfBoundsDatetime):
@@ -242,6 +298,8 @@ def to_ns(value, *, what: str = "time") -> int:
 
 
 def _to_ns(value, what: str) -> int:
+    import pandas as pd
+
     if isinstance(value, _dt.datetime) or isinstance(value, pd.Timestamp):
         if value.tzinfo is None:
             raise FrameError(f"{what}={value!r} is naive; give a tz-aware time (e.g. tz='UTC')")

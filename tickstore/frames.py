@@ -15,7 +15,7 @@ from .columns import Columns
 from .errors import DuplicateKeyError, FrameError, SchemaError
 from .schemas import Column, Schema
 
-__all__ = ["frame_to_rows", "rows_to_frame", "check_unique_key", "key_values"]
+__all__ = ["frame_to_rows", "rows_to_frame", "check_unique_key", "key_values", "keys_held"]
 
 
 def _utc_ns(values, *, what: str) -> np.ndarray:
@@ -157,6 +157,12 @@ def key_values(schema: Schema, rows: Columns):
     if len(schema.key) == 1:
         return rows[schema.key[0]]
     return pd.MultiIndex.from_arrays([rows[k] for k in schema.key])
+
+
+def keys_held(schema: Schema, rows: Columns, stored: Columns) -> np.ndarray:
+    """Mask of ``rows`` whose key (the schema's, not None) is also a key of ``stored``."""
+    new_keys, old_keys = key_values(schema, rows), key_values(schema, stored)
+    return new_keys.isin(old_keys) if isinstance(new_keys, pd.MultiIndex) else np.isin(new_keys, old_keys)
 
 
 def check_unique_key(schema: Schema, rows: Columns) -> Columns:

@@ -73,10 +73,9 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import tables
 from xxhash import xxh3_64_intdigest
 
 from . import chunks, diskio
@@ -84,7 +83,10 @@ from .clock import MAX_NS, NS_PER_DAY
 from .errors import CorruptionError, FormatVersionError, StorageError, TickstoreError
 from .layout import data_path, decode_symbol, encode_symbol
 from .schemas import Partition
-from .splay import header_body, layout_header, write_array
+from .splay import hdf5, hdf5_error, header_body, layout_header, write_array
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ENTRY", "SymbolIndex", "IndexCache", "INDEX_FORMAT_VERSION", "index_partition", "index_last_commit"]
 
@@ -267,7 +269,7 @@ class SymbolIndex:
         while block < len(_INDEX_MAGIC) + 28 + _HEADER_ROOM + len(json.dumps(damaged, separators=(",", ":")).encode()):
             block *= 2
         # built in memory (HDF5's core driver), written by diskio (fsync, rename, fsync)
-        with tables.open_file(
+        with hdf5().open_file(
             f"{path}.mem-{os.getpid()}-{next(_MEMORY_FILES)}",
             "w",
             driver="H5FD_CORE",
@@ -341,6 +343,8 @@ class SymbolIndex:
     # -- views ----------------------------------------------------------------------------
     def to_frame(self, root: Path | None = None) -> pd.DataFrame:
         """The index as a DataFrame with a (symbol, date) MultiIndex, one row per version."""
+        import pandas as pd
+
         e = self.entries
 
         def times(col):
@@ -468,6 +472,7 @@ def _load_3(path: Path, data: bytes, table: str, symbol: str, partition: Partiti
 def _load_legacy(path: Path) -> np.ndarray:
     """Index formats 1 and 2, through PyTables (they carry no checksum)."""
     remedy = "rebuild it with `tickstore reindex`"
+    tables = hdf5()
     try:
         with tables.open_file(str(path), "r") as h:
             fmt = int(h.root._v_attrs.tickstore_index_format)
@@ -498,9 +503,9 @@ def index_partition(path: Path) -> Partition | None:
         h = _read_header(path)
         if h is not None:
             return Partition(h["partition"])
-        with tables.open_file(str(path), "r") as h:
+        with hdf5().open_file(str(path), "r") as h:
             return Partition(str(h.root._v_attrs.partition))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, tables.HDF5ExtError, TickstoreError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, hdf5_error(), TickstoreError):
         return None  # damaged: another index of the table tells
 
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from .clock import ns_to_timestamp
 from .errors import PinError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PinnedFile", "PinnedPart", "Pin", "Selection", "part_digest"]
 
@@ -97,7 +101,7 @@ class Pin:
 
     @property
     def as_of_time(self) -> pd.Timestamp:
-        return pd.Timestamp(self.as_of, unit="ns", tz="UTC")
+        return ns_to_timestamp(self.as_of)
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .clock import NS_PER_DAY
 from .columns import Columns
 from .errors import CorruptionError, PinError
-from .frames import rows_to_frame
 from .intent import await_commit
 from .pin import Pin, PinnedFile, PinnedPart, part_digest
 from .schemas import Schema
 from .splay import KT, FileCache
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "FileRef", "assemble", "read_dtypes", "gather", "to_columns", "to_frame", "digests", "part_key", "read_as_of",
@@ -155,6 +157,8 @@ def to_columns(rows: Columns, which: np.ndarray, syms: list[str] | None) -> Colu
 def to_frame(schema: Schema, rows: Columns, which: np.ndarray, syms: list[str] | None, cols) -> pd.DataFrame:
     """``Table.select``'s result: the frame of ``to_columns`` (its ``symbol`` column of
     Python str shares one object per symbol)."""
+    from .frames import rows_to_frame  # pandas: imported by the reads that return frames
+
     frame = rows_to_frame(schema, rows, cols)
     if syms is not None:
         frame["symbol"] = np.array(syms, dtype=object)[which]

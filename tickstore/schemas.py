@@ -59,11 +59,14 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .errors import SchemaError, UnknownTableError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Column", "Partition", "Schema", "TradeKind", "TsClock", "builtin_schema", "BUILTIN_TABLES"]
 
@@ -281,6 +284,8 @@ class Schema:
         return {"ts": np.dtype("i8"), **{c.name: c.disk_dtype for c in self.columns}}
 
     def empty_frame(self, columns: list[str] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         cols = self.columns if columns is None else [self.column(c) for c in columns]
         data = {c.name: pd.Series([], dtype=c.frame_dtype) for c in cols}
         return pd.DataFrame(data, index=pd.DatetimeIndex([], tz="UTC", name="ts"))

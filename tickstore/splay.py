@@ -85,14 +85,15 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tables
 from xxhash import xxh3_64_intdigest
 
 from . import chunks, diskio
@@ -101,14 +102,19 @@ from .errors import CorruptionError, FormatVersionError, StorageError, Tickstore
 from .layout import data_path
 from .schemas import Partition
 
-__all__ = ["FORMAT_VERSION", "KT", "FileMeta", "write_file", "write_array", "read_meta", "FileCache", "sha256_file"]
+if TYPE_CHECKING:
+    import tables
+
+__all__ = [
+    "FORMAT_VERSION", "KT", "FileMeta", "write_file", "write_array", "read_meta", "FileCache", "sha256_file", "hdf5",
+    "hdf5_error",
+]
 
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
 KT = "_kt"  # the hidden per-row knowledge-time column of merged files
 CHUNK_ROWS = 1 << 17  # 1 MB of int64 per chunk: HDF5 per-chunk costs vanish, a point read stays cheap
 _DATA = "/data"
-warnings.filterwarnings("ignore", category=tables.NaturalNameWarning)
 _MAX_EXACT = float(2**53)
 # Format 2 files start with an HDF5 user block (ignored by HDF5 readers) holding this
 # magic, the JSON's length (10 digits, newline) and the JSON layout: per column codec,
@@ -118,6 +124,28 @@ _LAYOUT_MAGIC = b"TICKSTORE-LAYOUT\n"  # format 2: no checksums
 _LAYOUT_MAGIC_3 = b"TICKSTORE-LAYOUT-3\n"  # then b"%010d %016x\n" % (length, xxh3 of the JSON)
 _HEAD_3 = len(_LAYOUT_MAGIC_3) + 28
 _PLAIN_WRITE = itertools.count()  # unique names for in-memory HDF5 files
+
+
+@functools.cache
+def hdf5():
+    """PyTables, imported on first use: writes and files of formats 1 and 2 (data and
+    index) go through HDF5; a read of format-3 files makes no HDF5 call and does not
+    import it (~35 ms)."""
+    import tables
+
+    warnings.filterwarnings("ignore", category=tables.NaturalNameWarning)
+    return tables
+
+
+class _NoHDF5Error(Exception):
+    """Never raised: what ``hdf5_error`` names while PyTables is not imported."""
+
+
+def hdf5_error() -> type[Exception]:
+    """``tables.HDF5ExtError`` for an ``except`` clause, without importing PyTables: if
+    it is not imported, no HDF5 call was made, so no such error can have been raised."""
+    t = sys.modules.get("tables")
+    return getattr(t, "HDF5ExtError", _NoHDF5Error)
 
 
 @dataclass(frozen=True)
@@ -239,7 +267,7 @@ def write_file(path: Path, rows: Columns, meta: FileMeta, *, complib: str, compl
     # Built in memory (HDF5's core driver, no backing file), then written by diskio: every
     # byte reaches the disk through one place that fsyncs, refuses to replace, and turns
     # a full disk into a StorageError.
-    with tables.open_file(
+    with hdf5().open_file(
         f"{path}.mem-{os.getpid()}-{next(_PLAIN_WRITE)}",
         "w",
         driver="H5FD_CORE",
@@ -351,7 +379,7 @@ class _Packed:
         # (a book size column: 0.8 MB vs 1.4 byte- / 1.9 bit-shuffled)
         shuffle = "none" if codec == "xor" else shuffle
         self.dtype = values.dtype if codec == "plain" else np.dtype(np.int64)
-        self.filters = tables.Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
+        self.filters = hdf5().Filters(complevel=complevel, complib=complib, shuffle=shuffle == "byte", bitshuffle=shuffle == "bit")
         params = chunks.cparams(complib, complevel, shuffle, typesize or self.dtype.itemsize)
         self.frames: list = [None] * -(-self.n // chunk)
         stored = None if codec == "plain" else np.empty(self.n, np.int64)  # the encoded copy, filled by the jobs
@@ -379,7 +407,7 @@ class _Packed:
         return sum(len(f) for f, _ in self.frames)
 
     def write(self, h: tables.File, where, name: str):
-        atom = tables.Atom.from_dtype(self.dtype)
+        atom = hdf5().Atom.from_dtype(self.dtype)
         if self.n == 0:
             return h.create_earray(where, name, atom=atom, shape=(0,), filters=self.filters, chunkshape=(1024,)), []
         node = h.create_carray(where, name, atom=atom, shape=(self.n,), filters=self.filters, chunkshape=(self.chunk,))
@@ -456,6 +484,7 @@ def read_meta(path: str | os.PathLike) -> FileMeta:
         os.close(fd)
     if found is not None and found[0] >= 3:
         return _meta_of(str(path), found[1])
+    tables = hdf5()
     try:
         with tables.open_file(str(path), "r") as h:
             a = h.root._v_attrs
@@ -796,6 +825,7 @@ class FileCache:
 
     @staticmethod
     def _open_hdf5(path: str) -> _Table1:
+        tables = hdf5()
         try:
             h = tables.open_file(path, "r")
         except (tables.HDF5ExtError, OSError) as exc:
@@ -831,7 +861,7 @@ class FileCache:
             try:
                 start = 0 if lo is None else f.first_at_or_after(lo)
                 stop = f.n if hi is None else f.first_at_or_after(hi)
-            except (tables.HDF5ExtError, ValueError) as exc:  # format 1, read through HDF5
+            except (hdf5_error(), ValueError) as exc:  # format 1, read through HDF5
                 raise CorruptionError(f"{path}: cannot read ts ({exc}); run `tickstore verify`") from None
             return start, max(start, stop)
 
@@ -870,7 +900,7 @@ class FileCache:
                 if not isinstance(f, _Layout):  # format 1, read through HDF5
                     try:
                         f.read_into(start, stop, out)
-                    except (tables.HDF5ExtError, ValueError) as exc:
+                    except (hdf5_error(), ValueError) as exc:
                         raise CorruptionError(f"{path}: cannot read rows {start}:{stop} ({exc}); run `tickstore verify`") from None
                     continue
                 batch += f.jobs(start, stop, out)

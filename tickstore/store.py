@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import diskio
 from .columns import Columns
@@ -39,7 +38,6 @@ from .errors import (
     TickstoreError,
     UnknownTableError,
 )
-from .frames import check_unique_key, frame_to_rows, key_values
 from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_last_commit, index_partition
 from .intent import await_commit
 from .layout import data_path, decode_symbol, validate_symbol
@@ -52,6 +50,8 @@ from .splay import KT, FileCache
 from .transaction import Commit, Writer
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .integrity import ReindexReport, VerifyReport
 
 __all__ = ["Tickstore", "Table", "Commit"]
@@ -145,6 +145,13 @@ class Table:
         start, stop = self.store._files.row_range(self._abs(idx.path_of(e)), lo, hi)
         return stop > start
 
+    def _rows(self, df, **window) -> Columns:
+        """``df`` validated (``frames.frame_to_rows``, ``window``: its lo/hi/where) into
+        on-disk rows, exact repeats dropped. Frames (pandas) are imported by writes only."""
+        from .frames import check_unique_key, frame_to_rows
+
+        return check_unique_key(self.schema, frame_to_rows(self.schema, df, **window))
+
     def _day_window(self, day: int) -> tuple[int, int]:
         return day * NS_PER_DAY, (day + 1) * NS_PER_DAY
 
@@ -167,8 +174,7 @@ class Table:
         validate_symbol(symbol)
         day = to_day(date)
         lo, hi = self._day_window(day)
-        rows = frame_to_rows(self.schema, df, lo=lo, hi=hi, where=f"the day {np.datetime64(day, 'D')}")
-        rows = check_unique_key(self.schema, rows)
+        rows = self._rows(df, lo=lo, hi=hi, where=f"the day {np.datetime64(day, 'D')}")
         reason_b = _text(reason, what="reason", limit=REASON_BYTES)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
         with self._tx.writing(symbol):
@@ -248,8 +254,7 @@ class Table:
         SymbolError, SchemaError, FrameError, DuplicateKeyError, LockedError
         """
         validate_symbol(symbol)
-        rows = frame_to_rows(self.schema, df)
-        rows = check_unique_key(self.schema, rows)
+        rows = self._rows(df)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
         with self._tx.writing(symbol):
             idx = self._index(symbol)
@@ -287,8 +292,7 @@ class Table:
         SymbolError, SchemaError, FrameError, DuplicateKeyError, LockedError
         """
         validate_symbol(symbol)
-        rows = frame_to_rows(self.schema, df)
-        rows = check_unique_key(self.schema, rows)
+        rows = self._rows(df)
         reason_b = _text(reason, what="reason", limit=REASON_BYTES)
         source_b = _text(source, what="source", limit=SOURCE_BYTES)
         with self._tx.writing(symbol):
@@ -314,8 +318,9 @@ class Table:
     def _held(self, rows: Columns, stored: Columns) -> np.ndarray:
         """Mask of ``rows`` already in ``stored``: by key, or as a multiset of whole rows."""
         if self.schema.key is not None:
-            new_keys, old_keys = key_values(self.schema, rows), key_values(self.schema, stored)
-            return new_keys.isin(old_keys) if isinstance(new_keys, pd.MultiIndex) else np.isin(new_keys, old_keys)
+            from .frames import keys_held
+
+            return keys_held(self.schema, rows, stored)
         # each row as one opaque byte string (equal values, equal bytes: NaN included)
         whole = [Columns.concat([stored, rows])[n] for n in rows.names]
         packed = np.empty(len(whole[0]), dtype=[(n, a.dtype) for n, a in zip(rows.names, whole)])
@@ -347,12 +352,9 @@ class Table:
         if not overlapping:
             return rows
         stored = self._read_entries(idx, overlapping, names=["ts", *self.schema.key])
-        new_keys, old_keys = key_values(self.schema, rows), key_values(self.schema, stored)
-        if isinstance(new_keys, pd.MultiIndex):
-            seen = new_keys.isin(old_keys)
-        else:
-            seen = np.isin(new_keys, old_keys)
-        return rows[~seen]
+        from .frames import keys_held
+
+        return rows[~keys_held(self.schema, rows, stored)]
 
     # -- compaction ---------------------------------------------------------------------
     def compact(self, symbol: str | None = None) -> int:
@@ -501,6 +503,8 @@ class Table:
         frames = [self._index(s).to_frame() for s in syms]
         if not frames:
             return SymbolIndex.empty(self.name, "x:x", self.schema.partition).to_frame()
+        import pandas as pd
+
         return pd.concat(frames)
 
     def damaged(self, symbols=None) -> pd.DataFrame:
@@ -514,6 +518,8 @@ class Table:
             for part, version, why in idx.damaged:
                 rel = data_path(self.name, self.schema.partition, part, s, version)
                 rows.append((s, ns_to_timestamp(part * NS_PER_DAY), version, rel, why, (self.store.root / rel).exists()))
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=["symbol", "date", "version", "path", "why", "on_disk"])
 
     def symbols(self) -> list[str]:
@@ -540,6 +546,8 @@ class Table:
         if not protected:
             self.store._retention.check(at, self.store._snapshot_times)
         parts = np.unique(e["partition"][e["rows"] > 0])
+        import pandas as pd
+
         return pd.DatetimeIndex((parts * NS_PER_DAY).view("M8[ns]"), tz="UTC", name="date")
 
 
@@ -728,6 +736,8 @@ class Tickstore:
         return ns_to_timestamp(now)
 
     def snapshots(self) -> pd.DataFrame:
+        import pandas as pd
+
         snaps = self._load_snapshots()
         frame = pd.DataFrame(
             {
@@ -788,6 +798,8 @@ class Tickstore:
 
     def prunes(self) -> pd.DataFrame:
         """The prune log: when, before what, why, by whom, what was removed, whether done."""
+        import pandas as pd
+
         log = self._retention.load()["log"]
         frame = pd.DataFrame(
             {

@@ -27,8 +27,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +41,9 @@ from .intent import crash_point, intent_tmp, recover as recover_intent, write_in
 from .layout import data_path, encode_symbol, parse_data_path
 from .schemas import Partition
 from .splay import KT, FileMeta, write_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Commit", "Writer"]
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,6 +127,14 @@ def test_format_1_files_are_still_read(tmp_path):
         assert store.verify().ok
         t = store["trades"]
         pdt.assert_frame_equal(t.select(SYM), df, check_freq=False)
+    # a process that has not imported PyTables (format-3 reads never do) imports it for them
+    code = "import sys; from tickstore.store import Tickstore; t = Tickstore(sys.argv[1])['trades']; "
+    code += "print(len(t.select_columns(sys.argv[2], columns=['price'])), 'tables' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path), SYM], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["5000", "True"], out.stderr
+    with Tickstore(tmp_path) as store:
+        t = store["trades"]
         pdt.assert_frame_equal(
             t.select(SYM, df.index[100], df.index[200], columns=["qty"]), df.iloc[100:200, [3]], check_freq=False
         )

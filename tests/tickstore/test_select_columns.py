@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from tickstore import Column, Schema
+from tickstore import Column, Schema, Tickstore
 from tickstore.columns import Columns
 from tests.tickstore.helpers import SYM, trades
 
 ETH = "binance:ETH/USDT:USDT"
+REPO = Path(__file__).resolve().parents[2]
+
+# What a process that only reads format-3 files with select_columns must not import (the
+# CLI's `select ... -n 10` starts in well under a second only without them). blosc2 joins
+# the list once the read path decompresses without it (fast_select, helper 22).
+NOT_ON_THE_READ_PATH = ("pandas", "tables")
 
 
 def assert_same_rows(cols: Columns, frame: pd.DataFrame, schema: Schema) -> None:
@@ -168,3 +180,39 @@ def test_errors_are_selects(store, args, kw):
     with pytest.raises(type(by_select.value)) as by_columns:
         t.select_columns(*args, **kw)
     assert str(by_columns.value) == str(by_select.value)
+
+
+_READER = """
+import json, sys
+root, sym, eth, iso = sys.argv[1:]
+from tickstore.store import Tickstore
+t = Tickstore(root)["trades"]
+rows = [
+    len(t.select_columns(sym, "2024-08-08", "2024-08-09")),
+    len(t.select_columns(sym, "2024-08-08", "2024-08-09", as_of="paper")),
+    len(t.select_columns(sym, "2024-08-08T00:00:00Z", "2024-08-09 00:00", as_of=iso)),
+    len(t.select_columns([sym, eth], None, "2024-08-10", columns=["price", "recv_ts"])),
+]
+print(json.dumps({"rows": rows, "imported": [m for m in json.loads(sys.stdin.read()) if m in sys.modules]}))
+"""
+
+
+def test_a_process_reading_columns_imports_neither_pandas_nor_pytables(tmp_path, clock):
+    with Tickstore(tmp_path / "s", clock=clock) as store:
+        t = store["trades"]
+        t.insert(SYM, "2024-08-08", trades("2024-08-08", 300))
+        t.insert(ETH, "2024-08-09", trades("2024-08-09", 20))
+        clock.advance(1)
+        store.snapshot("paper")
+        iso = (clock.now() + pd.Timedelta("1ms")).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+        clock.advance(1)
+        t.append(SYM, trades("2024-08-08 12:00", 10, first_id=10_000))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", _READER, str(tmp_path / "s"), SYM, ETH, iso],
+        input=json.dumps(NOT_ON_THE_READ_PATH), capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["rows"] == [310, 300, 300, 330]
+    assert got["imported"] == []

@@ -244,16 +244,22 @@ def reset() -> None:
 
 
 # -- decompression ------------------------------------------------------------------------
+_addressof, _char_at = ctypes.addressof, ctypes.c_char.from_buffer
+
+
 def _address(buf) -> tuple[int, int]:
-    """(address, size) of a bytes-like object's memory (read-only buffers too)."""
-    a = np.frombuffer(buf, np.uint8)
-    return a.__array_interface__["data"][0], a.nbytes
+    """(address, size) of a bytes-like object's memory (single bytes; read-only too)."""
+    try:
+        return _addressof(_char_at(buf)), len(buf)  # a writable buffer: ~0.3 us
+    except (TypeError, ValueError):  # read-only or empty
+        a = np.frombuffer(buf, np.uint8)
+        return a.__array_interface__["data"][0], a.nbytes
 
 
 def _destination(dst: np.ndarray) -> int:
     if not (dst.flags.c_contiguous and dst.flags.writeable):
         raise TypeError("decompression needs a writable contiguous destination")
-    return dst.__array_interface__["data"][0]
+    return _addressof(_char_at(dst)) if dst.nbytes else 0
 
 
 def decompress(raw, dst: np.ndarray) -> None:

@@ -260,3 +260,24 @@ def test_a_read_does_not_import_the_blosc2_package(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LOADED []" in proc.stdout, proc.stdout
+
+
+def test_sources_of_every_kind_and_only_whole_destinations():
+    """Writable (a reader's scratch buffer), read-only (the index's bytes) and sliced
+    sources read alike; a destination that is not one writable block is a caller's bug
+    (TypeError), never taken for a damaged chunk."""
+    part = np.arange(10_000, dtype=np.int64) ** 2
+    inner = blosc.package().compress2(part, typesize=8, clevel=5)
+    scratch = np.zeros(len(inner) + 64, np.uint8)
+    scratch[10 : 10 + len(inner)] = np.frombuffer(inner, np.uint8)
+    for raw in (inner, memoryview(inner), bytearray(inner), memoryview(scratch)[10 : 10 + len(inner)]):
+        got = np.zeros_like(part)
+        blosc.decompress(raw, got)
+        assert np.array_equal(got, part), type(raw)
+    with pytest.raises(TypeError):
+        blosc.decompress(inner, np.zeros(20_000, np.int64)[::2])
+    frozen = np.zeros_like(part)
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError):
+        blosc.decompress(inner, frozen)
+    assert not frozen.any()

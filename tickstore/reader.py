@@ -131,37 +131,49 @@ def read_dtypes(schema: Schema, cols) -> dict[str, np.dtype]:
     return dtypes if cols is None else {n: dtypes[n] for n in ["ts", *cols]}
 
 
-def gather(schema: Schema, per_symbol: list[Columns | None], cols) -> tuple[Columns, np.ndarray]:
+def gather(schema: Schema, per_symbol: list[Columns | None], cols) -> tuple[Columns, np.ndarray | None]:
     """The rows of a read (``per_symbol``, each ordered by ts) in one ``Columns``, and
-    the position of each row's symbol in the read's symbols.
+    the position of each row's symbol in the read's symbols (None when the read has one
+    symbol: a select of one symbol, the common case, makes no per-row array it would
+    not use).
 
     Several symbols are stably sorted by ts: rows that tie keep the symbols' order.
     """
     parts = [(i, rows) for i, rows in enumerate(per_symbol) if rows is not None]
     if not parts:
-        return Columns.empty(read_dtypes(schema, cols)), np.zeros(0, np.intp)
+        return Columns.empty(read_dtypes(schema, cols)), None
     rows = Columns.concat([r for _, r in parts])
-    which = np.repeat(np.array([i for i, _ in parts], np.intp), [len(r) for _, r in parts])
+    if len(per_symbol) == 1:
+        return rows, None
+    which = np.repeat(np.array([i for i, _ in parts], np.min_scalar_type(len(per_symbol) - 1)), [len(r) for _, r in parts])
     order = rows.ts_order() if len(parts) > 1 else None
     return (rows, which) if order is None else (rows[order], which[order])
 
 
-def to_columns(rows: Columns, which: np.ndarray, syms: list[str] | None) -> Columns:
+def symbol_values(syms: list[str], which: np.ndarray | None, n: int, dtype) -> np.ndarray:
+    """The ``symbol`` column of ``n`` gathered rows: ``syms[which]`` as ``dtype``."""
+    values = np.array(syms, dtype=dtype)
+    if which is not None:
+        return values[which]
+    return np.full(n, values[0], dtype=values.dtype) if n else values[:0]
+
+
+def to_columns(rows: Columns, which: np.ndarray | None, syms: list[str] | None) -> Columns:
     """``Table.select_columns``' result: ``rows``, plus a last column ``symbol`` (numpy
     unicode) when the read named a list of symbols ``syms``."""
     if syms is None:
         return rows
-    return Columns({**dict(rows.items()), "symbol": np.array(syms, dtype=str)[which]})
+    return Columns({**dict(rows.items()), "symbol": symbol_values(syms, which, len(rows), str)})
 
 
-def to_frame(schema: Schema, rows: Columns, which: np.ndarray, syms: list[str] | None, cols) -> pd.DataFrame:
+def to_frame(schema: Schema, rows: Columns, which: np.ndarray | None, syms: list[str] | None, cols) -> pd.DataFrame:
     """``Table.select``'s result: the frame of ``to_columns`` (its ``symbol`` column of
     Python str shares one object per symbol)."""
     from .frames import rows_to_frame  # pandas: imported by the reads that return frames
 
     frame = rows_to_frame(schema, rows, cols)
     if syms is not None:
-        frame["symbol"] = np.array(syms, dtype=object)[which]
+        frame["symbol"] = symbol_values(syms, which, len(rows), object)
     return frame
 
 

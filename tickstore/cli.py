@@ -487,13 +487,15 @@ def _broken_plugin(name: str, exc: BaseException) -> click.Command:
 
 
 def _plugins() -> dict[str, "_Plugin"]:
-    from importlib.metadata import entry_points
+    # what importlib.metadata.entry_points(group=...) finds, in ~2 ms instead of ~30
+    from .entry_points import entry_points
 
-    return {ep.name: _Plugin(ep) for ep in entry_points(group=PLUGIN_GROUP)}
+    return {ep.name: _Plugin(ep) for ep in entry_points(PLUGIN_GROUP)}
 
 
 class _Plugin:
-    """One entry point of group ``tickstore.cli``: a click command imported on first use.
+    """One entry point of group ``tickstore.cli`` (``entry_points.EntryPoint``): a click
+    command imported on first use.
 
     A plugin that fails to import does not break the other commands: its command fails
     with the reason when run.

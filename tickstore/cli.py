@@ -226,8 +226,8 @@ def select(ctx, table, symbols, start, end, as_of, columns, fmt, limit):
     cols = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     target = symbols[0] if len(symbols) == 1 else list(symbols)
     t = _store(ctx)[table]
-    rows = t.select_columns(target, start, end, as_of=as_of, columns=cols)
-    emit_fields(fields_of_columns(rows if limit is None else rows[:limit], t.schema), fmt)
+    rows = t.select_columns(target, start, end, as_of=as_of, columns=cols, limit=limit)
+    emit_fields(fields_of_columns(rows, t.schema), fmt)
 
 
 def _describe_tables(store: Tickstore, names: list[str]) -> pd.DataFrame:

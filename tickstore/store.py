@@ -372,7 +372,7 @@ class Table:
         return done
 
     # -- reads --------------------------------------------------------------------------
-    def select(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> pd.DataFrame:
+    def select(self, symbols, start=None, end=None, *, as_of=None, columns=None, limit=None) -> pd.DataFrame:
         """Rows of ``symbols`` with ``start <= ts < end`` as known at ``as_of``.
 
         Parameters
@@ -385,6 +385,12 @@ class Table:
             Knowledge time: ``None`` (now), a time (not later than now), or a snapshot name.
         columns
             A subset of the table's columns (default all).
+        limit
+            At most this many rows: the first ones in ts order, exactly the first ``limit``
+            rows the same call without limit returns (same order, ties included); only the
+            partitions, files and chunks they need are read. An int >= 0; ``None`` (the
+            default) is no limit. ``select_pinned`` and ``read_pin`` take none (a pin
+            names whole partitions).
 
         Returns
         -------
@@ -394,11 +400,13 @@ class Table:
         ------
         PrunedError
             ``as_of`` lies before the horizon of a ``prune``.
+        FrameError
+            ``limit`` is not an int >= 0 (a bool is refused).
         """
-        rows, which, syms, cols, _ = self._read(symbols, start, end, as_of, columns, pin=False)
+        rows, which, syms, cols, _ = self._read(symbols, start, end, as_of, columns, pin=False, limit=limit)
         return to_frame(self.schema, rows, which, syms, cols)
 
-    def select_columns(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> Columns:
+    def select_columns(self, symbols, start=None, end=None, *, as_of=None, columns=None, limit=None) -> Columns:
         """``select``'s rows as numpy columns, without pandas.
 
         Same arguments, checks, errors and rows in the same order as ``select``; the
@@ -414,6 +422,12 @@ class Table:
             Knowledge time: ``None`` (now), a time (not later than now), or a snapshot name.
         columns
             A subset of the table's columns, in the order wanted (default all, schema order).
+        limit
+            At most this many rows: the first ones in ts order, exactly the first ``limit``
+            rows the same call without limit returns (same order, ties included); only the
+            partitions, files and chunks they need are read. An int >= 0; ``None`` (the
+            default) is no limit. ``select_pinned`` and ``read_pin`` take none (a pin
+            names whole partitions).
 
         Returns
         -------
@@ -427,8 +441,10 @@ class Table:
         ------
         PrunedError
             ``as_of`` lies before the horizon of a ``prune``.
+        FrameError
+            ``limit`` is not an int >= 0 (a bool is refused).
         """
-        rows, which, syms, _, _ = self._read(symbols, start, end, as_of, columns, pin=False)
+        rows, which, syms, _, _ = self._read(symbols, start, end, as_of, columns, pin=False, limit=limit)
         return to_columns(rows, which, syms)
 
     def select_pinned(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> Selection:
@@ -436,10 +452,15 @@ class Table:
         rows, which, syms, cols, pin = self._read(symbols, start, end, as_of, columns, pin=True)
         return Selection(to_frame(self.schema, rows, which, syms, cols), pin)
 
-    def _read(self, symbols, start, end, as_of, columns, *, pin: bool):
+    def _read(self, symbols, start, end, as_of, columns, *, pin: bool, limit=None):
         """The checked read behind ``select``, ``select_columns`` and ``select_pinned``:
         (rows, each row's symbol position, the symbols if a list was asked for, the
-        columns asked for, the ``Pin`` if ``pin``)."""
+        columns asked for, the ``Pin`` if ``pin``); the first ``limit`` rows only, if
+        given (not with ``pin``)."""
+        if limit is not None:
+            if isinstance(limit, (bool, np.bool_)) or not isinstance(limit, (int, np.integer)) or limit < 0:
+                raise FrameError(f"limit must be an int >= 0 (or None: no limit), not {limit!r}")
+            limit = int(limit)
         multi = isinstance(symbols, (list, tuple))
         syms = list(symbols) if multi else [symbols]
         for s in syms:
@@ -456,8 +477,8 @@ class Table:
             raise FrameError(f"start {ns_to_timestamp(lo)} is not before end {ns_to_timestamp(hi)}")
         as_of_ns, protected = self.store._resolve(as_of)
         at = as_of_ns if as_of_ns is not None else self.store._clock.now()
-        per_symbol, files, parts = read_as_of(self, syms, lo, hi, at, cols, pin=pin, protected=protected)
-        rows, which = gather(self.schema, per_symbol, cols)
+        per_symbol, files, parts = read_as_of(self, syms, lo, hi, at, cols, pin=pin, protected=protected, limit=limit)
+        rows, which = gather(self.schema, per_symbol, cols, limit)
         made = None
         if pin:
             made = Pin(self.name, tuple(syms), lo, hi, at, tuple(cols) if cols else None, multi, tuple(files), tuple(parts))

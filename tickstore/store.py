@@ -423,11 +423,9 @@ class Table:
         columns
             A subset of the table's columns, in the order wanted (default all, schema order).
         limit
-            At most this many rows: the first ones in ts order, exactly the first ``limit``
-            rows the same call without limit returns (same order, ties included); only the
-            partitions, files and chunks they need are read. An int >= 0; ``None`` (the
-            default) is no limit. ``select_pinned`` and ``read_pin`` take none (a pin
-            names whole partitions).
+            At most this many rows (an int >= 0; ``None``: all), exactly the first
+            ``limit`` rows the call without it returns, reading only what they need (see
+            ``select``).
 
         Returns
         -------

@@ -18,7 +18,7 @@ import pandas.testing as pdt
 import pytest
 from click.testing import CliRunner
 
-from tickstore import Column, FrameError, FrozenClock, NotFoundError, Schema, Tickstore, splay
+from tickstore import Column, CorruptionError, FrameError, FrozenClock, NotFoundError, Schema, Tickstore, splay
 from tickstore.cli import main
 from tests.tickstore.helpers import SYM, trades
 
@@ -383,3 +383,44 @@ def test_cli_select_n_prints_the_first_rows_of_a_long_range(tmp_path, monkeypatc
     lines = out.output.strip().splitlines()
     assert [ln.split(",")[1:] for ln in lines[1:]] == [["1", SYM], ["1000000", ETH], ["2", SYM], ["1000001", ETH]]
     assert sorted(log.opened) == day1 and sorted({p for p, _, _ in log.chunks}) == day1  # day 1 of each symbol
+
+
+def _damage_chunk(path, column: str) -> None:
+    """Flip one bit inside the first chunk of ``column`` of a format-3 data file (the
+    chunk's xxh3 no longer matches)."""
+    layout = splay.FileCache()
+    try:
+        offset, size, inner, inner_size, _ = layout._open(str(path)).columns[column][3][0]
+    finally:
+        layout.close()
+    raw = bytearray(path.read_bytes())
+    raw[offset + max(inner, 0) + (inner_size if inner >= 0 else size) // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_damage_in_a_file_the_rows_do_not_need_and_a_damaged_version(tmp_path):
+    """A damaged chunk in a later day's file: the limited read of earlier rows does not
+    read it and answers; a limit reaching into it raises as the whole read does. Once
+    reindex records the version as damaged, every read of a range holding its day raises,
+    limited or not (the index says so before anything is read); a range before it reads on."""
+    clock = FrozenClock("2025-01-01")
+    with Tickstore(tmp_path / "s", clock=clock) as store:
+        t = store["trades"]
+        for d in range(3):
+            t.insert(SYM, f"2024-08-0{d + 1}", trades(f"2024-08-0{d + 1}", 40, first_id=1 + 100 * d))
+        first = t.select_columns(SYM, limit=10)
+        path = store.root / t.versions(SYM, "2024-08-03")["path"].iloc[-1]
+    _damage_chunk(path, "price")
+    with Tickstore(tmp_path / "s", clock=clock) as store:
+        t = store["trades"]
+        with pytest.raises(CorruptionError, match="checksum mismatch"):
+            t.select_columns(SYM)
+        assert_same(t.select_columns(SYM, limit=10), first)
+        assert list(t.select_columns(SYM, limit=80)["trade_id"][-1:]) == [140]  # days 1 and 2 exactly
+        with pytest.raises(CorruptionError, match="checksum mismatch"):
+            t.select_columns(SYM, limit=81)
+        assert not store.reindex().ok
+        for kw in ({}, {"limit": 10}, {"limit": 0}):
+            with pytest.raises(CorruptionError, match="damaged"):
+                t.select_columns(SYM, **kw)
+        assert_same(t.select_columns(SYM, None, "2024-08-03", limit=10), first)

@@ -34,7 +34,8 @@ _HOME = {
     **dict.fromkeys(["ReindexReport", "VerifyReport"], "integrity"),
     **dict.fromkeys(["Pin", "PinnedFile", "PinnedPart", "Selection"], "pin"),
     **dict.fromkeys(["Column", "Partition", "Schema", "TradeKind", "TsClock"], "schemas"),
-    **dict.fromkeys(["Commit", "Table", "Tickstore"], "store"),
+    **dict.fromkeys(["Table", "Tickstore"], "store"),
+    "Commit": "transaction",
 }
 
 

@@ -36,13 +36,16 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
 from . import blosc
 from .memory import mapped
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["THREADS", "CODECS", "run", "scratch", "cparams", "compress", "decompress"]
 
@@ -59,6 +62,10 @@ class _Workers:
         self._pool: ThreadPoolExecutor | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
+        # imported here: concurrent.futures imports logging (~5 ms in all), and reads too
+        # small to wake the workers (``select -n 10``) never need them
+        from concurrent.futures import ThreadPoolExecutor
+
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tickstore-chunks")

@@ -39,7 +39,6 @@ import functools
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -467,6 +466,8 @@ def demo(ctx, demo_root, data_dir):
     if root is None and group is not None and group.get_parameter_source("root") == ParameterSource.COMMANDLINE:
         root = group.params["root"]
     if root is None:
+        import tempfile  # here: with shutil, random, bz2 and lzma it costs a start ~7 ms
+
         root = tempfile.mkdtemp(prefix="tickstore-demo-")
     click.echo(f"demo store: {root}")
     from .demo import run_demo

@@ -31,8 +31,6 @@ the n-th write step: every step of every write is covered deterministically.
 from __future__ import annotations
 
 import errno
-import hashlib
-import logging
 import os
 import threading
 from pathlib import Path
@@ -42,7 +40,6 @@ from .errors import CorruptionError, StorageError
 
 __all__ = ["create_new", "replace", "write_scratch", "makedirs", "fsync_dir", "tmp_name", "TMP_MARK"]
 
-log = logging.getLogger("tickstore")
 TMP_MARK = ".tmp-"  # ".<name>.tmp-<pid>": a file being written; never a committed name
 # hard links unsupported by the file system (some FUSE/SMB mounts): fall back to a rename
 # after checking the name is free (the caller holds the table lock: no one else writes it)
@@ -98,6 +95,8 @@ class _Digest(threading.Thread):
     """The hash of ``parts``, computed beside the write (hashlib releases the GIL)."""
 
     def __init__(self, name: str, parts: list):
+        import hashlib  # here: writes only (hashlib loads OpenSSL, ~3 ms at every start)
+
         super().__init__(name="tickstore-digest", daemon=True)
         self.h, self.parts = hashlib.new(name), parts
         self.start()
@@ -203,7 +202,11 @@ def replace(path: Path, parts: Iterable[bytes]) -> None:
     try:
         fsync_dir(path.parent)
     except StorageError as exc:
-        log.error("%s is committed, but syncing its folder failed (%s): a power cut may undo it", path, exc)
+        import logging  # here: only this failure logs (logging costs every start ~3 ms)
+
+        logging.getLogger("tickstore").error(
+            "%s is committed, but syncing its folder failed (%s): a power cut may undo it", path, exc
+        )
 
 
 def write_scratch(path: Path, data: bytes) -> None:

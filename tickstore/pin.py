@@ -16,7 +16,6 @@ strings fixed-width UTF-8) of the part's rows in the returned order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -57,6 +56,8 @@ class PinnedPart:
 
 def part_digest(arrays: dict[str, np.ndarray], a: int, b: int) -> str:
     """The digest of rows ``a:b`` of ``arrays`` (name -> on-disk column, ts first)."""
+    import hashlib  # here: hashlib loads OpenSSL (~3 ms), which plain reads never need
+
     h = hashlib.sha256()
     for name, col in arrays.items():
         part = np.ascontiguousarray(col[a:b])

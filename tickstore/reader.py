@@ -314,7 +314,7 @@ def read_as_of(table, syms, lo, hi, at: int, cols, *, pin: bool, protected: bool
     last_part = None if hi is None else int(floor(np.array([(hi - 1) // NS_PER_DAY]))[0])
     for attempt in range(_READ_RETRIES):
         for sym in syms:
-            await_commit(table._tx.intent_path(sym), at, timeout=table.store.read_wait, what=f"{table.name} {sym}")
+            await_commit(table._intent_path(sym), at, timeout=table.store.read_wait, what=f"{table.name} {sym}")
         idxs = [table._index(sym) for sym in syms]
         for idx in idxs:
             idx.check_damaged(first_part, last_part)  # a version reindex could not read

@@ -81,7 +81,6 @@ without its threads (``chunks``): fork-started readers and writers work.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import os
@@ -172,6 +171,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _sha256_fd(fd: int) -> str:
+    import hashlib  # here: checksums are for writes, pins and verify, not for reads
+
     h = hashlib.sha256()
     at = 0
     while True:

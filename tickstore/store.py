@@ -28,7 +28,6 @@ import numpy as np
 from . import diskio
 from .columns import Columns
 from .clock import MAX_NS, NS_PER_DAY, Clock, StoreClock, SystemClock, ns_to_timestamp, to_day, to_ns
-from .compaction import compact_symbol
 from .errors import (
     FrameError,
     NotFoundError,
@@ -38,7 +37,7 @@ from .errors import (
     TickstoreError,
     UnknownTableError,
 )
-from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_last_commit, index_partition
+from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_last_commit, index_partition, index_path
 from .intent import await_commit
 from .layout import data_path, decode_symbol, validate_symbol
 from .lock import TableLock
@@ -47,14 +46,14 @@ from .reader import gather, read_as_of, read_pin, to_columns, to_frame
 from .retention import Retention, prune
 from .schemas import Partition, Schema, builtin_schema
 from .splay import KT, FileCache
-from .transaction import Commit, Writer
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .integrity import ReindexReport, VerifyReport
+    from .transaction import Commit, Writer
 
-__all__ = ["Tickstore", "Table", "Commit"]
+__all__ = ["Tickstore", "Table"]
 
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")  # matched whole (fullmatch)
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -92,7 +91,7 @@ class Table:
         self.name = schema.name
         self.dir = store.root / schema.name
         self._lock = TableLock(self.dir / ".lock", timeout=store.lock_timeout)
-        self._tx = Writer(self)
+        self._intents: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"<Table {self.name} ({self.schema.partition.value} partitions) at {self.dir}>"
@@ -105,6 +104,21 @@ class Table:
     # -- helpers ------------------------------------------------------------------------
     def _index(self, symbol: str) -> SymbolIndex:
         return self.store._indexes.get(self.name, symbol, self.schema.partition)
+
+    @functools.cached_property
+    def _tx(self) -> Writer:
+        """The table's write transaction, made by its first write: a process that only
+        reads never imports the write machinery (transaction, compaction, logging)."""
+        from .transaction import Writer
+
+        return Writer(self)
+
+    def _intent_path(self, symbol: str) -> Path:
+        """``_index/<sym>.intent``, where a write in progress is announced (``intent``)."""
+        p = self._intents.get(symbol)  # every read stats it: built once per symbol
+        if p is None:
+            p = self._intents[symbol] = index_path(self.store.root, self.name, symbol).with_suffix(".intent")
+        return p
 
     def _abs(self, rel: str) -> str:
         return str(self.store.root / rel)
@@ -259,7 +273,7 @@ class Table:
         with self._tx.writing(symbol):
             idx = self._index(symbol)
             if not len(rows):
-                return Commit(self.name, symbol, None, (), 0, 0)
+                return self._tx.nothing(symbol)
             parts = self.schema.partition.floor(rows["ts"] // NS_PER_DAY)
             bounds = np.flatnonzero(np.diff(parts)) + 1
             plan, skipped = [], 0
@@ -270,7 +284,7 @@ class Table:
                 if len(fresh):
                     plan.append((int(p), fresh, []))
             if not plan:
-                return Commit(self.name, symbol, None, (), 0, skipped)
+                return self._tx.nothing(symbol, skipped)
             commit = self._tx.commit(symbol, idx, plan, "append", b"", source_b, skipped=skipped)
             self._tx.compact_after_commit(symbol, [p for p, _, _ in plan])
             return commit
@@ -298,7 +312,7 @@ class Table:
         with self._tx.writing(symbol):
             idx = self._index(symbol)
             if not len(rows):
-                return Commit(self.name, symbol, None, (), 0, 0)
+                return self._tx.nothing(symbol)
             parts = self.schema.partition.floor(rows["ts"] // NS_PER_DAY)
             bounds = np.flatnonzero(np.diff(parts)) + 1
             plan, skipped = [], 0
@@ -312,7 +326,7 @@ class Table:
                     merged = fresh if stored is None else Columns.concat([stored, fresh]).sorted_by_ts()
                     plan.append((p, merged, [int(e["version"]) for e in visible]))
             if not plan:
-                return Commit(self.name, symbol, None, (), 0, skipped)
+                return self._tx.nothing(symbol, skipped)
             return self._tx.commit(symbol, idx, plan, "insert", reason_b, source_b, skipped=skipped)
 
     def _held(self, rows: Columns, stored: Columns) -> np.ndarray:
@@ -363,6 +377,8 @@ class Table:
         As-of answers do not change: every row keeps its knowledge time, and the merged
         files are deleted once the merge is committed.
         """
+        from .compaction import compact_symbol
+
         symbols = [validate_symbol(symbol)] if symbol is not None else self.symbols()
         done = 0
         with self._lock.hold():
@@ -558,7 +574,7 @@ class Table:
         validate_symbol(symbol)
         as_of_ns, protected = self.store._resolve(as_of)
         at = as_of_ns if as_of_ns is not None else self.store._clock.now()
-        await_commit(self._tx.intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
+        await_commit(self._intent_path(symbol), at, timeout=self.store.read_wait, what=f"{self.name} {symbol}")
         idx = self._index(symbol)
         idx.check_damaged()
         e = idx.visible(at)

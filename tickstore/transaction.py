@@ -70,11 +70,14 @@ class Writer:
         self.table = table
         self.store = table.store
         self.name = table.name
-        self._intents: dict[str, Path] = {}
 
     @property
     def schema(self):
         return self.table.schema  # the table's, even if replaced after this was made
+
+    def nothing(self, symbol: str, skipped: int = 0) -> Commit:
+        """The ``Commit`` of a write that wrote no rows (``skipped`` were held already)."""
+        return Commit(self.name, symbol, None, (), 0, skipped)
 
     def entry(self, part: int, version: int, rows: Columns, meta: FileMeta, checksum: str, size: int):
         """The index row of a file just written."""
@@ -224,10 +227,7 @@ class Writer:
                 log.warning("%s %s: rolling back the failed compaction failed", self.name, symbol, exc_info=True)
 
     def intent_path(self, symbol: str) -> Path:
-        p = self._intents.get(symbol)  # every read stats it: built once per symbol
-        if p is None:
-            p = self._intents[symbol] = index_path(self.store.root, self.name, symbol).with_suffix(".intent")
-        return p
+        return self.table._intent_path(symbol)
 
     def recover(self, symbol: str) -> None:
         """Finish or roll back a write of ``symbol`` that died (lock held; see ``intent``)."""

@@ -23,12 +23,13 @@ from .clock import NS_PER_DAY
 from .columns import Columns
 from .errors import CorruptionError, PinError
 from .intent import await_commit
-from .pin import Pin, PinnedFile, PinnedPart, part_digest
 from .schemas import Schema
 from .splay import KT, FileCache
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .pin import Pin, PinnedFile, PinnedPart
 
 __all__ = [
     "FileRef", "assemble", "read_dtypes", "gather", "to_columns", "to_frame", "digests", "part_key", "read_as_of",
@@ -279,6 +280,8 @@ def to_frame(schema: Schema, rows: Columns, which: np.ndarray | None, syms: list
 
 def digests(symbol: str, rows: Columns | None, groups) -> list[PinnedPart]:
     """The content digest of each partition's rows in ``rows`` (spans from ``assemble``)."""
+    from .pin import PinnedPart, part_digest  # pins only: a plain read never imports pin (~3 ms)
+
     if rows is None:
         return []
     arrays = dict(rows.items())
@@ -339,6 +342,8 @@ def read_as_of(table, syms, lo, hi, at: int, cols, *, pin: bool, protected: bool
                         if until is None or t < until:
                             until, until_part = t, int(floor(np.array([(t - 1) // NS_PER_DAY]))[0])
                 if pin:
+                    from .pin import PinnedFile
+
                     files.extend(
                         PinnedFile(sym, int(e["partition"]), idx.path_of(e), int(e["version"]), e["checksum"].decode(),
                                    int(e["rows"]), int(e["kt_max"]))

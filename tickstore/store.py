@@ -41,7 +41,6 @@ from .index import REASON_BYTES, SOURCE_BYTES, IndexCache, SymbolIndex, index_la
 from .intent import await_commit
 from .layout import data_path, decode_symbol, validate_symbol
 from .lock import TableLock
-from .pin import Pin, Selection
 from .reader import gather, read_as_of, read_pin, to_columns, to_frame
 from .retention import Retention, prune
 from .schemas import Partition, Schema, builtin_schema
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .integrity import ReindexReport, VerifyReport
+    from .pin import Pin, Selection
     from .transaction import Commit, Writer
 
 __all__ = ["Tickstore", "Table"]
@@ -463,6 +463,8 @@ class Table:
 
     def select_pinned(self, symbols, start=None, end=None, *, as_of=None, columns=None) -> Selection:
         """Like ``select``, plus the ``Pin`` that reproduces it (``Tickstore.read_pin``)."""
+        from .pin import Selection  # pins only: a plain read never imports pin (~3 ms)
+
         rows, which, syms, cols, pin = self._read(symbols, start, end, as_of, columns, pin=True)
         return Selection(to_frame(self.schema, rows, which, syms, cols), pin)
 
@@ -495,6 +497,8 @@ class Table:
         rows, which = gather(self.schema, per_symbol, cols, limit)
         made = None
         if pin:
+            from .pin import Pin
+
             made = Pin(self.name, tuple(syms), lo, hi, at, tuple(cols) if cols else None, multi, tuple(files), tuple(parts))
         return rows, which, syms if multi else None, cols, made
 

@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 # files) cost a read nothing and are not counted: see ``read_path_offenders``.
 NOT_ON_THE_READ_PATH = (
     "pandas", "tables", "blosc2",
-    "tickstore.transaction", "tickstore.compaction", "tickstore.frames", "tickstore.integrity", "tickstore.export",
+    "tickstore.transaction", "tickstore.compaction", "tickstore.pin", "tickstore.frames", "tickstore.integrity",
+    "tickstore.export",
     "hashlib", "logging", "socket", "tempfile", "importlib.metadata", "concurrent.futures",
 )
 

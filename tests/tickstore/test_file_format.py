@@ -127,6 +127,9 @@ def test_format_1_files_are_still_read(tmp_path):
         assert store.verify().ok
         t = store["trades"]
         pdt.assert_frame_equal(t.select(SYM), df, check_freq=False)
+        for n in (0, 1, 7, 4999, 5000, 5001):  # a limited read of a format-1 file: its row ranges through HDF5
+            pdt.assert_frame_equal(t.select(SYM, limit=n), df.iloc[:n], check_freq=False)
+            pdt.assert_frame_equal(t.select(SYM, df.index[100], None, limit=n), df.iloc[100 : 100 + n], check_freq=False)
     # a process that has not imported PyTables (format-3 reads never do) imports it for them
     code = "import sys; from tickstore.store import Tickstore; t = Tickstore(sys.argv[1])['trades']; "
     code += "print(len(t.select_columns(sys.argv[2], columns=['price'])), 'tables' in sys.modules)"
@@ -158,6 +161,7 @@ def test_format_1_files_without_the_kind_column_read_as_market_prints(tmp_path):
         t = store["trades"]
         pdt.assert_frame_equal(t.select(SYM), df.assign(kind=np.int8(0)), check_freq=False)
         pdt.assert_frame_equal(t.select(SYM, columns=["kind"]), df[["kind"]].assign(kind=np.int8(0)), check_freq=False)
+        pdt.assert_frame_equal(t.select(SYM, limit=9), df.iloc[:9].assign(kind=np.int8(0)), check_freq=False)
         t.append(SYM, trades("2024-08-08 23:00", 10, first_id=10_000))  # format 2 (with kind) beside it
         t.compact(SYM)
         got = t.select(SYM)
@@ -228,6 +232,9 @@ def test_format_2_data_and_index_files_are_still_read(tmp_path):
         pdt.assert_frame_equal(t.select(SYM), df, check_freq=False)
         pdt.assert_frame_equal(t.select(SYM, df.index[CHUNK_ROWS - 5], df.index[CHUNK_ROWS + 5], columns=["qty"]),
                                df.iloc[CHUNK_ROWS - 5 : CHUNK_ROWS + 5, [3]], check_freq=False)
+        for n in (3, 5, 6, 200):  # a limited read across the chunk boundary of a format-2 file
+            pdt.assert_frame_equal(t.select(SYM, df.index[CHUNK_ROWS - 5], None, limit=n),
+                                   df.iloc[CHUNK_ROWS - 5 : CHUNK_ROWS - 5 + n], check_freq=False)
         report = store.verify()
         assert not report.ok and "sha256" in str(report)  # the rewrite changed the bytes: reindex
         store.reindex()

@@ -160,27 +160,35 @@ def _plan_first(files: FileCache, refs: list[FileRef], lo, hi, at: int, limit: i
     at or after T is not opened. Each prefix is read (its ts, and its ``_kt`` if rows
     committed after ``at`` must be left out) in a row range that doubles until it
     holds the rows still needed; the other columns are then read for that range only.
+    The partition's last file, if all its rows from ``lo`` on are needed (no ``_kt``
+    filter, none at or after T), is read as ``_plan`` reads it: a limit above the rows
+    read costs nothing.
     """
     plan, need, i = [], limit, 0
     while i < len(refs) and need > 0:
         j = i
         while j < len(refs) and refs[j].part == refs[i].part:
             j += 1
-        bound, seen = hi, []  # the visible ts of each file taken from this partition
+        bound, seen, got = hi, [], 0  # the visible ts of each file taken from this partition
         for r in refs[i:j]:
             if not _in_window(r, lo, bound):
                 continue
             files.check_shape(r.path, r.rows, *((r.first, r.last) if r.first != _UNKNOWN else ()))
             start = files.row_range(r.path, lo, None)[0] if lo is not None and r.first < lo else 0
+            if r is refs[j - 1] and not r.filter_kt and (bound is None or r.last < bound) and r.rows - start <= need:
+                plan.append((r.path, start, r.rows, r.part, r.first, r.last, None, r.rows - start, None))
+                got += r.rows - start
+                break
             stop, keep, ts = _prefix(files, r, start, bound, at, need)
             if not len(ts):
                 continue
             plan.append((r.path, start, stop, r.part, r.first, r.last, keep, len(ts), ts))
             seen.append(ts)
-            if sum(len(s) for s in seen) >= need:
+            got += len(ts)
+            if got >= need:
                 t = int(np.partition(np.concatenate(seen), need - 1)[need - 1])
                 bound = t if bound is None else min(bound, t)
-        need -= min(need, sum(len(s) for s in seen))
+        need -= min(need, got)
         i = j
     return plan
 

@@ -330,9 +330,14 @@ def test_a_limited_read_opens_and_decompresses_only_what_its_rows_need(tmp_path,
         assert len(log.opened) == 2 and files[0] in log.opened
         assert len({p for p, _, _ in log.chunks}) == 2 and {i for _, _, i in log.chunks} == {0}
 
-        # the unlimited read decompresses every chunk of the 5 days
+        # the unlimited read decompresses every chunk of the 5 days, once; so does a limit
+        # above the rows, and a limit ending in day 5 reads days 1-4 so and day 5's first rows
         read(SYM)
         assert len(log.opened) == 5 and len(log.chunks) == 5 * 10 * cols
+        read(SYM, limit=10**12)
+        assert len(log.opened) == 5 and len(log.chunks) == 5 * 10 * cols
+        read(SYM, limit=4450)
+        assert len(log.opened) == 5 and len(log.chunks) == 4 * 10 * cols + 5 * cols
 
 
 def test_live_files_after_the_rows_needed_are_not_opened(tmp_path, monkeypatch):

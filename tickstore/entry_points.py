@@ -26,8 +26,9 @@ checks this against, in the installed environment and in hand-made ones):
 
 ``importlib.metadata`` answers instead when a ``sys.path`` entry is a file (a zip) or an
 ``.egg`` folder, when a metadata folder's name does not give the distribution's name (it
-would read the name from ``METADATA``), or when an import hook on ``sys.meta_path`` other
-than ``PathFinder`` finds distributions of its own.
+would read the name from ``METADATA``), or when ``PathFinder`` is not the one finder on
+``sys.meta_path`` that finds distributions (an import hook with its own; the
+``importlib_metadata`` backport, once imported, replaces ``PathFinder``'s).
 """
 
 from __future__ import annotations
@@ -96,8 +97,10 @@ def entry_points(group: str) -> list[EntryPoint]:
 def _scan(group: str) -> list[EntryPoint]:
     from importlib.machinery import PathFinder
 
-    if any(f is not PathFinder and getattr(f, "find_distributions", None) is not None for f in sys.meta_path):
-        raise _Unreadable  # an import hook with distributions of its own
+    if [f for f in sys.meta_path if getattr(f, "find_distributions", None) is not None] != [PathFinder]:
+        # an import hook with distributions of its own (the importlib_metadata backport
+        # even takes PathFinder's away from it)
+        raise _Unreadable
     seen: set[str] = set()
     out: list[EntryPoint] = []
     for root in sys.path:

@@ -2,13 +2,18 @@
 in the installed environment, and on hand-made sys.path folders (file format: the PyPA
 "Entry points specification", https://packaging.python.org/en/latest/specifications/entry-points/).
 
-``_scan`` is the fast reader alone (it raises ``_Unreadable`` where it defers to
-importlib.metadata); ``entry_points`` is what the CLI calls.
+Each comparison runs in a new process, as the CLI does: one that imported the
+``importlib_metadata`` backport (some test dependencies do) has no fast path left.
+``_scan`` is the fast reader alone (``deferred``: it would ask importlib.metadata);
+``entry_points`` is what the CLI calls.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
 import sys
 import zipfile
 from importlib import metadata
@@ -18,14 +23,49 @@ import pytest
 
 from tickstore.entry_points import EntryPoint, _scan, _Unreadable, entry_points
 
+REPO = Path(__file__).resolve().parents[2]
 
-def reference(group: str) -> list[tuple[str, str, str]]:
-    importlib.invalidate_caches()  # importlib.metadata caches each folder's listing
-    return [(ep.name, ep.value, ep.group) for ep in metadata.entry_points(group=group)]
+_COMPARE = r"""
+import json, os, sys
+from importlib import metadata
+from tickstore.entry_points import _scan, _Unreadable, entry_points
+args = json.loads(sys.argv[1])
+if args["backport"]:
+    import importlib_metadata  # noqa: F401 - takes PathFinder's find_distributions away
+groups = args["groups"] or sorted({ep.group for d in metadata.distributions() for ep in d.entry_points})
+if args["cwd"]:
+    os.chdir(args["cwd"])
+if args["path"] is not None:
+    sys.path[:] = args["path"]
+
+def run(find, group):
+    try:
+        return [[ep.name, ep.value, ep.group] for ep in find(group)]
+    except _Unreadable:
+        return "deferred"
+    except Exception as exc:
+        return [type(exc).__name__, str(exc)]
+
+print(json.dumps({g: {"importlib": run(lambda g: metadata.entry_points(group=g), g), "ours": run(entry_points, g),
+                      "fast": run(_scan, g)} for g in groups}))
+"""
 
 
-def ours(eps) -> list[tuple[str, str, str]]:
-    return [(ep.name, ep.value, ep.group) for ep in eps]
+def compare(groups=None, path=None, *, cwd=None, backport=False) -> dict:
+    """{group: {"importlib": ..., "ours": ..., "fast": ...}} in a new process whose
+    sys.path is ``path`` (default: the installed environment's, all its groups)."""
+    args = json.dumps(dict(groups=groups, path=None if path is None else [str(p) for p in path],
+                           cwd=None if cwd is None else str(cwd), backport=backport))
+    out = subprocess.run([sys.executable, "-c", _COMPARE, args], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def same_as_importlib(got: dict, *, fast: bool = True) -> None:
+    for group, r in got.items():
+        assert r["ours"] == r["importlib"], group
+        assert r["fast"] == (r["importlib"] if fast else "deferred"), group  # answered without importlib.metadata
 
 
 def dist(where: Path, folder: str, entry_points: str | bytes | None = None, *, name: str | None = None) -> Path:
@@ -41,25 +81,23 @@ def dist(where: Path, folder: str, entry_points: str | bytes | None = None, *, n
     return d
 
 
-def same_as_importlib(groups, *, fast: bool = True) -> None:
-    for group in groups:
-        want = reference(group)
-        assert ours(entry_points(group)) == want, group
-        if fast:
-            assert ours(_scan(group)) == want, group  # answered without importlib.metadata
-        else:
-            with pytest.raises(_Unreadable):
-                _scan(group)
-
-
 def test_the_installed_environment():
-    groups = {ep.group for d in metadata.distributions() for ep in d.entry_points}
-    assert {"tickstore.cli", "console_scripts"} <= groups  # setup.cfg's plugins and pip's scripts
-    assert reference("tickstore.cli")  # the collectors' commands
-    same_as_importlib(sorted(groups) + ["no.such.group"])
+    got = compare()
+    assert {"tickstore.cli", "console_scripts"} <= set(got)  # setup.cfg's plugins and pip's scripts
+    assert len(got["tickstore.cli"]["importlib"]) >= 8  # the collectors' commands
+    same_as_importlib(got)
 
 
-def test_first_distribution_of_a_name_wins_across_and_within_folders(tmp_path, monkeypatch):
+def test_the_importlib_metadata_backport_is_asked(tmp_path):
+    """Once ``importlib_metadata`` is imported, PathFinder finds no distributions: its
+    finder does, so it answers."""
+    pytest.importorskip("importlib_metadata")
+    dist(tmp_path, "solo-1.0.dist-info", "[g]\nsolo = solo:s\n")
+    same_as_importlib(compare(["g"], [tmp_path], backport=True), fast=False)
+    same_as_importlib(compare(["tickstore.cli"], backport=True), fast=False)
+
+
+def test_first_distribution_of_a_name_wins_across_and_within_folders(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     dist(a, "foo-1.0.dist-info", "[g]\nx = foo_a:x\n")
     dist(b, "foo-2.0.dist-info", "[g]\nx = foo_b:x\ny = foo_b:y\n")  # shadowed by a's foo
@@ -75,14 +113,14 @@ def test_first_distribution_of_a_name_wins_across_and_within_folders(tmp_path, m
     dist(b, "twice-2.0.dist-info", "[g]\nt = two:t\n")
     dist(b, "folder-1.0.dist-info")
     (b / "folder-1.0.dist-info" / "entry_points.txt").mkdir()  # not a file: no entry points
-    monkeypatch.setattr(sys, "path", [str(a), str(tmp_path / "absent"), str(b), str(a)])
-    same_as_importlib(["g", "other", "G", "none"])
-    got = ours(entry_points("g"))
-    assert ("x", "foo_a:x", "g") in got and ("x", "dup:x", "g") in got and ("fb", "a:fb", "g") in got
-    assert not {"y", "q", "l"} & {name for name, _, _ in got}
+    got = compare(["g", "other", "G", "none"], [a, tmp_path / "absent", b, a])
+    same_as_importlib(got)
+    found = got["g"]["ours"]
+    assert ["x", "foo_a:x", "g"] in found and ["x", "dup:x", "g"] in found and ["fb", "a:fb", "g"] in found
+    assert not {"y", "q", "l"} & {name for name, _, _ in found}
 
 
-def test_file_format_details(tmp_path, monkeypatch):
+def test_file_format_details(tmp_path):
     text = (
         "top = ignored:before_any_section\n"
         "# a comment\n"
@@ -111,32 +149,35 @@ def test_file_format_details(tmp_path, monkeypatch):
     dist(tmp_path, "fmt-1.0.dist-info", text)
     dist(tmp_path, "crlf-1.0.dist-info", b"[g]\r\ncrlf = pkg:crlf\r\n\r\n[h]\r\nz=y\r\n")
     dist(tmp_path, "bom-1.0.dist-info", "\ufeff[g]\nbom = pkg:after_a_bom\n".encode())
-    monkeypatch.setattr(sys, "path", [str(tmp_path)])
-    same_as_importlib(["g", "G", " g ", "console_scripts", "", "h", "\ufeff[g]"])
-    assert ("eq", "pkg.mod:obj  # not a comment: part of the value", "g") in ours(entry_points("g"))
+    got = compare(["g", "G", " g ", "console_scripts", "", "h", "\ufeff[g]"], [tmp_path])
+    same_as_importlib(got)
+    assert ["eq", "pkg.mod:obj  # not a comment: part of the value", "g"] in got["g"]["ours"]
 
 
 @pytest.mark.parametrize(
     "content, error",
-    [(b"[other]\nok = a:b\n[g]\nno equals sign here\n", TypeError), (b"[g]\nx = caf\xe9:x\n", UnicodeDecodeError)],
+    [(b"[other]\nok = a:b\n[g]\nno equals sign here\n", "TypeError"), (b"[g]\nx = caf\xe9:x\n", "UnicodeDecodeError")],
 )
-def test_malformed_files_fail_as_importlib_metadata_does(tmp_path, monkeypatch, content, error):
+def test_malformed_files_fail_as_importlib_metadata_does(tmp_path, content, error):
     """A line without '=' or a file that is not UTF-8 makes importlib.metadata raise (for
     any group: it reads every file); so does this, naming the file."""
     dist(tmp_path, "good-1.0.dist-info", "[g]\ngood = a:b\n")
     bad = dist(tmp_path, "bad-1.0.dist-info", content)
-    monkeypatch.setattr(sys, "path", [str(tmp_path)])
-    for group in ("g", "unrelated"):
-        importlib.invalidate_caches()
-        with pytest.raises(error):
-            metadata.entry_points(group=group)
-        with pytest.raises(error, match=str(bad)):
-            entry_points(group)
+    for group, r in compare(["g", "unrelated"], [tmp_path]).items():
+        assert r["importlib"][0] == r["ours"][0] == r["fast"][0] == error, group
+        assert str(bad) in r["ours"][1], group
 
 
-def test_where_it_defers_to_importlib_metadata(tmp_path, monkeypatch):
+def test_the_current_folder_is_the_empty_path_entry(tmp_path):
+    dist(tmp_path, "here-1.0.dist-info", "[g]\nhere = here:h\n")
+    got = compare(["g"], ["", tmp_path], cwd=tmp_path)
+    same_as_importlib(got)
+    assert got["g"]["ours"] == [["here", "here:h", "g"]]
+
+
+def test_where_it_defers_to_importlib_metadata(tmp_path):
     """A zip or an .egg on sys.path, a folder whose name does not give the distribution's
-    name, an import hook that finds distributions: importlib.metadata answers."""
+    name: importlib.metadata answers."""
     plain = tmp_path / "plain"
     dist(plain, "plain-1.0.dist-info", "[g]\np = plain:p\n")
     archive = tmp_path / "bundle.zip"
@@ -149,30 +190,34 @@ def test_where_it_defers_to_importlib_metadata(tmp_path, monkeypatch):
     dist(upper, "Shout-1.0.DIST-INFO", "[g]\nshout = shout:s\n", name="shout")
     nameless = tmp_path / "nameless"
     dist(nameless, "-1.0.dist-info", "[g]\nanon = anon:a\n", name="anon")
-    for extra in (str(archive), str(egg), str(upper), str(nameless)):
-        monkeypatch.setattr(sys, "path", [str(plain), extra])
-        same_as_importlib(["g"], fast=False)
-        assert len(ours(entry_points("g"))) == 2, extra  # the other one was found too
+    for extra in (archive, egg, upper, nameless):
+        got = compare(["g"], [plain, extra])
+        same_as_importlib(got, fast=False)
+        assert len(got["g"]["ours"]) == 2, extra  # the other one was found too
+
+
+def test_an_import_hook_with_distributions_is_asked(tmp_path, monkeypatch):
+    dist(tmp_path / "plain", "plain-1.0.dist-info", "[g]\np = plain:p\n")
+    hooked = dist(tmp_path / "hooked", "hooked-1.0.dist-info", "[g]\nh = hooked:h\n")
 
     class Hook:
         """An import hook with distributions of its own (as importlib.metadata allows)."""
 
         @staticmethod
         def find_distributions(context=metadata.DistributionFinder.Context()):
-            return iter([metadata.PathDistribution(tmp_path / "upper" / "Shout-1.0.DIST-INFO")])
+            return iter([metadata.PathDistribution(hooked)])
 
-    monkeypatch.setattr(sys, "path", [str(plain)])
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "plain")])
     monkeypatch.setattr(sys, "meta_path", [Hook, *sys.meta_path])
-    same_as_importlib(["g"], fast=False)
-    assert [name for name, _, _ in ours(entry_points("g"))] == ["shout", "p"]
-
-
-def test_the_current_folder_is_the_empty_path_entry(tmp_path, monkeypatch):
-    dist(tmp_path, "here-1.0.dist-info", "[g]\nhere = here:h\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", ["", str(tmp_path)])
-    same_as_importlib(["g"])
-    assert ours(entry_points("g")) == [("here", "here:h", "g")]
+    importlib.invalidate_caches()
+    want = [(ep.name, ep.value, ep.group) for ep in metadata.entry_points(group="g")]
+    assert [(ep.name, ep.value, ep.group) for ep in entry_points("g")] == want
+    assert [name for name, _, _ in want] == ["h", "p"]
+    with pytest.raises(_Unreadable):
+        _scan("g")
+    # no finder of distributions at all (PathFinder's taken away, no other): none found
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if getattr(f, "find_distributions", None) is None])
+    assert list(metadata.entry_points(group="g")) == [] and entry_points("g") == []
 
 
 @pytest.mark.parametrize(

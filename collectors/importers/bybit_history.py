@@ -2,7 +2,8 @@
 
 ::
 
-    orderbook  <YYYY-MM-DD>_<SYMBOL>_ob500.data.zip (linear) / _ob200 (spot): one ``.data``
+    orderbook  <YYYY-MM-DD>_<SYMBOL>_ob500.data.zip (linear until 2025-08-20) / _ob200 (spot;
+               linear from 2025-08-21): one ``.data``
                file of websocket frames, one per line, as the v5 public stream sends them:
                {"topic":"orderbook.500.BTCUSDT","type":"snapshot","ts":1704067200009,
                 "data":{"s":"BTCUSDT","b":[["42300.10","1.2"],...],"a":[...],"u":1,"seq":...},"cts":...}
@@ -29,8 +30,11 @@
                ``id`` numbers the prints of the file (1, 2, 3, ...), not Bybit's trade id, so
                prints imported from these files and the same prints seen live are two rows.
 
-The category (linear, inverse or spot) comes from the path (``/linear/``, ``/spot/``), the
-name (``ob500`` is derivatives, ``ob200`` spot), the trade columns, the id, or ``--market``.
+The category (linear, inverse or spot) comes from the path (``/linear/``, ``/spot/``, as
+quote-saver.bycsi.com serves them: ``orderbook/<linear|spot|inverse>/<SYMBOL>/``), the name
+(``ob500`` is derivatives; ``ob200`` is spot for days before 2025-08-21, when the linear files
+went from 500 to 200 levels: from then on an ``_ob200`` file outside such a folder needs
+``--market``), the trade columns, the id, or ``--market``.
 Symbols are named by the project's one mapping (``collectors.symbols`` wire rules, ccxt's
 symbols): ``BTCUSDT`` -> ``bybit:BTC/USDT:USDT``, ``BTCPERP`` -> ``bybit:BTC/USDC:USDC``,
 ``BTC-14MAR25`` -> ``bybit:BTC/USDC:USDC-250314``, inverse ``BTCUSD`` -> ``bybit:BTC/USD:BTC``
@@ -125,10 +129,14 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
                 market = "linear"
             else:
                 ob = _OB.search(member.name) or _OB.search(member.path.name)
-                market = {"500": "linear", "200": "spot"}.get(ob.group(1)) if ob else None
+                market = _market_of_depth(ob.group(1) if ob else None, msg.get("ts"))
         if market is None:
-            raise MissingOption(f"{where}: cannot tell Bybit linear from spot (path and name say neither); "
-                                f"pass --market linear or spot")
+            ob = _OB.search(member.name) or _OB.search(member.path.name)
+            why = (" (derivatives files are _ob200 too since 2025-08-21, as spot files always were)"
+                   if ob and ob.group(1) == "200" else "")
+            raise MissingOption(f"{where}: cannot tell Bybit linear from spot (path and name say neither{why}); "
+                                f"pass --market linear or spot, or keep the download's orderbook/linear/ or "
+                                f"orderbook/spot/ folder in the path")
         if market not in ("linear", "spot", "inverse"):
             raise MissingOption(f"{where}: --market {market!r}: Bybit history files are linear, inverse or spot")
         native = topic.split(".")[-1]
@@ -139,6 +147,22 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         if market != "spot" and unified.split(":")[1].split("-")[0] != unified.split("/")[1].split(":")[0]:
             market = "inverse"  # settled in the coin, not in the quote
         return Detected(Format.BYBIT_HISTORY, "orderbook", "bybit", market, sym, {"native": native})
+    return None
+
+
+# quote-saver.bycsi.com/orderbook/linear/... files went from 500 to 200 levels on this day;
+# spot files (orderbook/spot/...) have always been _ob200
+_LINEAR_OB200_SINCE_MS = 1_755_734_400_000  # 2025-08-21T00:00:00Z
+
+
+def _market_of_depth(depth: str | None, ts) -> str | None:
+    """The category a file name's depth says, where it says one: ``ob500`` is derivatives;
+    ``ob200`` is spot for data before 2025-08-21 (the first frame's ``ts``), afterwards
+    linear and spot files share the name: ``None`` (ask for --market)."""
+    if depth == "500":
+        return "linear"
+    if depth == "200" and isinstance(ts, int) and not isinstance(ts, bool) and ts < _LINEAR_OB200_SINCE_MS:
+        return "spot"
     return None
 
 

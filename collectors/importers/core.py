@@ -208,10 +208,13 @@ class Member:
         return str(self.path) if self.name == _strip(self.path.name) else f"{self.path}:{self.name}"
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
-        """``(line number from 1, line without its newline)`` of every non-empty line."""
+        """``(line number from 1, line without its newline)`` of every non-empty line (a
+        byte order mark before the first is not part of it: detection reads past it too)."""
         with self.open() as fh:
             for i, line in enumerate(fh, 1):
                 line = line.rstrip(b"\r\n")
+                if i == 1:
+                    line = line.removeprefix(_BOM)
                 if line:
                     yield i, line
 

@@ -1,4 +1,5 @@
-"""Which Bybit category an order-book download is, from what its name and folder say.
+"""Which Bybit category an order-book download is, from what its name and folder say; and
+JSON-lines downloads with Windows line ends or a byte order mark.
 
 Bybit serves its order-book history from quote-saver.bycsi.com (linked from
 bybit.com/derivatives/en/history-data) as ``orderbook/<linear|spot|inverse>/<SYMBOL>/<YYYY-MM-DD>_<SYMBOL>_ob<depth>.data.zip``,
@@ -89,3 +90,29 @@ def test_the_name_says_the_category_where_it_can(store, tmp_path, day, depth, ma
     run(store, _zip(tmp_path, day, depth))
     assert store["book"].symbols() == store["quotes"].symbols() == [market]
     assert _top(store, market) == WANT
+
+
+@pytest.mark.parametrize("nl,bom", [("\r\n", ""), ("\n", "\ufeff"), ("\r\n", "\ufeff")])
+def test_json_lines_with_crlf_or_a_byte_order_mark_read_as_the_file_says(store, tmp_path, nl, bom):
+    """A ``.data`` file re-saved on Windows (CRLF, a UTF-8 byte order mark): the frames are
+    the same. The CSV readers already skipped a BOM; the JSON-lines readers refused line 1."""
+    import lz4.frame
+
+    name = "2024-05-01_BTCUSDT_ob500.data"
+    path = tmp_path / f"{name}.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(name, bom + nl.join(_frames("2024-05-01", 500)) + nl)
+    run(store, path)
+    assert _top(store, LINEAR) == WANT
+    # the same for a Hyperliquid node_fills hour (one [user, fill] per line; github.com/hyperliquid-dex/node)
+    fills = [["0x1", {"coin": "ETH", "px": "2500.5", "sz": "0.2", "side": "A", "time": 1761336000021, "crossed": True,
+                      "tid": 77, "hash": "0xabc", "oid": 1}],
+             ["0x2", {"coin": "ETH", "px": "2500.5", "sz": "0.2", "side": "B", "time": 1761336000021, "crossed": False,
+                      "tid": 77, "hash": "0xabc", "oid": 2}]]
+    hour = tmp_path / "node_fills/hourly/20251024/20.lz4"
+    hour.parent.mkdir(parents=True)
+    hour.write_bytes(lz4.frame.compress((bom + nl.join(json.dumps(f) for f in fills) + nl).encode()))
+    run(store, hour)
+    got = store["trades"].select("hyperliquid:ETH/USDC:USDC")
+    assert list(zip(got.index.asi8, got["trade_id"], got["price"], got["qty"], got["side"])) == [
+        (1761336000021_000_000, 77, 2500.5, 0.2, -1)]  # the taker (crossed) sold

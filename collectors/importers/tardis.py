@@ -17,7 +17,9 @@ when Tardis received the message. Headers and what each becomes::
                          -> rows grouped into messages by local_timestamp; a run of
                             is_snapshot=true rows is a snapshot (it replaces the book; one
                             after updates means Tardis reconnected: a ``reconnect`` gap and
-                            the book's ``resync`` gap), other messages are diffs;
+                            the book's ``resync`` gap), other messages are diffs; Hyperliquid
+                            sends the whole book in every l2Book message, all of them
+                            is_snapshot=true: each message is a snapshot of its own;
                             --keep-diffs also stores them in book_diffs
                          Both go through ``collectors.replay.replay_frames`` (as parsed
                          events): the venue's BookBuilder, its grid (book, 5 levels every
@@ -504,6 +506,11 @@ def _message(fr, a, b, state, symbols):
     bids = list(zip(price[side == 1].tolist(), qty[side == 1].tolist()))
     asks = list(zip(price[side == -1].tolist(), qty[side == -1].tolist()))
     ts, recv, line = int(fr["ts"][a]), int(fr["recv"][a]), int(fr["line"][a])
+    if is_snap and st.in_snapshot and ex in _WHOLE_BOOK_MESSAGES:
+        # every message of this feed is the whole book (Hyperliquid's l2Book: tardis-node's
+        # mapper marks each one isSnapshot): the previous one is loaded, this one replaces it
+        yield _load_snapshot(st, sym)
+        st.in_snapshot = True
     if is_snap:
         if not st.in_snapshot:
             st.snap_rows = []
@@ -526,6 +533,11 @@ def _message(fr, a, b, state, symbols):
             st.u = u
             yield Frame(recv, [diff], FrameKind.EVENTS, None, line)
     st.last_ts = max(st.last_ts, ts)
+
+
+# Tardis exchanges whose every book message is a complete snapshot (is_snapshot=true on every
+# row): a run of snapshot messages is a series of books, not one book read in parts
+_WHOLE_BOOK_MESSAGES = frozenset({"hyperliquid"})
 
 
 def _load_snapshot(st: _L2, sym: str) -> Frame:

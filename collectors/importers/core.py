@@ -94,6 +94,20 @@ class MalformedInput(DataImportError):
         super().__init__(f"{where}: {problem}{excerpt}")
 
 
+def damaged_input(where, exc: BaseException) -> "MalformedInput | None":
+    """``MalformedInput`` for an error a decompressor raises on a damaged or cut file (a
+    download that stopped early, a flipped bit): gzip/zlib, zip (bad CRC), tar, lz4, zstd.
+    None for any other error."""
+    kind = type(exc)
+    known = (isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, tarfile.TarError))
+             or (kind.__name__ == "ZstdError" and kind.__module__.startswith("zstandard"))
+             or (isinstance(exc, RuntimeError) and str(exc).startswith("LZ4F_")))  # lz4.frame's errors
+    if not known:
+        return None
+    return MalformedInput(where, None, f"the file is damaged or incomplete ({type(exc).__name__}: {exc}); "
+                                       f"download it again: nothing of it was imported")
+
+
 class EmptyInput(DataImportError):
     """A file (or a part of an archive) that holds no data: zero bytes, blank lines, only a
     header row, or an empty JSON array. Raised while files are detected, before anything is

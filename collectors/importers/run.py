@@ -83,8 +83,8 @@ from tickstore.clock import NS_PER_DAY
 from tickstore.errors import TickstoreError
 from tickstore.index import SOURCE_BYTES
 
-from .core import (DataImportError, EmptyInput, Format, ImportOptions, Member, MissingOption, ReadBytes, Sink, file_size,
-                   open_members)
+from .core import (DataImportError, EmptyInput, Format, ImportOptions, Member, MissingOption, ReadBytes, Sink, damaged_input,
+                   file_size, open_members)
 from .detect import detect, parser_of
 
 __all__ = ["import_files", "ImportReport", "FileReport", "LEDGER"]
@@ -263,6 +263,11 @@ def _detect_file(path: Path, fmt, options) -> list:
         except (MissingOption, EmptyInput):
             if not m.optional:
                 raise
+        except Exception as exc:
+            bad = damaged_input(m.where(), exc)
+            if bad is None:
+                raise
+            raise bad from None
     if not found:
         raise MissingOption(f"{path}: none of its {len(members)} parts is in a format the store imports; pass --format")
     return found
@@ -364,7 +369,13 @@ def _import_one(store, path: Path, members: list[Member], found: list, options, 
         sink.book_states = states = BookStatesAfterCommit(Path(store.root) / BOOK_STATE_FILE)
         for i, det in found:
             sink.begin(det.kind)  # the rows of this member are of its data kind (their stream)
-            parser_of(det.format)(members[i], det, options, sink)
+            try:
+                parser_of(det.format)(members[i], det, options, sink)
+            except Exception as exc:
+                bad = damaged_input(members[i].where(), exc)
+                if bad is None:
+                    raise
+                raise bad from None
         sink.close()
         reason = f"import {path.name} sha256:{digest[:16]}"
         if len(reason.encode()) > _REASON_BYTES:

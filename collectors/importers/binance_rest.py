@@ -69,6 +69,7 @@ from .core import (
     record_groups,
     records,
     resolve_symbol,
+    TIMEFRAME_BARS,
     timeframe_of,
     user_symbol,
     utc,
@@ -169,7 +170,7 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
         i = _INTERVAL.search(name)
         given = options.kind if options.kind not in PRICE_KLINES else None
         hints["interval"] = given or (i.group("i") if i else timeframe_of(
-            epoch_to_ns(np.array([r[0] for r in rows[:2]], dtype=np.int64), where=where), where=where))
+            epoch_to_ns(np.array([r[0] for r in rows[:TIMEFRAME_BARS]], dtype=np.int64), where=where), where=where))
     return Detected(Format.BINANCE_REST, kind, "binance", market, sym, hints)
 
 

@@ -90,6 +90,7 @@ from .core import (
     ohlcv_schema,
     ohlcv_table,
     resolve_symbol,
+    TIMEFRAME_BARS,
     timeframe_of,
     user_symbol,
     utc,
@@ -258,12 +259,12 @@ def _columns(det: Detected, known: list[str]) -> list[str]:
 
 
 def _interval_of(member: Member, where: str) -> str:
-    """A kline file's interval from the spacing of its first two open times."""
+    """A kline file's interval from the spacing of its first open times (``timeframe_of``)."""
     opens = []
     for _, line in member.lines():
         if line[:1].isdigit():
             opens.append(int(line.split(b",", 1)[0]))
-        if len(opens) == 2:
+        if len(opens) == TIMEFRAME_BARS:
             break
     return timeframe_of(epoch_to_ns(np.array(opens, dtype=np.int64), where=where) if opens else [], where=where)
 

@@ -42,6 +42,7 @@ from .core import (
     ohlcv_table,
     record_groups,
     records,
+    TIMEFRAME_BARS,
     timeframe_of,
     PERPETUAL_MARKET,
     user_symbol,
@@ -100,7 +101,7 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
             raise MissingOption(f"{where}: ccxt OHLCV arrays do not say the symbol; pass --symbol (e.g. BTC/USDT:USDT)")
         m = _TIMEFRAME.search(member.path.stem)
         tf = options.kind or (m.group("tf") if m else timeframe_of(
-            epoch_to_ns(np.array([r[0] for r in rows[:2]], dtype=np.int64), where=where), where=where))
+            epoch_to_ns(np.array([r[0] for r in rows[:TIMEFRAME_BARS]], dtype=np.int64), where=where), where=where))
         return Detected(Format.CCXT, "ohlcv", venue, None, sym, {"interval": tf})
     if shape == "funding":
         venue = options.venue or _venue_of_info(x.get("info") or {})

@@ -614,16 +614,28 @@ class Sink:
 
 
 def timeframe_of(ts_ns, *, where: str) -> str:
-    """A bar interval (``1m``, ``4h``, ``1d``) from the spacing of the first two bar times."""
-    ts = np.asarray(ts_ns, dtype=np.int64)
+    """A bar interval (``1m``, ``4h``, ``1d``, ``1M``) from the open times of the first bars
+    (callers pass up to ``TIMEFRAME_BARS``): the largest step every spacing is a multiple of,
+    so a bar missing near the start (a venue that skips bars without trades, an outage) does
+    not make 1-minute bars 2-minute ones. Bars opening on the 1st of months at 00:00 UTC,
+    28-31 days apart, are calendar months."""
+    ts = np.unique(np.asarray(ts_ns, dtype=np.int64))
     if len(ts) < 2:
         raise MissingOption(f"{where}: cannot tell the bar interval from fewer than two bars; name the file like "
                             f"BTCUSDT-1h-2024-01-01.json or pass --kind <interval> (e.g. --kind 1h)")
-    step = int(ts[1] - ts[0]) // 1_000_000_000
-    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if step >= seconds and step % seconds == 0:
-            return f"{step // seconds}{unit}"
-    raise MissingOption(f"{where}: the first two bars are {step} s apart, not an interval; pass --kind <interval>")
+    steps = np.diff(ts)
+    days = pd.DatetimeIndex(ts, tz="UTC")
+    if (days.day == 1).all() and (days.normalize() == days).all() and (steps >= 28 * 86400 * 10**9).all():
+        months = np.diff(days.year * 12 + days.month)
+        return f"{int(np.gcd.reduce(months))}M"
+    if (steps % 1_000_000_000).any():
+        raise MissingOption(f"{where}: bar times {ts[:3].tolist()} ns are not whole seconds apart; pass --kind <interval>")
+    step = int(np.gcd.reduce(steps // 1_000_000_000))
+    unit, seconds = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if step % n == 0)
+    return f"{step // seconds}{unit}"
+
+
+TIMEFRAME_BARS = 1000  # the bars ``timeframe_of`` is given by the importers
 
 
 def ohlcv_table(interval: str) -> str:

@@ -151,6 +151,46 @@ _LZ4 = b"\x04\x22\x4d\x18"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of a zstd file of one or more frames, strictly: a file that ends
+    inside a frame raises ``EOFError`` (zstandard's ``stream_reader`` returns what it has and
+    stops, so a cut download would import as a shorter file)."""
+
+    def __init__(self, src):
+        import zstandard
+
+        self._src, self._new = src, zstandard.ZstdDecompressor().decompressobj
+        self._obj, self._started = self._new(), False
+        self._buf, self._at = b"", 0  # decompressed bytes not yet read, from _at
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while self._at >= len(self._buf):
+            data = self._src.read(1 << 20)
+            if not data:
+                if self._started and not self._obj.eof:
+                    raise EOFError("the zstd stream ended inside a frame (a cut file)")
+                return 0
+            out = []
+            while data:
+                if self._obj.eof:  # the next frame
+                    self._obj = self._new()
+                self._started = True
+                out.append(self._obj.decompress(data))
+                data = self._obj.unused_data if self._obj.eof else b""
+            self._buf, self._at = b"".join(out), 0
+        n = min(len(b), len(self._buf) - self._at)
+        b[:n] = self._buf[self._at:self._at + n]
+        self._at += n
+        return n
+
+    def close(self) -> None:
+        self._src.close()
+        super().close()
+
+
 class _Counted(io.RawIOBase):
     """A binary file that reports where each read was: ``on_read(offset, n)`` (for the
     progress bar, which counts each byte of the file once: ``ReadBytes``)."""
@@ -285,10 +325,7 @@ def open_members(path, on_read: Callable[[int, int], None] | None = None) -> lis
 
         return [Member(path, _strip(path.name), lambda: io.BufferedReader(lz4.frame.LZ4FrameFile(raw()), 1 << 20))]
     if magic == _ZSTD:
-        import zstandard
-
-        return [Member(path, _strip(path.name),
-                       lambda: io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw()), 1 << 20))]
+        return [Member(path, _strip(path.name), lambda: io.BufferedReader(_ZstdFrames(raw()), 1 << 20))]
     if path.suffix in (".yaml", ".yml") and magic.startswith(b"inte"):
         return _cassette(path)
     return [Member(path, path.name, lambda: io.BufferedReader(raw(), 1 << 20))]

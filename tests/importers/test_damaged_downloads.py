@@ -17,6 +17,7 @@ import zipfile
 
 import lz4.frame
 import pytest
+import zstandard
 
 from collectors.importers import MalformedInput
 from tickstore import TickstoreError
@@ -64,6 +65,31 @@ CASES = [  # (name, good bytes, damage, table, symbol)
     ("node_fills/hourly/20251024/20.lz4", lz4.frame.compress(FILLS.encode()), _flip, "trades", "hyperliquid:BTC/USDC:USDC"),
 ]
 DAMAGED = r"damaged or incomplete.*download it again"
+
+
+def _zstd_cut_at_a_line_end() -> tuple[bytes, bytes]:
+    """A Tardis CSV recompressed as zstd (as some mirrors keep them), and its first part cut
+    where the decompressed text ends a line: only the frame's end can tell it is cut."""
+    good = zstandard.ZstdCompressor().compress(TARDIS.encode())
+    for n in range(len(good) // 2, len(good)):
+        part = zstandard.ZstdDecompressor().decompressobj().decompress(good[:n])
+        if part.endswith(b"\n") and part.count(b"\n") > 2:
+            return good, good[:n]
+    raise AssertionError("no cut at a line end")  # pragma: no cover
+
+
+def test_a_cut_zstd_file_is_refused_not_imported_short(store, tmp_path):
+    """zstandard's stream reader returns what a cut file holds and stops: before, a cut
+    ``.csv.zst`` imported its first rows as if they were the whole day."""
+    good, cut = _zstd_cut_at_a_line_end()
+    path = tmp_path / "binance-futures_trades_2024-01-01_BTCUSDT.csv.zst"
+    path.write_bytes(cut)
+    with pytest.raises(MalformedInput, match=DAMAGED):
+        run(store, path)
+    assert store.tables() == []
+    path.write_bytes(good)
+    run(store, path)
+    assert len(store["trades"].select("binance:BTC/USDT:USDT")) == N
 
 
 @pytest.mark.parametrize("name,good,damage,table,symbol", CASES,

@@ -129,7 +129,8 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
                 market = "linear"
             else:
                 ob = _OB.search(member.name) or _OB.search(member.path.name)
-                market = _market_of_depth(ob.group(1) if ob else None, msg.get("ts"))
+                named = _OB_DAY.search(member.name) or _OB_DAY.search(member.path.name)
+                market = _market_of_depth(ob.group(1) if ob else None, msg.get("ts"), named.group(1) if named else None)
         if market is None:
             ob = _OB.search(member.name) or _OB.search(member.path.name)
             why = (" (derivatives files are _ob200 too since 2025-08-21, as spot files always were)"
@@ -155,13 +156,18 @@ def sniff(member: Member, head: bytes, options: ImportOptions, fmt: Format) -> D
 _LINEAR_OB200_SINCE_MS = 1_755_734_400_000  # 2025-08-21T00:00:00Z
 
 
-def _market_of_depth(depth: str | None, ts) -> str | None:
+_OB_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})_[A-Z0-9_-]+_ob\d+\.data")
+
+
+def _market_of_depth(depth: str | None, ts, day: str | None) -> str | None:
     """The category a file name's depth says, where it says one: ``ob500`` is derivatives;
-    ``ob200`` is spot for data before 2025-08-21 (the first frame's ``ts``), afterwards
+    ``ob200`` is spot for days before 2025-08-21 (the name's day and the first frame's
+    ``ts`` both before it: a day's file may open a few ms before its midnight), afterwards
     linear and spot files share the name: ``None`` (ask for --market)."""
     if depth == "500":
         return "linear"
-    if depth == "200" and isinstance(ts, int) and not isinstance(ts, bool) and ts < _LINEAR_OB200_SINCE_MS:
+    early = isinstance(ts, int) and not isinstance(ts, bool) and ts < _LINEAR_OB200_SINCE_MS
+    if depth == "200" and early and (day is None or day < "2025-08-21"):
         return "spot"
     return None
 

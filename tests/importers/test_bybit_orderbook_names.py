@@ -74,6 +74,16 @@ def test_an_ob200_file_from_2025_08_21_outside_its_folder_is_asked_for(store, tm
     assert _top(store, LINEAR) == WANT
 
 
+def test_the_first_ob200_day_is_asked_for_even_if_its_first_frame_is_before_midnight(store, tmp_path):
+    path = tmp_path / "2025-08-21_BTCUSDT_ob200.data.zip"
+    frames = _frames("2025-08-20 23:59:59.990", 200)  # the day's opening snapshot, 10 ms early
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(path.stem, "\n".join(frames) + "\n")
+    with pytest.raises(MissingOption, match="--market linear or spot"):
+        run(store, path)
+    assert store.tables() == []
+
+
 @pytest.mark.parametrize("folder,market", [("orderbook/linear/BTCUSDT", LINEAR), ("orderbook/spot/BTCUSDT", SPOT)])
 def test_the_download_folder_says_the_category_of_an_ob200_file(store, tmp_path, folder, market):
     run(store, _zip(tmp_path / folder, "2025-09-18", 200))

@@ -83,7 +83,7 @@ from .clock import MAX_NS, NS_PER_DAY
 from .errors import CorruptionError, FormatVersionError, StorageError, TickstoreError
 from .layout import data_path, decode_symbol, encode_symbol
 from .schemas import Partition
-from .splay import hdf5, hdf5_error, header_body, layout_header, write_array
+from .splay import hdf5, hdf5_error, header_body, layout_header, set_attrs, write_array
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -284,12 +284,14 @@ class SymbolIndex:
             if len(raw):
                 info = node.chunk_info((0,))
                 chunk = [info.offset, info.size, *inners[0]]
-            a = h.root._v_attrs
-            a.entry_dtype = json.dumps(ENTRY.descr)
-            a.tickstore_index_format = np.int64(INDEX_FORMAT_VERSION)
-            a.table = self.table
-            a.symbol = self.symbol
-            a.partition = self.partition.value
+            set_attrs(
+                h.root,
+                entry_dtype=json.dumps(ENTRY.descr),
+                tickstore_index_format=np.int64(INDEX_FORMAT_VERSION),
+                table=self.table,
+                symbol=self.symbol,
+                partition=self.partition.value,
+            )
             image = h.get_file_image()
         header = {
             "tickstore_index_format": INDEX_FORMAT_VERSION,

@@ -425,23 +425,10 @@ class Table:
     def select_columns(self, symbols, start=None, end=None, *, as_of=None, columns=None, limit=None) -> Columns:
         """``select``'s rows as numpy columns, without pandas.
 
-        Same arguments, checks, errors and rows in the same order as ``select``; the
-        store's read path imports neither pandas nor PyTables (format-3 files).
-
-        Parameters
-        ----------
-        symbols
-            A symbol, or a list of symbols (the result then ends with a ``symbol`` column).
-        start, end
-            Event time, half-open; ``None`` is unbounded.
-        as_of
-            Knowledge time: ``None`` (now), a time (not later than now), or a snapshot name.
-        columns
-            A subset of the table's columns, in the order wanted (default all, schema order).
-        limit
-            At most this many rows (an int >= 0; ``None``: all), exactly the first
-            ``limit`` rows the call without it returns, reading only what they need (see
-            ``select``).
+        Same arguments (``columns`` in the order wanted, default all in schema order),
+        checks, errors (``Raises`` of ``select``) and rows in the same order as
+        ``select``; the store's read path imports neither pandas nor PyTables (format-3
+        files).
 
         Returns
         -------
@@ -450,13 +437,6 @@ class Table:
             ``symbols``), then the columns in their stored dtypes: datetime columns int64
             ns UTC, ``str<N>`` columns numpy bytes ``S<N>`` holding UTF-8, numbers and
             bools as stored; for a list of symbols, last, ``symbol`` (numpy unicode).
-
-        Raises
-        ------
-        PrunedError
-            ``as_of`` lies before the horizon of a ``prune``.
-        FrameError
-            ``limit`` is not an int >= 0 (a bool is refused).
         """
         rows, which, syms, _, _ = self._read(symbols, start, end, as_of, columns, pin=False, limit=limit)
         return to_columns(rows, which, syms)
